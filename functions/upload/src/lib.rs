@@ -1,0 +1,179 @@
+//! The upload API: `POST /upload`, `GET /items`, `GET /items/{id}`, one function behind API Gateway
+//! (and behind the local engine's HTTP server, which calls [`handle`] the same way).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use lambda_http::http::{header, Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::json;
+use state::{now_ms, ImageId, Item, ItemTable, NewUpload, ObjectStore, StateError};
+
+mod config;
+pub use config::Config;
+
+/// What one upload may weigh unless configured: API Gateway's 10 MB payload ceiling.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
+const DEFAULT_LIST_LIMIT: usize = 100;
+const MAX_LIST_LIMIT: usize = 1000;
+
+pub struct Deps {
+    pub table: Arc<dyn ItemTable>,
+    pub store: Arc<dyn ObjectStore>,
+    pub max_upload_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("empty body: send the image bytes, e.g. curl --data-binary @photo.jpg")]
+    Empty,
+    #[error("body is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("not a JPEG or PNG image (the bytes look like {detected}); the Content-Type header is not trusted")]
+    NotAnImage { detected: String },
+    #[error("no item {0}")]
+    NotFound(String),
+    #[error("no route for {method} {path}")]
+    NoRoute { method: Method, path: String },
+    #[error("invalid query: {0}")]
+    BadQuery(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl UploadError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UploadError::Empty | UploadError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            UploadError::NotAnImage { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            UploadError::NotFound(_) | UploadError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            UploadError::State(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            UploadError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Routes one request. Never fails: every error becomes a JSON response with its status.
+pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
+    let method = req.method().clone();
+    let path = route_path(&req);
+    let result = match (method.clone(), segments(&path).as_slice()) {
+        (Method::POST, ["upload"]) => upload(req, deps).await,
+        (Method::GET, ["items"]) => list(&req, deps).await,
+        (Method::GET, ["items", id]) => get(id, deps).await,
+        _ => Err(UploadError::NoRoute { method, path }),
+    };
+    result.unwrap_or_else(|e| {
+        let status = e.status();
+        if status.is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        } else {
+            tracing::info!(error = %e, status = status.as_u16(), "request rejected");
+        }
+        json_response(status, &json!({ "error": e.to_string() }))
+    })
+}
+
+/// The path API Gateway matched, without a stage; a plain HTTP request's own path.
+fn route_path(req: &Request) -> String {
+    let raw = req.raw_http_path();
+    if raw.is_empty() { req.uri().path() } else { raw }.to_owned()
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+#[tracing::instrument(skip_all, fields(image_id))]
+async fn upload(req: Request, deps: &Deps) -> Result<Response<Body>, UploadError> {
+    let body = match req.into_body() {
+        Body::Empty => Bytes::new(),
+        Body::Text(t) => Bytes::from(t),
+        Body::Binary(b) => Bytes::from(b),
+        _ => Bytes::new(),
+    };
+    if body.is_empty() {
+        return Err(UploadError::Empty);
+    }
+    if body.len() > deps.max_upload_bytes {
+        return Err(UploadError::TooLarge {
+            size: body.len(),
+            limit: deps.max_upload_bytes,
+        });
+    }
+    let (content_type, ext) = sniff(&body)?;
+    let id = ImageId::generate();
+    tracing::Span::current().record("image_id", tracing::field::display(id));
+    let object_key = format!("uploads/{id}.{ext}");
+    // The object first: an item never names an object that is not there.
+    deps.store.put(&object_key, body.clone(), content_type).await?;
+    let item = Item::uploaded(
+        NewUpload {
+            id,
+            bucket_name: deps.store.bucket().to_owned(),
+            object_key,
+            content_type: content_type.to_owned(),
+            size: body.len() as u64,
+        },
+        now_ms(),
+    );
+    deps.table.insert(&item).await?;
+    tracing::info!(size = item.size, content_type, "accepted upload");
+    let mut resp = json_response(StatusCode::CREATED, &item);
+    resp.headers_mut().insert(
+        header::LOCATION,
+        format!("/items/{id}").parse().expect("a UUID path is a valid header"),
+    );
+    Ok(resp)
+}
+
+/// The image type, from the bytes alone.
+pub fn sniff(body: &[u8]) -> Result<(&'static str, &'static str), UploadError> {
+    match infer::get(body) {
+        Some(t) if t.mime_type() == "image/jpeg" => Ok(("image/jpeg", "jpg")),
+        Some(t) if t.mime_type() == "image/png" => Ok(("image/png", "png")),
+        Some(t) => Err(UploadError::NotAnImage {
+            detected: t.mime_type().to_owned(),
+        }),
+        None => Err(UploadError::NotAnImage {
+            detected: "unknown data".to_owned(),
+        }),
+    }
+}
+
+async fn list(req: &Request, deps: &Deps) -> Result<Response<Body>, UploadError> {
+    let limit = match req.query_string_parameters_ref().and_then(|q| q.first("limit")) {
+        None => DEFAULT_LIST_LIMIT,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
+            .ok_or_else(|| {
+                UploadError::BadQuery(format!("limit must be 1..={MAX_LIST_LIMIT}, not {v:?}"))
+            })?,
+    };
+    let items = deps.table.list(limit).await?;
+    Ok(json_response(StatusCode::OK, &json!({ "items": items })))
+}
+
+async fn get(id: &str, deps: &Deps) -> Result<Response<Body>, UploadError> {
+    // Ids are server-generated UUIDs: anything else cannot name an item.
+    let parsed: ImageId = id.parse().map_err(|_| UploadError::NotFound(id.to_owned()))?;
+    let item = deps
+        .table
+        .get(parsed)
+        .await?
+        .ok_or_else(|| UploadError::NotFound(id.to_owned()))?;
+    Ok(json_response(StatusCode::OK, &item))
+}
+
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(
+            serde_json::to_string(body).expect("responses serialise to JSON"),
+        ))
+        .expect("a static response is valid")
+}

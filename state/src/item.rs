@@ -1,0 +1,201 @@
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// An item's key: a server-generated UUID, never anything a client chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ImageId(Uuid);
+
+impl ImageId {
+    pub fn generate() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl fmt::Display for ImageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for ImageId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::try_parse(s).map(Self)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Uploaded,
+    Processed,
+    Notified,
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Uploaded,
+        Status::Processed,
+        Status::Notified,
+        Status::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Uploaded => "uploaded",
+            Status::Processed => "processed",
+            Status::Notified => "notified",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// Position on the happy path; `failed` is off it.
+    pub(crate) fn rank(self) -> Option<u8> {
+        match self {
+            Status::Uploaded => Some(0),
+            Status::Processed => Some(1),
+            Status::Notified => Some(2),
+            Status::Failed => None,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Notified | Status::Failed)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown status {s:?}"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub status: Status,
+    pub at: i64,
+}
+
+/// One uploaded image, as stored in the table (DESIGN.md "Item").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    pub id: ImageId,
+    pub status: Status,
+    pub bucket_name: String,
+    pub object_key: String,
+    pub content_type: String,
+    pub size: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renditions: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exif: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// What the upload function knows when it accepts an image.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    pub id: ImageId,
+    pub bucket_name: String,
+    pub object_key: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+impl Item {
+    /// The only way to make an item: it starts `uploaded`, with that first step in its history.
+    pub fn uploaded(new: NewUpload, at: i64) -> Item {
+        Item {
+            id: new.id,
+            status: Status::Uploaded,
+            bucket_name: new.bucket_name,
+            object_key: new.object_key,
+            content_type: new.content_type,
+            size: new.size,
+            created_at: at,
+            updated_at: at,
+            width: None,
+            height: None,
+            format: None,
+            renditions: None,
+            exif: None,
+            message_id: None,
+            notified_at: None,
+            error: None,
+            history: vec![HistoryEntry {
+                status: Status::Uploaded,
+                at,
+            }],
+        }
+    }
+
+    /// Reads an item from a DynamoDB image: a stream record's NewImage/OldImage or an SDK item.
+    pub fn from_image(image: impl Into<serde_dynamo::Item>) -> Result<Item, StateError> {
+        let image: serde_dynamo::Item = image.into();
+        let id = match image.get("id") {
+            Some(serde_dynamo::AttributeValue::S(id)) => id.clone(),
+            _ => "<no id>".to_owned(),
+        };
+        serde_dynamo::from_item(image).map_err(|e| StateError::Corrupt {
+            id,
+            reason: e.to_string(),
+        })
+    }
+
+    /// The item as a DynamoDB image (an SDK item or a stream image).
+    pub fn to_image<I: From<serde_dynamo::Item>>(&self) -> I {
+        serde_dynamo::to_item(self).expect("an Item always serialises to a DynamoDB map")
+    }
+}
+
+/// What processing learned about an image: the facts `uploaded -> processed` records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessedFacts {
+    pub width: u32,
+    pub height: u32,
+    pub format: String,
+    pub renditions: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exif: BTreeMap<String, String>,
+}
+
+/// Milliseconds since the epoch, the unit of every timestamp in an item.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+use crate::StateError;

@@ -1,0 +1,20 @@
+//! The item model and its state machine.
+//!
+//! `uploaded -> processed -> notified`, and `uploaded|processed -> failed`. Every status change goes
+//! through one of the functions in [`transition`], each a single conditional write on a [`ItemTable`];
+//! a write whose condition fails is a typed [`Outcome`] or [`StateError::Conflict`], never a string.
+//! The core (model, transitions, ports, errors) knows nothing of AWS; the adapters that render it for
+//! DynamoDB, S3 and SNS sit beside it in [`aws`].
+
+pub mod aws;
+mod error;
+mod item;
+pub mod memory;
+mod ports;
+pub mod stream;
+pub mod transition;
+
+pub use error::StateError;
+pub use item::{now_ms, HistoryEntry, ImageId, Item, NewUpload, ProcessedFacts, Status};
+pub use ports::{ItemTable, Notice, Notifier, ObjectStore};
+pub use transition::{Outcome, Transition};

@@ -1,0 +1,50 @@
+//! An in-memory table with the same conditional semantics as the real stores, for handler unit
+//! tests. The embedded engine uses SQLite, never this.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::transition::Outcome;
+use crate::{ImageId, Item, ItemTable, StateError, Transition};
+
+#[derive(Debug, Default)]
+pub struct MemoryTable {
+    items: Mutex<HashMap<ImageId, Item>>,
+}
+
+#[async_trait]
+impl ItemTable for MemoryTable {
+    async fn insert(&self, item: &Item) -> Result<(), StateError> {
+        let mut items = self.items.lock().expect("table lock");
+        if items.contains_key(&item.id) {
+            return Err(StateError::Duplicate(item.id));
+        }
+        items.insert(item.id, item.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: ImageId) -> Result<Option<Item>, StateError> {
+        Ok(self.items.lock().expect("table lock").get(&id).cloned())
+    }
+
+    async fn list(&self, limit: usize) -> Result<Vec<Item>, StateError> {
+        let mut all: Vec<Item> = self.items.lock().expect("table lock").values().cloned().collect();
+        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    async fn advance(&self, id: ImageId, t: &Transition) -> Result<Outcome, StateError> {
+        let mut items = self.items.lock().expect("table lock");
+        match items.get(&id) {
+            Some(current) if current.status == t.from() => {
+                let next = t.apply_to(current);
+                items.insert(id, next.clone());
+                Ok(Outcome::Applied(next))
+            }
+            current => t.classify(id, current.cloned()),
+        }
+    }
+}

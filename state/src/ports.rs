@@ -1,0 +1,48 @@
+//! The small traits the functions depend on. Each has an AWS adapter ([`crate::aws`]) and an
+//! embedded one (the `local` crate).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{ImageId, Item, StateError, Transition};
+use crate::transition::Outcome;
+
+/// The items table.
+#[async_trait]
+pub trait ItemTable: Send + Sync {
+    /// Writes a new `uploaded` item; an existing id is [`StateError::Duplicate`].
+    async fn insert(&self, item: &Item) -> Result<(), StateError>;
+    /// Reads one item, strongly consistent.
+    async fn get(&self, id: ImageId) -> Result<Option<Item>, StateError>;
+    /// Up to `limit` items, newest first.
+    async fn list(&self, limit: usize) -> Result<Vec<Item>, StateError>;
+    /// Applies `t` as one conditional write (`status = t.from()`). A false condition is classified
+    /// by [`Transition::classify`]. Only `state::transition` calls this.
+    async fn advance(&self, id: ImageId, t: &Transition) -> Result<Outcome, StateError>;
+}
+
+/// The bucket holding originals and renditions.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    fn bucket(&self) -> &str;
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StateError>;
+    /// A missing key is [`StateError::ObjectMissing`].
+    async fn get(&self, key: &str) -> Result<Bytes, StateError>;
+}
+
+/// One notice about one item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// Names the event this notice is about; a notifier that can deduplicate (the local mailbox)
+    /// sends one notice per key, however often it is published.
+    pub dedup_key: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// The SNS topic.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Publishes and returns the message id.
+    async fn publish(&self, notice: &Notice) -> Result<String, StateError>;
+}

@@ -1,0 +1,231 @@
+//! The legal status changes, and the one function for each that makes it.
+//!
+//! A [`Transition`] can only be built here, by [`processed`], [`notified`] and [`failed`]; stores
+//! apply it with [`ItemTable::advance`] as one conditional write (`status = from`). A store that finds
+//! the condition false hands the current item to [`Transition::classify`], which says whether the work
+//! was already done (a duplicate or replayed record: success) or the item went another way (conflict).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::{now_ms, HistoryEntry, ImageId, Item, ItemTable, ProcessedFacts, StateError, Status};
+
+/// Every legal `(from, to)` pair; nothing else changes an item's status.
+pub const LEGAL: [(Status, Status); 4] = [
+    (Status::Uploaded, Status::Processed),
+    (Status::Processed, Status::Notified),
+    (Status::Uploaded, Status::Failed),
+    (Status::Processed, Status::Failed),
+];
+
+pub fn is_legal(from: Status, to: Status) -> bool {
+    LEGAL.contains(&(from, to))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    from: Status,
+    to: Status,
+    at: i64,
+    change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Change {
+    Processed(ProcessedFacts),
+    Notified { message_id: String },
+    Failed { error: String },
+}
+
+/// The result of a transition whose write was accepted, or found already made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// This call moved the item; here it is after the write.
+    Applied(Item),
+    /// The item is already at (or past) the target: a duplicate or late record. Nothing was written.
+    AlreadyDone(Item),
+}
+
+impl Outcome {
+    pub fn item(&self) -> &Item {
+        match self {
+            Outcome::Applied(item) | Outcome::AlreadyDone(item) => item,
+        }
+    }
+}
+
+/// The attributes a transition sets, by their table names; `history` is appended separately.
+#[derive(Debug, Serialize)]
+pub struct Updates<'a> {
+    pub status: Status,
+    pub updated_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renditions: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exif: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notified_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+}
+
+impl Transition {
+    pub fn from(&self) -> Status {
+        self.from
+    }
+
+    pub fn to(&self) -> Status {
+        self.to
+    }
+
+    /// When the transition happens (epoch ms): its `updated_at` and history timestamp.
+    pub fn at(&self) -> i64 {
+        self.at
+    }
+
+    /// The attributes this transition sets.
+    pub fn updates(&self) -> Updates<'_> {
+        let at = self.at;
+        let mut u = Updates {
+            status: self.to,
+            updated_at: at,
+            width: None,
+            height: None,
+            format: None,
+            renditions: None,
+            exif: None,
+            message_id: None,
+            notified_at: None,
+            error: None,
+        };
+        match &self.change {
+            Change::Processed(f) => {
+                u.width = Some(f.width);
+                u.height = Some(f.height);
+                u.format = Some(&f.format);
+                u.renditions = Some(&f.renditions);
+                u.exif = (!f.exif.is_empty()).then_some(&f.exif);
+            }
+            Change::Notified { message_id } => {
+                u.message_id = Some(message_id);
+                u.notified_at = Some(at);
+            }
+            Change::Failed { error } => u.error = Some(error),
+        }
+        u
+    }
+
+    /// The history entry this transition appends.
+    pub fn history_entry(&self) -> HistoryEntry {
+        HistoryEntry {
+            status: self.to,
+            at: self.at,
+        }
+    }
+
+    /// The item after this transition, for stores that write whole items (SQLite). The caller has
+    /// checked `item.status == self.from()` in the same transaction.
+    pub fn apply_to(&self, item: &Item) -> Item {
+        let at = self.at;
+        let mut next = item.clone();
+        next.status = self.to;
+        next.updated_at = at;
+        match &self.change {
+            Change::Processed(f) => {
+                next.width = Some(f.width);
+                next.height = Some(f.height);
+                next.format = Some(f.format.clone());
+                next.renditions = Some(f.renditions.clone());
+                next.exif = (!f.exif.is_empty()).then(|| f.exif.clone());
+            }
+            Change::Notified { message_id } => {
+                next.message_id = Some(message_id.clone());
+                next.notified_at = Some(at);
+            }
+            Change::Failed { error } => next.error = Some(error.clone()),
+        }
+        next.history.push(self.history_entry());
+        next
+    }
+
+    /// What a rejected write means, given the item as the store found it (`None`: no such item).
+    pub fn classify(&self, id: ImageId, current: Option<Item>) -> Result<Outcome, StateError> {
+        let current = current.ok_or(StateError::NotFound(id))?;
+        let done = current.status == self.to
+            || matches!(
+                (current.status.rank(), self.to.rank()),
+                (Some(now), Some(target)) if now > target
+            );
+        if done {
+            Ok(Outcome::AlreadyDone(current))
+        } else {
+            Err(StateError::Conflict {
+                id,
+                expected: self.from,
+                found: current.status,
+            })
+        }
+    }
+}
+
+/// `uploaded -> processed`, recording what processing found.
+#[tracing::instrument(skip(table, facts), fields(image_id = %id))]
+pub async fn processed(
+    table: &dyn ItemTable,
+    id: ImageId,
+    facts: ProcessedFacts,
+) -> Result<Outcome, StateError> {
+    let t = Transition {
+        from: Status::Uploaded,
+        to: Status::Processed,
+        at: now_ms(),
+        change: Change::Processed(facts),
+    };
+    table.advance(id, &t).await
+}
+
+/// `processed -> notified`, recording the notice's message id.
+#[tracing::instrument(skip(table), fields(image_id = %id))]
+pub async fn notified(
+    table: &dyn ItemTable,
+    id: ImageId,
+    message_id: String,
+) -> Result<Outcome, StateError> {
+    let t = Transition {
+        from: Status::Processed,
+        to: Status::Notified,
+        at: now_ms(),
+        change: Change::Notified { message_id },
+    };
+    table.advance(id, &t).await
+}
+
+/// `uploaded|processed -> failed`, for a permanent error. `from` is the status the caller saw.
+#[tracing::instrument(skip(table, error), fields(image_id = %id))]
+pub async fn failed(
+    table: &dyn ItemTable,
+    id: ImageId,
+    from: Status,
+    error: String,
+) -> Result<Outcome, StateError> {
+    let t = Transition {
+        from,
+        to: Status::Failed,
+        at: now_ms(),
+        change: Change::Failed { error },
+    };
+    if !is_legal(from, Status::Failed) {
+        // Not a status that can fail (already notified or failed): say what the item is instead.
+        return t.classify(id, table.get(id).await?);
+    }
+    table.advance(id, &t).await
+}
