@@ -1,1 +1,75 @@
+//! The `notice` stream handler: for each item that just became `processed`, publish one notice
+//! naming it, then move it `processed -> notified` with the message id.
+//!
+//! Publish comes before the write, so a crash between the two republishes on retry. The local
+//! mailbox deduplicates on the notice's key; a standard SNS topic cannot (README: failure semantics).
 
+use std::fmt::Write;
+use std::sync::Arc;
+
+use aws_lambda_events::dynamodb::Event;
+use aws_lambda_events::streams::DynamoDbEventResponse;
+use lambda_runtime::LambdaEvent;
+use state::{transition, Item, ItemTable, Notice, Notifier, StateError, Status};
+
+pub struct Deps {
+    pub table: Arc<dyn ItemTable>,
+    pub notifier: Arc<dyn Notifier>,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NoticeError {
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl From<NoticeError> for lambda_runtime::Diagnostic {
+    fn from(e: NoticeError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: "NoticeError".into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+pub async fn handle(
+    event: LambdaEvent<Event>,
+    deps: &Deps,
+) -> Result<DynamoDbEventResponse, NoticeError> {
+    Ok(state::stream::run_batch(event.payload, deps.concurrency, |item| notify_item(item, deps)).await)
+}
+
+#[tracing::instrument(skip_all, fields(image_id = %item.id))]
+async fn notify_item(item: Item, deps: &Deps) -> Result<(), StateError> {
+    if item.status != Status::Processed {
+        tracing::debug!(status = %item.status, "not newly processed; skipped");
+        return Ok(());
+    }
+    let message_id = deps.notifier.publish(&notice_for(&item)).await?;
+    transition::notified(deps.table.as_ref(), item.id, message_id).await?;
+    Ok(())
+}
+
+/// The notice for a processed item: its id, size, dimensions and where its renditions are.
+pub fn notice_for(item: &Item) -> Notice {
+    let mut body = String::new();
+    let _ = writeln!(body, "Your image has been processed.\n");
+    let _ = writeln!(body, "id:       {}", item.id);
+    let _ = writeln!(body, "original: s3://{}/{}", item.bucket_name, item.object_key);
+    let _ = writeln!(body, "size:     {} bytes", item.size);
+    if let (Some(w), Some(h), Some(f)) = (item.width, item.height, &item.format) {
+        let _ = writeln!(body, "image:    {w}x{h} {f}");
+    }
+    if let Some(renditions) = &item.renditions {
+        let _ = writeln!(body, "renditions:");
+        for (name, key) in renditions {
+            let _ = writeln!(body, "  {name}: s3://{}/{key}", item.bucket_name);
+        }
+    }
+    Notice {
+        dedup_key: format!("{}/notified", item.id),
+        subject: format!("Image processed: {}", item.id),
+        body,
+    }
+}

@@ -1,1 +1,97 @@
+//! The `process` stream handler: for each new `uploaded` item, decode the original once, write its
+//! renditions under `processed/<id>/`, and move it `uploaded -> processed` with what was learned. A
+//! file that is not a decodable image (or is over the pixel budget) moves it to `failed` instead, and
+//! is never retried.
 
+use std::sync::Arc;
+
+use aws_lambda_events::dynamodb::Event;
+use aws_lambda_events::streams::DynamoDbEventResponse;
+use lambda_runtime::LambdaEvent;
+use state::{transition, Item, ItemTable, ObjectStore, ProcessedFacts, StateError, Status};
+
+pub mod imaging;
+mod settings;
+
+pub use imaging::{render, ImageError, Rendered};
+pub use settings::{Format, RenditionSpec, Settings, Size};
+
+pub struct Deps {
+    pub table: Arc<dyn ItemTable>,
+    pub store: Arc<dyn ObjectStore>,
+    pub settings: Arc<Settings>,
+    /// Records of one batch worked on at once (decoding runs on blocking threads).
+    pub concurrency: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl From<ProcessError> for lambda_runtime::Diagnostic {
+    fn from(e: ProcessError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: "ProcessError".into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+pub async fn handle(
+    event: LambdaEvent<Event>,
+    deps: &Deps,
+) -> Result<DynamoDbEventResponse, ProcessError> {
+    Ok(state::stream::run_batch(event.payload, deps.concurrency, |item| process_item(item, deps)).await)
+}
+
+/// Where a rendition of an item is stored.
+pub fn rendition_key(item: &Item, spec: &RenditionSpec) -> String {
+    format!("processed/{}/{}.{}", item.id, spec.name, spec.format.extension())
+}
+
+#[tracing::instrument(skip_all, fields(image_id = %item.id))]
+async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
+    if item.status != Status::Uploaded {
+        // The mapping's filter only sends new uploads; anything else is not ours.
+        tracing::debug!(status = %item.status, "not an upload; skipped");
+        return Ok(());
+    }
+    let original = match deps.store.get(&item.object_key).await {
+        Ok(bytes) => bytes,
+        Err(StateError::ObjectMissing(key)) => {
+            return fail(deps, &item, format!("original object {key} is missing")).await
+        }
+        Err(e) => return Err(e),
+    };
+    let settings = deps.settings.clone();
+    let rendered = tokio::task::spawn_blocking(move || render(&original, &settings)).await;
+    let rendered = match rendered {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return fail(deps, &item, e.to_string()).await,
+        Err(join) => return fail(deps, &item, format!("decoder crashed: {join}")).await,
+    };
+    let mut facts = ProcessedFacts {
+        width: rendered.width,
+        height: rendered.height,
+        format: rendered.format.to_owned(),
+        exif: rendered.exif,
+        ..Default::default()
+    };
+    for out in rendered.renditions {
+        let key = rendition_key(&item, &out.spec);
+        deps.store
+            .put(&key, out.bytes, out.spec.format.content_type())
+            .await?;
+        facts.renditions.insert(out.spec.name.clone(), key);
+    }
+    transition::processed(deps.table.as_ref(), item.id, facts).await?;
+    Ok(())
+}
+
+async fn fail(deps: &Deps, item: &Item, error: String) -> Result<(), StateError> {
+    tracing::info!(%error, "image rejected");
+    transition::failed(deps.table.as_ref(), item.id, Status::Uploaded, error).await?;
+    Ok(())
+}
