@@ -21,12 +21,10 @@ where
     Fut: Future<Output = Result<(), StateError>>,
 {
     let records = event.records;
-    let results: Vec<Result<(), StateError>> = futures::stream::iter(records.iter())
-        .map(|record| {
-            let item = item_of(record);
-            let step = &step;
-            async move { step(item?).await }
-        })
+    let items: Vec<Result<Item, StateError>> = records.iter().map(item_of).collect();
+    let step = &step;
+    let results: Vec<Result<(), StateError>> = futures::stream::iter(items)
+        .map(|item| async move { step(item?).await })
         .buffered(concurrency.max(1))
         .collect()
         .await;

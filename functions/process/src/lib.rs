@@ -11,7 +11,7 @@ use lambda_runtime::LambdaEvent;
 use state::{transition, Item, ItemTable, ObjectStore, ProcessedFacts, StateError, Status};
 
 pub mod imaging;
-mod settings;
+pub mod settings;
 
 pub use imaging::{render, ImageError, Rendered};
 pub use settings::{Format, RenditionSpec, Settings, Size};

@@ -1,0 +1,181 @@
+//! `uploader`: the local engine's command line.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use state::ItemTable;
+
+use crate::{Engine, EngineConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "uploader", version, about = "The image-upload pipeline on one machine")]
+pub struct Cli {
+    /// Where the table, objects and mail live.
+    #[arg(long, env = "DATA_DIR", default_value = ".data", global = true)]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API and both stream functions until Ctrl-C.
+    Serve {
+        /// Loopback address to listen on.
+        #[arg(long, env = "ADDR", default_value = "127.0.0.1:3000")]
+        addr: SocketAddr,
+        /// Address the topic's email subscription delivers to (one .eml per notice in DATA_DIR/mail).
+        #[arg(long, env = "EMAIL", default_value = "you@example.com")]
+        email: String,
+        /// A template other than the one built in.
+        #[arg(long, env = "TEMPLATE")]
+        template: Option<PathBuf>,
+        /// Template parameter overrides, e.g. --parameter MaxPixels=1000000.
+        #[arg(long = "parameter", value_parser = parse_key_value)]
+        parameters: Vec<(String, String)>,
+    },
+    /// List items, newest first.
+    Items {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one item as JSON.
+    Item { id: String },
+    /// Run the process step on files: write their renditions to --out, print metadata as JSON lines.
+    Process {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Renditions, as template.yaml's Renditions parameter.
+        #[arg(long, env = "RENDITIONS", default_value = process::settings::DEFAULT_RENDITIONS)]
+        renditions: String,
+        #[arg(long, env = "MAX_PIXELS", default_value_t = process::settings::DEFAULT_MAX_PIXELS)]
+        max_pixels: u64,
+    },
+    /// Deliver the whole stream again to every mapping (a running engine picks it up).
+    Replay,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not Key=Value"))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { addr, email, template, parameters } => {
+            let mut cfg = EngineConfig::new(&cli.data_dir);
+            cfg.email = email;
+            if let Some(path) = template {
+                cfg.template = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            }
+            cfg.parameters = parameters.into_iter().collect::<BTreeMap<_, _>>();
+            let engine = Engine::open(cfg)?;
+            let (stop_tx, stop) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            engine.serve(addr, stop).await?;
+            Ok(())
+        }
+        Command::Items { limit, json } => {
+            let engine = Engine::open(EngineConfig::new(&cli.data_dir))?;
+            let items = engine.table.list(limit).await?;
+            if json {
+                for item in items {
+                    println!("{}", serde_json::to_string(&item)?);
+                }
+            } else {
+                println!("{:<36}  {:<9}  {:>9}  {:>11}  renditions", "id", "status", "bytes", "dimensions");
+                for i in items {
+                    let dims = i.width.zip(i.height).map(|(w, h)| format!("{w}x{h}")).unwrap_or_default();
+                    let rends = i.renditions.map(|r| r.into_keys().collect::<Vec<_>>().join(",")).unwrap_or_default();
+                    println!("{:<36}  {:<9}  {:>9}  {:>11}  {rends}", i.id, i.status, i.size, dims);
+                }
+            }
+            Ok(())
+        }
+        Command::Item { id } => {
+            let engine = Engine::open(EngineConfig::new(&cli.data_dir))?;
+            let parsed = id.parse().map_err(|_| anyhow::anyhow!("{id:?} is not an item id (a UUID)"))?;
+            let item = engine.table.get(parsed).await?.ok_or_else(|| anyhow::anyhow!("no item {id}"))?;
+            println!("{}", serde_json::to_string_pretty(&item)?);
+            Ok(())
+        }
+        Command::Process { files, out, renditions, max_pixels } => {
+            let settings = process::Settings::parse(&renditions, max_pixels)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let mut failed = 0;
+            for file in files {
+                let line = process_file(&file, &out, &settings);
+                if line.get("error").is_some() {
+                    failed += 1;
+                }
+                println!("{line}");
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} file(s) could not be processed");
+            }
+            Ok(())
+        }
+        Command::Replay => {
+            let engine = Engine::open(EngineConfig::new(&cli.data_dir))?;
+            engine.db.reset_checkpoints(true).await?;
+            println!("every mapping will read the stream again from its start");
+            Ok(())
+        }
+    }
+}
+
+fn process_file(file: &std::path::Path, out: &std::path::Path, settings: &process::Settings) -> serde_json::Value {
+    let name = file.display().to_string();
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => return serde_json::json!({ "file": name, "error": e.to_string() }),
+    };
+    let rendered = match process::render(&bytes, settings) {
+        Ok(r) => r,
+        Err(e) => return serde_json::json!({ "file": name, "error": e.to_string() }),
+    };
+    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let mut renditions = serde_json::Map::new();
+    for r in &rendered.renditions {
+        let path = out.join(format!("{stem}.{}.{}", r.spec.name, r.spec.format.extension()));
+        if let Err(e) = std::fs::write(&path, &r.bytes) {
+            return serde_json::json!({ "file": name, "error": format!("writing {}: {e}", path.display()) });
+        }
+        renditions.insert(r.spec.name.clone(), serde_json::json!({ "path": path.display().to_string(), "bytes": r.bytes.len() }));
+    }
+    serde_json::json!({
+        "file": name,
+        "format": rendered.format,
+        "width": rendered.width,
+        "height": rendered.height,
+        "size": bytes.len(),
+        "exif": rendered.exif,
+        "renditions": renditions,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

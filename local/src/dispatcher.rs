@@ -1,0 +1,262 @@
+//! One event source mapping: reads the stream after its checkpoint, drops what its FilterCriteria
+//! do not match, delivers batches as the JSON Lambda sends, and moves the checkpoint as Lambda does.
+//!
+//! - success: the checkpoint passes the whole batch;
+//! - `batchItemFailures` (with ReportBatchItemFailures): the checkpoint moves to just before the
+//!   lowest failed sequence number and the rest is delivered again; an identifier that names no
+//!   record of the batch fails the whole batch;
+//! - a function error: the whole batch is retried, halved first if BisectBatchOnFunctionError;
+//! - after MaximumRetryAttempts retries, or past MaximumRecordAgeInSeconds, the records go to the
+//!   on-failure destination (the dead-letter table) and the checkpoint passes them.
+//!
+//! There is one cursor per mapping, so the records of one item are delivered in order.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use crate::db::{parse_sequence_number, Database, StreamRecord};
+use crate::metrics::Metrics;
+use crate::template::StreamMapping;
+
+/// How many stream records one step looks at, at most.
+const SCAN_WINDOW: usize = 2_000;
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A function a mapping invokes: takes Lambda's event JSON, answers with the function's JSON, or
+/// fails as a Lambda function error does.
+#[async_trait]
+pub trait StreamFunction: Send + Sync {
+    async fn invoke(&self, event: Value) -> Result<Value, String>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing after the checkpoint.
+    Idle,
+    /// The checkpoint moved.
+    Progressed,
+    /// A batch failed; try again after this pause.
+    Retrying(Duration),
+}
+
+struct Retry {
+    /// The first record of the failing batch.
+    seq: u64,
+    attempts: u32,
+    /// Batch size while bisecting.
+    limit: usize,
+}
+
+pub struct Dispatcher {
+    function: String,
+    mapping: Arc<StreamMapping>,
+    db: Database,
+    target: Arc<dyn StreamFunction>,
+    metrics: Metrics,
+    backoff: Duration,
+    retry: Option<Retry>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        function: impl Into<String>,
+        mapping: Arc<StreamMapping>,
+        db: Database,
+        target: Arc<dyn StreamFunction>,
+        metrics: Metrics,
+        backoff: Duration,
+    ) -> Dispatcher {
+        let function = function.into();
+        metrics.register_function(&function);
+        Dispatcher {
+            function,
+            mapping,
+            db,
+            target,
+            metrics,
+            backoff,
+            retry: None,
+        }
+    }
+
+    pub fn function(&self) -> &str {
+        &self.function
+    }
+
+    pub fn mapping_name(&self) -> &str {
+        &self.mapping.name
+    }
+
+    /// Delivers at most one batch.
+    pub async fn step(&mut self) -> anyhow::Result<Step> {
+        let checkpoint = self.db.checkpoint(&self.mapping.name).await?;
+        let scanned = self.db.read_stream(checkpoint, SCAN_WINDOW).await?;
+        if scanned.is_empty() {
+            return Ok(Step::Idle);
+        }
+        let limit = self.retry.as_ref().map_or(self.mapping.batch_size, |r| r.limit);
+        let now = state::now_ms();
+        let mut batch: Vec<StreamRecord> = Vec::new();
+        let mut expired: Vec<StreamRecord> = Vec::new();
+        let mut filtered: Vec<u64> = Vec::new();
+        let mut end = checkpoint;
+        for record in scanned {
+            if !self.mapping.filters.matches(&record.record) {
+                filtered.push(record.seq);
+            } else if batch.is_empty() && self.is_expired(&record, now) {
+                // Lambda drops records past their age before invoking; they are oldest, so first.
+                expired.push(record.clone());
+            } else if batch.len() == limit {
+                break;
+            } else {
+                batch.push(record.clone());
+            }
+            end = record.seq;
+        }
+        if !expired.is_empty() {
+            let last = expired.last().map_or(checkpoint, |r| r.seq);
+            let through = batch.first().map_or(end, |first| first.seq - 1).max(last);
+            self.dead_letter(expired, "record is older than MaximumRecordAgeInSeconds", through)
+                .await?;
+            self.count_filtered(&filtered, through);
+            return Ok(Step::Progressed);
+        }
+        if batch.is_empty() {
+            self.commit(end, &filtered).await?;
+            return Ok(Step::Progressed);
+        }
+
+        let f = self.function.as_str();
+        self.metrics.invocations.with_label_values(&[f]).inc();
+        self.metrics.records_delivered.with_label_values(&[f]).inc_by(batch.len() as u64);
+        let newest = batch.last().map_or(now, |r| r.created_ms);
+        self.metrics
+            .iterator_age
+            .with_label_values(&[f])
+            .set((now - newest).max(0) as f64 / 1000.0);
+        let event = json!({ "Records": batch.iter().map(|r| &r.record).collect::<Vec<_>>() });
+        let started = Instant::now();
+        let result = self.target.invoke(event).await;
+        self.metrics
+            .duration
+            .with_label_values(&[f])
+            .observe(started.elapsed().as_secs_f64());
+
+        let reason = match result {
+            Ok(response) if !self.mapping.report_batch_item_failures => {
+                let _ = response; // without ReportBatchItemFailures, Lambda ignores the answer
+                None
+            }
+            Ok(response) => match failed_sequence_numbers(&response) {
+                Ok(failed) if failed.is_empty() => None,
+                Ok(failed) => {
+                    let lowest = failed.iter().copied().min().unwrap_or_default();
+                    if batch.iter().any(|r| r.seq == lowest) {
+                        self.metrics.errors.with_label_values(&[f]).inc();
+                        // Everything before the lowest failure is done.
+                        let done = lowest - 1;
+                        self.commit(done, &filtered).await?;
+                        let rest: Vec<StreamRecord> = batch.into_iter().filter(|r| r.seq >= lowest).collect();
+                        return self.failed(rest, "the function reported batch item failures", false, end).await;
+                    }
+                    Some(format!("batchItemFailures names {lowest}, which is not in the batch"))
+                }
+                Err(why) => Some(why),
+            },
+            Err(error) => Some(format!("function error: {error}")),
+        };
+        match reason {
+            None => {
+                self.retry = None;
+                self.commit(end, &filtered).await?;
+                Ok(Step::Progressed)
+            }
+            Some(reason) => {
+                self.metrics.errors.with_label_values(&[f]).inc();
+                let bisect = self.mapping.bisect_on_error;
+                self.failed(batch, &reason, bisect, end).await
+            }
+        }
+    }
+
+    fn is_expired(&self, record: &StreamRecord, now: i64) -> bool {
+        self.mapping
+            .maximum_record_age
+            .is_some_and(|age| now - record.created_ms > age.as_millis() as i64)
+    }
+
+    /// `records` (oldest first) failed. Halve, retry, or give up on them.
+    async fn failed(&mut self, records: Vec<StreamRecord>, reason: &str, may_bisect: bool, end: u64) -> anyhow::Result<Step> {
+        let first = records[0].seq;
+        let (attempts, limit) = match &self.retry {
+            Some(r) if r.seq == first => (r.attempts, r.limit),
+            _ => (0, self.mapping.batch_size),
+        };
+        tracing::warn!(function = %self.function, first, records = records.len(), attempts, reason, "batch failed");
+        if may_bisect && records.len() > 1 {
+            // Bisection retries the halves; it does not count against the retry budget.
+            self.retry = Some(Retry { seq: first, attempts, limit: (records.len() / 2).max(1).min(limit) });
+            return Ok(Step::Retrying(Duration::ZERO));
+        }
+        let attempts = attempts + 1;
+        if self.mapping.maximum_retry_attempts.is_some_and(|max| attempts > max) {
+            self.retry = None;
+            let through = if records.len() == 1 { first } else { end };
+            self.dead_letter(records, &format!("retries exhausted: {reason}"), through).await?;
+            return Ok(Step::Progressed);
+        }
+        self.retry = Some(Retry { seq: first, attempts, limit });
+        let pause = self.backoff.saturating_mul(1 << (attempts - 1).min(16)).min(MAX_BACKOFF);
+        Ok(Step::Retrying(pause))
+    }
+
+    async fn dead_letter(&mut self, records: Vec<StreamRecord>, reason: &str, through: u64) -> anyhow::Result<()> {
+        let f = self.function.as_str();
+        self.metrics.dead_letters.with_label_values(&[f]).inc_by(records.len() as u64);
+        tracing::error!(function = %f, records = records.len(), reason, "sent to the on-failure destination");
+        self.db
+            .dead_letter(&self.mapping.name, records, reason.to_owned(), through)
+            .await
+    }
+
+    async fn commit(&mut self, checkpoint: u64, filtered: &[u64]) -> anyhow::Result<()> {
+        self.db.set_checkpoint(&self.mapping.name, checkpoint).await?;
+        self.count_filtered(filtered, checkpoint);
+        Ok(())
+    }
+
+    /// Counts a dropped record once: when the checkpoint passes it.
+    fn count_filtered(&self, filtered: &[u64], checkpoint: u64) {
+        let passed = filtered.iter().filter(|&&s| s <= checkpoint).count() as u64;
+        self.metrics
+            .records_filtered
+            .with_label_values(&[self.function.as_str()])
+            .inc_by(passed);
+    }
+
+    pub fn db_handle(&self) -> Database {
+        self.db.clone()
+    }
+}
+
+/// The sequence numbers a function's `batchItemFailures` names; a malformed answer is an error.
+fn failed_sequence_numbers(response: &Value) -> Result<Vec<u64>, String> {
+    let Some(failures) = response.get("batchItemFailures") else {
+        return Ok(Vec::new());
+    };
+    let Some(failures) = failures.as_array() else {
+        return Err("batchItemFailures is not a list".into());
+    };
+    failures
+        .iter()
+        .map(|f| {
+            f.get("itemIdentifier")
+                .and_then(Value::as_str)
+                .and_then(parse_sequence_number)
+                .ok_or_else(|| format!("malformed batch item failure {f}"))
+        })
+        .collect()
+}

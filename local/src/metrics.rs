@@ -1,0 +1,101 @@
+//! `GET /metrics`: the local twin of the Lambda metrics the console shows (Invocations, Errors,
+//! Duration, IteratorAge), per function, in Prometheus text.
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub invocations: IntCounterVec,
+    pub records_delivered: IntCounterVec,
+    pub records_filtered: IntCounterVec,
+    pub errors: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub iterator_age: GaugeVec,
+    pub duration: HistogramVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounterVec::new(Opts::new(name, help), &["function"]).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let invocations = counter("pipeline_invocations_total", "Batches the function was invoked with.");
+        let records_delivered = counter(
+            "pipeline_records_delivered_total",
+            "Stream records delivered to the function (after filtering).",
+        );
+        let records_filtered = counter(
+            "pipeline_records_filtered_total",
+            "Stream records the mapping's FilterCriteria dropped.",
+        );
+        let errors = counter(
+            "pipeline_errors_total",
+            "Invocations that failed or reported batch item failures.",
+        );
+        let dead_letters = counter(
+            "pipeline_dead_letters_total",
+            "Records sent to the on-failure destination.",
+        );
+        let iterator_age = GaugeVec::new(
+            Opts::new(
+                "pipeline_iterator_age_seconds",
+                "Age of the last record delivered when it was delivered.",
+            ),
+            &["function"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(iterator_age.clone())).expect("unique metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new("pipeline_duration_seconds", "Time the function took per invocation.")
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["function"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(duration.clone())).expect("unique metric");
+        Metrics {
+            registry,
+            invocations,
+            records_delivered,
+            records_filtered,
+            errors,
+            dead_letters,
+            iterator_age,
+            duration,
+        }
+    }
+
+    /// Makes every series exist at zero, so a scrape shows the function before its first record.
+    pub fn register_function(&self, function: &str) {
+        for c in [
+            &self.invocations,
+            &self.records_delivered,
+            &self.records_filtered,
+            &self.errors,
+            &self.dead_letters,
+        ] {
+            c.with_label_values(&[function]);
+        }
+        self.iterator_age.with_label_values(&[function]);
+        self.duration.with_label_values(&[function]);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("prometheus text encodes");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}
