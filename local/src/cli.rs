@@ -11,7 +11,11 @@ use state::ItemTable;
 use crate::{Engine, EngineConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "uploader", version, about = "The image-upload pipeline on one machine")]
+#[command(
+    name = "uploader",
+    version,
+    about = "The image-upload pipeline on one machine"
+)]
 pub struct Cli {
     /// Where the table, objects and mail live.
     #[arg(long, env = "DATA_DIR", default_value = ".data", global = true)]
@@ -71,11 +75,17 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { addr, email, template, parameters } => {
+        Command::Serve {
+            addr,
+            email,
+            template,
+            parameters,
+        } => {
             let mut cfg = EngineConfig::new(&cli.data_dir);
             cfg.email = email;
             if let Some(path) = template {
-                cfg.template = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                cfg.template = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
             }
             cfg.parameters = parameters.into_iter().collect::<BTreeMap<_, _>>();
             let engine = Engine::open(cfg)?;
@@ -95,23 +105,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{}", serde_json::to_string(&item)?);
                 }
             } else {
-                println!("{:<36}  {:<9}  {:>9}  {:>11}  renditions", "id", "status", "bytes", "dimensions");
+                println!(
+                    "{:<36}  {:<9}  {:>9}  {:>11}  renditions",
+                    "id", "status", "bytes", "dimensions"
+                );
                 for i in items {
-                    let dims = i.width.zip(i.height).map(|(w, h)| format!("{w}x{h}")).unwrap_or_default();
-                    let rends = i.renditions.map(|r| r.into_keys().collect::<Vec<_>>().join(",")).unwrap_or_default();
-                    println!("{:<36}  {:<9}  {:>9}  {:>11}  {rends}", i.id, i.status, i.size, dims);
+                    let dims = i
+                        .width
+                        .zip(i.height)
+                        .map(|(w, h)| format!("{w}x{h}"))
+                        .unwrap_or_default();
+                    let rends = i
+                        .renditions
+                        .map(|r| r.into_keys().collect::<Vec<_>>().join(","))
+                        .unwrap_or_default();
+                    println!(
+                        "{:<36}  {:<9}  {:>9}  {:>11}  {rends}",
+                        i.id, i.status, i.size, dims
+                    );
                 }
             }
             Ok(())
         }
         Command::Item { id } => {
             let engine = Engine::open(EngineConfig::new(&cli.data_dir))?;
-            let parsed = id.parse().map_err(|_| anyhow::anyhow!("{id:?} is not an item id (a UUID)"))?;
-            let item = engine.table.get(parsed).await?.ok_or_else(|| anyhow::anyhow!("no item {id}"))?;
+            let parsed = id
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{id:?} is not an item id (a UUID)"))?;
+            let item = engine
+                .table
+                .get(parsed)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no item {id}"))?;
             println!("{}", serde_json::to_string_pretty(&item)?);
             Ok(())
         }
-        Command::Process { files, out, renditions, max_pixels } => {
+        Command::Process {
+            files,
+            out,
+            renditions,
+            max_pixels,
+        } => {
             let settings = process::Settings::parse(&renditions, max_pixels)?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let mut failed = 0;
@@ -136,7 +170,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn process_file(file: &std::path::Path, out: &std::path::Path, settings: &process::Settings) -> serde_json::Value {
+fn process_file(
+    file: &std::path::Path,
+    out: &std::path::Path,
+    settings: &process::Settings,
+) -> serde_json::Value {
     let name = file.display().to_string();
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
@@ -146,14 +184,24 @@ fn process_file(file: &std::path::Path, out: &std::path::Path, settings: &proces
         Ok(r) => r,
         Err(e) => return serde_json::json!({ "file": name, "error": e.to_string() }),
     };
-    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
     let mut renditions = serde_json::Map::new();
     for r in &rendered.renditions {
-        let path = out.join(format!("{stem}.{}.{}", r.spec.name, r.spec.format.extension()));
+        let path = out.join(format!(
+            "{stem}.{}.{}",
+            r.spec.name,
+            r.spec.format.extension()
+        ));
         if let Err(e) = std::fs::write(&path, &r.bytes) {
             return serde_json::json!({ "file": name, "error": format!("writing {}: {e}", path.display()) });
         }
-        renditions.insert(r.spec.name.clone(), serde_json::json!({ "path": path.display().to_string(), "bytes": r.bytes.len() }));
+        renditions.insert(
+            r.spec.name.clone(),
+            serde_json::json!({ "path": path.display().to_string(), "bytes": r.bytes.len() }),
+        );
     }
     serde_json::json!({
         "file": name,
@@ -170,7 +218,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -88,7 +88,8 @@ impl Database {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA).context("creating the schema")?;
-        let last: u64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM stream", [], |r| r.get(0))?;
+        let last: u64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM stream", [], |r| r.get(0))?;
         Ok(Database {
             conn: Arc::new(Mutex::new(conn)),
             changes: Arc::new(watch::channel(last).0),
@@ -103,7 +104,9 @@ impl Database {
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().map_err(|_| anyhow::anyhow!("database lock poisoned"))?;
+            let mut conn = conn
+                .lock()
+                .map_err(|_| anyhow::anyhow!("database lock poisoned"))?;
             f(&mut conn)
         })
         .await
@@ -142,16 +145,22 @@ impl Database {
     }
 
     pub async fn last_seq(&self) -> anyhow::Result<u64> {
-        self.call(|c| Ok(c.query_row("SELECT COALESCE(MAX(seq), 0) FROM stream", [], |r| r.get(0))?))
-            .await
+        self.call(
+            |c| Ok(c.query_row("SELECT COALESCE(MAX(seq), 0) FROM stream", [], |r| r.get(0))?),
+        )
+        .await
     }
 
     pub async fn checkpoint(&self, mapping: &str) -> anyhow::Result<u64> {
         let mapping = mapping.to_owned();
         self.call(move |c| {
-            Ok(c.query_row("SELECT seq FROM checkpoints WHERE mapping = ?1", [mapping], |r| r.get(0))
-                .optional()?
-                .unwrap_or(0))
+            Ok(c.query_row(
+                "SELECT seq FROM checkpoints WHERE mapping = ?1",
+                [mapping],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
         })
         .await
     }
@@ -213,13 +222,29 @@ impl Database {
 
     pub async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>> {
         self.call(|c| {
-            let mut stmt = c.prepare("SELECT id, mapping, seq, reason, created_ms, record FROM dead_letters ORDER BY id")?;
+            let mut stmt = c.prepare(
+                "SELECT id, mapping, seq, reason, created_ms, record FROM dead_letters ORDER BY id",
+            )?;
             let rows = stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, String>(5)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get::<_, String>(5)?,
+                ))
             })?;
             rows.map(|row| {
                 let (id, mapping, seq, reason, created_ms, record) = row?;
-                Ok(DeadLetter { id, mapping, seq, reason, created_ms, record: serde_json::from_str(&record)? })
+                Ok(DeadLetter {
+                    id,
+                    mapping,
+                    seq,
+                    reason,
+                    created_ms,
+                    record: serde_json::from_str(&record)?,
+                })
             })
             .collect()
         })
@@ -256,7 +281,8 @@ impl Database {
     }
 
     pub async fn notice_count(&self) -> anyhow::Result<u64> {
-        self.call(|c| Ok(c.query_row("SELECT COUNT(*) FROM notices", [], |r| r.get(0))?)).await
+        self.call(|c| Ok(c.query_row("SELECT COUNT(*) FROM notices", [], |r| r.get(0))?))
+            .await
     }
 }
 
@@ -271,7 +297,9 @@ pub fn parse_sequence_number(s: &str) -> Option<u64> {
 
 /// The record DynamoDB Streams would write for this change (NEW_AND_OLD_IMAGES).
 fn stream_record(event_name: &str, old: Option<&Item>, new: &Item, at_ms: i64) -> Value {
-    let image = |item: &Item| serde_json::to_value(item.to_image::<serde_dynamo::Item>()).expect("image to JSON");
+    let image = |item: &Item| {
+        serde_json::to_value(item.to_image::<serde_dynamo::Item>()).expect("image to JSON")
+    };
     let keys = json!({ "id": { "S": new.id.to_string() } });
     let mut change = json!({
         "ApproximateCreationDateTime": at_ms as f64 / 1000.0,
@@ -293,7 +321,12 @@ fn stream_record(event_name: &str, old: Option<&Item>, new: &Item, at_ms: i64) -
     })
 }
 
-fn append(tx: &rusqlite::Transaction<'_>, record: Value, item: &Item, at_ms: i64) -> rusqlite::Result<u64> {
+fn append(
+    tx: &rusqlite::Transaction<'_>,
+    record: Value,
+    item: &Item,
+    at_ms: i64,
+) -> rusqlite::Result<u64> {
     tx.execute(
         "INSERT INTO stream (item_id, created_ms, record) VALUES (?1, ?2, ?3)",
         params![item.id.to_string(), at_ms, record.to_string()],
@@ -302,7 +335,10 @@ fn append(tx: &rusqlite::Transaction<'_>, record: Value, item: &Item, at_ms: i64
 }
 
 fn read_item(doc: &str) -> Result<Item, StateError> {
-    serde_json::from_str(doc).map_err(|e| StateError::Corrupt { id: String::new(), reason: e.to_string() })
+    serde_json::from_str(doc).map_err(|e| StateError::Corrupt {
+        id: String::new(),
+        reason: e.to_string(),
+    })
 }
 
 /// The items table port over [`Database`].
@@ -353,8 +389,12 @@ impl ItemTable for SqliteTable {
         let doc: Option<String> = self
             .db
             .call(move |c| {
-                Ok(c.query_row("SELECT doc FROM items WHERE id = ?1", [id.to_string()], |r| r.get(0))
-                    .optional()?)
+                Ok(c.query_row(
+                    "SELECT doc FROM items WHERE id = ?1",
+                    [id.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?)
             })
             .await
             .map_err(unavailable)?;
@@ -365,7 +405,9 @@ impl ItemTable for SqliteTable {
         let docs: Vec<String> = self
             .db
             .call(move |c| {
-                let mut stmt = c.prepare_cached("SELECT doc FROM items ORDER BY created_at DESC, id LIMIT ?1")?;
+                let mut stmt = c.prepare_cached(
+                    "SELECT doc FROM items ORDER BY created_at DESC, id LIMIT ?1",
+                )?;
                 let rows = stmt.query_map([limit as i64], |r| r.get(0))?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
@@ -381,7 +423,11 @@ impl ItemTable for SqliteTable {
             .call(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let doc: Option<String> = tx
-                    .query_row("SELECT doc FROM items WHERE id = ?1", [id.to_string()], |r| r.get(0))
+                    .query_row(
+                        "SELECT doc FROM items WHERE id = ?1",
+                        [id.to_string()],
+                        |r| r.get(0),
+                    )
                     .optional()?;
                 let current = doc.as_deref().map(read_item).transpose()?;
                 let current = match current {
@@ -392,12 +438,22 @@ impl ItemTable for SqliteTable {
                 // The same condition DynamoDB checks, in SQL.
                 let changed = tx.execute(
                     "UPDATE items SET status = ?1, doc = ?2 WHERE id = ?3 AND status = ?4",
-                    params![next.status.as_str(), serde_json::to_string(&next)?, id.to_string(), t.from().as_str()],
+                    params![
+                        next.status.as_str(),
+                        serde_json::to_string(&next)?,
+                        id.to_string(),
+                        t.from().as_str()
+                    ],
                 )?;
                 if changed == 0 {
                     return Ok((t.classify(id, Some(current))?, None));
                 }
-                let seq = append(&tx, stream_record("MODIFY", Some(&current), &next, t.at()), &next, t.at())?;
+                let seq = append(
+                    &tx,
+                    stream_record("MODIFY", Some(&current), &next, t.at()),
+                    &next,
+                    t.at(),
+                )?;
                 tx.commit()?;
                 Ok((Outcome::Applied(next), Some(seq)))
             })

@@ -97,7 +97,10 @@ impl Dispatcher {
         if scanned.is_empty() {
             return Ok(Step::Idle);
         }
-        let limit = self.retry.as_ref().map_or(self.mapping.batch_size, |r| r.limit);
+        let limit = self
+            .retry
+            .as_ref()
+            .map_or(self.mapping.batch_size, |r| r.limit);
         let now = state::now_ms();
         let mut batch: Vec<StreamRecord> = Vec::new();
         let mut expired: Vec<StreamRecord> = Vec::new();
@@ -119,8 +122,12 @@ impl Dispatcher {
         if !expired.is_empty() {
             let last = expired.last().map_or(checkpoint, |r| r.seq);
             let through = batch.first().map_or(end, |first| first.seq - 1).max(last);
-            self.dead_letter(expired, "record is older than MaximumRecordAgeInSeconds", through)
-                .await?;
+            self.dead_letter(
+                expired,
+                "record is older than MaximumRecordAgeInSeconds",
+                through,
+            )
+            .await?;
             self.count_filtered(&filtered, through);
             return Ok(Step::Progressed);
         }
@@ -131,7 +138,10 @@ impl Dispatcher {
 
         let f = self.function.as_str();
         self.metrics.invocations.with_label_values(&[f]).inc();
-        self.metrics.records_delivered.with_label_values(&[f]).inc_by(batch.len() as u64);
+        self.metrics
+            .records_delivered
+            .with_label_values(&[f])
+            .inc_by(batch.len() as u64);
         let newest = batch.last().map_or(now, |r| r.created_ms);
         self.metrics
             .iterator_age
@@ -159,10 +169,20 @@ impl Dispatcher {
                         // Everything before the lowest failure is done.
                         let done = lowest - 1;
                         self.commit(done, &filtered).await?;
-                        let rest: Vec<StreamRecord> = batch.into_iter().filter(|r| r.seq >= lowest).collect();
-                        return self.failed(rest, "the function reported batch item failures", false, end).await;
+                        let rest: Vec<StreamRecord> =
+                            batch.into_iter().filter(|r| r.seq >= lowest).collect();
+                        return self
+                            .failed(
+                                rest,
+                                "the function reported batch item failures",
+                                false,
+                                end,
+                            )
+                            .await;
                     }
-                    Some(format!("batchItemFailures names {lowest}, which is not in the batch"))
+                    Some(format!(
+                        "batchItemFailures names {lowest}, which is not in the batch"
+                    ))
                 }
                 Err(why) => Some(why),
             },
@@ -189,7 +209,13 @@ impl Dispatcher {
     }
 
     /// `records` (oldest first) failed. Halve, retry, or give up on them.
-    async fn failed(&mut self, records: Vec<StreamRecord>, reason: &str, may_bisect: bool, end: u64) -> anyhow::Result<Step> {
+    async fn failed(
+        &mut self,
+        records: Vec<StreamRecord>,
+        reason: &str,
+        may_bisect: bool,
+        end: u64,
+    ) -> anyhow::Result<Step> {
         let first = records[0].seq;
         let (attempts, limit) = match &self.retry {
             Some(r) if r.seq == first => (r.attempts, r.limit),
@@ -198,24 +224,48 @@ impl Dispatcher {
         tracing::warn!(function = %self.function, first, records = records.len(), attempts, reason, "batch failed");
         if may_bisect && records.len() > 1 {
             // Bisection retries the halves; it does not count against the retry budget.
-            self.retry = Some(Retry { seq: first, attempts, limit: (records.len() / 2).max(1).min(limit) });
+            self.retry = Some(Retry {
+                seq: first,
+                attempts,
+                limit: (records.len() / 2).max(1).min(limit),
+            });
             return Ok(Step::Retrying(Duration::ZERO));
         }
         let attempts = attempts + 1;
-        if self.mapping.maximum_retry_attempts.is_some_and(|max| attempts > max) {
+        if self
+            .mapping
+            .maximum_retry_attempts
+            .is_some_and(|max| attempts > max)
+        {
             self.retry = None;
             let through = if records.len() == 1 { first } else { end };
-            self.dead_letter(records, &format!("retries exhausted: {reason}"), through).await?;
+            self.dead_letter(records, &format!("retries exhausted: {reason}"), through)
+                .await?;
             return Ok(Step::Progressed);
         }
-        self.retry = Some(Retry { seq: first, attempts, limit });
-        let pause = self.backoff.saturating_mul(1 << (attempts - 1).min(16)).min(MAX_BACKOFF);
+        self.retry = Some(Retry {
+            seq: first,
+            attempts,
+            limit,
+        });
+        let pause = self
+            .backoff
+            .saturating_mul(1 << (attempts - 1).min(16))
+            .min(MAX_BACKOFF);
         Ok(Step::Retrying(pause))
     }
 
-    async fn dead_letter(&mut self, records: Vec<StreamRecord>, reason: &str, through: u64) -> anyhow::Result<()> {
+    async fn dead_letter(
+        &mut self,
+        records: Vec<StreamRecord>,
+        reason: &str,
+        through: u64,
+    ) -> anyhow::Result<()> {
         let f = self.function.as_str();
-        self.metrics.dead_letters.with_label_values(&[f]).inc_by(records.len() as u64);
+        self.metrics
+            .dead_letters
+            .with_label_values(&[f])
+            .inc_by(records.len() as u64);
         tracing::error!(function = %f, records = records.len(), reason, "sent to the on-failure destination");
         self.db
             .dead_letter(&self.mapping.name, records, reason.to_owned(), through)
@@ -223,7 +273,9 @@ impl Dispatcher {
     }
 
     async fn commit(&mut self, checkpoint: u64, filtered: &[u64]) -> anyhow::Result<()> {
-        self.db.set_checkpoint(&self.mapping.name, checkpoint).await?;
+        self.db
+            .set_checkpoint(&self.mapping.name, checkpoint)
+            .await?;
         self.count_filtered(filtered, checkpoint);
         Ok(())
     }

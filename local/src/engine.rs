@@ -66,14 +66,17 @@ struct ProcessFunction(process::Deps);
 struct NoticeFunction(notice::Deps);
 
 fn lambda_event(event: Value) -> Result<LambdaEvent<Event>, String> {
-    let event: Event = serde_json::from_value(event).map_err(|e| format!("event does not deserialise: {e}"))?;
+    let event: Event =
+        serde_json::from_value(event).map_err(|e| format!("event does not deserialise: {e}"))?;
     Ok(LambdaEvent::new(event, lambda_runtime::Context::default()))
 }
 
 #[async_trait]
 impl StreamFunction for ProcessFunction {
     async fn invoke(&self, event: Value) -> Result<Value, String> {
-        let response = process::handle(lambda_event(event)?, &self.0).await.map_err(|e| e.to_string())?;
+        let response = process::handle(lambda_event(event)?, &self.0)
+            .await
+            .map_err(|e| e.to_string())?;
         serde_json::to_value(response).map_err(|e| e.to_string())
     }
 }
@@ -81,7 +84,9 @@ impl StreamFunction for ProcessFunction {
 #[async_trait]
 impl StreamFunction for NoticeFunction {
     async fn invoke(&self, event: Value) -> Result<Value, String> {
-        let response = notice::handle(lambda_event(event)?, &self.0).await.map_err(|e| e.to_string())?;
+        let response = notice::handle(lambda_event(event)?, &self.0)
+            .await
+            .map_err(|e| e.to_string())?;
         serde_json::to_value(response).map_err(|e| e.to_string())
     }
 }
@@ -98,7 +103,11 @@ impl Engine {
         let db = Database::open(&cfg.data_dir.join("pipeline.db"))?;
         let table = Arc::new(SqliteTable::new(db.clone()));
         let store = Arc::new(FileStore::new(&cfg.data_dir.join("objects"), BUCKET));
-        let mailbox = Arc::new(Mailbox::new(db.clone(), cfg.data_dir.join("mail"), &cfg.email)?);
+        let mailbox = Arc::new(Mailbox::new(
+            db.clone(),
+            cfg.data_dir.join("mail"),
+            &cfg.email,
+        )?);
         let metrics = Metrics::new();
 
         let function = |binary: &str| {
@@ -110,7 +119,9 @@ impl Engine {
 
         let upload_fn = function("upload")?;
         let max_upload_bytes = match env(upload_fn, "MAX_UPLOAD_BYTES") {
-            Some(v) => v.parse().map_err(|_| EngineError::Template(format!("MAX_UPLOAD_BYTES {v:?}")))?,
+            Some(v) => v
+                .parse()
+                .map_err(|_| EngineError::Template(format!("MAX_UPLOAD_BYTES {v:?}")))?,
             None => upload::DEFAULT_MAX_UPLOAD_BYTES,
         };
         let upload = Arc::new(upload::Deps {
@@ -121,9 +132,12 @@ impl Engine {
 
         let process_fn = function("process")?;
         let settings = process::Settings::parse(
-            &env(process_fn, "RENDITIONS").unwrap_or_else(|| process::settings::DEFAULT_RENDITIONS.into()),
+            &env(process_fn, "RENDITIONS")
+                .unwrap_or_else(|| process::settings::DEFAULT_RENDITIONS.into()),
             match env(process_fn, "MAX_PIXELS") {
-                Some(v) => v.parse().map_err(|_| EngineError::Template(format!("MAX_PIXELS {v:?}")))?,
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| EngineError::Template(format!("MAX_PIXELS {v:?}")))?,
                 None => process::settings::DEFAULT_MAX_PIXELS,
             },
         )
@@ -148,7 +162,9 @@ impl Engine {
                 .iter()
                 .find(|t| t.binary == f.binary)
                 .and_then(|t| t.stream.as_ref())
-                .ok_or_else(|| EngineError::Template(format!("{}: no DynamoDB event", f.logical_id)))?;
+                .ok_or_else(|| {
+                    EngineError::Template(format!("{}: no DynamoDB event", f.logical_id))
+                })?;
             dispatchers.push(Arc::new(Mutex::new(Dispatcher::new(
                 f.binary.clone(),
                 Arc::new(mapping.clone()),
@@ -204,7 +220,11 @@ impl Engine {
     }
 
     /// Serves the API on `addr` (loopback only) and runs every mapping until `stop` turns true.
-    pub async fn serve(self, addr: SocketAddr, mut stop: watch::Receiver<bool>) -> Result<(), EngineError> {
+    pub async fn serve(
+        self,
+        addr: SocketAddr,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), EngineError> {
         if !addr.ip().is_loopback() {
             return Err(EngineError::NotLoopback(addr));
         }
@@ -221,7 +241,11 @@ impl Engine {
         }
         tracing::info!(%addr, data_dir = %self.data_dir.display(), "serving");
         println!("Upload API listening on http://{addr}");
-        println!("Data in {} (mail in {})", self.data_dir.display(), self.mailbox.dir().display());
+        println!(
+            "Data in {} (mail in {})",
+            self.data_dir.display(),
+            self.mailbox.dir().display()
+        );
         println!("Try:\n  curl -X POST -H 'Content-type: image/jpeg' --data-binary '@sample.jpg' http://{addr}/upload");
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;

@@ -30,7 +30,9 @@ impl FileStore {
         let rel = Path::new(key);
         let plain = !key.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
         if !plain {
-            return Err(StateError::unavailable(anyhow::anyhow!("object key {key:?} is not a plain relative path")));
+            return Err(StateError::unavailable(anyhow::anyhow!(
+                "object key {key:?} is not a plain relative path"
+            )));
         }
         Ok(self.root.join(rel))
     }
@@ -50,7 +52,8 @@ impl ObjectStore for FileStore {
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
             tmp.write_all(&body)?;
             tmp.as_file().sync_all()?;
-            tmp.persist(&path).with_context(|| format!("renaming into {}", path.display()))?;
+            tmp.persist(&path)
+                .with_context(|| format!("renaming into {}", path.display()))?;
             Ok(())
         })
         .await
@@ -62,8 +65,12 @@ impl ObjectStore for FileStore {
         let path = self.path_of(key)?;
         match tokio::fs::read(&path).await {
             Ok(bytes) => Ok(Bytes::from(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StateError::ObjectMissing(key.to_owned())),
-            Err(e) => Err(StateError::unavailable(anyhow::Error::new(e).context(format!("reading object {key}")))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StateError::ObjectMissing(key.to_owned()))
+            }
+            Err(e) => Err(StateError::unavailable(
+                anyhow::Error::new(e).context(format!("reading object {key}")),
+            )),
         }
     }
 }

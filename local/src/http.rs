@@ -21,7 +21,11 @@ struct Api {
     metrics: Metrics,
 }
 
-pub fn router(upload: Arc<upload::Deps>, routes: &[Route], metrics: Metrics) -> anyhow::Result<Router> {
+pub fn router(
+    upload: Arc<upload::Deps>,
+    routes: &[Route],
+    metrics: Metrics,
+) -> anyhow::Result<Router> {
     let api = Api { upload, metrics };
     let mut router = Router::new().route("/metrics", axum::routing::get(metrics_text));
     for route in routes {
@@ -35,7 +39,10 @@ pub fn router(upload: Arc<upload::Deps>, routes: &[Route], metrics: Metrics) -> 
 }
 
 async fn metrics_text(State(api): State<Api>) -> impl IntoResponse {
-    ([("content-type", "text/plain; version=0.0.4")], api.metrics.render())
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        api.metrics.render(),
+    )
 }
 
 /// Turns the HTTP request into the `lambda_http::Request` API Gateway would hand the function.
@@ -47,20 +54,32 @@ async fn invoke_upload(State(api): State<Api>, req: Request) -> Response {
         Ok(b) => b,
         Err(_) => {
             let msg = format!("{{\"error\":\"body is over the limit of {limit} bytes\"}}");
-            return (StatusCode::PAYLOAD_TOO_LARGE, [("content-type", "application/json")], msg).into_response();
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                [("content-type", "application/json")],
+                msg,
+            )
+                .into_response();
         }
     };
     let query: HashMap<String, Vec<String>> = parts
         .uri
         .query()
         .map(|q| {
-            form_urlencoded::parse(q.as_bytes()).fold(HashMap::new(), |mut m: HashMap<String, Vec<String>>, (k, v)| {
-                m.entry(k.into_owned()).or_default().push(v.into_owned());
-                m
-            })
+            form_urlencoded::parse(q.as_bytes()).fold(
+                HashMap::new(),
+                |mut m: HashMap<String, Vec<String>>, (k, v)| {
+                    m.entry(k.into_owned()).or_default().push(v.into_owned());
+                    m
+                },
+            )
         })
         .unwrap_or_default();
-    let body = if bytes.is_empty() { Body::Empty } else { Body::Binary(bytes.to_vec()) };
+    let body = if bytes.is_empty() {
+        Body::Empty
+    } else {
+        Body::Binary(bytes.to_vec())
+    };
     let request = lambda_http::Request::from_parts(parts, body).with_query_string_parameters(query);
     let response = upload::handle(request, &api.upload).await;
     let (parts, body) = response.into_parts();

@@ -29,8 +29,12 @@ impl Mailbox {
         Ok(Mailbox {
             db,
             dir,
-            from: "Image uploads <no-reply@sns.local>".parse().expect("a valid sender"),
-            to: to.parse().with_context(|| format!("{to:?} is not an email address"))?,
+            from: "Image uploads <no-reply@sns.local>"
+                .parse()
+                .expect("a valid sender"),
+            to: to
+                .parse()
+                .with_context(|| format!("{to:?} is not an email address"))?,
         })
     }
 
@@ -65,7 +69,9 @@ impl Notifier for Mailbox {
             .await
             .map_err(StateError::Unavailable)?;
         let path = self.dir.join(format!("{message_id}.eml"));
-        let mail = self.render(&message_id, notice).map_err(StateError::Unavailable)?;
+        let mail = self
+            .render(&message_id, notice)
+            .map_err(StateError::Unavailable)?;
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             if path.exists() {

@@ -28,10 +28,15 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| {
             let c = IntCounterVec::new(Opts::new(name, help), &["function"]).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
-        let invocations = counter("pipeline_invocations_total", "Batches the function was invoked with.");
+        let invocations = counter(
+            "pipeline_invocations_total",
+            "Batches the function was invoked with.",
+        );
         let records_delivered = counter(
             "pipeline_records_delivered_total",
             "Stream records delivered to the function (after filtering).",
@@ -56,14 +61,23 @@ impl Metrics {
             &["function"],
         )
         .expect("valid metric");
-        registry.register(Box::new(iterator_age.clone())).expect("unique metric");
+        registry
+            .register(Box::new(iterator_age.clone()))
+            .expect("unique metric");
         let duration = HistogramVec::new(
-            HistogramOpts::new("pipeline_duration_seconds", "Time the function took per invocation.")
-                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "pipeline_duration_seconds",
+                "Time the function took per invocation.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["function"],
         )
         .expect("valid metric");
-        registry.register(Box::new(duration.clone())).expect("unique metric");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("unique metric");
         Metrics {
             registry,
             invocations,

@@ -69,7 +69,9 @@ fn scalar(v: &Value) -> Option<String> {
 /// A scalar, or `!Ref Param` to a parameter: the value the engine can know without AWS.
 fn resolve(v: &Value, parameters: &BTreeMap<String, String>) -> Option<String> {
     match v {
-        Value::Tagged(t) if t.tag == "Ref" => scalar(&t.value).and_then(|p| parameters.get(&p).cloned()),
+        Value::Tagged(t) if t.tag == "Ref" => {
+            scalar(&t.value).and_then(|p| parameters.get(&p).cloned())
+        }
         Value::Mapping(m) if m.len() == 1 => m
             .get("Ref")
             .and_then(scalar)
@@ -80,14 +82,19 @@ fn resolve(v: &Value, parameters: &BTreeMap<String, String>) -> Option<String> {
 
 impl Template {
     /// Parses `text`; `overrides` replace parameter defaults (as `--parameter-overrides` does).
-    pub fn parse(text: &str, overrides: &BTreeMap<String, String>) -> Result<Template, EngineError> {
+    pub fn parse(
+        text: &str,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Template, EngineError> {
         let bad = |why: String| EngineError::Template(why);
         let doc: Value = serde_norway::from_str(text).map_err(|e| bad(format!("not YAML: {e}")))?;
 
         let mut parameters = BTreeMap::new();
         if let Some(params) = field(&doc, "Parameters").and_then(Value::as_mapping) {
             for (name, spec) in params {
-                let (Some(name), Some(default)) = (scalar(name), field(spec, "Default").and_then(scalar)) else {
+                let (Some(name), Some(default)) =
+                    (scalar(name), field(spec, "Default").and_then(scalar))
+                else {
                     continue;
                 };
                 parameters.insert(name, default);
@@ -140,12 +147,18 @@ impl Template {
                     Some("Api") | Some("HttpApi") => {
                         let get = |k: &str| ev_props.and_then(|p| field(p, k)).and_then(scalar);
                         let (Some(method), Some(path)) = (get("Method"), get("Path")) else {
-                            return Err(bad(format!("{logical_id}.{ev_name}: Api event needs Method and Path")));
+                            return Err(bad(format!(
+                                "{logical_id}.{ev_name}: Api event needs Method and Path"
+                            )));
                         };
-                        routes.push(Route { method: method.to_ascii_uppercase(), path });
+                        routes.push(Route {
+                            method: method.to_ascii_uppercase(),
+                            path,
+                        });
                     }
                     Some("DynamoDB") => {
-                        let p = ev_props.ok_or_else(|| bad(format!("{logical_id}.{ev_name}: no Properties")))?;
+                        let p = ev_props
+                            .ok_or_else(|| bad(format!("{logical_id}.{ev_name}: no Properties")))?;
                         if stream.is_some() {
                             return Err(bad(format!("{logical_id}: more than one DynamoDB event")));
                         }
@@ -192,12 +205,20 @@ impl StreamMapping {
         let maximum_retry_attempts = match int("MaximumRetryAttempts")?.unwrap_or(-1) {
             -1 => None,
             n @ 0..=10_000 => Some(n as u32),
-            n => return Err(bad(format!("MaximumRetryAttempts {n} is not in -1..=10000"))),
+            n => {
+                return Err(bad(format!(
+                    "MaximumRetryAttempts {n} is not in -1..=10000"
+                )))
+            }
         };
         let maximum_record_age = match int("MaximumRecordAgeInSeconds")?.unwrap_or(-1) {
             -1 => None,
             n @ 60..=604_800 => Some(Duration::from_secs(n as u64)),
-            n => return Err(bad(format!("MaximumRecordAgeInSeconds {n} is not -1 or 60..=604800"))),
+            n => {
+                return Err(bad(format!(
+                    "MaximumRecordAgeInSeconds {n} is not -1 or 60..=604800"
+                )))
+            }
         };
         let patterns: Vec<String> = field(p, "FilterCriteria")
             .and_then(|f| field(f, "Filters"))
@@ -214,7 +235,10 @@ impl StreamMapping {
         let filters = FilterCriteria::parse(&patterns).map_err(|e| bad(e.to_string()))?;
         let report_batch_item_failures = field(p, "FunctionResponseTypes")
             .and_then(Value::as_sequence)
-            .is_some_and(|s| s.iter().any(|t| t.as_str() == Some("ReportBatchItemFailures")));
+            .is_some_and(|s| {
+                s.iter()
+                    .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
+            });
         let on_failure = field(p, "DestinationConfig")
             .and_then(|d| field(d, "OnFailure"))
             .and_then(|o| field(o, "Destination"))
@@ -230,10 +254,14 @@ impl StreamMapping {
             filters,
             maximum_retry_attempts,
             maximum_record_age,
-            bisect_on_error: field(p, "BisectBatchOnFunctionError").and_then(Value::as_bool).unwrap_or(false),
+            bisect_on_error: field(p, "BisectBatchOnFunctionError")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             report_batch_item_failures,
             on_failure,
-            starting_position: field(p, "StartingPosition").and_then(scalar).unwrap_or_else(|| "TRIM_HORIZON".into()),
+            starting_position: field(p, "StartingPosition")
+                .and_then(scalar)
+                .unwrap_or_else(|| "TRIM_HORIZON".into()),
         })
     }
 }

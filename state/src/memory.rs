@@ -1,5 +1,5 @@
-//! An in-memory table with the same conditional semantics as the real stores, for handler unit
-//! tests. The embedded engine uses SQLite, never this.
+//! In-memory table and bucket, with the same semantics as the real stores, for handler unit tests.
+//! The embedded engine uses SQLite and files, never these.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,7 +30,13 @@ impl ItemTable for MemoryTable {
     }
 
     async fn list(&self, limit: usize) -> Result<Vec<Item>, StateError> {
-        let mut all: Vec<Item> = self.items.lock().expect("table lock").values().cloned().collect();
+        let mut all: Vec<Item> = self
+            .items
+            .lock()
+            .expect("table lock")
+            .values()
+            .cloned()
+            .collect();
         all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
         all.truncate(limit);
         Ok(all)
@@ -46,5 +52,56 @@ impl ItemTable for MemoryTable {
             }
             current => t.classify(id, current.cloned()),
         }
+    }
+}
+
+/// An in-memory bucket, for handler unit tests.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    objects: Mutex<HashMap<String, (bytes::Bytes, String)>>,
+}
+
+impl MemoryStore {
+    /// The object's bytes and content type.
+    pub fn object(&self, key: &str) -> Option<(bytes::Bytes, String)> {
+        self.objects.lock().expect("store lock").get(key).cloned()
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .objects
+            .lock()
+            .expect("store lock")
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+#[async_trait]
+impl crate::ObjectStore for MemoryStore {
+    fn bucket(&self) -> &str {
+        "memory"
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        content_type: &str,
+    ) -> Result<(), StateError> {
+        self.objects
+            .lock()
+            .expect("store lock")
+            .insert(key.to_owned(), (body, content_type.to_owned()));
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<bytes::Bytes, StateError> {
+        self.object(key)
+            .map(|(b, _)| b)
+            .ok_or_else(|| StateError::ObjectMissing(key.to_owned()))
     }
 }

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{ImageId, Item, StateError, Transition};
 use crate::transition::Outcome;
+use crate::{ImageId, Item, StateError, Transition};
 
 /// The items table.
 #[async_trait]

@@ -108,9 +108,18 @@ async fn a_replayed_process_is_already_done_and_writes_nothing() {
     let table = MemoryTable::default();
     let item = new_item();
     table.insert(&item).await.unwrap();
-    let facts = ProcessedFacts { width: 4, height: 3, format: "png".into(), ..Default::default() };
-    let first = transition::processed(&table, item.id, facts.clone()).await.unwrap();
-    assert!(matches!(first, Outcome::Applied(ref i) if i.status == Status::Processed && i.width == Some(4)));
+    let facts = ProcessedFacts {
+        width: 4,
+        height: 3,
+        format: "png".into(),
+        ..Default::default()
+    };
+    let first = transition::processed(&table, item.id, facts.clone())
+        .await
+        .unwrap();
+    assert!(
+        matches!(first, Outcome::Applied(ref i) if i.status == Status::Processed && i.width == Some(4))
+    );
     let again = transition::processed(&table, item.id, facts).await.unwrap();
     assert_eq!(again, Outcome::AlreadyDone(first.item().clone()));
 }
@@ -120,29 +129,57 @@ async fn processing_a_failed_item_is_a_conflict() {
     let table = MemoryTable::default();
     let item = new_item();
     table.insert(&item).await.unwrap();
-    transition::failed(&table, item.id, Status::Uploaded, "not an image".into()).await.unwrap();
-    let err = transition::processed(&table, item.id, ProcessedFacts::default()).await.unwrap_err();
-    assert!(matches!(err, StateError::Conflict { expected: Status::Uploaded, found: Status::Failed, .. }), "{err}");
+    transition::failed(&table, item.id, Status::Uploaded, "not an image".into())
+        .await
+        .unwrap();
+    let err = transition::processed(&table, item.id, ProcessedFacts::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StateError::Conflict {
+                expected: Status::Uploaded,
+                found: Status::Failed,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_item_is_not_found_and_a_second_insert_is_duplicate() {
     let table = MemoryTable::default();
     let item = new_item();
-    let err = transition::notified(&table, item.id, "m".into()).await.unwrap_err();
+    let err = transition::notified(&table, item.id, "m".into())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StateError::NotFound(id) if id == item.id));
     table.insert(&item).await.unwrap();
-    assert!(matches!(table.insert(&item).await, Err(StateError::Duplicate(_))));
+    assert!(matches!(
+        table.insert(&item).await,
+        Err(StateError::Duplicate(_))
+    ));
 }
 
 #[test]
 fn item_round_trips_through_a_dynamodb_image() {
     let mut item = new_item();
-    item.renditions = Some([("thumbnail".to_owned(), "processed/x/thumbnail.jpg".to_owned())].into());
+    item.renditions = Some(
+        [(
+            "thumbnail".to_owned(),
+            "processed/x/thumbnail.jpg".to_owned(),
+        )]
+        .into(),
+    );
     let image: serde_dynamo::Item = item.to_image();
     let json = serde_json::to_value(&image).unwrap();
     assert_eq!(json["status"], serde_json::json!({"S": "uploaded"}));
     assert_eq!(json["size"], serde_json::json!({"N": "3"}));
-    assert_eq!(json["renditions"]["M"]["thumbnail"], serde_json::json!({"S": "processed/x/thumbnail.jpg"}));
+    assert_eq!(
+        json["renditions"]["M"]["thumbnail"],
+        serde_json::json!({"S": "processed/x/thumbnail.jpg"})
+    );
     assert_eq!(Item::from_image(image).unwrap(), item);
 }

@@ -37,7 +37,12 @@ pub async fn handle(
     event: LambdaEvent<Event>,
     deps: &Deps,
 ) -> Result<DynamoDbEventResponse, NoticeError> {
-    Ok(state::stream::run_batch(event.payload, deps.concurrency, |item| notify_item(item, deps)).await)
+    Ok(
+        state::stream::run_batch(event.payload, deps.concurrency, |item| {
+            notify_item(item, deps)
+        })
+        .await,
+    )
 }
 
 #[tracing::instrument(skip_all, fields(image_id = %item.id))]
@@ -45,6 +50,16 @@ async fn notify_item(item: Item, deps: &Deps) -> Result<(), StateError> {
     if item.status != Status::Processed {
         tracing::debug!(status = %item.status, "not newly processed; skipped");
         return Ok(());
+    }
+    // A replayed or duplicate record must not mail twice: SNS cannot deduplicate, so look first.
+    // What is left is a crash between the publish and the write below (README: failure semantics).
+    match deps.table.get(item.id).await? {
+        Some(current) if current.status == Status::Processed => {}
+        Some(current) => {
+            tracing::debug!(status = %current.status, "already past processed; skipped");
+            return Ok(());
+        }
+        None => return Err(StateError::NotFound(item.id)),
     }
     let message_id = deps.notifier.publish(&notice_for(&item)).await?;
     transition::notified(deps.table.as_ref(), item.id, message_id).await?;
@@ -56,7 +71,11 @@ pub fn notice_for(item: &Item) -> Notice {
     let mut body = String::new();
     let _ = writeln!(body, "Your image has been processed.\n");
     let _ = writeln!(body, "id:       {}", item.id);
-    let _ = writeln!(body, "original: s3://{}/{}", item.bucket_name, item.object_key);
+    let _ = writeln!(
+        body,
+        "original: s3://{}/{}",
+        item.bucket_name, item.object_key
+    );
     let _ = writeln!(body, "size:     {} bytes", item.size);
     if let (Some(w), Some(h), Some(f)) = (item.width, item.height, &item.format) {
         let _ = writeln!(body, "image:    {w}x{h} {f}");

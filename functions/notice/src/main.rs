@@ -11,10 +11,16 @@ async fn main() -> Result<(), Error> {
     let topic_arn = std::env::var("TOPIC_ARN").map_err(|_| "TOPIC_ARN is not set")?;
     let aws = aws_config::load_from_env().await;
     let deps = Deps {
-        table: Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table_name)),
+        table: Arc::new(DynamoTable::new(
+            aws_sdk_dynamodb::Client::new(&aws),
+            table_name,
+        )),
         notifier: Arc::new(SnsNotifier::new(aws_sdk_sns::Client::new(&aws), topic_arn)),
         concurrency: 8,
     };
     let deps = &deps;
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<_>| async move { handle(ev, deps).await })).await
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<_>| async move {
+        handle(ev, deps).await
+    }))
+    .await
 }

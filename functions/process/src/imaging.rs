@@ -56,10 +56,21 @@ pub fn render(bytes: &[u8], settings: &Settings) -> Result<Rendered, ImageError>
         Some(ImageFormat::Png) => "png",
         _ => return Err(ImageError::Unsupported),
     };
+    if format == "jpeg" && !jpeg_is_complete(bytes) {
+        // The decoder would fill the missing rows with grey and call it a picture.
+        return Err(ImageError::Decode(
+            "truncated JPEG (no end-of-image marker after the image data)".into(),
+        ));
+    }
     let mut reader = reader;
     let mut limits = Limits::default();
     // Output buffer for the budget at up to 16-bit RGBA, plus the decoder's own working memory.
-    limits.max_alloc = Some(settings.max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    limits.max_alloc = Some(
+        settings
+            .max_pixels
+            .saturating_mul(8)
+            .saturating_add(64 << 20),
+    );
     reader.limits(limits);
     let mut decoder = reader
         .into_decoder()
@@ -107,10 +118,21 @@ pub fn render(bytes: &[u8], settings: &Settings) -> Result<Rendered, ImageError>
     })
 }
 
+/// A JPEG's last end-of-image marker (FF D9) comes after its last start-of-scan (FF DA). Scan data
+/// cannot hold either (an FF there is stuffed as FF 00), and an EXIF thumbnail's own markers come
+/// before the main image's scans, so this finds files cut short while tolerating trailing data.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    matches!((last(0xDA), last(0xD9)), (Some(sos), Some(eoi)) if eoi > sos)
+}
+
 /// The rendition's pixel size for a source of `width`x`height`; never larger than the source.
 pub fn target_size(width: u32, height: u32, size: Size) -> (u32, u32) {
     let (bw, bh) = match size {
-        Size::Fit { width: bw, height: bh } => (bw, bh),
+        Size::Fit {
+            width: bw,
+            height: bh,
+        } => (bw, bh),
         Size::Width(bw) => (bw, u32::MAX),
     };
     let scale = (f64::from(bw) / f64::from(width))
@@ -143,15 +165,17 @@ fn encode(image: &DynamicImage, format: Format, quality: u8) -> Result<Bytes, St
                 PngEncoder::new_with_quality(&mut out, CompressionType::Fast, PngFilter::Adaptive);
             let image = match image {
                 // 16-bit is more than a rendition needs; 8-bit halves its size.
-                DynamicImage::ImageRgba16(_) | DynamicImage::ImageRgba32F(_) | DynamicImage::ImageLumaA16(_) => {
-                    DynamicImage::ImageRgba8(image.to_rgba8())
-                }
-                DynamicImage::ImageRgb16(_) | DynamicImage::ImageRgb32F(_) | DynamicImage::ImageLuma16(_) => {
-                    DynamicImage::ImageRgb8(image.to_rgb8())
-                }
+                DynamicImage::ImageRgba16(_)
+                | DynamicImage::ImageRgba32F(_)
+                | DynamicImage::ImageLumaA16(_) => DynamicImage::ImageRgba8(image.to_rgba8()),
+                DynamicImage::ImageRgb16(_)
+                | DynamicImage::ImageRgb32F(_)
+                | DynamicImage::ImageLuma16(_) => DynamicImage::ImageRgb8(image.to_rgb8()),
                 other => other.clone(),
             };
-            image.write_with_encoder(encoder).map_err(|e| e.to_string())?;
+            image
+                .write_with_encoder(encoder)
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(Bytes::from(out))
@@ -179,7 +203,10 @@ mod tests {
 
     #[test]
     fn target_sizes_fit_and_never_upscale() {
-        let fit = Size::Fit { width: 128, height: 128 };
+        let fit = Size::Fit {
+            width: 128,
+            height: 128,
+        };
         assert_eq!(target_size(4000, 3000, fit), (128, 96));
         assert_eq!(target_size(3000, 4000, fit), (96, 128));
         assert_eq!(target_size(100, 50, fit), (100, 50));
@@ -189,7 +216,9 @@ mod tests {
 
     fn png(image: DynamicImage) -> Vec<u8> {
         let mut out = Vec::new();
-        image.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).unwrap();
+        image
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
         out
     }
 
@@ -197,7 +226,9 @@ mod tests {
     fn transparent_pixels_become_white_in_jpeg_renditions() {
         let clear = image::RgbaImage::from_pixel(300, 200, image::Rgba([0, 0, 0, 0]));
         let r = render(&png(DynamicImage::ImageRgba8(clear)), &Settings::default()).unwrap();
-        let thumb = image::load_from_memory(&r.renditions[0].bytes).unwrap().to_rgb8();
+        let thumb = image::load_from_memory(&r.renditions[0].bytes)
+            .unwrap()
+            .to_rgb8();
         assert_eq!((thumb.width(), thumb.height()), (128, 85));
         let p = thumb.get_pixel(64, 40);
         assert!(p.0.iter().all(|&c| c > 245), "{p:?}");
@@ -206,13 +237,28 @@ mod tests {
     #[test]
     fn an_image_over_the_budget_is_refused_from_its_header() {
         let big = png(DynamicImage::new_luma8(2000, 2000));
-        let settings = Settings { max_pixels: 1_000_000, ..Settings::default() };
+        let settings = Settings {
+            max_pixels: 1_000_000,
+            ..Settings::default()
+        };
         let err = render(&big, &settings).err().unwrap();
-        assert!(matches!(err, ImageError::TooManyPixels { pixels: 4_000_000, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                ImageError::TooManyPixels {
+                    pixels: 4_000_000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn text_is_not_an_image() {
-        assert!(matches!(render(b"hello, world", &Settings::default()), Err(ImageError::Unsupported)));
+        assert!(matches!(
+            render(b"hello, world", &Settings::default()),
+            Err(ImageError::Unsupported)
+        ));
     }
 }

@@ -43,12 +43,22 @@ pub async fn handle(
     event: LambdaEvent<Event>,
     deps: &Deps,
 ) -> Result<DynamoDbEventResponse, ProcessError> {
-    Ok(state::stream::run_batch(event.payload, deps.concurrency, |item| process_item(item, deps)).await)
+    Ok(
+        state::stream::run_batch(event.payload, deps.concurrency, |item| {
+            process_item(item, deps)
+        })
+        .await,
+    )
 }
 
 /// Where a rendition of an item is stored.
 pub fn rendition_key(item: &Item, spec: &RenditionSpec) -> String {
-    format!("processed/{}/{}.{}", item.id, spec.name, spec.format.extension())
+    format!(
+        "processed/{}/{}.{}",
+        item.id,
+        spec.name,
+        spec.format.extension()
+    )
 }
 
 #[tracing::instrument(skip_all, fields(image_id = %item.id))]
@@ -57,6 +67,15 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         // The mapping's filter only sends new uploads; anything else is not ours.
         tracing::debug!(status = %item.status, "not an upload; skipped");
         return Ok(());
+    }
+    // Duplicates and replays are common on a stream; a read is much cheaper than a decode.
+    match deps.table.get(item.id).await? {
+        Some(current) if current.status == Status::Uploaded => {}
+        Some(current) => {
+            tracing::debug!(status = %current.status, "already past uploaded; skipped");
+            return Ok(());
+        }
+        None => return Err(StateError::NotFound(item.id)),
     }
     let original = match deps.store.get(&item.object_key).await {
         Ok(bytes) => bytes,

@@ -5,7 +5,8 @@ use crate::ProcessError;
 
 /// The renditions made when nothing is configured. The deployed stack and the local engine both take
 /// theirs from template.yaml's `Renditions` parameter, which holds this same text.
-pub const DEFAULT_RENDITIONS: &str = "thumbnail:fit=128x128:jpeg,mobile:width=640:jpeg,avatar:fit=512x512:png";
+pub const DEFAULT_RENDITIONS: &str =
+    "thumbnail:fit=128x128:jpeg,mobile:width=640:jpeg,avatar:fit=512x512:png";
 /// Pixels an image may have before it is refused unread (a decompression-bomb guard): 50 MP.
 pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
 pub const DEFAULT_JPEG_QUALITY: u8 = 80;
@@ -61,7 +62,11 @@ impl FromStr for RenditionSpec {
         let [name, size, format] = parts.as_slice() else {
             return Err(bad("three fields separated by ':'"));
         };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(bad("the name must be letters, digits, '-' or '_'"));
         }
         let px = |v: &str| v.parse::<u32>().ok().filter(|n| (1..=10_000).contains(n));
@@ -112,7 +117,8 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings::parse(DEFAULT_RENDITIONS, DEFAULT_MAX_PIXELS).expect("the default renditions parse")
+        Settings::parse(DEFAULT_RENDITIONS, DEFAULT_MAX_PIXELS)
+            .expect("the default renditions parse")
     }
 }
 
@@ -130,7 +136,9 @@ impl Settings {
         let mut names: Vec<&str> = renditions.iter().map(|r| r.name.as_str()).collect();
         names.sort_unstable();
         if names.windows(2).any(|w| w[0] == w[1]) {
-            return Err(ProcessError::Config("rendition names must be unique".into()));
+            return Err(ProcessError::Config(
+                "rendition names must be unique".into(),
+            ));
         }
         Ok(Settings {
             renditions,

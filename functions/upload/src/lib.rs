@@ -78,7 +78,12 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
 /// The path API Gateway matched, without a stage; a plain HTTP request's own path.
 fn route_path(req: &Request) -> String {
     let raw = req.raw_http_path();
-    if raw.is_empty() { req.uri().path() } else { raw }.to_owned()
+    if raw.is_empty() {
+        req.uri().path()
+    } else {
+        raw
+    }
+    .to_owned()
 }
 
 fn segments(path: &str) -> Vec<&str> {
@@ -107,7 +112,9 @@ async fn upload(req: Request, deps: &Deps) -> Result<Response<Body>, UploadError
     tracing::Span::current().record("image_id", tracing::field::display(id));
     let object_key = format!("uploads/{id}.{ext}");
     // The object first: an item never names an object that is not there.
-    deps.store.put(&object_key, body.clone(), content_type).await?;
+    deps.store
+        .put(&object_key, body.clone(), content_type)
+        .await?;
     let item = Item::uploaded(
         NewUpload {
             id,
@@ -123,7 +130,9 @@ async fn upload(req: Request, deps: &Deps) -> Result<Response<Body>, UploadError
     let mut resp = json_response(StatusCode::CREATED, &item);
     resp.headers_mut().insert(
         header::LOCATION,
-        format!("/items/{id}").parse().expect("a UUID path is a valid header"),
+        format!("/items/{id}")
+            .parse()
+            .expect("a UUID path is a valid header"),
     );
     Ok(resp)
 }
@@ -143,7 +152,10 @@ pub fn sniff(body: &[u8]) -> Result<(&'static str, &'static str), UploadError> {
 }
 
 async fn list(req: &Request, deps: &Deps) -> Result<Response<Body>, UploadError> {
-    let limit = match req.query_string_parameters_ref().and_then(|q| q.first("limit")) {
+    let limit = match req
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("limit"))
+    {
         None => DEFAULT_LIST_LIMIT,
         Some(v) => v
             .parse::<usize>()
@@ -159,7 +171,9 @@ async fn list(req: &Request, deps: &Deps) -> Result<Response<Body>, UploadError>
 
 async fn get(id: &str, deps: &Deps) -> Result<Response<Body>, UploadError> {
     // Ids are server-generated UUIDs: anything else cannot name an item.
-    let parsed: ImageId = id.parse().map_err(|_| UploadError::NotFound(id.to_owned()))?;
+    let parsed: ImageId = id
+        .parse()
+        .map_err(|_| UploadError::NotFound(id.to_owned()))?;
     let item = deps
         .table
         .get(parsed)

@@ -10,7 +10,10 @@ async fn main() -> Result<(), Error> {
     let cfg = Config::from_env()?;
     let aws = aws_config::load_from_env().await;
     let deps = Deps {
-        table: Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), cfg.table_name)),
+        table: Arc::new(DynamoTable::new(
+            aws_sdk_dynamodb::Client::new(&aws),
+            cfg.table_name,
+        )),
         store: Arc::new(S3Store::new(aws_sdk_s3::Client::new(&aws), cfg.bucket_name)),
         max_upload_bytes: cfg.max_upload_bytes,
     };

@@ -101,7 +101,10 @@ impl ItemTable for DynamoTable {
             .map_err(|e| StateError::unavailable(anyhow::anyhow!("rendering {id}: {e}")))?;
         let mut names = HashMap::from([("#history".to_owned(), "history".to_owned())]);
         let mut values = HashMap::from([
-            (":from".to_owned(), AttributeValue::S(t.from().as_str().to_owned())),
+            (
+                ":from".to_owned(),
+                AttributeValue::S(t.from().as_str().to_owned()),
+            ),
             (
                 ":entry".to_owned(),
                 AttributeValue::L(vec![serde_dynamo::to_attribute_value(t.history_entry())

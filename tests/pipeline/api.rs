@@ -1,0 +1,130 @@
+use serde_json::Value;
+
+use crate::helpers::{fixture, spawn_engine, spawn_engine_with};
+
+async fn error_of(resp: reqwest::Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn bad_uploads_get_clear_errors_and_store_nothing() {
+    let app = spawn_engine_with(|cfg| {
+        cfg.parameters
+            .insert("MaxUploadBytes".into(), "500000".into());
+    })
+    .await;
+    let (status, error) = error_of(app.upload(Vec::new(), "image/jpeg").await).await;
+    assert_eq!(
+        (status, error.contains("empty body")),
+        (400, true),
+        "{error}"
+    );
+
+    let (status, error) = error_of(
+        app.upload(b"GIF89a is not welcome".to_vec(), "image/jpeg")
+            .await,
+    )
+    .await;
+    assert_eq!(status, 415, "{error}");
+    assert!(error.contains("image/gif"), "{error}");
+
+    let (status, error) = error_of(app.upload(b"just text".to_vec(), "image/png").await).await;
+    assert_eq!(status, 415, "{error}");
+
+    let big = vec![0xFFu8; 600_000];
+    let (status, error) = error_of(app.upload(big, "image/jpeg").await).await;
+    assert_eq!(status, 413, "{error}");
+    assert!(error.contains("500000"), "{error}");
+
+    assert!(app.items().await.is_empty(), "nothing was accepted");
+    assert!(
+        !app.dir.path().join("objects/images/uploads").exists(),
+        "no object was written"
+    );
+}
+
+#[tokio::test]
+async fn the_content_type_header_is_not_trusted() {
+    let app = spawn_engine().await;
+    let resp = app.upload(fixture("Spring.png"), "image/jpeg").await;
+    assert_eq!(resp.status(), 201);
+    let item: Value = resp.json().await.unwrap();
+    assert_eq!(item["content_type"], "image/png");
+    assert!(item["object_key"].as_str().unwrap().ends_with(".png"));
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_ids_are_404() {
+    let app = spawn_engine().await;
+    for path in [
+        "/items/6f1c1a52-0000-4000-8000-000000000000",
+        "/items/..%2F..%2Fpipeline.db",
+        "/items/not-a-uuid",
+        "/nothing-here",
+    ] {
+        let resp = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+    }
+    let resp = app
+        .http
+        .get(app.url("/items?limit=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn an_accepted_file_that_does_not_decode_ends_failed_without_blocking_others() {
+    let app = spawn_engine().await;
+    let truncated = app.upload_ok(fixture("Aqua.jpg")[..5000].to_vec()).await;
+    let good = app.upload_ok(fixture("FreshFlower.jpg")).await;
+    app.drain().await;
+    let bad = app.item(&truncated).await;
+    assert_eq!(bad["status"], "failed", "{bad}");
+    assert!(
+        bad["error"].as_str().unwrap().contains("truncated"),
+        "{bad}"
+    );
+    assert_eq!(app.item(&good).await["status"], "notified");
+    assert_eq!(app.mails().len(), 1);
+    assert_eq!(
+        app.metric("pipeline_errors_total", "process").await,
+        0.0,
+        "a bad image is not a function error"
+    );
+}
+
+#[tokio::test]
+async fn the_metrics_page_lists_every_series_for_both_functions() {
+    let app = spawn_engine().await;
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "pipeline_invocations_total",
+        "pipeline_records_delivered_total",
+        "pipeline_records_filtered_total",
+        "pipeline_errors_total",
+        "pipeline_iterator_age_seconds",
+    ] {
+        for function in ["process", "notice"] {
+            assert_eq!(
+                crate::helpers::metric(&text, name, function),
+                0.0,
+                "{name} {function}"
+            );
+        }
+    }
+}

@@ -1,0 +1,147 @@
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{eventually, fixture, spawn_engine, PHOTOS};
+
+fn statuses(item: &Value) -> Vec<&str> {
+    item["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn real_photos_reach_notified_with_renditions_and_one_mail_each() {
+    let app = spawn_engine().await;
+    let mut ids = Vec::new();
+    for photo in PHOTOS {
+        ids.push(app.upload_ok(fixture(photo)).await);
+    }
+    app.drain().await;
+
+    for (id, photo) in ids.iter().zip(PHOTOS) {
+        let item = app.item(id).await;
+        assert_eq!(item["status"], "notified", "{photo}: {item}");
+        assert_eq!(statuses(&item), ["uploaded", "processed", "notified"]);
+        let thumb_key = item["renditions"]["thumbnail"].as_str().unwrap();
+        assert_eq!(thumb_key, format!("processed/{id}/thumbnail.jpg"));
+        let thumb = image::load_from_memory(&app.object(thumb_key)).unwrap();
+        assert!(
+            thumb.width() <= 128 && thumb.height() <= 128,
+            "{photo}: {}x{}",
+            thumb.width(),
+            thumb.height()
+        );
+        assert!(
+            thumb.width() == 128 || thumb.height() == 128,
+            "{photo}: the thumbnail fills its box"
+        );
+        assert!(item["width"].as_u64().unwrap() > 1000, "{photo}");
+        assert!(item["message_id"].is_string());
+    }
+    let mails = app.mails();
+    assert_eq!(mails.len(), PHOTOS.len());
+    for id in &ids {
+        let found = mails
+            .iter()
+            .filter(|m| std::fs::read_to_string(m).unwrap().contains(id.as_str()))
+            .count();
+        assert_eq!(found, 1, "exactly one mail names {id}");
+    }
+    let mail = std::fs::read_to_string(&mails[0]).unwrap();
+    assert!(mail.contains("Subject: Image processed: "), "{mail}");
+    assert!(mail.contains("To: you@example.com"), "{mail}");
+}
+
+#[tokio::test]
+async fn each_function_is_delivered_only_the_records_it_acts_on() {
+    let app = spawn_engine().await;
+    let n = 3;
+    for _ in 0..n {
+        app.upload_ok(fixture("FreshFlower.jpg")).await;
+    }
+    app.drain().await;
+    // Three writes per item (INSERT, ->processed, ->notified); each function gets one of them.
+    for function in ["process", "notice"] {
+        assert_eq!(
+            app.metric("pipeline_records_delivered_total", function)
+                .await,
+            n as f64,
+            "{function}"
+        );
+        assert_eq!(
+            app.metric("pipeline_records_filtered_total", function)
+                .await,
+            2.0 * n as f64,
+            "{function}"
+        );
+        assert_eq!(
+            app.metric("pipeline_errors_total", function).await,
+            0.0,
+            "{function}"
+        );
+        assert!(app.metric("pipeline_invocations_total", function).await >= 1.0);
+    }
+}
+
+#[tokio::test]
+async fn replaying_the_whole_stream_three_times_changes_nothing_and_sends_no_mail() {
+    let app = spawn_engine().await;
+    for photo in PHOTOS {
+        app.upload_ok(fixture(photo)).await;
+    }
+    // One that fails, so replays also meet a failed item.
+    app.upload_ok(fixture("Aqua.jpg")[..4000].to_vec()).await;
+    app.drain().await;
+    let before = app.items().await;
+    let mails = app.mails();
+    assert_eq!(mails.len(), PHOTOS.len());
+    for round in 1..=3 {
+        app.engine.db.reset_checkpoints(true).await.unwrap();
+        app.drain().await;
+        assert_eq!(app.items().await, before, "round {round}: items changed");
+        assert_eq!(app.mails(), mails, "round {round}: mail changed");
+    }
+    assert_eq!(
+        app.engine.db.notice_count().await.unwrap(),
+        PHOTOS.len() as u64
+    );
+    // Replays were delivered (so the test did replay), and every one was a no-op.
+    let delivered = app
+        .metric("pipeline_records_delivered_total", "process")
+        .await;
+    assert_eq!(delivered, 4.0 * (PHOTOS.len() + 1) as f64);
+}
+
+#[tokio::test]
+async fn a_running_engine_notices_uploads_without_being_told() {
+    // The serve loop (not drain) must pick up new records on its own.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = crate::helpers::spawn_binary(dir.path()).await;
+    let http = crate::helpers::client();
+    let resp = http
+        .post(format!("http://{}/upload", bin.addr))
+        .header("content-type", "image/jpeg")
+        .body(fixture("GreenMeadow.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("http://{}/items/{id}", bin.addr);
+    eventually(Duration::from_secs(30), "the item to be notified", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let item: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+            (item["status"] == "notified").then_some(())
+        }
+    })
+    .await;
+    assert_eq!(crate::helpers::mails(dir.path()).len(), 1);
+}

@@ -1,0 +1,241 @@
+//! Spawning the engine for tests: in-process (`spawn_engine`, with `drain` to pump the stream) or
+//! as the real `uploader` binary (`spawn_binary`, for crashes). No sleeps: every wait is a condition
+//! polled against a deadline.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use local::{Engine, EngineConfig};
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub fn init_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        local::telemetry::init("info", std::io::stderr);
+    }
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub const PHOTOS: [&str; 4] = [
+    "FreshFlower.jpg",
+    "GreenMeadow.jpg",
+    "Aqua.jpg",
+    "Spring.png",
+];
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub struct TestEngine {
+    pub engine: Arc<Engine>,
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    pub http: reqwest::Client,
+}
+
+/// An engine over a fresh data dir, serving HTTP on an ephemeral loopback port. Its mappings do not
+/// run by themselves: call [`TestEngine::drain`].
+pub async fn spawn_engine() -> TestEngine {
+    spawn_engine_with(|_| {}).await
+}
+
+pub async fn spawn_engine_with(configure: impl FnOnce(&mut EngineConfig)) -> TestEngine {
+    init_logging();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EngineConfig::new(dir.path());
+    cfg.retry_backoff = Duration::from_millis(1);
+    configure(&mut cfg);
+    let engine = Arc::new(Engine::open(cfg).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = engine.router().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    TestEngine {
+        engine,
+        addr,
+        dir,
+        http: client(),
+    }
+}
+
+impl TestEngine {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn upload(&self, body: Vec<u8>, content_type: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/upload"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Uploads and returns the new item's id, asserting a 201.
+    pub async fn upload_ok(&self, body: Vec<u8>) -> String {
+        let resp = self.upload(body, "image/jpeg").await;
+        assert_eq!(resp.status(), 201);
+        let item: Value = resp.json().await.unwrap();
+        item["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn drain(&self) {
+        self.engine.drain().await.unwrap();
+    }
+
+    pub async fn item(&self, id: &str) -> Value {
+        let resp = self
+            .http
+            .get(self.url(&format!("/items/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET /items/{id}");
+        resp.json().await.unwrap()
+    }
+
+    pub async fn items(&self) -> Vec<Value> {
+        let resp: Value = self
+            .http
+            .get(self.url("/items?limit=1000"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        resp["items"].as_array().unwrap().clone()
+    }
+
+    pub fn mails(&self) -> Vec<PathBuf> {
+        mails(self.dir.path())
+    }
+
+    pub fn object(&self, key: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("objects/images").join(key)).unwrap()
+    }
+
+    pub async fn metric(&self, name: &str, function: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric(&text, name, function)
+    }
+}
+
+/// The `.eml` files in a data dir's mailbox.
+pub fn mails(data_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("mail")) else {
+        return Vec::new();
+    };
+    let mut mails: Vec<PathBuf> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    mails.sort();
+    mails
+}
+
+pub fn metric(text: &str, name: &str, function: &str) -> f64 {
+    let prefix = format!("{name}{{function=\"{function}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The real `uploader serve`, on its own port, over `data_dir`.
+pub struct Binary {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+pub async fn spawn_binary(data_dir: &Path) -> Binary {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log = if std::env::var_os("TEST_LOG").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_uploader"))
+        .args(["serve", "--addr", &addr.to_string(), "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let http = client();
+    let url = format!("http://{addr}/metrics");
+    eventually(Duration::from_secs(30), "the engine to answer", || {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            http.get(&url)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        }
+    })
+    .await;
+    Binary { child, addr }
+}
+
+impl Binary {
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
