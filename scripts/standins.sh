@@ -75,12 +75,12 @@ start_one() {
   port=$(free_port)
   case $name in
     moto)
-      nohup "$TOOLS/moto/bin/moto_server" -H 127.0.0.1 -p "$port" >"$RUN/moto.log" 2>&1 </dev/null &
+      nohup "$TOOLS/moto/bin/moto_server" -H 127.0.0.1 -p "$port" >"$RUN/moto.log" 2>&1 </dev/null {lockfd}>&- &
       pid=$! ;;
     ddb)
       jar=$("$ROOT/scripts/tools.sh" ddb-jar)
       # DynamoDB Local has no bind-address option: it listens on all interfaces; we only ever use 127.0.0.1.
-      (cd "$(dirname "$jar")" &&
+      (exec {lockfd}>&- && cd "$(dirname "$jar")" &&
         exec nohup java -Xms64m -Xmx512m -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
           -inMemory -sharedDb -disableTelemetry -port "$port" >"$RUN/ddb.log" 2>&1 </dev/null) &
       pid=$! ;;

