@@ -6,9 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use state::ItemTable;
 
-use crate::{Engine, EngineConfig};
+use crate::{AwsBackend, Backend, Engine, EngineConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,8 +19,56 @@ pub struct Cli {
     /// Where the table, objects and mail live.
     #[arg(long, env = "DATA_DIR", default_value = ".data", global = true)]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Where the table, bucket and topic are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// `embedded` (SQLite, files and a mailbox in DATA_DIR) or `aws` (DynamoDB, S3 and SNS through
+    /// the SDK: region, credentials and endpoints from the usual AWS_* environment).
+    #[arg(long, env = "BACKEND", default_value = "embedded", value_parser = ["embedded", "aws"], global = true)]
+    pub backend: String,
+    /// The DynamoDB table (with a NEW_AND_OLD_IMAGES stream), for --backend aws.
+    #[arg(long, env = "TABLE_NAME", global = true)]
+    pub table: Option<String>,
+    /// The S3 bucket, for --backend aws.
+    #[arg(long, env = "BUCKET_NAME", global = true)]
+    pub bucket: Option<String>,
+    /// The SNS topic, for --backend aws.
+    #[arg(long, env = "TOPIC_ARN", global = true)]
+    pub topic_arn: Option<String>,
+    /// Address S3 by path (for S3-compatible endpoints on localhost).
+    #[arg(long, env = "S3_FORCE_PATH_STYLE", global = true)]
+    pub s3_path_style: bool,
+}
+
+impl BackendArgs {
+    pub async fn backend(&self) -> anyhow::Result<Backend> {
+        if self.backend == "embedded" {
+            return Ok(Backend::Embedded);
+        }
+        let need = |v: &Option<String>, what: &str| {
+            v.clone()
+                .with_context(|| format!("--backend aws needs {what}"))
+        };
+        let table = need(&self.table, "--table (TABLE_NAME)")?;
+        let bucket = need(&self.bucket, "--bucket (BUCKET_NAME)")?;
+        let topic = need(&self.topic_arn, "--topic-arn (TOPIC_ARN)")?;
+        let sdk = aws_config::load_from_env().await;
+        Ok(Backend::Aws(
+            AwsBackend::connect(&sdk, &table, &bucket, &topic, self.s3_path_style).await?,
+        ))
+    }
+
+    async fn engine(&self, data_dir: &std::path::Path) -> anyhow::Result<Engine> {
+        let mut cfg = EngineConfig::new(data_dir);
+        cfg.backend = self.backend().await?;
+        Ok(Engine::open(cfg)?)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +135,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("reading {}", path.display()))?;
             }
             cfg.parameters = parameters.into_iter().collect::<BTreeMap<_, _>>();
+            cfg.backend = cli.backend.backend().await?;
             let engine = Engine::open(cfg)?;
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
@@ -98,7 +146,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Items { limit, json } => {
-            let engine = Engine::open(EngineConfig::new(&cli.data_dir))?;
+            let engine = cli.backend.engine(&cli.data_dir).await?;
             let items = engine.table.list(limit).await?;
             if json {
                 for item in items {
@@ -128,7 +176,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Item { id } => {
-            let engine = Engine::open(EngineConfig::new(&cli.data_dir))?;
+            let engine = cli.backend.engine(&cli.data_dir).await?;
             let parsed = id
                 .parse()
                 .map_err(|_| anyhow::anyhow!("{id:?} is not an item id (a UUID)"))?;

@@ -39,6 +39,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     created_ms INTEGER NOT NULL,
     record TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS shards (
+    shard_id TEXT PRIMARY KEY,
+    last_sequence TEXT,
+    done INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS notices (
     dedup_key TEXT PRIMARY KEY,
     message_id TEXT NOT NULL,
@@ -70,6 +75,21 @@ pub struct DeadLetter {
     pub reason: String,
     pub created_ms: i64,
     pub record: Value,
+}
+
+/// A record read from DynamoDB Streams, as Lambda's event JSON.
+#[derive(Debug, Clone)]
+pub struct MirroredRecord {
+    pub item_id: String,
+    pub created_ms: i64,
+    pub record: Value,
+}
+
+/// How far the mirror has read one shard.
+#[derive(Debug, Clone)]
+pub struct ShardPosition {
+    pub last_sequence: Option<String>,
+    pub done: bool,
 }
 
 /// A shared SQLite connection. Calls run on blocking threads; `changes` ticks on every stream append.
@@ -134,9 +154,12 @@ impl Database {
             rows.map(|row| {
                 let (seq, item_id, created_ms, text) = row?;
                 let mut record: Value = serde_json::from_str(&text).context("stored stream record")?;
-                // Position-derived fields are set on read: the row's seq is only known after insert.
-                record["eventID"] = json!(format!("{seq:032x}"));
-                record["dynamodb"]["SequenceNumber"] = json!(sequence_number(seq));
+                // The embedded table's records get their position on read (a row's seq is only known
+                // after its insert); records mirrored from DynamoDB Streams keep their own.
+                if record["dynamodb"]["SequenceNumber"].is_null() {
+                    record["eventID"] = json!(format!("{seq:032x}"));
+                    record["dynamodb"]["SequenceNumber"] = json!(sequence_number(seq));
+                }
                 Ok(StreamRecord { seq, item_id, created_ms, record })
             })
             .collect()
@@ -259,6 +282,61 @@ impl Database {
         .await
     }
 
+    /// Appends records read from one shard and moves that shard's position, in one transaction.
+    pub async fn mirror(
+        &self,
+        shard_id: String,
+        records: Vec<MirroredRecord>,
+        last_sequence: Option<String>,
+        done: bool,
+    ) -> anyhow::Result<()> {
+        let last_seq = self
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut last = None;
+                for r in &records {
+                    tx.execute(
+                        "INSERT INTO stream (item_id, created_ms, record) VALUES (?1, ?2, ?3)",
+                        params![r.item_id, r.created_ms, r.record.to_string()],
+                    )?;
+                    last = Some(tx.last_insert_rowid() as u64);
+                }
+                tx.execute(
+                    "INSERT INTO shards (shard_id, last_sequence, done) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (shard_id) DO UPDATE SET
+                       last_sequence = COALESCE(excluded.last_sequence, shards.last_sequence),
+                       done = excluded.done",
+                    params![shard_id, last_sequence, done],
+                )?;
+                tx.commit()?;
+                Ok(last)
+            })
+            .await?;
+        if let Some(seq) = last_seq {
+            self.appended(seq);
+        }
+        Ok(())
+    }
+
+    pub async fn shard_positions(
+        &self,
+    ) -> anyhow::Result<std::collections::HashMap<String, ShardPosition>> {
+        self.call(|c| {
+            let mut stmt = c.prepare("SELECT shard_id, last_sequence, done FROM shards")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    ShardPosition {
+                        last_sequence: r.get(1)?,
+                        done: r.get(2)?,
+                    },
+                ))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     /// The message id already published under `dedup_key`, or `fresh` recorded as it.
     pub async fn record_notice(
         &self,
@@ -289,10 +367,6 @@ impl Database {
 /// DynamoDB-style sequence numbers: numeric strings; zero-padded so text order is numeric order.
 pub fn sequence_number(seq: u64) -> String {
     format!("{seq:021}")
-}
-
-pub fn parse_sequence_number(s: &str) -> Option<u64> {
-    s.parse().ok()
 }
 
 /// The record DynamoDB Streams would write for this change (NEW_AND_OLD_IMAGES).

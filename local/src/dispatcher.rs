@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use crate::db::{parse_sequence_number, Database, StreamRecord};
+use crate::db::{Database, StreamRecord};
 use crate::metrics::Metrics;
 use crate::template::StreamMapping;
 
@@ -163,26 +163,36 @@ impl Dispatcher {
             Ok(response) => match failed_sequence_numbers(&response) {
                 Ok(failed) if failed.is_empty() => None,
                 Ok(failed) => {
-                    let lowest = failed.iter().copied().min().unwrap_or_default();
-                    if batch.iter().any(|r| r.seq == lowest) {
-                        self.metrics.errors.with_label_values(&[f]).inc();
-                        // Everything before the lowest failure is done.
-                        let done = lowest - 1;
-                        self.commit(done, &filtered).await?;
-                        let rest: Vec<StreamRecord> =
-                            batch.into_iter().filter(|r| r.seq >= lowest).collect();
-                        return self
-                            .failed(
-                                rest,
-                                "the function reported batch item failures",
-                                false,
-                                end,
-                            )
-                            .await;
+                    // Identifiers are the records' own SequenceNumbers; the lowest one in the batch
+                    // is where Lambda resumes. One that names no record fails the whole batch.
+                    let positions: Option<Vec<usize>> = failed
+                        .iter()
+                        .map(|id| {
+                            batch.iter().position(|r| {
+                                r.record["dynamodb"]["SequenceNumber"].as_str() == Some(id)
+                            })
+                        })
+                        .collect();
+                    match positions.and_then(|p| p.into_iter().min()) {
+                        Some(first) => {
+                            self.metrics.errors.with_label_values(&[f]).inc();
+                            // Everything before the lowest failure is done.
+                            let done = batch[first].seq - 1;
+                            self.commit(done, &filtered).await?;
+                            let rest = batch.split_off(first);
+                            return self
+                                .failed(
+                                    rest,
+                                    "the function reported batch item failures",
+                                    false,
+                                    end,
+                                )
+                                .await;
+                        }
+                        None => Some(format!(
+                            "batchItemFailures names a record not in the batch: {failed:?}"
+                        )),
                     }
-                    Some(format!(
-                        "batchItemFailures names {lowest}, which is not in the batch"
-                    ))
                 }
                 Err(why) => Some(why),
             },
@@ -295,7 +305,7 @@ impl Dispatcher {
 }
 
 /// The sequence numbers a function's `batchItemFailures` names; a malformed answer is an error.
-fn failed_sequence_numbers(response: &Value) -> Result<Vec<u64>, String> {
+fn failed_sequence_numbers(response: &Value) -> Result<Vec<String>, String> {
     let Some(failures) = response.get("batchItemFailures") else {
         return Ok(Vec::new());
     };
@@ -307,7 +317,7 @@ fn failed_sequence_numbers(response: &Value) -> Result<Vec<u64>, String> {
         .map(|f| {
             f.get("itemIdentifier")
                 .and_then(Value::as_str)
-                .and_then(parse_sequence_number)
+                .map(str::to_owned)
                 .ok_or_else(|| format!("malformed batch item failure {f}"))
         })
         .collect()

@@ -14,6 +14,10 @@ use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use tokio::sync::{watch, Mutex};
 
+use state::aws::{DynamoTable, S3Store, SnsNotifier};
+use state::{ItemTable, Notifier, ObjectStore};
+
+use crate::aws_stream::StreamTailer;
 use crate::db::{Database, SqliteTable};
 use crate::dispatcher::{Dispatcher, Step, StreamFunction};
 use crate::files::FileStore;
@@ -24,8 +28,75 @@ use crate::EngineError;
 
 pub const BUCKET: &str = "images";
 
+/// Where the table, bucket and topic are.
+#[derive(Clone, Default)]
+pub enum Backend {
+    /// SQLite, files and a mailbox under the data dir.
+    #[default]
+    Embedded,
+    /// DynamoDB (and its stream), S3 and SNS through the AWS SDK; the data dir keeps only the
+    /// mappings' checkpoints, the stream mirror and dead letters.
+    Aws(AwsBackend),
+}
+
+#[derive(Clone)]
+pub struct AwsBackend {
+    pub table: DynamoTable,
+    pub store: S3Store,
+    pub notifier: SnsNotifier,
+    pub streams: aws_sdk_dynamodbstreams::Client,
+    pub stream_arn: String,
+}
+
+impl AwsBackend {
+    /// Clients from one SDK config (endpoints, region and credentials come from the environment).
+    pub async fn connect(
+        sdk: &aws_config::SdkConfig,
+        table: &str,
+        bucket: &str,
+        topic_arn: &str,
+        s3_path_style: bool,
+    ) -> anyhow::Result<AwsBackend> {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(s3_path_style)
+                .build(),
+        );
+        Self::from_clients(
+            aws_sdk_dynamodb::Client::new(sdk),
+            aws_sdk_dynamodbstreams::Client::new(sdk),
+            s3,
+            aws_sdk_sns::Client::new(sdk),
+            table,
+            bucket,
+            topic_arn,
+        )
+        .await
+    }
+
+    /// From ready clients (each may have its own endpoint).
+    pub async fn from_clients(
+        ddb: aws_sdk_dynamodb::Client,
+        streams: aws_sdk_dynamodbstreams::Client,
+        s3: aws_sdk_s3::Client,
+        sns: aws_sdk_sns::Client,
+        table: &str,
+        bucket: &str,
+        topic_arn: &str,
+    ) -> anyhow::Result<AwsBackend> {
+        let stream_arn = StreamTailer::stream_arn_of(&ddb, table).await?;
+        Ok(AwsBackend {
+            table: DynamoTable::new(ddb, table),
+            store: S3Store::new(s3, bucket),
+            notifier: SnsNotifier::new(sns, topic_arn),
+            streams,
+            stream_arn,
+        })
+    }
+}
+
 /// How the engine runs. `from_env`-style defaults live in the CLI.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineConfig {
     pub data_dir: PathBuf,
     /// Where the email subscription's mail is addressed.
@@ -36,6 +107,7 @@ pub struct EngineConfig {
     pub parameters: BTreeMap<String, String>,
     /// First pause before a failed batch is retried; doubles per attempt.
     pub retry_backoff: Duration,
+    pub backend: Backend,
 }
 
 impl EngineConfig {
@@ -46,15 +118,20 @@ impl EngineConfig {
             template: template::EMBEDDED.to_owned(),
             parameters: BTreeMap::new(),
             retry_backoff: Duration::from_millis(200),
+            backend: Backend::Embedded,
         }
     }
 }
 
 pub struct Engine {
     pub db: Database,
-    pub table: Arc<SqliteTable>,
-    pub store: Arc<FileStore>,
-    pub mailbox: Arc<Mailbox>,
+    pub table: Arc<dyn ItemTable>,
+    pub store: Arc<dyn ObjectStore>,
+    pub notifier: Arc<dyn Notifier>,
+    /// The embedded topic's mail folder; `None` on AWS.
+    pub mail_dir: Option<PathBuf>,
+    /// Mirrors the DynamoDB stream into `db` on AWS; `None` when embedded.
+    pub tailer: Option<Arc<StreamTailer>>,
     pub metrics: Metrics,
     pub upload: Arc<upload::Deps>,
     pub routes: Vec<template::Route>,
@@ -101,13 +178,36 @@ impl Engine {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
         let db = Database::open(&cfg.data_dir.join("pipeline.db"))?;
-        let table = Arc::new(SqliteTable::new(db.clone()));
-        let store = Arc::new(FileStore::new(&cfg.data_dir.join("objects"), BUCKET));
-        let mailbox = Arc::new(Mailbox::new(
-            db.clone(),
-            cfg.data_dir.join("mail"),
-            &cfg.email,
-        )?);
+        type Ports = (
+            Arc<dyn ItemTable>,
+            Arc<dyn ObjectStore>,
+            Arc<dyn Notifier>,
+            Option<PathBuf>,
+            Option<Arc<StreamTailer>>,
+        );
+        let (table, store, notifier, mail_dir, tailer): Ports = match cfg.backend {
+            Backend::Embedded => {
+                let mail_dir = cfg.data_dir.join("mail");
+                (
+                    Arc::new(SqliteTable::new(db.clone())),
+                    Arc::new(FileStore::new(&cfg.data_dir.join("objects"), BUCKET)),
+                    Arc::new(Mailbox::new(db.clone(), mail_dir.clone(), &cfg.email)?),
+                    Some(mail_dir),
+                    None,
+                )
+            }
+            Backend::Aws(aws) => (
+                Arc::new(aws.table),
+                Arc::new(aws.store),
+                Arc::new(aws.notifier),
+                None,
+                Some(Arc::new(StreamTailer::new(
+                    aws.streams,
+                    aws.stream_arn,
+                    db.clone(),
+                ))),
+            ),
+        };
         let metrics = Metrics::new();
 
         let function = |binary: &str| {
@@ -151,7 +251,7 @@ impl Engine {
         let notice_fn = function("notice")?;
         let notice: Arc<dyn StreamFunction> = Arc::new(NoticeFunction(notice::Deps {
             table: table.clone(),
-            notifier: mailbox.clone(),
+            notifier: notifier.clone(),
             concurrency: 8,
         }));
 
@@ -178,7 +278,9 @@ impl Engine {
             db,
             table,
             store,
-            mailbox,
+            notifier,
+            mail_dir,
+            tailer,
             metrics,
             upload,
             routes: upload_fn.routes.clone(),
@@ -200,6 +302,9 @@ impl Engine {
     pub async fn drain(&self) -> anyhow::Result<()> {
         loop {
             let mut idle = true;
+            if let Some(tailer) = &self.tailer {
+                idle &= tailer.poll().await? == 0;
+            }
             for d in &self.dispatchers {
                 let mut d = d.lock().await;
                 loop {
@@ -239,13 +344,23 @@ impl Engine {
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move { run_shared(d, stop).await }));
         }
+        if let Some(tailer) = self.tailer.clone() {
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move { tail(tailer, stop).await }));
+        }
         tracing::info!(%addr, data_dir = %self.data_dir.display(), "serving");
         println!("Upload API listening on http://{addr}");
-        println!(
-            "Data in {} (mail in {})",
-            self.data_dir.display(),
-            self.mailbox.dir().display()
-        );
+        match &self.mail_dir {
+            Some(mail) => println!(
+                "Data in {} (mail in {})",
+                self.data_dir.display(),
+                mail.display()
+            ),
+            None => println!(
+                "Table, bucket and topic on AWS; checkpoints in {}",
+                self.data_dir.display()
+            ),
+        }
         println!("Try:\n  curl -X POST -H 'Content-type: image/jpeg' --data-binary '@sample.jpg' http://{addr}/upload");
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -255,6 +370,22 @@ impl Engine {
             let _ = t.await;
         }
         Ok(())
+    }
+}
+
+/// Polls the DynamoDB stream as Lambda's pollers do, four times a second per shard at most.
+async fn tail(tailer: Arc<StreamTailer>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = tailer.poll().await {
+            tracing::error!(error = %format!("{e:#}"), "reading the DynamoDB stream failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! with a stream, files for the bucket and a mailbox for the topic, wired by template.yaml's routes and
 //! event source mappings. `uploader serve` runs it; the other commands inspect and steer it.
 
+pub mod aws_stream;
 pub mod cli;
 pub mod db;
 pub mod dispatcher;
@@ -14,7 +15,7 @@ pub mod metrics;
 pub mod telemetry;
 pub mod template;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{AwsBackend, Backend, Engine, EngineConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -92,7 +92,7 @@ async fn an_accepted_file_that_does_not_decode_ends_failed_without_blocking_othe
         "{bad}"
     );
     assert_eq!(app.item(&good).await["status"], "notified");
-    assert_eq!(app.mails().len(), 1);
+    assert_eq!(app.notices().await.len(), 1);
     assert_eq!(
         app.metric("pipeline_errors_total", "process").await,
         0.0,

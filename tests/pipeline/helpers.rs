@@ -8,9 +8,33 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use local::{Engine, EngineConfig};
+use local::{Backend, Engine, EngineConfig};
 use serde_json::Value;
 use tempfile::TempDir;
+
+use crate::stand_ins::{endpoints, AwsWorld};
+
+/// `PIPELINE_BACKEND=aws` runs these tests on DynamoDB Local and moto instead of the embedded
+/// backend (`make test` does both).
+pub fn aws_selected() -> bool {
+    std::env::var("PIPELINE_BACKEND").as_deref() == Ok("aws")
+}
+
+/// This backend's resources, when it is AWS.
+pub async fn world() -> Option<AwsWorld> {
+    if !aws_selected() {
+        return None;
+    }
+    let eps = endpoints().expect("PIPELINE_BACKEND=aws needs the stand-ins: run `make test`");
+    Some(AwsWorld::create(eps).await)
+}
+
+/// One notice as the subscriber got it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentNotice {
+    pub subject: String,
+    pub text: String,
+}
 
 pub fn init_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
@@ -41,6 +65,8 @@ pub struct TestEngine {
     pub addr: SocketAddr,
     pub dir: TempDir,
     pub http: reqwest::Client,
+    pub aws: Option<AwsWorld>,
+    received: tokio::sync::Mutex<Vec<SentNotice>>,
 }
 
 /// An engine over a fresh data dir, serving HTTP on an ephemeral loopback port. Its mappings do not
@@ -54,6 +80,10 @@ pub async fn spawn_engine_with(configure: impl FnOnce(&mut EngineConfig)) -> Tes
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = EngineConfig::new(dir.path());
     cfg.retry_backoff = Duration::from_millis(1);
+    let aws = world().await;
+    if let Some(w) = &aws {
+        cfg.backend = Backend::Aws(w.backend().await);
+    }
     configure(&mut cfg);
     let engine = Arc::new(Engine::open(cfg).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -65,6 +95,8 @@ pub async fn spawn_engine_with(configure: impl FnOnce(&mut EngineConfig)) -> Tes
         addr,
         dir,
         http: client(),
+        aws,
+        received: Default::default(),
     }
 }
 
@@ -119,12 +151,22 @@ impl TestEngine {
         resp["items"].as_array().unwrap().clone()
     }
 
-    pub fn mails(&self) -> Vec<PathBuf> {
-        mails(self.dir.path())
+    /// Every notice the topic's subscriber has received so far.
+    pub async fn notices(&self) -> Vec<SentNotice> {
+        match &self.aws {
+            None => mail_notices(self.dir.path()),
+            Some(world) => {
+                let mut received = self.received.lock().await;
+                for (subject, text, _) in world.take_notices().await {
+                    received.push(SentNotice { subject, text });
+                }
+                received.clone()
+            }
+        }
     }
 
-    pub fn object(&self, key: &str) -> Vec<u8> {
-        std::fs::read(self.dir.path().join("objects/images").join(key)).unwrap()
+    pub async fn object(&self, key: &str) -> Vec<u8> {
+        self.engine.store.get(key).await.unwrap().to_vec()
     }
 
     pub async fn metric(&self, name: &str, function: &str) -> f64 {
@@ -139,6 +181,22 @@ impl TestEngine {
             .unwrap();
         metric(&text, name, function)
     }
+}
+
+/// The mailbox's messages as notices.
+pub fn mail_notices(data_dir: &Path) -> Vec<SentNotice> {
+    mails(data_dir)
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let subject = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: "))
+                .unwrap_or_default()
+                .to_owned();
+            SentNotice { subject, text }
+        })
+        .collect()
 }
 
 /// The `.eml` files in a data dir's mailbox.
@@ -188,7 +246,8 @@ pub struct Binary {
     pub addr: SocketAddr,
 }
 
-pub async fn spawn_binary(data_dir: &Path) -> Binary {
+/// `env` is empty for the embedded backend, or an [`AwsWorld::env`] for AWS.
+pub async fn spawn_binary(data_dir: &Path, env: &[(String, String)]) -> Binary {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -203,6 +262,12 @@ pub async fn spawn_binary(data_dir: &Path) -> Binary {
     let child = Command::new(env!("CARGO_BIN_EXE_uploader"))
         .args(["serve", "--addr", &addr.to_string(), "--data-dir"])
         .arg(data_dir)
+        .args(if env.is_empty() {
+            vec![]
+        } else {
+            vec!["--backend", "aws"]
+        })
+        .envs(env.iter().cloned())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

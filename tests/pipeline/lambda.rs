@@ -1,0 +1,285 @@
+//! Each function's binary run as Lambda runs it: started with AWS_LAMBDA_RUNTIME_API pointing at a
+//! Runtime API served here, it pulls events from `/invocation/next` and posts its answer back. The
+//! functions reach DynamoDB Local and moto through the standard AWS_ENDPOINT_URL_* variables; the
+//! process and notice events are the records the real stream produced.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use local::aws_stream::StreamTailer;
+use local::db::Database;
+use local::template::{Template, EMBEDDED};
+use serde_json::{json, Value};
+use state::{ImageId, ItemTable, Status};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::stand_ins::AwsWorld;
+use crate::stand_ins_or_skip;
+
+type Answer = Result<Value, Value>;
+
+#[derive(Clone, Default)]
+struct Runtime {
+    queue: Arc<Mutex<Option<mpsc::Receiver<(String, Value)>>>>,
+    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>,
+}
+
+async fn next(State(rt): State<Runtime>) -> (HeaderMap, String) {
+    let mut queue = rt.queue.lock().await;
+    let (id, event) = queue.as_mut().unwrap().recv().await.expect("harness open");
+    let mut headers = HeaderMap::new();
+    headers.insert("lambda-runtime-aws-request-id", id.parse().unwrap());
+    let deadline = state::now_ms() + 30_000;
+    headers.insert(
+        "lambda-runtime-deadline-ms",
+        deadline.to_string().parse().unwrap(),
+    );
+    headers.insert(
+        "lambda-runtime-invoked-function-arn",
+        "arn:aws:lambda:us-east-1:123456789012:function:test"
+            .parse()
+            .unwrap(),
+    );
+    headers.insert(
+        "lambda-runtime-trace-id",
+        "Root=1-00000000-000000000000000000000000".parse().unwrap(),
+    );
+    (headers, event.to_string())
+}
+
+async fn answer(rt: &Runtime, id: &str, answer: Answer) -> StatusCode {
+    match rt.waiting.lock().await.remove(id) {
+        Some(tx) => {
+            let _ = tx.send(answer);
+            StatusCode::ACCEPTED
+        }
+        None => StatusCode::NOT_FOUND,
+    }
+}
+
+async fn response(
+    State(rt): State<Runtime>,
+    UrlPath(id): UrlPath<String>,
+    body: String,
+) -> StatusCode {
+    answer(
+        &rt,
+        &id,
+        Ok(serde_json::from_str(&body).unwrap_or(Value::String(body))),
+    )
+    .await
+}
+
+async fn error(
+    State(rt): State<Runtime>,
+    UrlPath(id): UrlPath<String>,
+    body: String,
+) -> StatusCode {
+    answer(
+        &rt,
+        &id,
+        Err(serde_json::from_str(&body).unwrap_or(Value::String(body))),
+    )
+    .await
+}
+
+async fn init_error(body: String) -> StatusCode {
+    panic!("the function failed to start: {body}");
+}
+
+/// One function binary under a Runtime API of its own.
+struct Function {
+    child: Child,
+    submit: mpsc::Sender<(String, Value)>,
+    rt: Runtime,
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_uploader")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` (make test does)",
+        path.display()
+    );
+    path
+}
+
+impl Function {
+    async fn start(name: &str, env: &[(String, String)]) -> Function {
+        let (submit, queue) = mpsc::channel(8);
+        let rt = Runtime {
+            queue: Arc::new(Mutex::new(Some(queue))),
+            ..Default::default()
+        };
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(rt.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let log = if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        let child = Command::new(binary(name))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().cloned())
+            .env("AWS_LAMBDA_RUNTIME_API", api.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Function { child, submit, rt }
+    }
+
+    async fn invoke(&self, event: Value) -> Answer {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.rt.waiting.lock().await.insert(id.clone(), tx);
+        self.submit.send((id, event)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(60), rx)
+            .await
+            .expect("the function answered in time")
+            .unwrap()
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn event_file(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn the_three_bootstraps_take_an_upload_to_notified_on_the_stand_ins() {
+    let eps = stand_ins_or_skip!();
+    let world = AwsWorld::create(eps).await;
+    let env = world.env();
+    let upload = Function::start("upload", &env).await;
+    let process = Function::start("process", &env).await;
+    let notice = Function::start("notice", &env).await;
+
+    // API Gateway -> upload.
+    let resp = upload.invoke(event_file("api-upload.json")).await.unwrap();
+    assert_eq!(resp["statusCode"], 201, "{resp}");
+    let item: Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
+    let id: ImageId = item["id"].as_str().unwrap().parse().unwrap();
+    let refused = upload
+        .invoke(event_file("api-upload-not-an-image.json"))
+        .await
+        .unwrap();
+    assert_eq!(refused["statusCode"], 415, "{refused}");
+
+    // The real stream, filtered by the template, -> process -> notice.
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(&dir.path().join("mirror.db")).unwrap();
+    let arn = StreamTailer::stream_arn_of(&world.ddb, &world.table)
+        .await
+        .unwrap();
+    let tailer = StreamTailer::new(world.streams.clone(), arn, db.clone());
+    let template = Template::parse(EMBEDDED, &Default::default()).unwrap();
+    let mut seen = 0;
+    let batch_for = |binary: &'static str, records: &[local::db::StreamRecord]| {
+        let filters = &template
+            .function(binary)
+            .unwrap()
+            .stream
+            .as_ref()
+            .unwrap()
+            .filters;
+        json!({ "Records": records.iter().filter(|r| filters.matches(&r.record)).map(|r| &r.record).collect::<Vec<_>>() })
+    };
+    tailer.poll().await.unwrap();
+    let records = db.read_stream(seen, 100).await.unwrap();
+    seen = records.last().unwrap().seq;
+    let event = batch_for("process", &records);
+    assert_eq!(event["Records"].as_array().unwrap().len(), 1);
+    let resp = process.invoke(event).await.unwrap();
+    assert_eq!(resp, json!({ "batchItemFailures": [] }));
+
+    let table = state::aws::DynamoTable::new(world.ddb.clone(), &world.table);
+    let processed = table.get(id).await.unwrap().unwrap();
+    assert_eq!(processed.status, Status::Processed);
+    let renditions = processed.renditions.clone().unwrap();
+    for key in renditions.values() {
+        let object = world
+            .s3
+            .get_object()
+            .bucket(&world.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        assert!(object.content_length().unwrap() > 0, "{key}");
+    }
+
+    tailer.poll().await.unwrap();
+    let records = db.read_stream(seen, 100).await.unwrap();
+    let event = batch_for("notice", &records);
+    assert_eq!(
+        event["Records"].as_array().unwrap().len(),
+        1,
+        "only the uploaded -> processed record"
+    );
+    assert_eq!(
+        batch_for("process", &records)["Records"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "process's own write is filtered"
+    );
+    let resp = notice.invoke(event).await.unwrap();
+    assert_eq!(resp, json!({ "batchItemFailures": [] }));
+    let notified = table.get(id).await.unwrap().unwrap();
+    assert_eq!(notified.status, Status::Notified);
+    let sent = world.take_notices().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(Some(&sent[0].2), notified.message_id.as_ref());
+
+    // A malformed event is a function error with a type, not a crash: the runtime keeps serving.
+    let err = process
+        .invoke(json!({ "Records": "not a list" }))
+        .await
+        .unwrap_err();
+    assert!(
+        err["errorType"].is_string() && err["errorMessage"].is_string(),
+        "{err}"
+    );
+    let again = process
+        .invoke(event_file("stream-modify-notified.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        json!({ "batchItemFailures": [] }),
+        "a record for an unknown item is not retried"
+    );
+}
