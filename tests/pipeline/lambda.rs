@@ -24,10 +24,12 @@ use crate::stand_ins::AwsWorld;
 use crate::stand_ins_or_skip;
 
 type Answer = Result<Value, Value>;
+/// Invocations waiting for the function to ask for them: (request id, event).
+type Queue = mpsc::Receiver<(String, Value)>;
 
 #[derive(Clone, Default)]
 struct Runtime {
-    queue: Arc<Mutex<Option<mpsc::Receiver<(String, Value)>>>>,
+    queue: Arc<Mutex<Option<Queue>>>,
     waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Answer>>>>,
 }
 
