@@ -9,6 +9,11 @@ SHELL := /bin/bash
 ADDR ?= 127.0.0.1:3000
 DATA_DIR ?= .data
 CARGO ?= cargo
+STACK ?= image-pipeline
+VENV := $(CURDIR)/.tools/venv/bin
+# SAM CLI, cargo-lambda and zig come from .tools/venv (scripts/tools.sh); no telemetry.
+SAM := PATH="$(VENV):$$PATH" SAM_CLI_TELEMETRY=0 $(VENV)/sam
+STACKPY := $(VENV)/python scripts/stack.py
 
 .PHONY: help
 help: ## List the targets
@@ -19,8 +24,43 @@ run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.da
 	$(CARGO) run --release --quiet -p local --bin uploader -- --data-dir '$(DATA_DIR)' serve --addr '$(ADDR)'
 
 .PHONY: test
-test: ## Run every test
-	$(CARGO) test --workspace --locked
+test: ## Run every test (installs and starts DynamoDB Local and moto on loopback; stops them after)
+	scripts/tools.sh validate moto ddb
+	scripts/validate-template.sh
+	$(CARGO) build --workspace --bins --locked
+	scripts/standins.sh start
+	trap 'scripts/standins.sh stop' EXIT; \
+	eval "$$(scripts/standins.sh env)"; export STANDINS_REQUIRED=1; \
+	$(CARGO) test --workspace --locked; \
+	echo "== the pipeline tests again, on DynamoDB Local + moto (PIPELINE_BACKEND=aws)"; \
+	PIPELINE_BACKEND=aws $(CARGO) test --locked -p local --test pipeline
+
+.PHONY: validate
+validate: ## Check template.yaml offline: sam validate (+lint), cfn-lint, translated cfn-lint, filters, IAM
+	scripts/tools.sh validate
+	scripts/validate-template.sh
+
+.PHONY: build
+build: ## Build the three functions for Lambda (arm64, provided.al2023) with sam + cargo-lambda
+	scripts/tools.sh validate lambda
+	$(SAM) build --template template.yaml
+
+.PHONY: deploy
+deploy: build ## Deploy to AWS: make deploy email=you@example.com (prints the Upload API and curl line)
+	@test -n "$(email)" || { echo "usage: make deploy email=you@example.com" >&2; exit 2; }
+	$(SAM) deploy --stack-name '$(STACK)' --resolve-s3 --capabilities CAPABILITY_IAM \
+	  --no-confirm-changeset --no-fail-on-empty-changeset --parameter-overrides 'Email=$(email)'
+	@$(STACKPY) outputs '$(STACK)'
+
+.PHONY: outputs
+outputs: ## Show the deployed stack's outputs and curl line
+	@$(STACKPY) outputs '$(STACK)'
+
+.PHONY: undeploy
+undeploy: ## Empty the bucket and delete the stack
+	scripts/tools.sh validate
+	$(STACKPY) empty-bucket '$(STACK)'
+	$(SAM) delete --stack-name '$(STACK)' --no-prompts
 
 .PHONY: lint
 lint: ## rustfmt and clippy, warnings as errors
@@ -32,5 +72,9 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: items
-items: ## List the local items (DATA_DIR=.data)
+items: ## Scan the deployed table (one JSON item per line)
+	@$(STACKPY) items '$(STACK)'
+
+.PHONY: local-items
+local-items: ## List the local engine's items (DATA_DIR=.data)
 	$(CARGO) run --release --quiet -p local --bin uploader -- --data-dir '$(DATA_DIR)' items

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""The deployed stack, for the Makefile: its outputs, its items, and emptying its bucket.
+
+    stack.py outputs STACK        print the outputs and the curl line
+    stack.py output STACK KEY     print one output's value (nothing if the stack is gone)
+    stack.py items STACK          scan the table, one JSON item per line (plain JSON, like GET /items/{id})
+    stack.py empty-bucket STACK   delete every object in the stack's bucket (CloudFormation cannot
+                                  delete a bucket that holds objects)
+
+Uses boto3 from the SAM CLI's venv, with the usual AWS_* credentials, profile and region.
+"""
+import json
+import sys
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+
+def outputs(stack):
+    try:
+        desc = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+    except ClientError as e:
+        if "does not exist" in str(e):
+            return {}
+        raise
+    return {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
+
+
+def plain(value):
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if hasattr(value, "as_integer_ratio") and not isinstance(value, (int, float)):  # Decimal
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def main(argv):
+    if len(argv) < 3:
+        sys.exit(__doc__)
+    cmd, stack = argv[1], argv[2]
+    out = outputs(stack)
+    if cmd == "output":
+        print(out.get(argv[3], ""))
+    elif cmd == "outputs":
+        if not out:
+            sys.exit(f"stack {stack} not found")
+        for key in sorted(out):
+            if key != "CurlCommand":
+                print(f"{key:16} {out[key]}")
+        print("\nUpload an image:\n  " + out["CurlCommand"])
+        print("\nConfirm the SNS subscription email first, or no notice arrives.")
+    elif cmd == "items":
+        table = out.get("TableName") or sys.exit(f"stack {stack} not found")
+        deser = TypeDeserializer()
+        for page in boto3.client("dynamodb").get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+            for item in page["Items"]:
+                print(json.dumps(plain({k: deser.deserialize(v) for k, v in item.items()}), sort_keys=True))
+    elif cmd == "empty-bucket":
+        bucket = out.get("BucketName")
+        if not bucket:
+            return
+        objects = boto3.resource("s3").Bucket(bucket).objects.all()
+        deleted = sum(len(r.get("Deleted", [])) for r in objects.delete())
+        print(f"emptied s3://{bucket} ({deleted} objects)")
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
