@@ -112,6 +112,10 @@ pub enum Command {
     },
     /// Deliver the whole stream again to every mapping (a running engine picks it up).
     Replay,
+    /// List the records the mappings gave up on (their on-failure destination), one JSON per line.
+    DeadLetters,
+    /// Feed every dead letter back to its function; the ones that succeed are removed.
+    Redrive,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -130,6 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut cfg = EngineConfig::new(&cli.data_dir);
             cfg.email = email;
+            cfg.faults = crate::faults::Faults::from_env()?;
             if let Some(path) = template {
                 cfg.template = std::fs::read_to_string(&path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -206,6 +211,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if failed > 0 {
                 anyhow::bail!("{failed} file(s) could not be processed");
+            }
+            Ok(())
+        }
+        Command::DeadLetters => {
+            let engine = cli.backend.engine(&cli.data_dir).await?;
+            for letter in engine.db.dead_letters().await? {
+                println!("{}", serde_json::to_string(&letter)?);
+            }
+            Ok(())
+        }
+        Command::Redrive => {
+            let engine = cli.backend.engine(&cli.data_dir).await?;
+            let report = engine.redrive().await?;
+            println!("{}", serde_json::to_string(&report)?);
+            if !report.still_failing.is_empty() {
+                anyhow::bail!(
+                    "{} dead letter(s) failed again and were kept",
+                    report.still_failing.len()
+                );
             }
             Ok(())
         }

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use crate::db::{Database, StreamRecord};
+use crate::faults::{CrashPoint, Faults};
 use crate::metrics::Metrics;
 use crate::template::StreamMapping;
 
@@ -58,6 +59,7 @@ pub struct Dispatcher {
     metrics: Metrics,
     backoff: Duration,
     retry: Option<Retry>,
+    faults: Faults,
 }
 
 impl Dispatcher {
@@ -68,6 +70,7 @@ impl Dispatcher {
         target: Arc<dyn StreamFunction>,
         metrics: Metrics,
         backoff: Duration,
+        faults: Faults,
     ) -> Dispatcher {
         let function = function.into();
         metrics.register_function(&function);
@@ -79,6 +82,7 @@ impl Dispatcher {
             metrics,
             backoff,
             retry: None,
+            faults,
         }
     }
 
@@ -180,13 +184,9 @@ impl Dispatcher {
                             let done = batch[first].seq - 1;
                             self.commit(done, &filtered).await?;
                             let rest = batch.split_off(first);
+                            let reason = "the function reported batch item failures";
                             return self
-                                .failed(
-                                    rest,
-                                    "the function reported batch item failures",
-                                    false,
-                                    end,
-                                )
+                                .failed(rest, Some(failed), reason, false, end, &filtered)
                                 .await;
                         }
                         None => Some(format!(
@@ -207,7 +207,8 @@ impl Dispatcher {
             Some(reason) => {
                 self.metrics.errors.with_label_values(&[f]).inc();
                 let bisect = self.mapping.bisect_on_error;
-                self.failed(batch, &reason, bisect, end).await
+                self.failed(batch, None, &reason, bisect, end, &filtered)
+                    .await
             }
         }
     }
@@ -218,13 +219,17 @@ impl Dispatcher {
             .is_some_and(|age| now - record.created_ms > age.as_millis() as i64)
     }
 
-    /// `records` (oldest first) failed. Halve, retry, or give up on them.
+    /// `records` (oldest first, from the first failed one to the batch's end) failed; `reported`
+    /// names the ones the function reported (`None`: the whole batch failed). Halve, retry, or give
+    /// up on them.
     async fn failed(
         &mut self,
         records: Vec<StreamRecord>,
+        reported: Option<Vec<String>>,
         reason: &str,
         may_bisect: bool,
         end: u64,
+        filtered: &[u64],
     ) -> anyhow::Result<Step> {
         let first = records[0].seq;
         let (attempts, limit) = match &self.retry {
@@ -248,9 +253,21 @@ impl Dispatcher {
             .is_some_and(|max| attempts > max)
         {
             self.retry = None;
-            let through = if records.len() == 1 { first } else { end };
-            self.dead_letter(records, &format!("retries exhausted: {reason}"), through)
+            // Only what failed goes to the destination; the rest of the batch was done.
+            let letters: Vec<StreamRecord> = match &reported {
+                None => records,
+                Some(ids) => records
+                    .into_iter()
+                    .filter(|r| {
+                        r.record["dynamodb"]["SequenceNumber"]
+                            .as_str()
+                            .is_some_and(|s| ids.iter().any(|i| i == s))
+                    })
+                    .collect(),
+            };
+            self.dead_letter(letters, &format!("retries exhausted: {reason}"), end)
                 .await?;
+            self.count_filtered(filtered, end);
             return Ok(Step::Progressed);
         }
         self.retry = Some(Retry {
@@ -283,6 +300,7 @@ impl Dispatcher {
     }
 
     async fn commit(&mut self, checkpoint: u64, filtered: &[u64]) -> anyhow::Result<()> {
+        self.faults.crash_point(CrashPoint::BeforeCheckpoint);
         self.db
             .set_checkpoint(&self.mapping.name, checkpoint)
             .await?;
@@ -305,7 +323,7 @@ impl Dispatcher {
 }
 
 /// The sequence numbers a function's `batchItemFailures` names; a malformed answer is an error.
-fn failed_sequence_numbers(response: &Value) -> Result<Vec<String>, String> {
+pub(crate) fn failed_sequence_numbers(response: &Value) -> Result<Vec<String>, String> {
     let Some(failures) = response.get("batchItemFailures") else {
         return Ok(Vec::new());
     };

@@ -1,7 +1,7 @@
 //! Wiring: the same three handlers over the embedded adapters, with the routes and event source
 //! mappings of template.yaml.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use state::{ItemTable, Notifier, ObjectStore};
 use crate::aws_stream::StreamTailer;
 use crate::db::{Database, SqliteTable};
 use crate::dispatcher::{Dispatcher, Step, StreamFunction};
+use crate::faults::{Faults, FaultyNotifier, FaultyStore, FaultyTable};
 use crate::files::FileStore;
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
@@ -108,6 +109,8 @@ pub struct EngineConfig {
     /// First pause before a failed batch is retried; doubles per attempt.
     pub retry_backoff: Duration,
     pub backend: Backend,
+    /// Injected failures (tests, crash drills); none by default.
+    pub faults: Faults,
 }
 
 impl EngineConfig {
@@ -119,6 +122,7 @@ impl EngineConfig {
             parameters: BTreeMap::new(),
             retry_backoff: Duration::from_millis(200),
             backend: Backend::Embedded,
+            faults: Faults::default(),
         }
     }
 }
@@ -136,7 +140,17 @@ pub struct Engine {
     pub upload: Arc<upload::Deps>,
     pub routes: Vec<template::Route>,
     pub dispatchers: Vec<Arc<Mutex<Dispatcher>>>,
+    /// Each mapping's function, by mapping name, for redriving its dead letters.
+    targets: HashMap<String, Arc<dyn StreamFunction>>,
     data_dir: PathBuf,
+}
+
+/// What a redrive did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Redrive {
+    pub redriven: usize,
+    /// Dead letters that failed again, with why; they stay.
+    pub still_failing: Vec<(i64, String)>,
 }
 
 struct ProcessFunction(process::Deps);
@@ -208,6 +222,20 @@ impl Engine {
                 ))),
             ),
         };
+        // Every port goes through the fault switches; with none set they only pass calls on.
+        let faults = cfg.faults.clone();
+        let table: Arc<dyn ItemTable> = Arc::new(FaultyTable {
+            inner: table,
+            faults: faults.clone(),
+        });
+        let store: Arc<dyn ObjectStore> = Arc::new(FaultyStore {
+            inner: store,
+            faults: faults.clone(),
+        });
+        let notifier: Arc<dyn Notifier> = Arc::new(FaultyNotifier {
+            inner: notifier,
+            faults: faults.clone(),
+        });
         let metrics = Metrics::new();
 
         let function = |binary: &str| {
@@ -256,6 +284,7 @@ impl Engine {
         }));
 
         let mut dispatchers = Vec::new();
+        let mut targets = HashMap::new();
         for (f, target) in [(process_fn, process), (notice_fn, notice)] {
             let mapping = template
                 .functions
@@ -265,6 +294,7 @@ impl Engine {
                 .ok_or_else(|| {
                     EngineError::Template(format!("{}: no DynamoDB event", f.logical_id))
                 })?;
+            targets.insert(mapping.name.clone(), target.clone());
             dispatchers.push(Arc::new(Mutex::new(Dispatcher::new(
                 f.binary.clone(),
                 Arc::new(mapping.clone()),
@@ -272,6 +302,7 @@ impl Engine {
                 target,
                 metrics.clone(),
                 cfg.retry_backoff,
+                faults.clone(),
             ))));
         }
         Ok(Engine {
@@ -285,6 +316,7 @@ impl Engine {
             upload,
             routes: upload_fn.routes.clone(),
             dispatchers,
+            targets,
             data_dir: cfg.data_dir,
         })
     }
@@ -322,6 +354,40 @@ impl Engine {
                 return Ok(());
             }
         }
+    }
+
+    /// Feeds every dead letter back to its mapping's function, one record per invocation (as an
+    /// SQS redrive to the source would), and removes the ones that now succeed.
+    pub async fn redrive(&self) -> anyhow::Result<Redrive> {
+        let mut report = Redrive::default();
+        for letter in self.db.dead_letters().await? {
+            let Some(target) = self.targets.get(&letter.mapping) else {
+                report.still_failing.push((
+                    letter.id,
+                    format!("no mapping {} in the template", letter.mapping),
+                ));
+                continue;
+            };
+            let outcome = match target
+                .invoke(serde_json::json!({ "Records": [letter.record] }))
+                .await
+            {
+                Ok(response) => match crate::dispatcher::failed_sequence_numbers(&response) {
+                    Ok(failed) if failed.is_empty() => Ok(()),
+                    Ok(_) => Err("the function reported the record as failed".to_owned()),
+                    Err(why) => Err(why),
+                },
+                Err(error) => Err(format!("function error: {error}")),
+            };
+            match outcome {
+                Ok(()) => {
+                    self.db.remove_dead_letter(letter.id).await?;
+                    report.redriven += 1;
+                }
+                Err(why) => report.still_failing.push((letter.id, why)),
+            }
+        }
+        Ok(report)
     }
 
     /// Serves the API on `addr` (loopback only) and runs every mapping until `stop` turns true.

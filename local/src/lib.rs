@@ -7,6 +7,7 @@ pub mod cli;
 pub mod db;
 pub mod dispatcher;
 pub mod engine;
+pub mod faults;
 pub mod files;
 pub mod filter;
 pub mod http;

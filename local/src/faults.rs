@@ -1,0 +1,238 @@
+//! Injected failures, for tests and drills: ports that fail their next N calls (or every call
+//! naming a key), and crash points where the process aborts as if killed.
+//!
+//! `UPLOADER_CRASH_AT=<point>[:<n>]` makes `uploader serve` abort at the n-th (default first) time it
+//! passes `<point>`: `after-object-write`, `after-item-write`, `after-publish` or
+//! `before-checkpoint`. An abort runs no shutdown code, like SIGKILL.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use state::{
+    ImageId, Item, ItemTable, Notice, Notifier, ObjectStore, Outcome, StateError, Transition,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    AfterObjectWrite,
+    AfterItemWrite,
+    AfterPublish,
+    BeforeCheckpoint,
+}
+
+impl CrashPoint {
+    pub const ALL: [CrashPoint; 4] = [
+        CrashPoint::AfterObjectWrite,
+        CrashPoint::AfterItemWrite,
+        CrashPoint::AfterPublish,
+        CrashPoint::BeforeCheckpoint,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrashPoint::AfterObjectWrite => "after-object-write",
+            CrashPoint::AfterItemWrite => "after-item-write",
+            CrashPoint::AfterPublish => "after-publish",
+            CrashPoint::BeforeCheckpoint => "before-checkpoint",
+        }
+    }
+}
+
+impl FromStr for CrashPoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CrashPoint::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown crash point {s:?}"))
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    store: AtomicU64,
+    table: AtomicU64,
+    notifier: AtomicU64,
+    poisoned_keys: Mutex<Vec<String>>,
+    crash: Option<(CrashPoint, AtomicU64)>,
+}
+
+/// Shared switches; cloning shares them.
+#[derive(Clone, Default)]
+pub struct Faults {
+    inner: Arc<Inner>,
+}
+
+fn take(counter: &AtomicU64) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+fn injected(what: &str) -> StateError {
+    StateError::unavailable(anyhow::anyhow!("injected fault: {what} unavailable"))
+}
+
+impl Faults {
+    /// Crashes at `point`, the `nth` time it is passed (1 = the first).
+    pub fn crashing_at(point: CrashPoint, nth: u64) -> Faults {
+        Faults {
+            inner: Arc::new(Inner {
+                crash: Some((point, AtomicU64::new(nth.max(1)))),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// From `UPLOADER_CRASH_AT`, if set.
+    pub fn from_env() -> anyhow::Result<Faults> {
+        let Ok(spec) = std::env::var("UPLOADER_CRASH_AT") else {
+            return Ok(Faults::default());
+        };
+        let (point, nth) = spec.split_once(':').unwrap_or((&spec, "1"));
+        let point: CrashPoint = point.parse().map_err(anyhow::Error::msg)?;
+        let nth = nth.parse().map_err(|_| {
+            anyhow::anyhow!("UPLOADER_CRASH_AT={spec:?}: the count must be a number")
+        })?;
+        tracing::warn!(point = point.as_str(), nth, "crash drill armed");
+        Ok(Faults::crashing_at(point, nth))
+    }
+
+    pub fn fail_store(&self, calls: u64) {
+        self.inner.store.store(calls, Ordering::SeqCst);
+    }
+
+    pub fn fail_table(&self, calls: u64) {
+        self.inner.table.store(calls, Ordering::SeqCst);
+    }
+
+    pub fn fail_notifier(&self, calls: u64) {
+        self.inner.notifier.store(calls, Ordering::SeqCst);
+    }
+
+    /// Every object-store call on a key containing `fragment` fails, until [`Faults::heal`].
+    pub fn poison_key(&self, fragment: &str) {
+        self.inner
+            .poisoned_keys
+            .lock()
+            .expect("faults lock")
+            .push(fragment.to_owned());
+    }
+
+    pub fn heal(&self) {
+        self.inner
+            .poisoned_keys
+            .lock()
+            .expect("faults lock")
+            .clear();
+        self.fail_store(0);
+        self.fail_table(0);
+        self.fail_notifier(0);
+    }
+
+    fn poisoned(&self, key: &str) -> bool {
+        self.inner
+            .poisoned_keys
+            .lock()
+            .expect("faults lock")
+            .iter()
+            .any(|f| key.contains(f.as_str()))
+    }
+
+    /// Aborts the process if the drill is armed for `point` and this is its turn.
+    pub fn crash_point(&self, point: CrashPoint) {
+        if let Some((armed, countdown)) = &self.inner.crash {
+            if *armed == point && countdown.fetch_sub(1, Ordering::SeqCst) == 1 {
+                eprintln!("crash drill: aborting {}", point.as_str());
+                std::process::abort();
+            }
+        }
+    }
+}
+
+pub struct FaultyTable {
+    pub inner: Arc<dyn ItemTable>,
+    pub faults: Faults,
+}
+
+#[async_trait]
+impl ItemTable for FaultyTable {
+    async fn insert(&self, item: &Item) -> Result<(), StateError> {
+        if take(&self.faults.inner.table) {
+            return Err(injected("table"));
+        }
+        self.inner.insert(item).await?;
+        self.faults.crash_point(CrashPoint::AfterItemWrite);
+        Ok(())
+    }
+
+    async fn get(&self, id: ImageId) -> Result<Option<Item>, StateError> {
+        if take(&self.faults.inner.table) {
+            return Err(injected("table"));
+        }
+        self.inner.get(id).await
+    }
+
+    async fn list(&self, limit: usize) -> Result<Vec<Item>, StateError> {
+        self.inner.list(limit).await
+    }
+
+    async fn advance(&self, id: ImageId, t: &Transition) -> Result<Outcome, StateError> {
+        if take(&self.faults.inner.table) {
+            return Err(injected("table"));
+        }
+        let outcome = self.inner.advance(id, t).await?;
+        if matches!(outcome, Outcome::Applied(_)) {
+            self.faults.crash_point(CrashPoint::AfterItemWrite);
+        }
+        Ok(outcome)
+    }
+}
+
+pub struct FaultyStore {
+    pub inner: Arc<dyn ObjectStore>,
+    pub faults: Faults,
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    fn bucket(&self) -> &str {
+        self.inner.bucket()
+    }
+
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StateError> {
+        if take(&self.faults.inner.store) || self.faults.poisoned(key) {
+            return Err(injected("object store"));
+        }
+        self.inner.put(key, body, content_type).await?;
+        self.faults.crash_point(CrashPoint::AfterObjectWrite);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, StateError> {
+        if take(&self.faults.inner.store) || self.faults.poisoned(key) {
+            return Err(injected("object store"));
+        }
+        self.inner.get(key).await
+    }
+}
+
+pub struct FaultyNotifier {
+    pub inner: Arc<dyn Notifier>,
+    pub faults: Faults,
+}
+
+#[async_trait]
+impl Notifier for FaultyNotifier {
+    async fn publish(&self, notice: &Notice) -> Result<String, StateError> {
+        if take(&self.faults.inner.notifier) {
+            return Err(injected("notifier"));
+        }
+        let id = self.inner.publish(notice).await?;
+        self.faults.crash_point(CrashPoint::AfterPublish);
+        Ok(id)
+    }
+}

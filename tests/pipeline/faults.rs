@@ -1,0 +1,128 @@
+//! Ports failing for a while: transient outages are retried until the work is done, once; a record
+//! that keeps failing goes to the dead-letter store after the retry policy, holds up nothing else,
+//! and `redrive` finishes it once the fault is gone.
+
+use local::faults::Faults;
+use serde_json::Value;
+
+use crate::helpers::{fixture, spawn_engine_with, TestEngine, PHOTOS};
+
+async fn engine_with(faults: &Faults) -> TestEngine {
+    let faults = faults.clone();
+    spawn_engine_with(move |cfg| cfg.faults = faults).await
+}
+
+async fn upload_all(app: &TestEngine) -> Vec<String> {
+    let mut ids = Vec::new();
+    for photo in PHOTOS {
+        ids.push(app.upload_ok(fixture(photo)).await);
+    }
+    ids
+}
+
+async fn assert_all_notified_once(app: &TestEngine, ids: &[String]) {
+    for id in ids {
+        assert_eq!(app.item(id).await["status"], "notified", "{id}");
+    }
+    let notices = app.notices().await;
+    for id in ids {
+        assert_eq!(
+            notices
+                .iter()
+                .filter(|n| n.text.contains(id.as_str()))
+                .count(),
+            1,
+            "{id}"
+        );
+    }
+    assert!(app.engine.db.dead_letters().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_object_store_outage_is_retried_until_every_item_is_done() {
+    let faults = Faults::default();
+    let app = engine_with(&faults).await;
+    let ids = upload_all(&app).await;
+    faults.fail_store(3);
+    app.drain().await;
+    assert_all_notified_once(&app, &ids).await;
+    assert!(app.metric("pipeline_errors_total", "process").await >= 1.0);
+}
+
+#[tokio::test]
+async fn a_table_outage_is_retried_until_every_item_is_done() {
+    let faults = Faults::default();
+    let app = engine_with(&faults).await;
+    let ids = upload_all(&app).await;
+    faults.fail_table(4);
+    app.drain().await;
+    assert_all_notified_once(&app, &ids).await;
+}
+
+#[tokio::test]
+async fn a_notifier_outage_is_retried_and_still_mails_once() {
+    let faults = Faults::default();
+    let app = engine_with(&faults).await;
+    let ids = upload_all(&app).await;
+    faults.fail_notifier(5);
+    app.drain().await;
+    assert_all_notified_once(&app, &ids).await;
+    assert!(app.metric("pipeline_errors_total", "notice").await >= 1.0);
+}
+
+#[tokio::test]
+async fn an_upload_during_an_outage_is_refused_with_503_and_leaves_nothing() {
+    let faults = Faults::default();
+    let app = engine_with(&faults).await;
+    faults.fail_table(1);
+    let resp = app.upload(fixture("FreshFlower.jpg"), "image/jpeg").await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("unavailable"),
+        "{body}"
+    );
+    assert!(app.items().await.is_empty());
+    // The client's retry goes through.
+    app.upload_ok(fixture("FreshFlower.jpg")).await;
+}
+
+#[tokio::test]
+async fn a_poison_item_is_dead_lettered_without_holding_up_the_others_then_redriven() {
+    let faults = Faults::default();
+    let app = engine_with(&faults).await;
+    let ids = upload_all(&app).await;
+    let poison = ids[1].clone();
+    faults.poison_key(&poison);
+    app.drain().await;
+
+    for id in ids.iter().filter(|id| **id != poison) {
+        assert_eq!(app.item(id).await["status"], "notified", "{id} was held up");
+    }
+    assert_eq!(app.item(&poison).await["status"], "uploaded");
+    let letters = app.engine.db.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        letters[0].record["dynamodb"]["Keys"]["id"]["S"],
+        poison.as_str()
+    );
+    assert!(
+        letters[0].mapping.starts_with("ProcessFunction"),
+        "{}",
+        letters[0].mapping
+    );
+    assert_eq!(
+        app.metric("pipeline_dead_letters_total", "process").await,
+        1.0
+    );
+
+    // While the fault lasts, a redrive fails again and keeps the letter.
+    let again = app.engine.redrive().await.unwrap();
+    assert_eq!((again.redriven, again.still_failing.len()), (0, 1));
+
+    faults.heal();
+    let report = app.engine.redrive().await.unwrap();
+    assert_eq!((report.redriven, report.still_failing.len()), (1, 0));
+    app.drain().await;
+    assert_all_notified_once(&app, &ids).await;
+}
