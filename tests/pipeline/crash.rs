@@ -102,3 +102,117 @@ async fn sigkill_mid_flight_then_restart_loses_nothing_and_mails_once() {
     assert_eq!(notices.len(), ids.len() + extra);
     bin.kill();
 }
+
+/// Arms a crash at `point` (its `nth` pass), uploads until the engine dies, restarts it cleanly,
+/// and checks that every item in the table ends notified, every 201 is among them, and each is
+/// mailed once (on AWS: once more at most, and only for a crash right after a publish).
+async fn crash_at(point: local::faults::CrashPoint, nth: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let world = world().await;
+    let base_env = world.as_ref().map(|w| w.env()).unwrap_or_default();
+    let mut armed = base_env.clone();
+    armed.push((
+        "UPLOADER_CRASH_AT".into(),
+        format!("{}:{nth}", point.as_str()),
+    ));
+    let http = client();
+
+    let mut bin = spawn_binary(dir.path(), &armed).await;
+    let mut accepted = BTreeSet::new();
+    for photo in PHOTOS.iter().chain(PHOTOS.iter()) {
+        let resp = http
+            .post(format!("http://{}/upload", bin.addr))
+            .header("content-type", "image/jpeg")
+            .body(fixture(photo))
+            .send()
+            .await;
+        if let Ok(resp) = resp {
+            if resp.status() == 201 {
+                let item: Value = resp.json().await.unwrap();
+                accepted.insert(item["id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    eventually(
+        Duration::from_secs(60),
+        "the drill to crash the engine",
+        || {
+            let exited = bin.child.try_wait().unwrap().is_some();
+            async move { exited.then_some(()) }
+        },
+    )
+    .await;
+    drop(bin);
+
+    let bin = spawn_binary(dir.path(), &base_env).await;
+    let url = format!("http://{}/items?limit=1000", bin.addr);
+    let items: Vec<Value> = eventually(Duration::from_secs(90), "every item to finish", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let body: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+            let items = body["items"].as_array()?.clone();
+            items
+                .iter()
+                .all(|i| i["status"] == "notified")
+                .then_some(items)
+        }
+    })
+    .await;
+    let found: BTreeSet<String> = items
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        accepted.is_subset(&found),
+        "{point:?}: an accepted upload was lost"
+    );
+    assert!(
+        !found.is_empty(),
+        "{point:?}: nothing was accepted before the crash"
+    );
+
+    let notices: Vec<String> = match &world {
+        None => mail_notices(dir.path())
+            .into_iter()
+            .map(|n| n.text)
+            .collect(),
+        Some(w) => w
+            .take_notices()
+            .await
+            .into_iter()
+            .map(|(_, text, _)| text)
+            .collect(),
+    };
+    let mut extra = 0;
+    for id in &found {
+        let naming = notices.iter().filter(|n| n.contains(id.as_str())).count();
+        assert!(naming >= 1, "{point:?}: {id} was never notified");
+        extra += naming - 1;
+    }
+    let allowed = usize::from(world.is_some() && point == local::faults::CrashPoint::AfterPublish);
+    assert!(
+        extra <= allowed,
+        "{point:?}: {extra} duplicate notices (allowed {allowed})"
+    );
+    bin.kill();
+}
+
+#[tokio::test]
+async fn a_crash_right_after_an_object_write_loses_nothing() {
+    crash_at(local::faults::CrashPoint::AfterObjectWrite, 3).await;
+}
+
+#[tokio::test]
+async fn a_crash_right_after_an_item_write_loses_nothing() {
+    crash_at(local::faults::CrashPoint::AfterItemWrite, 3).await;
+}
+
+#[tokio::test]
+async fn a_crash_right_after_a_publish_loses_nothing_and_mails_once_locally() {
+    crash_at(local::faults::CrashPoint::AfterPublish, 1).await;
+}
+
+#[tokio::test]
+async fn a_crash_right_before_a_checkpoint_loses_nothing() {
+    crash_at(local::faults::CrashPoint::BeforeCheckpoint, 2).await;
+}

@@ -246,7 +246,7 @@ pub struct Binary {
     pub addr: SocketAddr,
 }
 
-/// `env` is empty for the embedded backend, or an [`AwsWorld::env`] for AWS.
+/// The AWS backend when `env` names a table (an [`AwsWorld::env`]), else the embedded one.
 pub async fn spawn_binary(data_dir: &Path, env: &[(String, String)]) -> Binary {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -262,7 +262,7 @@ pub async fn spawn_binary(data_dir: &Path, env: &[(String, String)]) -> Binary {
     let child = Command::new(env!("CARGO_BIN_EXE_uploader"))
         .args(["serve", "--addr", &addr.to_string(), "--data-dir"])
         .arg(data_dir)
-        .args(if env.is_empty() {
+        .args(if !env.iter().any(|(k, _)| k == "TABLE_NAME") {
             vec![]
         } else {
             vec!["--backend", "aws"]
