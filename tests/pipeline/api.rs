@@ -128,3 +128,57 @@ async fn the_metrics_page_lists_every_series_for_both_functions() {
         }
     }
 }
+
+/// A PNG that declares `width`x`height` and holds almost nothing: a decompression bomb's header.
+pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let crc = crc32(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8-bit RGBA
+    chunk(&mut out, b"IHDR", &ihdr);
+    // The start of a zlib stream of zeros: a real bomb continues it for gigabytes.
+    chunk(&mut out, b"IDAT", &[0x78, 0x9C, 0xED, 0xC1, 0x01, 0x0D, 0x00, 0x00]);
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+#[tokio::test]
+async fn a_decompression_bomb_is_accepted_then_fails_fast_without_holding_anything_up() {
+    let app = spawn_engine().await;
+    let bomb = app.upload_ok(png_bomb(50_000, 50_000)).await;
+    let good = app.upload_ok(fixture("GreenMeadow.jpg")).await;
+    app.drain().await;
+    let item = app.item(&bomb).await;
+    assert_eq!(item["status"], "failed", "{item}");
+    assert!(item["error"].as_str().unwrap().contains("pixels"), "{item}");
+    assert_eq!(app.item(&good).await["status"], "notified");
+}
+
+#[tokio::test]
+async fn a_40_mb_body_is_refused_with_413_at_the_default_limit() {
+    let app = spawn_engine().await;
+    let mut body = fixture("Aqua.jpg");
+    body.resize(40 * 1024 * 1024, 0);
+    let resp = app.upload(body, "image/jpeg").await;
+    assert_eq!(resp.status(), 413);
+    assert!(app.items().await.is_empty());
+}

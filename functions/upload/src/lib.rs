@@ -137,14 +137,21 @@ async fn upload(req: Request, deps: &Deps) -> Result<Response<Body>, UploadError
     Ok(resp)
 }
 
-/// The image type, from the bytes alone.
+/// The image type, from the bytes alone. A magic number is not enough: a PNG must open with its
+/// whole signature and an IHDR chunk, a JPEG with SOI followed by a marker.
 pub fn sniff(body: &[u8]) -> Result<(&'static str, &'static str), UploadError> {
-    match infer::get(body) {
-        Some(t) if t.mime_type() == "image/jpeg" => Ok(("image/jpeg", "jpg")),
-        Some(t) if t.mime_type() == "image/png" => Ok(("image/png", "png")),
-        Some(t) => Err(UploadError::NotAnImage {
-            detected: t.mime_type().to_owned(),
+    let detected = infer::get(body).map(|t| t.mime_type());
+    match detected {
+        Some("image/jpeg") if body.len() >= 4 && body[..3] == [0xFF, 0xD8, 0xFF] && body[3] >= 0xC0 => {
+            Ok(("image/jpeg", "jpg"))
+        }
+        Some("image/png") if body.len() >= 16 && body[..8] == *b"\x89PNG\r\n\x1a\n" && &body[12..16] == b"IHDR" => {
+            Ok(("image/png", "png"))
+        }
+        Some(t @ ("image/jpeg" | "image/png")) => Err(UploadError::NotAnImage {
+            detected: format!("a cut-short {t} header"),
         }),
+        Some(t) => Err(UploadError::NotAnImage { detected: t.to_owned() }),
         None => Err(UploadError::NotAnImage {
             detected: "unknown data".to_owned(),
         }),
