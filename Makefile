@@ -21,10 +21,12 @@ help: ## List the targets
 
 .PHONY: run
 run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.data)
+	scripts/build-deps.sh
 	$(CARGO) run --release --quiet -p local --bin uploader -- --data-dir '$(DATA_DIR)' serve --addr '$(ADDR)'
 
 .PHONY: test
 test: ## Run every test (installs and starts DynamoDB Local and moto on loopback; stops them after)
+	scripts/build-deps.sh
 	scripts/tools.sh validate moto ddb
 	scripts/validate-template.sh
 	$(CARGO) build --workspace --bins --locked
@@ -42,6 +44,7 @@ validate: ## Check template.yaml offline: sam validate (+lint), cfn-lint, transl
 
 .PHONY: build
 build: ## Build the three functions for Lambda (arm64, provided.al2023) with sam + cargo-lambda
+	scripts/build-deps.sh
 	scripts/tools.sh validate lambda
 	$(SAM) build --template template.yaml
 
@@ -62,8 +65,14 @@ undeploy: ## Empty the bucket and delete the stack
 	$(STACKPY) empty-bucket '$(STACK)'
 	$(SAM) delete --stack-name '$(STACK)' --no-prompts
 
+.PHONY: bench-images
+bench-images: ## The process step vs sharp and Pillow on real photos (fetched into bench/.cache/)
+	scripts/build-deps.sh
+	CARGO='$(CARGO)' bench/run.sh
+
 .PHONY: lint
 lint: ## rustfmt and clippy, warnings as errors
+	scripts/build-deps.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# make bench-images: the process step (header + EXIF + decode + all three renditions) of this project,
+# sharp and Pillow, side by side on real photos, each run in its own process.
+#
+# Photos come from Debian wallpaper packages (apt-get download; nothing large is committed):
+#   p2_storm.jpg     mate-backgrounds            Storm.jpg, 1920x1280 baseline, Canon EXIF
+#   p12_prog.jpg     lomiri-wallpapers-16.04     Dragonfly_by_Bolly.jpg, 4224x3168 progressive
+#   p12_base.jpg     the same, made baseline by `jpegtran -copy all -optimize` (lossless)
+#   p20_kleiber.jpg  lomiri-wallpapers-20.04     Kleiber_by_Lukas_Baubkus.jpg, 6028x3391 baseline
+#   path4mp.png      plasma-workspace-wallpapers Path 2560x1600.jpg, saved as PNG by Pillow
+# Everything lives in bench/.cache/ (git-ignored): packages, images, sharp (npm, pinned), Pillow +
+# numpy (venv, pinned), per-run JSON and renditions. Needs Debian/Ubuntu (apt-get), Node + npm, Python 3.
+#
+# WARMUP (2), RUNS (15) and ROUNDS (2: forward order, then reverse) can be set in the environment.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE="$ROOT/bench/.cache"
+WARMUP=${WARMUP:-2}
+RUNS=${RUNS:-15}
+ROUNDS=${ROUNDS:-2}
+CARGO=${CARGO:-cargo}
+PYTHON=${PYTHON:-python3}
+SHARP_PIN=sharp@0.35.5
+PY_PINS=(Pillow==12.0.0 numpy==2.3.4)
+PACKAGES=(mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 plasma-workspace-wallpapers)
+
+say() { echo "bench: $*" >&2; }
+mkdir -p "$CACHE"/{debs,pkgs,img}
+
+# -- tools ---------------------------------------------------------------------------------------
+if ! command -v jpegtran >/dev/null; then
+  say "installing libjpeg-turbo-progs (jpegtran) with apt-get"
+  sudo=(); [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get install -y -q libjpeg-turbo-progs >/dev/null \
+    || { "${sudo[@]}" apt-get update -q >/dev/null && "${sudo[@]}" apt-get install -y -q libjpeg-turbo-progs >/dev/null; }
+fi
+if [[ "$(cat "$CACHE/venv/.stamp" 2>/dev/null)" != "${PY_PINS[*]}" ]]; then
+  say "installing ${PY_PINS[*]} into bench/.cache/venv"
+  rm -rf "$CACHE/venv"
+  "$PYTHON" -m venv "$CACHE/venv"
+  "$CACHE/venv/bin/python" -m pip install -q --disable-pip-version-check "${PY_PINS[@]}"
+  echo "${PY_PINS[*]}" >"$CACHE/venv/.stamp"
+fi
+if [[ "$(cat "$CACHE/node/.stamp" 2>/dev/null)" != "$SHARP_PIN" ]]; then
+  say "installing $SHARP_PIN into bench/.cache/node"
+  rm -rf "$CACHE/node"; mkdir -p "$CACHE/node"
+  npm install --prefix "$CACHE/node" --no-audit --no-fund --loglevel=error "$SHARP_PIN" >/dev/null
+  echo "$SHARP_PIN" >"$CACHE/node/.stamp"
+fi
+say "building process-bench (release)"
+"$CARGO" build --release --quiet -p process --bin process-bench
+BIN="$ROOT/target/release/process-bench"
+
+# -- photos --------------------------------------------------------------------------------------
+for pkg in "${PACKAGES[@]}"; do
+  if ! compgen -G "$CACHE/debs/${pkg}_*.deb" >/dev/null; then
+    say "apt-get download $pkg"
+    (cd "$CACHE/debs" && apt-get download -q "$pkg" >/dev/null 2>&1) \
+      || { say "apt-get update, then download $pkg again"; apt-get update -q >/dev/null 2>&1 || true;
+           (cd "$CACHE/debs" && apt-get download -q "$pkg" >/dev/null); }
+    dpkg-deb -x "$CACHE/debs/${pkg}"_*.deb "$CACHE/pkgs"
+  fi
+done
+P="$CACHE/pkgs"
+IMG="$CACHE/img"
+[[ -f "$IMG/p2_storm.jpg" ]] || cp "$P/usr/share/backgrounds/mate/nature/Storm.jpg" "$IMG/p2_storm.jpg"
+[[ -f "$IMG/p12_prog.jpg" ]] || cp "$P/usr/share/backgrounds/Dragonfly_by_Bolly.jpg" "$IMG/p12_prog.jpg"
+[[ -f "$IMG/p12_base.jpg" ]] || jpegtran -copy all -optimize -outfile "$IMG/p12_base.jpg" "$IMG/p12_prog.jpg"
+[[ -f "$IMG/p20_kleiber.jpg" ]] || cp "$P/usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg" "$IMG/p20_kleiber.jpg"
+[[ -f "$IMG/path4mp.png" ]] || "$CACHE/venv/bin/python" -c \
+  'import sys; from PIL import Image; Image.open(sys.argv[1]).convert("RGB").save(sys.argv[2], compress_level=6)' \
+  "$P/usr/share/wallpapers/Path/contents/images/2560x1600.jpg" "$IMG/path4mp.png"
+IMAGES=(p2_storm.jpg p12_base.jpg p12_prog.jpg p20_kleiber.jpg path4mp.png)
+
+# -- runs ----------------------------------------------------------------------------------------
+run_one() { # ROUND IMAGE TOOL
+  local out="$CACHE/out/$3/$2" json="$CACHE/results/$1/$2.$3.json"
+  mkdir -p "$CACHE/results/$1"
+  case $3 in
+    this) "$BIN" "$IMG/$2" "$WARMUP" "$RUNS" "$out" >"$json" ;;
+    sharp) NODE_PATH="$CACHE/node/node_modules" node "$ROOT/bench/sharp_bench.js" "$IMG/$2" "$WARMUP" "$RUNS" "$out" >"$json" ;;
+    pillow) "$CACHE/venv/bin/python" "$ROOT/bench/pillow_bench.py" "$IMG/$2" "$WARMUP" "$RUNS" "$out" >"$json" ;;
+  esac
+}
+rm -rf "$CACHE/results" "$CACHE/out"
+TOOLS=(sharp pillow this)
+for round in $(seq 1 "$ROUNDS"); do
+  order=("${IMAGES[@]}")
+  tools=("${TOOLS[@]}")
+  if (( round % 2 == 0 )); then
+    order=($(printf '%s\n' "${IMAGES[@]}" | tac)); tools=($(printf '%s\n' "${TOOLS[@]}" | tac))
+  fi
+  for image in "${order[@]}"; do
+    for tool in "${tools[@]}"; do
+      say "round $round: $image, $tool"
+      run_one "$round" "$image" "$tool"
+    done
+  done
+done
+
+echo
+echo "process step per image (header + EXIF + decode + thumbnail 128 JPEG + mobile 640 JPEG + avatar 512 PNG),"
+echo "warm-up $WARMUP, then $RUNS runs, $ROUNDS rounds; $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo
+"$CACHE/venv/bin/python" "$ROOT/bench/report.py" "$CACHE"
