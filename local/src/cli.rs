@@ -84,6 +84,10 @@ pub enum Command {
         /// A template other than the one built in.
         #[arg(long, env = "TEMPLATE")]
         template: Option<PathBuf>,
+        /// `process`: survive a killed process (the default); `power`: also a power cut (fsync
+        /// every commit and file; slower).
+        #[arg(long, env = "DURABILITY", default_value = "process")]
+        durability: crate::db::Durability,
         /// Template parameter overrides, e.g. --parameter MaxPixels=1000000.
         #[arg(long = "parameter", value_parser = parse_key_value)]
         parameters: Vec<(String, String)>,
@@ -116,6 +120,30 @@ pub enum Command {
     DeadLetters,
     /// Feed every dead letter back to its function; the ones that succeed are removed.
     Redrive,
+    /// Load a running engine over HTTP and report throughput, latency and CPU per item (JSON).
+    Load {
+        /// The engine's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// The image every upload sends.
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Uploads per second (open loop); 0 = as fast as --concurrency allows (closed loop).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// The engine's pid, for CPU time per item.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// Single-row SQLite commits per second in DATA_DIR, with the engine's settings.
+    CommitRate {
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -130,11 +158,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             addr,
             email,
             template,
+            durability,
             parameters,
         } => {
             let mut cfg = EngineConfig::new(&cli.data_dir);
             cfg.email = email;
             cfg.faults = crate::faults::Faults::from_env()?;
+            cfg.durability = durability;
             if let Some(path) = template {
                 cfg.template = std::fs::read_to_string(&path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -233,6 +263,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Load {
+            url,
+            image,
+            seconds,
+            rate,
+            concurrency,
+            pid,
+        } => {
+            let bytes =
+                std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
+            let content_type = if bytes.starts_with(b"\x89PNG") {
+                "image/png"
+            } else {
+                "image/jpeg"
+            };
+            let report = crate::load::run(crate::load::LoadSpec {
+                url,
+                image: bytes.into(),
+                content_type: content_type.into(),
+                duration: std::time::Duration::from_secs_f64(seconds),
+                rate,
+                concurrency,
+                engine_pid: pid,
+            })
+            .await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::CommitRate { seconds } => {
+            std::fs::create_dir_all(&cli.data_dir)?;
+            let rate = crate::load::sqlite_commit_rate(
+                &cli.data_dir,
+                std::time::Duration::from_secs_f64(seconds),
+            )?;
+            println!("{}", serde_json::json!({ "sqlite_commits_per_s": rate }));
+            Ok(())
+        }
         Command::Replay => {
             let engine = Engine::open(EngineConfig::new(&cli.data_dir))?;
             engine.db.reset_checkpoints(true).await?;
@@ -272,7 +339,12 @@ fn process_file(
         }
         renditions.insert(
             r.spec.name.clone(),
-            serde_json::json!({ "path": path.display().to_string(), "bytes": r.bytes.len() }),
+            serde_json::json!({
+                "path": path.display().to_string(),
+                "bytes": r.bytes.len(),
+                "width": r.width,
+                "height": r.height,
+            }),
         );
     }
     serde_json::json!({

@@ -57,6 +57,28 @@ CREATE TABLE IF NOT EXISTS notices (
 pub const STREAM_ARN: &str = "arn:aws:dynamodb:local:000000000000:table/images/stream/local";
 const REGION: &str = "local";
 
+/// What a write survives before it is acknowledged (an upload answered, a checkpoint moved).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// A killed or crashed process: writes are in SQLite's WAL and the OS's page cache, which the
+    /// process's death does not touch. No fsync per write.
+    #[default]
+    Process,
+    /// A power cut as well: every commit and every object or mail file is fsynced first.
+    Power,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "process" => Ok(Durability::Process),
+            "power" => Ok(Durability::Power),
+            _ => Err(format!("durability {s:?}: expected process or power")),
+        }
+    }
+}
+
 /// One stream record as a mapping reads it: its position and the JSON Lambda would deliver.
 #[derive(Debug, Clone)]
 pub struct StreamRecord {
@@ -101,11 +123,20 @@ pub struct Database {
 
 impl Database {
     pub fn open(path: &Path) -> anyhow::Result<Database> {
+        Self::open_with(path, Durability::default())
+    }
+
+    pub fn open_with(path: &Path, durability: Durability) -> anyhow::Result<Database> {
         let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-        // WAL lets the CLI read while the engine writes; FULL makes every commit durable before an
-        // upload is answered or a checkpoint moves.
+        // WAL lets the CLI read while the engine writes. With synchronous=NORMAL a commit is in the
+        // WAL before it returns, so a killed process loses nothing; FULL also waits for the disk,
+        // so a power cut loses nothing either.
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let sync = match durability {
+            Durability::Process => "NORMAL",
+            Durability::Power => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA).context("creating the schema")?;
         let last: u64 =

@@ -24,6 +24,8 @@ use crate::template::StreamMapping;
 
 /// How many stream records one step looks at, at most.
 const SCAN_WINDOW: usize = 2_000;
+/// How many records one read of the stream fetches.
+const SCAN_CHUNK: usize = 128;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// A function a mapping invokes: takes Lambda's event JSON, answers with the function's JSON, or
@@ -97,10 +99,6 @@ impl Dispatcher {
     /// Delivers at most one batch.
     pub async fn step(&mut self) -> anyhow::Result<Step> {
         let checkpoint = self.db.checkpoint(&self.mapping.name).await?;
-        let scanned = self.db.read_stream(checkpoint, SCAN_WINDOW).await?;
-        if scanned.is_empty() {
-            return Ok(Step::Idle);
-        }
         let limit = self
             .retry
             .as_ref()
@@ -110,18 +108,31 @@ impl Dispatcher {
         let mut expired: Vec<StreamRecord> = Vec::new();
         let mut filtered: Vec<u64> = Vec::new();
         let mut end = checkpoint;
-        for record in scanned {
-            if !self.mapping.filters.matches(&record.record) {
-                filtered.push(record.seq);
-            } else if batch.is_empty() && self.is_expired(&record, now) {
-                // Lambda drops records past their age before invoking; they are oldest, so first.
-                expired.push(record.clone());
-            } else if batch.len() == limit {
-                break;
-            } else {
-                batch.push(record.clone());
+        // Read in small chunks until the batch is full: under a backlog, a step parses about what it
+        // delivers, not the whole window.
+        'scan: loop {
+            let chunk = self.db.read_stream(end, SCAN_CHUNK).await?;
+            let read = chunk.len();
+            for record in chunk {
+                let seq = record.seq;
+                if !self.mapping.filters.matches(&record.record) {
+                    filtered.push(seq);
+                } else if batch.is_empty() && self.is_expired(&record, now) {
+                    // Lambda drops records past their age before invoking; they are oldest, so first.
+                    expired.push(record);
+                } else if batch.len() == limit {
+                    break 'scan;
+                } else {
+                    batch.push(record);
+                }
+                end = seq;
             }
-            end = record.seq;
+            if read < SCAN_CHUNK || end - checkpoint >= SCAN_WINDOW as u64 {
+                break;
+            }
+        }
+        if end == checkpoint {
+            return Ok(Step::Idle);
         }
         if !expired.is_empty() {
             let last = expired.last().map_or(checkpoint, |r| r.seq);

@@ -18,7 +18,7 @@ use state::aws::{DynamoTable, S3Store, SnsNotifier};
 use state::{ItemTable, Notifier, ObjectStore};
 
 use crate::aws_stream::StreamTailer;
-use crate::db::{Database, SqliteTable};
+use crate::db::{Database, Durability, SqliteTable};
 use crate::dispatcher::{Dispatcher, Step, StreamFunction};
 use crate::faults::{Faults, FaultyNotifier, FaultyStore, FaultyTable};
 use crate::files::FileStore;
@@ -111,6 +111,7 @@ pub struct EngineConfig {
     pub backend: Backend,
     /// Injected failures (tests, crash drills); none by default.
     pub faults: Faults,
+    pub durability: Durability,
 }
 
 impl EngineConfig {
@@ -123,6 +124,7 @@ impl EngineConfig {
             retry_backoff: Duration::from_millis(200),
             backend: Backend::Embedded,
             faults: Faults::default(),
+            durability: Durability::default(),
         }
     }
 }
@@ -191,7 +193,8 @@ impl Engine {
         let template = Template::parse(&cfg.template, &cfg.parameters)?;
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-        let db = Database::open(&cfg.data_dir.join("pipeline.db"))?;
+        let db = Database::open_with(&cfg.data_dir.join("pipeline.db"), cfg.durability)?;
+        let fsync = cfg.durability == Durability::Power;
         type Ports = (
             Arc<dyn ItemTable>,
             Arc<dyn ObjectStore>,
@@ -204,8 +207,13 @@ impl Engine {
                 let mail_dir = cfg.data_dir.join("mail");
                 (
                     Arc::new(SqliteTable::new(db.clone())),
-                    Arc::new(FileStore::new(&cfg.data_dir.join("objects"), BUCKET)),
-                    Arc::new(Mailbox::new(db.clone(), mail_dir.clone(), &cfg.email)?),
+                    Arc::new(FileStore::new(&cfg.data_dir.join("objects"), BUCKET, fsync)),
+                    Arc::new(Mailbox::new(
+                        db.clone(),
+                        mail_dir.clone(),
+                        &cfg.email,
+                        fsync,
+                    )?),
                     Some(mail_dir),
                     None,
                 )

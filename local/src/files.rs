@@ -13,14 +13,17 @@ use state::{ObjectStore, StateError};
 pub struct FileStore {
     root: PathBuf,
     bucket: String,
+    fsync: bool,
 }
 
 impl FileStore {
-    pub fn new(objects_dir: &Path, bucket: impl Into<String>) -> Self {
+    /// `fsync`: sync each object before it is renamed into place (power-cut durability).
+    pub fn new(objects_dir: &Path, bucket: impl Into<String>, fsync: bool) -> Self {
         let bucket = bucket.into();
         Self {
             root: objects_dir.join(&bucket),
             bucket,
+            fsync,
         }
     }
 
@@ -46,12 +49,15 @@ impl ObjectStore for FileStore {
 
     async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), StateError> {
         let path = self.path_of(key)?;
+        let fsync = self.fsync;
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let dir = path.parent().context("object path has a parent")?;
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
             tmp.write_all(&body)?;
-            tmp.as_file().sync_all()?;
+            if fsync {
+                tmp.as_file().sync_all()?;
+            }
             tmp.persist(&path)
                 .with_context(|| format!("renaming into {}", path.display()))?;
             Ok(())

@@ -11,6 +11,7 @@ pub mod faults;
 pub mod files;
 pub mod filter;
 pub mod http;
+pub mod load;
 pub mod mailbox;
 pub mod metrics;
 pub mod telemetry;

@@ -21,10 +21,12 @@ pub struct Mailbox {
     dir: PathBuf,
     from: Address,
     to: Address,
+    fsync: bool,
 }
 
 impl Mailbox {
-    pub fn new(db: Database, dir: PathBuf, to: &str) -> anyhow::Result<Mailbox> {
+    /// `fsync`: sync each mail before it is renamed into place (power-cut durability).
+    pub fn new(db: Database, dir: PathBuf, to: &str, fsync: bool) -> anyhow::Result<Mailbox> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Mailbox {
             db,
@@ -35,6 +37,7 @@ impl Mailbox {
             to: to
                 .parse()
                 .with_context(|| format!("{to:?} is not an email address"))?,
+            fsync,
         })
     }
 
@@ -73,13 +76,16 @@ impl Notifier for Mailbox {
             .render(&message_id, notice)
             .map_err(StateError::Unavailable)?;
         let dir = self.dir.clone();
+        let fsync = self.fsync;
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             if path.exists() {
                 return Ok(()); // delivered before this retry
             }
             let mut tmp = tempfile::Builder::new().suffix(".tmp").tempfile_in(&dir)?;
             tmp.write_all(&mail)?;
-            tmp.as_file().sync_all()?;
+            if fsync {
+                tmp.as_file().sync_all()?;
+            }
             if let Err(e) = tmp.persist_noclobber(&path) {
                 // Lost a race with another delivery of the same notice: that one stands.
                 if !path.exists() {

@@ -136,7 +136,11 @@ pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
         for &b in bytes {
             crc ^= u32::from(b);
             for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc
@@ -156,7 +160,11 @@ pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8-bit RGBA
     chunk(&mut out, b"IHDR", &ihdr);
     // The start of a zlib stream of zeros: a real bomb continues it for gigabytes.
-    chunk(&mut out, b"IDAT", &[0x78, 0x9C, 0xED, 0xC1, 0x01, 0x0D, 0x00, 0x00]);
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9C, 0xED, 0xC1, 0x01, 0x0D, 0x00, 0x00],
+    );
     chunk(&mut out, b"IEND", &[]);
     out
 }

@@ -248,18 +248,40 @@ async fn notice_mails_once_however_often_the_processed_record_comes() {
 async fn malformed_records_are_skipped_and_not_retried() {
     // A record whose NewImage is not an item, and one with no NewImage at all.
     let mut raw = event("stream-insert-uploaded.json");
-    raw["Records"][0]["dynamodb"]["NewImage"] = serde_json::json!({ "id": { "S": "x" }, "status": { "N": "7" } });
+    raw["Records"][0]["dynamodb"]["NewImage"] =
+        serde_json::json!({ "id": { "S": "x" }, "status": { "N": "7" } });
     let mut second = raw["Records"][0].clone();
-    second["dynamodb"].as_object_mut().unwrap().remove("NewImage");
+    second["dynamodb"]
+        .as_object_mut()
+        .unwrap()
+        .remove("NewImage");
     second["dynamodb"]["SequenceNumber"] = serde_json::json!("1000000000000000000999");
     raw["Records"].as_array_mut().unwrap().push(second);
-    let ev = LambdaEvent::new(serde_json::from_value::<Event>(raw).unwrap(), Context::default());
+    let ev = LambdaEvent::new(
+        serde_json::from_value::<Event>(raw).unwrap(),
+        Context::default(),
+    );
     let (deps, table, _, item) = process_deps("stream-insert-uploaded.json").await;
     let resp = process::handle(ev.clone(), &deps).await.unwrap();
-    assert!(resp.batch_item_failures.is_empty(), "a record that can never parse is not retried");
-    assert_eq!(table.get(item.id).await.unwrap().unwrap().status, Status::Uploaded, "nothing was done");
+    assert!(
+        resp.batch_item_failures.is_empty(),
+        "a record that can never parse is not retried"
+    );
+    assert_eq!(
+        table.get(item.id).await.unwrap().unwrap().status,
+        Status::Uploaded,
+        "nothing was done"
+    );
     let notifier = Arc::new(CountingNotifier::default());
-    let notice_deps = notice::Deps { table, notifier: notifier.clone(), concurrency: 2 };
-    assert!(notice::handle(ev, &notice_deps).await.unwrap().batch_item_failures.is_empty());
+    let notice_deps = notice::Deps {
+        table,
+        notifier: notifier.clone(),
+        concurrency: 2,
+    };
+    assert!(notice::handle(ev, &notice_deps)
+        .await
+        .unwrap()
+        .batch_item_failures
+        .is_empty());
     assert!(notifier.sent.lock().unwrap().is_empty());
 }

@@ -13,10 +13,13 @@ use local::metrics::Metrics;
 use local::template::StreamMapping;
 use serde_json::{json, Value};
 
+/// The scripted answer to a batch: its sequence numbers and the call's number (1 = first).
+type Answer = Box<dyn Fn(&[u64], usize) -> Result<Value, String> + Send + Sync>;
+
 /// A function whose answer to each batch is scripted; it records the sequence numbers it was given.
 struct Scripted {
     calls: Mutex<Vec<Vec<u64>>>,
-    answer: Box<dyn Fn(&[u64], usize) -> Result<Value, String> + Send + Sync>,
+    answer: Answer,
 }
 
 fn seq_of(record: &Value) -> u64 {

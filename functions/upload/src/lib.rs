@@ -142,16 +142,24 @@ async fn upload(req: Request, deps: &Deps) -> Result<Response<Body>, UploadError
 pub fn sniff(body: &[u8]) -> Result<(&'static str, &'static str), UploadError> {
     let detected = infer::get(body).map(|t| t.mime_type());
     match detected {
-        Some("image/jpeg") if body.len() >= 4 && body[..3] == [0xFF, 0xD8, 0xFF] && body[3] >= 0xC0 => {
+        Some("image/jpeg")
+            if body.len() >= 4 && body[..3] == [0xFF, 0xD8, 0xFF] && body[3] >= 0xC0 =>
+        {
             Ok(("image/jpeg", "jpg"))
         }
-        Some("image/png") if body.len() >= 16 && body[..8] == *b"\x89PNG\r\n\x1a\n" && &body[12..16] == b"IHDR" => {
+        Some("image/png")
+            if body.len() >= 16
+                && body[..8] == *b"\x89PNG\r\n\x1a\n"
+                && &body[12..16] == b"IHDR" =>
+        {
             Ok(("image/png", "png"))
         }
         Some(t @ ("image/jpeg" | "image/png")) => Err(UploadError::NotAnImage {
             detected: format!("a cut-short {t} header"),
         }),
-        Some(t) => Err(UploadError::NotAnImage { detected: t.to_owned() }),
+        Some(t) => Err(UploadError::NotAnImage {
+            detected: t.to_owned(),
+        }),
         None => Err(UploadError::NotAnImage {
             detected: "unknown data".to_owned(),
         }),

@@ -20,7 +20,8 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         // Real magic numbers followed by anything, and cut short.
         prop::collection::vec(any::<u8>(), 0..64).prop_map(|t| [JPEG, &t].concat()),
         prop::collection::vec(any::<u8>(), 0..64).prop_map(|t| [PNG, &t].concat()),
-        prop::collection::vec(any::<u8>(), 0..64).prop_map(|t| [PNG, &[0, 0, 0, 13], b"IHDR", &t].concat()),
+        prop::collection::vec(any::<u8>(), 0..64)
+            .prop_map(|t| [PNG, &[0, 0, 0, 13], b"IHDR", &t].concat()),
         (0..PNG.len()).prop_map(|n| PNG[..n].to_vec()),
         // Near the size limit.
         (990usize..1010).prop_map(|n| [JPEG, &vec![0u8; n]].concat()),
