@@ -70,6 +70,19 @@ bench-images: ## The process step vs sharp and Pillow on real photos (fetched in
 	scripts/build-deps.sh
 	CARGO='$(CARGO)' bench/run.sh
 
+.PHONY: bench-load
+bench-load: ## Load the running engine over HTTP: items/s end to end, latency, CPU per item
+	bench/load.sh
+
+.PHONY: bench
+bench: bench-images bench-load ## Every benchmark: image processing vs sharp and Pillow, then engine load
+
+.PHONY: fuzz
+fuzz: ## Fuzz the upload parsing and the decoder for longer than make test does (FUZZ_CASES=20000)
+	scripts/build-deps.sh
+	PROPTEST_CASES=$${FUZZ_CASES:-20000} $(CARGO) test --release --locked -p upload --test fuzz
+	PROPTEST_CASES=$${FUZZ_CASES:-20000} $(CARGO) test --release --locked -p process --test fuzz_decode
+
 .PHONY: lint
 lint: ## rustfmt and clippy, warnings as errors
 	scripts/build-deps.sh

@@ -119,6 +119,7 @@ pub struct ShardPosition {
 pub struct Database {
     conn: Arc<Mutex<Connection>>,
     changes: Arc<watch::Sender<u64>>,
+    fsync: bool,
 }
 
 impl Database {
@@ -144,16 +145,24 @@ impl Database {
         Ok(Database {
             conn: Arc::new(Mutex::new(conn)),
             changes: Arc::new(watch::channel(last).0),
+            fsync: durability == Durability::Power,
         })
     }
 
-    /// Runs `f` with the connection on a blocking thread.
+    /// Runs `f` with the connection. Without fsync a call takes microseconds, less than handing it
+    /// to a blocking thread would, so it runs in place; with fsync it goes to a blocking thread.
     pub async fn call<T, F>(&self, f: F) -> anyhow::Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
     {
         let conn = self.conn.clone();
+        if !self.fsync {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| anyhow::anyhow!("database lock poisoned"))?;
+            return f(&mut conn);
+        }
         tokio::task::spawn_blocking(move || {
             let mut conn = conn
                 .lock()
