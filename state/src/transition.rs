@@ -177,6 +177,24 @@ impl Transition {
     }
 }
 
+/// Whether the item is still at `status`, read strongly consistent. Handlers ask before costly or
+/// unrepeatable work (a decode, an email), so a duplicate or replayed record costs one read.
+pub async fn still_at(
+    table: &dyn ItemTable,
+    id: ImageId,
+    status: Status,
+) -> Result<bool, StateError> {
+    match table.get(id).await? {
+        Some(current) => {
+            if current.status != status {
+                tracing::debug!(image_id = %id, found = %current.status, expected = %status, "already moved on");
+            }
+            Ok(current.status == status)
+        }
+        None => Err(StateError::NotFound(id)),
+    }
+}
+
 /// `uploaded -> processed`, recording what processing found.
 #[tracing::instrument(skip(table, facts), fields(image_id = %id))]
 pub async fn processed(

@@ -103,15 +103,7 @@ async fn an_accepted_file_that_does_not_decode_ends_failed_without_blocking_othe
 #[tokio::test]
 async fn the_metrics_page_lists_every_series_for_both_functions() {
     let app = spawn_engine().await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for name in [
         "pipeline_invocations_total",
         "pipeline_records_delivered_total",

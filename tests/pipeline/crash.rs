@@ -57,8 +57,27 @@ async fn sigkill_mid_flight_then_restart_loses_nothing_and_mails_once() {
     }
 
     let bin = spawn_binary(dir.path(), &env).await;
+    let items = all_notified(&bin).await;
+    let found: BTreeSet<String> = items
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(found, ids, "every accepted upload is still there");
+
+    let extra = duplicate_notices(&world, dir.path(), &ids).await;
+    let allowed = if world.is_some() { 3 } else { 0 };
+    assert!(
+        extra <= allowed,
+        "{extra} duplicate notices (allowed {allowed})"
+    );
+    bin.kill();
+}
+
+/// Waits until every item the engine holds is notified; returns them.
+async fn all_notified(bin: &crate::helpers::Binary) -> Vec<Value> {
+    let http = client();
     let url = format!("http://{}/items?limit=1000", bin.addr);
-    let items: Vec<Value> = eventually(Duration::from_secs(90), "every item to finish", || {
+    eventually(Duration::from_secs(90), "every item to finish", || {
         let (http, url) = (http.clone(), url.clone());
         async move {
             let body: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
@@ -69,18 +88,17 @@ async fn sigkill_mid_flight_then_restart_loses_nothing_and_mails_once() {
                 .then_some(items)
         }
     })
-    .await;
-    let found: BTreeSet<String> = items
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(found, ids, "every accepted upload is still there");
+    .await
+}
 
-    let notices: Vec<String> = match &world {
-        None => mail_notices(dir.path())
-            .into_iter()
-            .map(|n| n.text)
-            .collect(),
+/// Checks every item was notified at least once; returns how many notices were extra.
+async fn duplicate_notices(
+    world: &Option<crate::stand_ins::AwsWorld>,
+    dir: &std::path::Path,
+    ids: &BTreeSet<String>,
+) -> usize {
+    let notices: Vec<String> = match world {
+        None => mail_notices(dir).into_iter().map(|n| n.text).collect(),
         Some(w) => w
             .take_notices()
             .await
@@ -89,18 +107,13 @@ async fn sigkill_mid_flight_then_restart_loses_nothing_and_mails_once() {
             .collect(),
     };
     let mut extra = 0;
-    for id in &ids {
+    for id in ids {
         let naming = notices.iter().filter(|n| n.contains(id.as_str())).count();
         assert!(naming >= 1, "{id} was never notified");
         extra += naming - 1;
     }
-    let allowed = if world.is_some() { 3 } else { 0 };
-    assert!(
-        extra <= allowed,
-        "{extra} duplicate notices (allowed {allowed})"
-    );
-    assert_eq!(notices.len(), ids.len() + extra);
-    bin.kill();
+    assert_eq!(notices.len(), ids.len() + extra, "a notice names no item");
+    extra
 }
 
 /// Arms a crash at `point` (its `nth` pass), uploads until the engine dies, restarts it cleanly,
@@ -145,19 +158,7 @@ async fn crash_at(point: local::faults::CrashPoint, nth: u64) {
     drop(bin);
 
     let bin = spawn_binary(dir.path(), &base_env).await;
-    let url = format!("http://{}/items?limit=1000", bin.addr);
-    let items: Vec<Value> = eventually(Duration::from_secs(90), "every item to finish", || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let body: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-            let items = body["items"].as_array()?.clone();
-            items
-                .iter()
-                .all(|i| i["status"] == "notified")
-                .then_some(items)
-        }
-    })
-    .await;
+    let items = all_notified(&bin).await;
     let found: BTreeSet<String> = items
         .iter()
         .map(|i| i["id"].as_str().unwrap().to_owned())
@@ -171,24 +172,7 @@ async fn crash_at(point: local::faults::CrashPoint, nth: u64) {
         "{point:?}: nothing was accepted before the crash"
     );
 
-    let notices: Vec<String> = match &world {
-        None => mail_notices(dir.path())
-            .into_iter()
-            .map(|n| n.text)
-            .collect(),
-        Some(w) => w
-            .take_notices()
-            .await
-            .into_iter()
-            .map(|(_, text, _)| text)
-            .collect(),
-    };
-    let mut extra = 0;
-    for id in &found {
-        let naming = notices.iter().filter(|n| n.contains(id.as_str())).count();
-        assert!(naming >= 1, "{point:?}: {id} was never notified");
-        extra += naming - 1;
-    }
+    let extra = duplicate_notices(&world, dir.path(), &found).await;
     let allowed = usize::from(world.is_some() && point == local::faults::CrashPoint::AfterPublish);
     assert!(
         extra <= allowed,

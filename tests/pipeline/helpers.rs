@@ -169,17 +169,13 @@ impl TestEngine {
         self.engine.store.get(key).await.unwrap().to_vec()
     }
 
+    pub async fn metrics_text(&self) -> String {
+        let resp = self.http.get(self.url("/metrics")).send().await.unwrap();
+        resp.text().await.unwrap()
+    }
+
     pub async fn metric(&self, name: &str, function: &str) -> f64 {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric(&text, name, function)
+        metric(&self.metrics_text().await, name, function)
     }
 }
 

@@ -53,13 +53,8 @@ async fn notify_item(item: Item, deps: &Deps) -> Result<(), StateError> {
     }
     // A replayed or duplicate record must not mail twice: SNS cannot deduplicate, so look first.
     // What is left is a crash between the publish and the write below (README: failure semantics).
-    match deps.table.get(item.id).await? {
-        Some(current) if current.status == Status::Processed => {}
-        Some(current) => {
-            tracing::debug!(status = %current.status, "already past processed; skipped");
-            return Ok(());
-        }
-        None => return Err(StateError::NotFound(item.id)),
+    if !transition::still_at(deps.table.as_ref(), item.id, Status::Processed).await? {
+        return Ok(());
     }
     let message_id = deps.notifier.publish(&notice_for(&item)).await?;
     transition::notified(deps.table.as_ref(), item.id, message_id).await?;

@@ -69,13 +69,8 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         return Ok(());
     }
     // Duplicates and replays are common on a stream; a read is much cheaper than a decode.
-    match deps.table.get(item.id).await? {
-        Some(current) if current.status == Status::Uploaded => {}
-        Some(current) => {
-            tracing::debug!(status = %current.status, "already past uploaded; skipped");
-            return Ok(());
-        }
-        None => return Err(StateError::NotFound(item.id)),
+    if !transition::still_at(deps.table.as_ref(), item.id, Status::Uploaded).await? {
+        return Ok(());
     }
     let original = match deps.store.get(&item.object_key).await {
         Ok(bytes) => bytes,
