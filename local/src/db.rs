@@ -207,13 +207,6 @@ impl Database {
         .await
     }
 
-    pub async fn last_seq(&self) -> anyhow::Result<u64> {
-        self.call(
-            |c| Ok(c.query_row("SELECT COALESCE(MAX(seq), 0) FROM stream", [], |r| r.get(0))?),
-        )
-        .await
-    }
-
     pub async fn checkpoint(&self, mapping: &str) -> anyhow::Result<u64> {
         let mapping = mapping.to_owned();
         self.call(move |c| {
@@ -396,11 +389,6 @@ impl Database {
             Ok(id)
         })
         .await
-    }
-
-    pub async fn notice_count(&self) -> anyhow::Result<u64> {
-        self.call(|c| Ok(c.query_row("SELECT COUNT(*) FROM notices", [], |r| r.get(0))?))
-            .await
     }
 }
 

@@ -88,14 +88,6 @@ impl Dispatcher {
         }
     }
 
-    pub fn function(&self) -> &str {
-        &self.function
-    }
-
-    pub fn mapping_name(&self) -> &str {
-        &self.mapping.name
-    }
-
     /// Delivers at most one batch.
     pub async fn step(&mut self) -> anyhow::Result<Step> {
         let checkpoint = self.db.checkpoint(&self.mapping.name).await?;

@@ -294,14 +294,9 @@ impl Engine {
         let mut dispatchers = Vec::new();
         let mut targets = HashMap::new();
         for (f, target) in [(process_fn, process), (notice_fn, notice)] {
-            let mapping = template
-                .functions
-                .iter()
-                .find(|t| t.binary == f.binary)
-                .and_then(|t| t.stream.as_ref())
-                .ok_or_else(|| {
-                    EngineError::Template(format!("{}: no DynamoDB event", f.logical_id))
-                })?;
+            let mapping = f.stream.as_ref().ok_or_else(|| {
+                EngineError::Template(format!("{}: no DynamoDB event", f.logical_id))
+            })?;
             targets.insert(mapping.name.clone(), target.clone());
             dispatchers.push(Arc::new(Mutex::new(Dispatcher::new(
                 f.binary.clone(),

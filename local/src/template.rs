@@ -184,6 +184,11 @@ impl Template {
     pub fn function(&self, binary: &str) -> Option<&Function> {
         self.functions.iter().find(|f| f.binary == binary)
     }
+
+    /// The DynamoDB event source mapping of the function built from `binary`.
+    pub fn mapping(&self, binary: &str) -> Option<&StreamMapping> {
+        self.function(binary).and_then(|f| f.stream.as_ref())
+    }
 }
 
 impl StreamMapping {

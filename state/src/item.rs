@@ -64,10 +64,6 @@ impl Status {
             Status::Failed => None,
         }
     }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Notified | Status::Failed)
-    }
 }
 
 impl fmt::Display for Status {

@@ -168,13 +168,7 @@ async fn the_stream_reader_mirrors_records_as_lambda_delivers_them() {
     // The template's filters pick the same records from the real stream as from events/.
     let template = Template::parse(EMBEDDED, &Default::default()).unwrap();
     let matches = |binary: &str| -> Vec<bool> {
-        let filters = &template
-            .function(binary)
-            .unwrap()
-            .stream
-            .as_ref()
-            .unwrap()
-            .filters;
+        let filters = &template.mapping(binary).unwrap().filters;
         records.iter().map(|r| filters.matches(&r.record)).collect()
     };
     assert_eq!(matches("process"), [true, false, false]);

@@ -31,15 +31,7 @@ fn lambda_event(name: &str) -> LambdaEvent<Event> {
 #[test]
 fn each_filter_matches_only_the_records_its_function_acts_on() {
     let template = Template::parse(EMBEDDED, &Default::default()).unwrap();
-    let filters = |binary: &str| {
-        &template
-            .function(binary)
-            .unwrap()
-            .stream
-            .as_ref()
-            .unwrap()
-            .filters
-    };
+    let filters = |binary: &str| &template.mapping(binary).unwrap().filters;
     // (event file, process sees it, notice sees it)
     let cases = [
         ("stream-insert-uploaded.json", true, false),

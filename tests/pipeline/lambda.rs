@@ -209,13 +209,7 @@ async fn the_three_bootstraps_take_an_upload_to_notified_on_the_stand_ins() {
     let template = Template::parse(EMBEDDED, &Default::default()).unwrap();
     let mut seen = 0;
     let batch_for = |binary: &'static str, records: &[local::db::StreamRecord]| {
-        let filters = &template
-            .function(binary)
-            .unwrap()
-            .stream
-            .as_ref()
-            .unwrap()
-            .filters;
+        let filters = &template.mapping(binary).unwrap().filters;
         json!({ "Records": records.iter().filter(|r| filters.matches(&r.record)).map(|r| &r.record).collect::<Vec<_>>() })
     };
     tailer.poll().await.unwrap();
