@@ -19,23 +19,27 @@ STACKPY := $(VENV)/python scripts/stack.py
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# The engine as `make run` builds it: the `run` profile (optimised, no LTO) and no AWS SDK.
+UPLOADER := target/run/uploader
+
 .PHONY: run
 run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.data)
 	scripts/build-deps.sh
-	$(CARGO) run --release --quiet -p local --bin uploader -- --data-dir '$(DATA_DIR)' serve --addr '$(ADDR)'
+	$(CARGO) build --locked --profile run -p local --bin uploader
+	$(UPLOADER) --data-dir '$(DATA_DIR)' serve --addr '$(ADDR)'
 
 .PHONY: test
 test: ## Run every test (installs and starts DynamoDB Local and moto on loopback; stops them after)
 	scripts/build-deps.sh
 	scripts/tools.sh validate moto ddb
 	scripts/validate-template.sh
-	$(CARGO) build --workspace --bins --locked
+	$(CARGO) build --workspace --bins --locked --features local/aws
 	scripts/standins.sh start
 	trap 'scripts/standins.sh stop' EXIT; \
 	eval "$$(scripts/standins.sh env)"; export STANDINS_REQUIRED=1; \
-	$(CARGO) test --workspace --locked; \
+	$(CARGO) test --workspace --locked --features local/aws; \
 	echo "== the pipeline tests again, on DynamoDB Local + moto (PIPELINE_BACKEND=aws)"; \
-	PIPELINE_BACKEND=aws $(CARGO) test --locked -p local --test pipeline
+	PIPELINE_BACKEND=aws $(CARGO) test --locked -p local --features aws --test pipeline
 
 .PHONY: validate
 validate: ## Check template.yaml offline: sam validate (+lint), cfn-lint, translated cfn-lint, filters, IAM
@@ -81,13 +85,13 @@ bench: bench-images bench-load ## Every benchmark: image processing vs sharp and
 fuzz: ## Fuzz the upload parsing and the decoder for longer than make test does (FUZZ_CASES=20000)
 	scripts/build-deps.sh
 	PROPTEST_CASES=$${FUZZ_CASES:-20000} $(CARGO) test --release --locked -p upload --test fuzz
-	PROPTEST_CASES=$${FUZZ_CASES:-20000} $(CARGO) test --release --locked -p process --test fuzz_decode
+	PROPTEST_CASES=$${FUZZ_CASES:-20000} $(CARGO) test --release --locked -p imaging --test fuzz_decode
 
 .PHONY: lint
 lint: ## rustfmt and clippy, warnings as errors
 	scripts/build-deps.sh
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 .PHONY: fmt
 fmt: ## Format the code
@@ -99,4 +103,5 @@ items: ## Scan the deployed table (one JSON item per line)
 
 .PHONY: local-items
 local-items: ## List the local engine's items (DATA_DIR=.data)
-	$(CARGO) run --release --quiet -p local --bin uploader -- --data-dir '$(DATA_DIR)' items
+	$(CARGO) build --locked --quiet --profile run -p local --bin uploader
+	$(UPLOADER) --data-dir '$(DATA_DIR)' items

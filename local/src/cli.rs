@@ -1,4 +1,5 @@
-//! `uploader`: the local engine's command line.
+//! `uploader`: the local engine's command line. It parses arguments and calls the engine or
+//! [`crate::commands`]; it does no work of its own.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::{AwsBackend, Backend, Engine, EngineConfig};
+use crate::{Backend, Engine, EngineConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +52,19 @@ impl BackendArgs {
         if self.backend == "embedded" {
             return Ok(Backend::Embedded);
         }
+        self.aws_backend().await
+    }
+
+    #[cfg(not(feature = "aws"))]
+    async fn aws_backend(&self) -> anyhow::Result<Backend> {
+        anyhow::bail!(
+            "--backend aws needs an uploader built with the `aws` feature \
+             (cargo build --release -p local --features aws)"
+        )
+    }
+
+    #[cfg(feature = "aws")]
+    async fn aws_backend(&self) -> anyhow::Result<Backend> {
         let need = |v: &Option<String>, what: &str| {
             v.clone()
                 .with_context(|| format!("--backend aws needs {what}"))
@@ -60,7 +74,14 @@ impl BackendArgs {
         let topic = need(&self.topic_arn, "--topic-arn (TOPIC_ARN)")?;
         let sdk = aws_config::load_from_env().await;
         Ok(Backend::Aws(
-            AwsBackend::connect(&sdk, &table, &bucket, &topic, self.s3_path_style).await?,
+            crate::aws_backend::AwsBackend::connect(
+                &sdk,
+                &table,
+                &bucket,
+                &topic,
+                self.s3_path_style,
+            )
+            .await?,
         ))
     }
 
@@ -87,7 +108,7 @@ pub enum Command {
         /// `process`: survive a killed process (the default); `power`: also a power cut (fsync
         /// every commit and file; slower).
         #[arg(long, env = "DURABILITY", default_value = "process")]
-        durability: crate::db::Durability,
+        durability: embedded_adapters::sqlite::Durability,
         /// Template parameter overrides, e.g. --parameter MaxPixels=1000000.
         #[arg(long = "parameter", value_parser = parse_key_value)]
         parameters: Vec<(String, String)>,
@@ -109,9 +130,9 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
         /// Renditions, as template.yaml's Renditions parameter.
-        #[arg(long, env = "RENDITIONS", default_value = process::settings::DEFAULT_RENDITIONS)]
+        #[arg(long, env = "RENDITIONS", default_value = imaging::settings::DEFAULT_RENDITIONS)]
         renditions: String,
-        #[arg(long, env = "MAX_PIXELS", default_value_t = process::settings::DEFAULT_MAX_PIXELS)]
+        #[arg(long, env = "MAX_PIXELS", default_value_t = imaging::settings::DEFAULT_MAX_PIXELS)]
         max_pixels: u64,
     },
     /// Deliver the whole stream again to every mapping (a running engine picks it up).
@@ -183,32 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Items { limit, json } => {
             let engine = cli.backend.engine(&cli.data_dir).await?;
             let items = engine.table.list(limit).await?;
-            if json {
-                for item in items {
-                    println!("{}", serde_json::to_string(&item)?);
-                }
-            } else {
-                println!(
-                    "{:<36}  {:<9}  {:>9}  {:>11}  renditions",
-                    "id", "status", "bytes", "dimensions"
-                );
-                for i in items {
-                    let dims = i
-                        .width
-                        .zip(i.height)
-                        .map(|(w, h)| format!("{w}x{h}"))
-                        .unwrap_or_default();
-                    let rends = i
-                        .renditions
-                        .map(|r| r.into_keys().collect::<Vec<_>>().join(","))
-                        .unwrap_or_default();
-                    println!(
-                        "{:<36}  {:<9}  {:>9}  {:>11}  {rends}",
-                        i.id, i.status, i.size, dims
-                    );
-                }
-            }
-            Ok(())
+            crate::commands::print_items(&items, json, &mut std::io::stdout().lock())
         }
         Command::Item { id } => {
             let engine = cli.backend.engine(&cli.data_dir).await?;
@@ -229,24 +225,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             renditions,
             max_pixels,
         } => {
-            let settings = process::Settings::parse(&renditions, max_pixels)?;
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let mut failed = 0;
-            for file in files {
-                let line = process_file(&file, &out, &settings);
-                if line.get("error").is_some() {
-                    failed += 1;
-                }
-                println!("{line}");
-            }
-            if failed > 0 {
-                anyhow::bail!("{failed} file(s) could not be processed");
-            }
-            Ok(())
+            let settings = imaging::Settings::parse(&renditions, max_pixels)?;
+            crate::commands::process_files(&files, &out, &settings)
         }
         Command::DeadLetters => {
             let engine = cli.backend.engine(&cli.data_dir).await?;
-            for letter in engine.db.dead_letters().await? {
+            for letter in engine.stream.dead_letters().await? {
                 println!("{}", serde_json::to_string(&letter)?);
             }
             Ok(())
@@ -273,11 +257,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let bytes =
                 std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
-            let content_type = if bytes.starts_with(b"\x89PNG") {
-                "image/png"
-            } else {
-                "image/jpeg"
-            };
+            let content_type = state::media::sniff(&bytes)
+                .with_context(|| format!("{}", image.display()))?
+                .content_type();
             let report = crate::load::run(crate::load::LoadSpec {
                 url,
                 image: bytes.into(),
@@ -302,60 +284,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay => {
             let engine = Engine::open(EngineConfig::new(&cli.data_dir))?;
-            engine.db.reset_checkpoints(true).await?;
+            engine.stream.reset_checkpoints(true).await?;
             println!("every mapping will read the stream again from its start");
             Ok(())
         }
     }
-}
-
-fn process_file(
-    file: &std::path::Path,
-    out: &std::path::Path,
-    settings: &process::Settings,
-) -> serde_json::Value {
-    let name = file.display().to_string();
-    let bytes = match std::fs::read(file) {
-        Ok(b) => b,
-        Err(e) => return serde_json::json!({ "file": name, "error": e.to_string() }),
-    };
-    let rendered = match process::render(&bytes, settings) {
-        Ok(r) => r,
-        Err(e) => return serde_json::json!({ "file": name, "error": e.to_string() }),
-    };
-    let stem = file
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    let mut renditions = serde_json::Map::new();
-    for r in &rendered.renditions {
-        let path = out.join(format!(
-            "{stem}.{}.{}",
-            r.spec.name,
-            r.spec.format.extension()
-        ));
-        if let Err(e) = std::fs::write(&path, &r.bytes) {
-            return serde_json::json!({ "file": name, "error": format!("writing {}: {e}", path.display()) });
-        }
-        renditions.insert(
-            r.spec.name.clone(),
-            serde_json::json!({
-                "path": path.display().to_string(),
-                "bytes": r.bytes.len(),
-                "width": r.width,
-                "height": r.height,
-            }),
-        );
-    }
-    serde_json::json!({
-        "file": name,
-        "format": rendered.format,
-        "width": rendered.width,
-        "height": rendered.height,
-        "size": bytes.len(),
-        "exif": rendered.exif,
-        "renditions": renditions,
-    })
 }
 
 async fn shutdown_signal() {

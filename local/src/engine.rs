@@ -1,5 +1,5 @@
-//! Wiring: the same three handlers over the embedded adapters, with the routes and event source
-//! mappings of template.yaml.
+//! Wiring: the same handlers over the embedded adapters (or the AWS ones), with the routes and
+//! event source mappings of template.yaml.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -9,20 +9,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use aws_lambda_events::dynamodb::Event;
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::streams::DynamoDbEventResponse;
+use embedded_adapters::files::FileStore;
+use embedded_adapters::mailbox::Mailbox;
+use embedded_adapters::sqlite::{Database, Durability, SqliteStream, SqliteTable};
+use event_source_mapping::{Dispatcher, FunctionError, Observer, Step, StreamFunction};
 use lambda_runtime::LambdaEvent;
-use serde_json::Value;
+use state::{ItemTable, Notifier, ObjectStore};
 use tokio::sync::{watch, Mutex};
 
-use state::aws::{DynamoTable, S3Store, SnsNotifier};
-use state::{ItemTable, Notifier, ObjectStore};
-
-use crate::aws_stream::StreamTailer;
-use crate::db::{Database, Durability, SqliteTable};
-use crate::dispatcher::{Dispatcher, Step, StreamFunction};
-use crate::faults::{Faults, FaultyNotifier, FaultyStore, FaultyTable};
-use crate::files::FileStore;
-use crate::mailbox::Mailbox;
+use crate::faults::{CrashPoint, Faults, FaultyNotifier, FaultyStore, FaultyTable};
 use crate::metrics::Metrics;
 use crate::template::{self, Template};
 use crate::EngineError;
@@ -37,63 +34,8 @@ pub enum Backend {
     Embedded,
     /// DynamoDB (and its stream), S3 and SNS through the AWS SDK; the data dir keeps only the
     /// mappings' checkpoints, the stream mirror and dead letters.
-    Aws(AwsBackend),
-}
-
-#[derive(Clone)]
-pub struct AwsBackend {
-    pub table: DynamoTable,
-    pub store: S3Store,
-    pub notifier: SnsNotifier,
-    pub streams: aws_sdk_dynamodbstreams::Client,
-    pub stream_arn: String,
-}
-
-impl AwsBackend {
-    /// Clients from one SDK config (endpoints, region and credentials come from the environment).
-    pub async fn connect(
-        sdk: &aws_config::SdkConfig,
-        table: &str,
-        bucket: &str,
-        topic_arn: &str,
-        s3_path_style: bool,
-    ) -> anyhow::Result<AwsBackend> {
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(sdk)
-                .force_path_style(s3_path_style)
-                .build(),
-        );
-        Self::from_clients(
-            aws_sdk_dynamodb::Client::new(sdk),
-            aws_sdk_dynamodbstreams::Client::new(sdk),
-            s3,
-            aws_sdk_sns::Client::new(sdk),
-            table,
-            bucket,
-            topic_arn,
-        )
-        .await
-    }
-
-    /// From ready clients (each may have its own endpoint).
-    pub async fn from_clients(
-        ddb: aws_sdk_dynamodb::Client,
-        streams: aws_sdk_dynamodbstreams::Client,
-        s3: aws_sdk_s3::Client,
-        sns: aws_sdk_sns::Client,
-        table: &str,
-        bucket: &str,
-        topic_arn: &str,
-    ) -> anyhow::Result<AwsBackend> {
-        let stream_arn = StreamTailer::stream_arn_of(&ddb, table).await?;
-        Ok(AwsBackend {
-            table: DynamoTable::new(ddb, table),
-            store: S3Store::new(s3, bucket),
-            notifier: SnsNotifier::new(sns, topic_arn),
-            streams,
-            stream_arn,
-        })
-    }
+    #[cfg(feature = "aws")]
+    Aws(crate::aws_backend::AwsBackend),
 }
 
 /// How the engine runs. `from_env`-style defaults live in the CLI.
@@ -131,13 +73,16 @@ impl EngineConfig {
 
 pub struct Engine {
     pub db: Database,
+    /// The local stream: the embedded table's own, or DynamoDB's mirrored into it.
+    pub stream: SqliteStream,
     pub table: Arc<dyn ItemTable>,
     pub store: Arc<dyn ObjectStore>,
     pub notifier: Arc<dyn Notifier>,
     /// The embedded topic's mail folder; `None` on AWS.
     pub mail_dir: Option<PathBuf>,
     /// Mirrors the DynamoDB stream into `db` on AWS; `None` when embedded.
-    pub tailer: Option<Arc<StreamTailer>>,
+    #[cfg(feature = "aws")]
+    pub mirror: Option<Arc<crate::aws_backend::Mirror>>,
     pub metrics: Metrics,
     pub upload: Arc<upload::Deps>,
     pub routes: Vec<template::Route>,
@@ -155,38 +100,91 @@ pub struct Redrive {
     pub still_failing: Vec<(i64, String)>,
 }
 
+/// The `process` function, invoked in process with the event Lambda would send.
 struct ProcessFunction(process::Deps);
+/// The `notice` function, likewise.
 struct NoticeFunction(notice::Deps);
 
-fn lambda_event(event: Value) -> Result<LambdaEvent<Event>, String> {
-    let event: Event =
-        serde_json::from_value(event).map_err(|e| format!("event does not deserialise: {e}"))?;
-    Ok(LambdaEvent::new(event, lambda_runtime::Context::default()))
+fn lambda_event(event: Event) -> LambdaEvent<Event> {
+    LambdaEvent::new(event, lambda_runtime::Context::default())
 }
 
 #[async_trait]
 impl StreamFunction for ProcessFunction {
-    async fn invoke(&self, event: Value) -> Result<Value, String> {
-        let response = process::handle(lambda_event(event)?, &self.0)
+    async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, FunctionError> {
+        process::handle(lambda_event(event), &self.0)
             .await
-            .map_err(|e| e.to_string())?;
-        serde_json::to_value(response).map_err(|e| e.to_string())
+            .map_err(|e| FunctionError::new("ProcessError", e.to_string()))
     }
 }
 
 #[async_trait]
 impl StreamFunction for NoticeFunction {
-    async fn invoke(&self, event: Value) -> Result<Value, String> {
-        let response = notice::handle(lambda_event(event)?, &self.0)
+    async fn invoke(&self, event: Event) -> Result<DynamoDbEventResponse, FunctionError> {
+        notice::handle(lambda_event(event), &self.0)
             .await
-            .map_err(|e| e.to_string())?;
-        serde_json::to_value(response).map_err(|e| e.to_string())
+            .map_err(|e| FunctionError::new("NoticeError", e.to_string()))
+    }
+}
+
+/// What the dispatchers report goes to `/metrics`; the crash drill's checkpoint point fires here.
+struct MappingObserver {
+    metrics: Metrics,
+    faults: Faults,
+}
+
+impl Observer for MappingObserver {
+    fn invoked(&self, function: &str, records: usize, iterator_age_s: f64) {
+        let m = &self.metrics;
+        m.invocations.with_label_values(&[function]).inc();
+        m.records_delivered
+            .with_label_values(&[function])
+            .inc_by(records as u64);
+        m.iterator_age
+            .with_label_values(&[function])
+            .set(iterator_age_s);
+    }
+
+    fn duration(&self, function: &str, seconds: f64) {
+        self.metrics
+            .duration
+            .with_label_values(&[function])
+            .observe(seconds);
+    }
+
+    fn error(&self, function: &str) {
+        self.metrics.errors.with_label_values(&[function]).inc();
+    }
+
+    fn filtered(&self, function: &str, records: usize) {
+        self.metrics
+            .records_filtered
+            .with_label_values(&[function])
+            .inc_by(records as u64);
+    }
+
+    fn dead_lettered(&self, function: &str, records: usize) {
+        self.metrics
+            .dead_letters
+            .with_label_values(&[function])
+            .inc_by(records as u64);
+    }
+
+    fn before_checkpoint(&self) {
+        self.faults.crash_point(CrashPoint::BeforeCheckpoint);
     }
 }
 
 fn concurrency() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
+
+type Ports = (
+    Arc<dyn ItemTable>,
+    Arc<dyn ObjectStore>,
+    Arc<dyn Notifier>,
+    Option<PathBuf>,
+);
 
 impl Engine {
     pub fn open(cfg: EngineConfig) -> Result<Engine, EngineError> {
@@ -195,14 +193,9 @@ impl Engine {
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
         let db = Database::open_with(&cfg.data_dir.join("pipeline.db"), cfg.durability)?;
         let fsync = cfg.durability == Durability::Power;
-        type Ports = (
-            Arc<dyn ItemTable>,
-            Arc<dyn ObjectStore>,
-            Arc<dyn Notifier>,
-            Option<PathBuf>,
-            Option<Arc<StreamTailer>>,
-        );
-        let (table, store, notifier, mail_dir, tailer): Ports = match cfg.backend {
+        #[cfg(feature = "aws")]
+        let mut mirror = None;
+        let (table, store, notifier, mail_dir): Ports = match cfg.backend {
             Backend::Embedded => {
                 let mail_dir = cfg.data_dir.join("mail");
                 (
@@ -215,20 +208,21 @@ impl Engine {
                         fsync,
                     )?),
                     Some(mail_dir),
+                )
+            }
+            #[cfg(feature = "aws")]
+            Backend::Aws(aws) => {
+                mirror = Some(Arc::new(crate::aws_backend::Mirror::new(
+                    aws.reader,
+                    db.clone(),
+                )));
+                (
+                    Arc::new(aws.table),
+                    Arc::new(aws.store),
+                    Arc::new(aws.notifier),
                     None,
                 )
             }
-            Backend::Aws(aws) => (
-                Arc::new(aws.table),
-                Arc::new(aws.store),
-                Arc::new(aws.notifier),
-                None,
-                Some(Arc::new(StreamTailer::new(
-                    aws.streams,
-                    aws.stream_arn,
-                    db.clone(),
-                ))),
-            ),
         };
         // Every port goes through the fault switches; with none set they only pass calls on.
         let faults = cfg.faults.clone();
@@ -267,14 +261,14 @@ impl Engine {
         });
 
         let process_fn = function("process")?;
-        let settings = process::Settings::parse(
+        let settings = imaging::Settings::parse(
             &env(process_fn, "RENDITIONS")
-                .unwrap_or_else(|| process::settings::DEFAULT_RENDITIONS.into()),
+                .unwrap_or_else(|| imaging::settings::DEFAULT_RENDITIONS.into()),
             match env(process_fn, "MAX_PIXELS") {
                 Some(v) => v
                     .parse()
                     .map_err(|_| EngineError::Template(format!("MAX_PIXELS {v:?}")))?,
-                None => process::settings::DEFAULT_MAX_PIXELS,
+                None => imaging::settings::DEFAULT_MAX_PIXELS,
             },
         )
         .map_err(|e| EngineError::Template(e.to_string()))?;
@@ -291,6 +285,11 @@ impl Engine {
             concurrency: 8,
         }));
 
+        let stream = SqliteStream::new(db.clone());
+        let observer: Arc<dyn Observer> = Arc::new(MappingObserver {
+            metrics: metrics.clone(),
+            faults: faults.clone(),
+        });
         let mut dispatchers = Vec::new();
         let mut targets = HashMap::new();
         for (f, target) in [(process_fn, process), (notice_fn, notice)] {
@@ -298,23 +297,26 @@ impl Engine {
                 EngineError::Template(format!("{}: no DynamoDB event", f.logical_id))
             })?;
             targets.insert(mapping.name.clone(), target.clone());
+            metrics.register_function(&f.binary);
             dispatchers.push(Arc::new(Mutex::new(Dispatcher::new(
                 f.binary.clone(),
                 Arc::new(mapping.clone()),
-                db.clone(),
+                Arc::new(stream.clone()),
+                Arc::new(stream.clone()),
                 target,
-                metrics.clone(),
+                observer.clone(),
                 cfg.retry_backoff,
-                faults.clone(),
             ))));
         }
         Ok(Engine {
             db,
+            stream,
             table,
             store,
             notifier,
             mail_dir,
-            tailer,
+            #[cfg(feature = "aws")]
+            mirror,
             metrics,
             upload,
             routes: upload_fn.routes.clone(),
@@ -332,14 +334,20 @@ impl Engine {
         crate::http::router(self.upload.clone(), &self.routes, self.metrics.clone())
     }
 
+    /// Reads what DynamoDB Streams has that the mirror does not (AWS backend); 0 when embedded.
+    async fn poll_mirror(&self) -> anyhow::Result<usize> {
+        #[cfg(feature = "aws")]
+        if let Some(mirror) = &self.mirror {
+            return mirror.poll().await;
+        }
+        Ok(0)
+    }
+
     /// Delivers every pending record to every mapping until none has work left (tests, `process`
     /// of a replayed stream). Retries pause as they would in `serve`.
     pub async fn drain(&self) -> anyhow::Result<()> {
         loop {
-            let mut idle = true;
-            if let Some(tailer) = &self.tailer {
-                idle &= tailer.poll().await? == 0;
-            }
+            let mut idle = self.poll_mirror().await? == 0;
             for d in &self.dispatchers {
                 let mut d = d.lock().await;
                 loop {
@@ -363,7 +371,7 @@ impl Engine {
     /// SQS redrive to the source would), and removes the ones that now succeed.
     pub async fn redrive(&self) -> anyhow::Result<Redrive> {
         let mut report = Redrive::default();
-        for letter in self.db.dead_letters().await? {
+        for letter in self.stream.dead_letters().await? {
             let Some(target) = self.targets.get(&letter.mapping) else {
                 report.still_failing.push((
                     letter.id,
@@ -371,20 +379,21 @@ impl Engine {
                 ));
                 continue;
             };
-            let outcome = match target
-                .invoke(serde_json::json!({ "Records": [letter.record] }))
-                .await
-            {
-                Ok(response) => match crate::dispatcher::failed_sequence_numbers(&response) {
-                    Ok(failed) if failed.is_empty() => Ok(()),
-                    Ok(_) => Err("the function reported the record as failed".to_owned()),
-                    Err(why) => Err(why),
-                },
-                Err(error) => Err(format!("function error: {error}")),
+            let outcome = match serde_json::from_value::<EventRecord>(letter.record.clone()) {
+                Err(e) => Err(format!("not a DynamoDB stream record: {e}")),
+                Ok(record) => {
+                    let mut event = Event::default();
+                    event.records = vec![record];
+                    match target.invoke(event).await {
+                        Ok(response) if response.batch_item_failures.is_empty() => Ok(()),
+                        Ok(_) => Err("the function reported the record as failed".to_owned()),
+                        Err(error) => Err(format!("function error: {error}")),
+                    }
+                }
             };
             match outcome {
                 Ok(()) => {
-                    self.db.remove_dead_letter(letter.id).await?;
+                    self.stream.remove_dead_letter(letter.id).await?;
                     report.redriven += 1;
                 }
                 Err(why) => report.still_failing.push((letter.id, why)),
@@ -413,9 +422,10 @@ impl Engine {
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move { run_shared(d, stop).await }));
         }
-        if let Some(tailer) = self.tailer.clone() {
+        #[cfg(feature = "aws")]
+        if let Some(mirror) = self.mirror.clone() {
             let stop = stop.clone();
-            tasks.push(tokio::spawn(async move { tail(tailer, stop).await }));
+            tasks.push(tokio::spawn(async move { tail(mirror, stop).await }));
         }
         tracing::info!(%addr, data_dir = %self.data_dir.display(), "serving");
         println!("Upload API listening on http://{addr}");
@@ -443,9 +453,10 @@ impl Engine {
 }
 
 /// Polls the DynamoDB stream as Lambda's pollers do, four times a second per shard at most.
-async fn tail(tailer: Arc<StreamTailer>, mut stop: watch::Receiver<bool>) {
+#[cfg(feature = "aws")]
+async fn tail(mirror: Arc<crate::aws_backend::Mirror>, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = tailer.poll().await {
+        if let Err(e) = mirror.poll().await {
             tracing::error!(error = %format!("{e:#}"), "reading the DynamoDB stream failed");
         }
         tokio::select! {
@@ -460,8 +471,7 @@ async fn tail(tailer: Arc<StreamTailer>, mut stop: watch::Receiver<bool>) {
 
 /// A dispatcher's loop, holding its lock only while it steps so `drain` can interleave.
 async fn run_shared(d: Arc<Mutex<Dispatcher>>, mut stop: watch::Receiver<bool>) {
-    let db = d.lock().await.db_handle();
-    let mut changes = db.subscribe();
+    let mut changes = d.lock().await.source().subscribe();
     loop {
         if *stop.borrow() {
             return;
@@ -480,7 +490,7 @@ async fn run_shared(d: Arc<Mutex<Dispatcher>>, mut stop: watch::Receiver<bool>) 
                 }
             }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "dispatcher step failed");
+                tracing::error!(error = %e, "dispatcher step failed");
                 Duration::from_secs(1)
             }
         };

@@ -1,23 +1,23 @@
 //! The whole pipeline on one machine: the upload, process and notice handlers over an SQLite table
 //! with a stream, files for the bucket and a mailbox for the topic, wired by template.yaml's routes and
 //! event source mappings. `uploader serve` runs it; the other commands inspect and steer it.
+//!
+//! With feature `aws`, the same engine runs the handlers on DynamoDB, S3 and SNS instead
+//! ([`aws_backend`]); `make test` runs the pipeline suite both ways.
 
-pub mod aws_stream;
+#[cfg(feature = "aws")]
+pub mod aws_backend;
 pub mod cli;
-pub mod db;
-pub mod dispatcher;
+pub mod commands;
 pub mod engine;
 pub mod faults;
-pub mod files;
-pub mod filter;
 pub mod http;
 pub mod load;
-pub mod mailbox;
 pub mod metrics;
 pub mod telemetry;
 pub mod template;
 
-pub use engine::{AwsBackend, Backend, Engine, EngineConfig};
+pub use engine::{Backend, Engine, EngineConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_norway::Value;
 
-use crate::filter::FilterCriteria;
+use event_source_mapping::MappingConfig;
+use lambda_filter::FilterCriteria;
+
 use crate::EngineError;
 
 /// The template the engine was built with, so `uploader` works from any folder.
@@ -27,30 +29,13 @@ pub struct Function {
     /// Environment variables whose values the template gives literally or through a parameter.
     pub environment: BTreeMap<String, String>,
     pub routes: Vec<Route>,
-    pub stream: Option<StreamMapping>,
+    pub stream: Option<MappingConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub method: String,
     pub path: String,
-}
-
-/// One `Type: DynamoDB` event: Lambda's event source mapping settings.
-#[derive(Debug, Clone)]
-pub struct StreamMapping {
-    pub name: String,
-    pub batch_size: usize,
-    pub filters: FilterCriteria,
-    /// `None`: retry until the record expires (Lambda's -1).
-    pub maximum_retry_attempts: Option<u32>,
-    /// `None`: records never expire (Lambda's -1).
-    pub maximum_record_age: Option<Duration>,
-    pub bisect_on_error: bool,
-    pub report_batch_item_failures: bool,
-    /// The logical id of the on-failure destination, if any.
-    pub on_failure: Option<String>,
-    pub starting_position: String,
 }
 
 fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
@@ -162,7 +147,7 @@ impl Template {
                         if stream.is_some() {
                             return Err(bad(format!("{logical_id}: more than one DynamoDB event")));
                         }
-                        stream = Some(StreamMapping::parse(&format!("{logical_id}.{ev_name}"), p)?);
+                        stream = Some(parse_mapping(&format!("{logical_id}.{ev_name}"), p)?);
                     }
                     _ => {}
                 }
@@ -186,87 +171,86 @@ impl Template {
     }
 
     /// The DynamoDB event source mapping of the function built from `binary`.
-    pub fn mapping(&self, binary: &str) -> Option<&StreamMapping> {
+    pub fn mapping(&self, binary: &str) -> Option<&MappingConfig> {
         self.function(binary).and_then(|f| f.stream.as_ref())
     }
 }
 
-impl StreamMapping {
-    fn parse(name: &str, p: &Value) -> Result<StreamMapping, EngineError> {
-        let bad = |why: String| EngineError::Template(format!("{name}: {why}"));
-        let int = |k: &str| -> Result<Option<i64>, EngineError> {
-            match field(p, k) {
-                None => Ok(None),
-                Some(v) => scalar(v)
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .map(Some)
-                    .ok_or_else(|| bad(format!("{k} must be a whole number"))),
-            }
-        };
-        let batch_size = int("BatchSize")?.unwrap_or(100);
-        if !(1..=10_000).contains(&batch_size) {
-            return Err(bad(format!("BatchSize {batch_size} is not in 1..=10000")));
+/// One `Type: DynamoDB` event's properties as the mapping's settings.
+fn parse_mapping(name: &str, p: &Value) -> Result<MappingConfig, EngineError> {
+    let bad = |why: String| EngineError::Template(format!("{name}: {why}"));
+    let int = |k: &str| -> Result<Option<i64>, EngineError> {
+        match field(p, k) {
+            None => Ok(None),
+            Some(v) => scalar(v)
+                .and_then(|s| s.parse::<i64>().ok())
+                .map(Some)
+                .ok_or_else(|| bad(format!("{k} must be a whole number"))),
         }
-        let maximum_retry_attempts = match int("MaximumRetryAttempts")?.unwrap_or(-1) {
-            -1 => None,
-            n @ 0..=10_000 => Some(n as u32),
-            n => {
-                return Err(bad(format!(
-                    "MaximumRetryAttempts {n} is not in -1..=10000"
-                )))
-            }
-        };
-        let maximum_record_age = match int("MaximumRecordAgeInSeconds")?.unwrap_or(-1) {
-            -1 => None,
-            n @ 60..=604_800 => Some(Duration::from_secs(n as u64)),
-            n => {
-                return Err(bad(format!(
-                    "MaximumRecordAgeInSeconds {n} is not -1 or 60..=604800"
-                )))
-            }
-        };
-        let patterns: Vec<String> = field(p, "FilterCriteria")
-            .and_then(|f| field(f, "Filters"))
-            .and_then(Value::as_sequence)
-            .into_iter()
-            .flatten()
-            .map(|f| {
-                field(f, "Pattern")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| bad("every filter needs a Pattern string".into()))
-            })
-            .collect::<Result<_, _>>()?;
-        let filters = FilterCriteria::parse(&patterns).map_err(|e| bad(e.to_string()))?;
-        let report_batch_item_failures = field(p, "FunctionResponseTypes")
-            .and_then(Value::as_sequence)
-            .is_some_and(|s| {
-                s.iter()
-                    .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
-            });
-        let on_failure = field(p, "DestinationConfig")
-            .and_then(|d| field(d, "OnFailure"))
-            .and_then(|o| field(o, "Destination"))
-            .map(|d| match d {
-                Value::Tagged(t) => scalar(&t.value)
-                    .map(|s| s.split('.').next().unwrap_or_default().to_owned())
-                    .unwrap_or_default(),
-                other => scalar(other).unwrap_or_default(),
-            });
-        Ok(StreamMapping {
-            name: name.to_owned(),
-            batch_size: batch_size as usize,
-            filters,
-            maximum_retry_attempts,
-            maximum_record_age,
-            bisect_on_error: field(p, "BisectBatchOnFunctionError")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            report_batch_item_failures,
-            on_failure,
-            starting_position: field(p, "StartingPosition")
-                .and_then(scalar)
-                .unwrap_or_else(|| "TRIM_HORIZON".into()),
-        })
+    };
+    let batch_size = int("BatchSize")?.unwrap_or(100);
+    if !(1..=10_000).contains(&batch_size) {
+        return Err(bad(format!("BatchSize {batch_size} is not in 1..=10000")));
     }
+    let maximum_retry_attempts = match int("MaximumRetryAttempts")?.unwrap_or(-1) {
+        -1 => None,
+        n @ 0..=10_000 => Some(n as u32),
+        n => {
+            return Err(bad(format!(
+                "MaximumRetryAttempts {n} is not in -1..=10000"
+            )))
+        }
+    };
+    let maximum_record_age = match int("MaximumRecordAgeInSeconds")?.unwrap_or(-1) {
+        -1 => None,
+        n @ 60..=604_800 => Some(Duration::from_secs(n as u64)),
+        n => {
+            return Err(bad(format!(
+                "MaximumRecordAgeInSeconds {n} is not -1 or 60..=604800"
+            )))
+        }
+    };
+    let patterns: Vec<String> = field(p, "FilterCriteria")
+        .and_then(|f| field(f, "Filters"))
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            field(f, "Pattern")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| bad("every filter needs a Pattern string".into()))
+        })
+        .collect::<Result<_, _>>()?;
+    let filters = FilterCriteria::parse(&patterns).map_err(|e| bad(e.to_string()))?;
+    let report_batch_item_failures = field(p, "FunctionResponseTypes")
+        .and_then(Value::as_sequence)
+        .is_some_and(|s| {
+            s.iter()
+                .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
+        });
+    let on_failure = field(p, "DestinationConfig")
+        .and_then(|d| field(d, "OnFailure"))
+        .and_then(|o| field(o, "Destination"))
+        .map(|d| match d {
+            Value::Tagged(t) => scalar(&t.value)
+                .map(|s| s.split('.').next().unwrap_or_default().to_owned())
+                .unwrap_or_default(),
+            other => scalar(other).unwrap_or_default(),
+        });
+    Ok(MappingConfig {
+        name: name.to_owned(),
+        batch_size: batch_size as usize,
+        filters,
+        maximum_retry_attempts,
+        maximum_record_age,
+        bisect_on_error: field(p, "BisectBatchOnFunctionError")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        report_batch_item_failures,
+        on_failure,
+        starting_position: field(p, "StartingPosition")
+            .and_then(scalar)
+            .unwrap_or_else(|| "TRIM_HORIZON".into()),
+    })
 }

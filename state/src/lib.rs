@@ -3,12 +3,15 @@
 //! `uploaded -> processed -> notified`, and `uploaded|processed -> failed`. Every status change goes
 //! through one of the functions in [`transition`], each a single conditional write on a [`ItemTable`];
 //! a write whose condition fails is a typed [`Outcome`] or [`StateError::Conflict`], never a string.
-//! The core (model, transitions, ports, errors) knows nothing of AWS; the adapters that render it for
-//! DynamoDB, S3 and SNS sit beside it in [`aws`].
+//! This crate knows nothing of AWS: the adapters that render the ports for DynamoDB, S3 and SNS
+//! (`adapters/aws`) and for SQLite, files and a mailbox (`adapters/embedded`) sit at the edge, and
+//! [`contract`] (feature `contract`) holds every adapter of a port to the same semantics.
 
-pub mod aws;
+#[cfg(feature = "contract")]
+pub mod contract;
 mod error;
 mod item;
+pub mod media;
 pub mod memory;
 mod ports;
 pub mod stream;

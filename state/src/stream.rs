@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::dynamodb::{Event, EventRecord, StreamRecord, StreamViewType};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use futures::StreamExt;
 
@@ -87,6 +87,84 @@ fn by_item(records: &[EventRecord]) -> Vec<Vec<usize>> {
 /// The item a record carries in its NewImage.
 pub fn item_of(record: &EventRecord) -> Result<Item, StateError> {
     Item::from_image(record.change.new_image.clone())
+}
+
+/// What a table write did to an item, as DynamoDB Streams names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Insert,
+    Modify,
+    Remove,
+}
+
+impl Change {
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Change::Insert => "INSERT",
+            Change::Modify => "MODIFY",
+            Change::Remove => "REMOVE",
+        }
+    }
+}
+
+/// The record a `NEW_AND_OLD_IMAGES` stream holds for one change of an item: keys, the images
+/// before and after (each absent where the change has none), and when. Its position
+/// (`SequenceNumber`, `eventID`) is the stream's to give.
+pub fn change_record(
+    change: Change,
+    old: Option<&Item>,
+    new: Option<&Item>,
+    at_ms: i64,
+    region: &str,
+    stream_arn: &str,
+) -> EventRecord {
+    let id = new.or(old).map(|i| i.id.to_string()).unwrap_or_default();
+    let mut stream = StreamRecord::default();
+    stream.approximate_creation_date_time =
+        chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default();
+    stream.keys = serde_dynamo::Item::from(std::collections::HashMap::from([(
+        "id".to_owned(),
+        serde_dynamo::AttributeValue::S(id),
+    )]));
+    if let Some(old) = old {
+        stream.old_image = old.to_image();
+    }
+    if let Some(new) = new {
+        stream.new_image = new.to_image();
+    }
+    stream.stream_view_type = Some(StreamViewType::NewAndOldImages);
+    let mut record = EventRecord::default();
+    record.aws_region = region.to_owned();
+    record.event_name = change.event_name().to_owned();
+    record.event_source = Some("aws:dynamodb".to_owned());
+    record.event_version = Some("1.1".to_owned());
+    record.event_source_arn = Some(stream_arn.to_owned());
+    record.change = stream;
+    record.change.size_bytes = lambda_json(&record).to_string().len() as i64;
+    record
+}
+
+/// A record as the JSON Lambda delivers: an image the change does not have (no `OldImage` on an
+/// INSERT, no `NewImage` on a REMOVE) is left out, as DynamoDB Streams leaves it out, rather than
+/// written as an empty map.
+pub fn lambda_json(record: &EventRecord) -> serde_json::Value {
+    let mut json = serde_json::to_value(record).expect("a stream record serialises");
+    if let Some(change) = json.get_mut("dynamodb").and_then(|c| c.as_object_mut()) {
+        for key in ["OldImage", "NewImage"] {
+            if change
+                .get(key)
+                .and_then(|v| v.as_object())
+                .is_some_and(|m| m.is_empty())
+            {
+                change.remove(key);
+            }
+        }
+        change.retain(|_, v| !v.is_null());
+    }
+    if let Some(top) = json.as_object_mut() {
+        top.retain(|_, v| !v.is_null());
+    }
+    json
 }
 
 #[cfg(test)]

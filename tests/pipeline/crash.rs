@@ -39,7 +39,7 @@ async fn sigkill_mid_flight_then_restart_loses_nothing_and_mails_once() {
         let mut cfg = local::EngineConfig::new(dir.path().join("inspect"));
         match &world {
             None => cfg.data_dir = dir.path().to_owned(),
-            Some(w) => cfg.backend = local::Backend::Aws(w.backend().await),
+            Some(w) => cfg.backend = crate::stand_ins::backend(w).await,
         }
         let engine = local::Engine::open(cfg).unwrap();
         let unfinished = engine

@@ -102,7 +102,7 @@ async fn process_deps(
     let deps = process::Deps {
         table: table.clone(),
         store: store.clone(),
-        settings: Arc::new(process::Settings::default()),
+        settings: Arc::new(imaging::Settings::default()),
         concurrency: 2,
     };
     (deps, table, store, item)

@@ -35,7 +35,7 @@ async fn assert_all_notified_once(app: &TestEngine, ids: &[String]) {
             "{id}"
         );
     }
-    assert!(app.engine.db.dead_letters().await.unwrap().is_empty());
+    assert!(app.engine.stream.dead_letters().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -100,7 +100,7 @@ async fn a_poison_item_is_dead_lettered_without_holding_up_the_others_then_redri
         assert_eq!(app.item(id).await["status"], "notified", "{id} was held up");
     }
     assert_eq!(app.item(&poison).await["status"], "uploaded");
-    let letters = app.engine.db.dead_letters().await.unwrap();
+    let letters = app.engine.stream.dead_letters().await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(
         letters[0].record["dynamodb"]["Keys"]["id"]["S"],

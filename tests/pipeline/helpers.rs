@@ -8,11 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use local::{Backend, Engine, EngineConfig};
+use local::{Engine, EngineConfig};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::stand_ins::{endpoints, AwsWorld};
+use crate::stand_ins::{backend, endpoints, AwsWorld};
 
 /// `PIPELINE_BACKEND=aws` runs these tests on DynamoDB Local and moto instead of the embedded
 /// backend (`make test` does both).
@@ -82,7 +82,7 @@ pub async fn spawn_engine_with(configure: impl FnOnce(&mut EngineConfig)) -> Tes
     cfg.retry_backoff = Duration::from_millis(1);
     let aws = world().await;
     if let Some(w) = &aws {
-        cfg.backend = Backend::Aws(w.backend().await);
+        cfg.backend = backend(w).await;
     }
     configure(&mut cfg);
     let engine = Arc::new(Engine::open(cfg).unwrap());

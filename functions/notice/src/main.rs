@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
+use aws_adapters::{DynamoTable, SnsNotifier};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use notice::{handle, Deps};
-use state::aws::{DynamoTable, SnsNotifier};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -7,14 +7,12 @@ use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
+use imaging::{render, RenditionSpec, Settings};
 use lambda_runtime::LambdaEvent;
 use state::{transition, Item, ItemTable, ObjectStore, ProcessedFacts, StateError, Status};
 
-pub mod imaging;
-pub mod settings;
-
-pub use imaging::{render, ImageError, Rendered};
-pub use settings::{Format, RenditionSpec, Settings, Size};
+mod config;
+pub use config::Config;
 
 pub struct Deps {
     pub table: Arc<dyn ItemTable>,
@@ -28,6 +26,8 @@ pub struct Deps {
 pub enum ProcessError {
     #[error("configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Settings(#[from] imaging::SettingsError),
 }
 
 impl From<ProcessError> for lambda_runtime::Diagnostic {
@@ -89,7 +89,7 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
     let mut facts = ProcessedFacts {
         width: rendered.width,
         height: rendered.height,
-        format: rendered.format.to_owned(),
+        format: rendered.format.name().to_owned(),
         exif: rendered.exif,
         ..Default::default()
     };

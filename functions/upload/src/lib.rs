@@ -7,13 +7,15 @@ use bytes::Bytes;
 use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
+use state::media::{self, NotAnImage};
 use state::{now_ms, ImageId, Item, ItemTable, NewUpload, ObjectStore, StateError};
 
 mod config;
 pub use config::Config;
 
-/// What one upload may weigh unless configured: API Gateway's 10 MB payload ceiling.
-pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
+/// What one upload may weigh unless configured: about 4.5 MB, because Lambda's 6 MB request
+/// payload carries the body base64-encoded (template.yaml's `MaxUploadBytes` says the same).
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 4_500_000;
 const DEFAULT_LIST_LIMIT: usize = 100;
 const MAX_LIST_LIMIT: usize = 1000;
 
@@ -29,8 +31,8 @@ pub enum UploadError {
     Empty,
     #[error("body is {size} bytes; the limit is {limit}")]
     TooLarge { size: usize, limit: usize },
-    #[error("not a JPEG or PNG image (the bytes look like {detected}); the Content-Type header is not trusted")]
-    NotAnImage { detected: String },
+    #[error(transparent)]
+    NotAnImage(#[from] NotAnImage),
     #[error("no item {0}")]
     NotFound(String),
     #[error("no route for {method} {path}")]
@@ -46,7 +48,7 @@ impl UploadError {
         match self {
             UploadError::Empty | UploadError::BadQuery(_) => StatusCode::BAD_REQUEST,
             UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            UploadError::NotAnImage { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            UploadError::NotAnImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UploadError::NotFound(_) | UploadError::NoRoute { .. } => StatusCode::NOT_FOUND,
             UploadError::State(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             UploadError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,10 +109,11 @@ async fn upload(req: Request, deps: &Deps) -> Result<Response<Body>, UploadError
             limit: deps.max_upload_bytes,
         });
     }
-    let (content_type, ext) = sniff(&body)?;
+    let kind = media::sniff(&body)?;
+    let content_type = kind.content_type();
     let id = ImageId::generate();
     tracing::Span::current().record("image_id", tracing::field::display(id));
-    let object_key = format!("uploads/{id}.{ext}");
+    let object_key = format!("uploads/{id}.{}", kind.extension());
     // The object first: an item never names an object that is not there.
     deps.store
         .put(&object_key, body.clone(), content_type)
@@ -135,35 +138,6 @@ async fn upload(req: Request, deps: &Deps) -> Result<Response<Body>, UploadError
             .expect("a UUID path is a valid header"),
     );
     Ok(resp)
-}
-
-/// The image type, from the bytes alone. A magic number is not enough: a PNG must open with its
-/// whole signature and an IHDR chunk, a JPEG with SOI followed by a marker.
-pub fn sniff(body: &[u8]) -> Result<(&'static str, &'static str), UploadError> {
-    let detected = infer::get(body).map(|t| t.mime_type());
-    match detected {
-        Some("image/jpeg")
-            if body.len() >= 4 && body[..3] == [0xFF, 0xD8, 0xFF] && body[3] >= 0xC0 =>
-        {
-            Ok(("image/jpeg", "jpg"))
-        }
-        Some("image/png")
-            if body.len() >= 16
-                && body[..8] == *b"\x89PNG\r\n\x1a\n"
-                && &body[12..16] == b"IHDR" =>
-        {
-            Ok(("image/png", "png"))
-        }
-        Some(t @ ("image/jpeg" | "image/png")) => Err(UploadError::NotAnImage {
-            detected: format!("a cut-short {t} header"),
-        }),
-        Some(t) => Err(UploadError::NotAnImage {
-            detected: t.to_owned(),
-        }),
-        None => Err(UploadError::NotAnImage {
-            detected: "unknown data".to_owned(),
-        }),
-    }
 }
 
 async fn list(req: &Request, deps: &Deps) -> Result<Response<Body>, UploadError> {

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
+use aws_adapters::{DynamoTable, S3Store};
 use lambda_http::{service_fn, Error, Request};
-use state::aws::{DynamoTable, S3Store};
 use upload::{handle, Config, Deps};
 
 #[tokio::main]

@@ -1,0 +1,14 @@
+//! The AWS adapters of the ports: each takes a ready SDK client and names (no environment, no
+//! endpoints; those are chosen in a function's `main` or the engine's wiring). `tests/contract.rs`
+//! holds them to the contract suite on DynamoDB Local and moto.
+
+mod dynamo;
+mod s3;
+mod sns;
+pub mod streams;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use dynamo::DynamoTable;
+pub use s3::S3Store;
+pub use sns::SnsNotifier;

@@ -1,0 +1,231 @@
+//! The local AWS stand-ins `make test` starts (DynamoDB Local for the table and its stream, moto
+//! for S3, SNS and SQS), for tests: where they listen, clients for them, and a world of uniquely
+//! named resources per test. Feature `testing`.
+
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType,
+};
+use serde_json::Value;
+
+/// Where the stand-ins listen (DynamoDB Local, moto); `None` when they are not running (a plain
+/// `cargo test`). With `STANDINS_REQUIRED` set (as `make test` sets it), their absence panics.
+pub fn endpoints() -> Option<(String, String)> {
+    let ddb = std::env::var("DYNAMODB_LOCAL_ENDPOINT").ok();
+    let moto = std::env::var("MOTO_ENDPOINT").ok();
+    match (ddb, moto) {
+        (Some(d), Some(m)) => Some((d, m)),
+        _ if std::env::var_os("STANDINS_REQUIRED").is_some() => {
+            panic!("STANDINS_REQUIRED is set but DYNAMODB_LOCAL_ENDPOINT/MOTO_ENDPOINT are not: run `make test`")
+        }
+        _ => None,
+    }
+}
+
+/// Whether the stand-ins are running.
+pub fn available() -> bool {
+    endpoints().is_some()
+}
+
+/// An SDK config for one stand-in: fixed region and test credentials.
+pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region("us-east-1")
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// `prefix-<12 hex>`: a name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Creates the items table as template.yaml declares it (key `id`, NEW_AND_OLD_IMAGES stream).
+pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
+    ddb.create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute definition"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key schema"),
+        )
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("stream specification"),
+        )
+        .send()
+        .await
+        .expect("CreateTable on DynamoDB Local");
+}
+
+/// One test's resources on the stand-ins.
+pub struct AwsWorld {
+    pub ddb_endpoint: String,
+    pub moto_endpoint: String,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub streams: aws_sdk_dynamodbstreams::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub table: String,
+    pub bucket: String,
+    pub topic_arn: String,
+    /// The email subscription's stand-in: an SQS queue subscribed to the topic.
+    pub queue_url: String,
+}
+
+impl AwsWorld {
+    /// A table, a bucket, a topic and a queue subscribed to it, all new.
+    pub async fn create((ddb_endpoint, moto_endpoint): (String, String)) -> AwsWorld {
+        let ddb_sdk = sdk(&ddb_endpoint).await;
+        let moto_sdk = sdk(&moto_endpoint).await;
+        let ddb = aws_sdk_dynamodb::Client::new(&ddb_sdk);
+        let streams = aws_sdk_dynamodbstreams::Client::new(&ddb_sdk);
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&moto_sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        let sns = aws_sdk_sns::Client::new(&moto_sdk);
+        let sqs = aws_sdk_sqs::Client::new(&moto_sdk);
+
+        let table = unique("images");
+        create_table(&ddb, &table).await;
+        let bucket = unique("images");
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("CreateBucket");
+        let topic_arn = sns
+            .create_topic()
+            .name(unique("notices"))
+            .send()
+            .await
+            .expect("CreateTopic")
+            .topic_arn
+            .expect("a topic ARN");
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(unique("mail"))
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url
+            .expect("a queue URL");
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .expect("queue attributes")[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .send()
+            .await
+            .expect("Subscribe");
+        AwsWorld {
+            ddb_endpoint,
+            moto_endpoint,
+            ddb,
+            streams,
+            s3,
+            sns,
+            sqs,
+            table,
+            bucket,
+            topic_arn,
+            queue_url,
+        }
+    }
+
+    /// The environment a process needs to reach these resources (the `uploader` binary, a Lambda).
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_ENDPOINT_URL_DYNAMODB", self.ddb_endpoint.as_str()),
+            (
+                "AWS_ENDPOINT_URL_DYNAMODB_STREAMS",
+                self.ddb_endpoint.as_str(),
+            ),
+            ("AWS_ENDPOINT_URL_S3", self.moto_endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_SNS", self.moto_endpoint.as_str()),
+            ("S3_FORCE_PATH_STYLE", "true"),
+            ("TABLE_NAME", self.table.as_str()),
+            ("BUCKET_NAME", self.bucket.as_str()),
+            ("TOPIC_ARN", self.topic_arn.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    /// Takes every notification waiting in the queue: (subject, message, SNS MessageId).
+    pub async fn take_notices(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("ReceiveMessage");
+            let messages = got.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return out;
+            }
+            for m in messages {
+                let envelope: Value =
+                    serde_json::from_str(m.body().unwrap_or_default()).unwrap_or_default();
+                out.push((
+                    envelope["Subject"].as_str().unwrap_or_default().to_owned(),
+                    envelope["Message"].as_str().unwrap_or_default().to_owned(),
+                    envelope["MessageId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("DeleteMessage");
+            }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The schema, as numbered migrations (SQLite's `user_version` says which have run). Never edit a
+//! migration that has shipped: add the next one.
+
+use rusqlite_migration::{Migrations, M};
+
+/// Version 1: the schema as it first shipped. Its `IF NOT EXISTS` lets a database made before
+/// migrations existed (`user_version` 0, same tables) open as version 1 unchanged.
+pub const V1: &str = "
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_by_created ON items (created_at DESC, id);
+CREATE TABLE IF NOT EXISTS stream (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    mapping TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    mapping TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shards (
+    shard_id TEXT PRIMARY KEY,
+    last_sequence TEXT,
+    done INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS notices (
+    dedup_key TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    published_ms INTEGER NOT NULL
+);
+";
+
+/// Version 2: the attempt a mapping has in flight, so a batch that takes the process down is
+/// counted as a failed attempt after the restart (instead of crashing it again forever).
+pub const V2: &str = "
+ALTER TABLE checkpoints ADD COLUMN in_flight_first INTEGER;
+ALTER TABLE checkpoints ADD COLUMN in_flight_attempts INTEGER;
+ALTER TABLE checkpoints ADD COLUMN in_flight_limit INTEGER;
+";
+
+pub fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(V1), M::up(V2)])
+}

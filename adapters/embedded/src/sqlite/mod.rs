@@ -1,0 +1,138 @@
+//! The embedded database: SQLite in `DATA_DIR/pipeline.db`, its schema in numbered migrations.
+//!
+//! - [`SqliteTable`]: the items table port. Every committed item write appends its stream record
+//!   (INSERT/MODIFY, Keys, OldImage, NewImage) in the same transaction, so the stream is exactly
+//!   the table's history.
+//! - [`SqliteStream`]: that stream as the mappings' record source, with their checkpoints and dead
+//!   letters (the on-failure destination).
+//! - [`Database::mirror`]: the engine's AWS backend mirrors DynamoDB Streams into the same stream.
+//! - [`Database::record_notice`]: the notices the mailbox has published, for its deduplication.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+mod migrations;
+mod mirror;
+mod notices;
+mod stream;
+mod table;
+
+pub use migrations::{migrations, V1};
+pub use mirror::ShardPosition;
+pub use stream::{DeadLetterRow, SqliteStream};
+pub use table::SqliteTable;
+
+/// The table's stream ARN as the local records name it.
+pub const STREAM_ARN: &str = "arn:aws:dynamodb:local:000000000000:table/images/stream/local";
+/// The region the local records name.
+pub const REGION: &str = "local";
+
+/// What a write survives before it is acknowledged (an upload answered, a checkpoint moved).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// A killed or crashed process: writes are in SQLite's WAL and the OS's page cache, which the
+    /// process's death does not touch. No fsync per write.
+    #[default]
+    Process,
+    /// A power cut as well: every commit and every object or mail file is fsynced first.
+    Power,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "process" => Ok(Durability::Process),
+            "power" => Ok(Durability::Power),
+            _ => Err(format!("durability {s:?}: expected process or power")),
+        }
+    }
+}
+
+/// A shared SQLite connection; `changes` ticks on every stream append.
+#[derive(Clone)]
+pub struct Database {
+    conn: Arc<Mutex<Connection>>,
+    changes: Arc<watch::Sender<u64>>,
+    fsync: bool,
+}
+
+impl Database {
+    pub fn open(path: &Path) -> anyhow::Result<Database> {
+        Self::open_with(path, Durability::default())
+    }
+
+    /// Opens (or creates) the database and brings its schema to the latest version.
+    pub fn open_with(path: &Path, durability: Durability) -> anyhow::Result<Database> {
+        let mut conn =
+            Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        // WAL lets the CLI read while the engine writes. With synchronous=NORMAL a commit is in the
+        // WAL before it returns, so a killed process loses nothing; FULL also waits for the disk,
+        // so a power cut loses nothing either.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let sync = match durability {
+            Durability::Process => "NORMAL",
+            Durability::Power => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        migrations()
+            .to_latest(&mut conn)
+            .with_context(|| format!("migrating {}", path.display()))?;
+        let last: u64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM stream", [], |r| r.get(0))?;
+        Ok(Database {
+            conn: Arc::new(Mutex::new(conn)),
+            changes: Arc::new(watch::channel(last).0),
+            fsync: durability == Durability::Power,
+        })
+    }
+
+    /// The schema version (`user_version`).
+    pub async fn schema_version(&self) -> anyhow::Result<u32> {
+        self.call(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+            .await
+    }
+
+    /// Runs `f` with the connection. Without fsync a call takes microseconds, less than handing it
+    /// to a blocking thread would, so it runs in place; with fsync it goes to a blocking thread.
+    pub async fn call<T, F>(&self, f: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        if !self.fsync {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| anyhow::anyhow!("database lock poisoned"))?;
+            return f(&mut conn);
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn
+                .lock()
+                .map_err(|_| anyhow::anyhow!("database lock poisoned"))?;
+            f(&mut conn)
+        })
+        .await
+        .context("database task")?
+    }
+
+    /// Wakes when the stream grows.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn appended(&self, seq: u64) {
+        self.changes.send_replace(seq);
+    }
+}
+
+/// DynamoDB-style sequence numbers: numeric strings; zero-padded so text order is numeric order.
+pub fn sequence_number(seq: u64) -> String {
+    format!("{seq:021}")
+}

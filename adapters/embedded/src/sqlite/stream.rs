@@ -1,0 +1,226 @@
+//! The stream table as the mappings' record source, and their checkpoints and dead letters.
+
+use async_trait::async_trait;
+use event_source_mapping::{
+    BoxError, Checkpoints, Cursor, DeadLetter, InFlight, RecordSource, SourceRecord,
+};
+use rusqlite::{params, OptionalExtension};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::{sequence_number, Database};
+
+/// The stream of a [`Database`], for the dispatchers.
+#[derive(Clone)]
+pub struct SqliteStream {
+    db: Database,
+}
+
+/// One record a mapping gave up on, as stored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetterRow {
+    pub id: i64,
+    pub mapping: String,
+    pub seq: u64,
+    pub reason: String,
+    pub created_ms: i64,
+    pub record: Value,
+}
+
+impl SqliteStream {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    pub async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetterRow>> {
+        self.db
+            .call(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT id, mapping, seq, reason, created_ms, record FROM dead_letters ORDER BY id",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })?;
+                rows.map(|row| {
+                    let (id, mapping, seq, reason, created_ms, record) = row?;
+                    Ok(DeadLetterRow {
+                        id,
+                        mapping,
+                        seq,
+                        reason,
+                        created_ms,
+                        record: serde_json::from_str(&record)?,
+                    })
+                })
+                .collect()
+            })
+            .await
+    }
+
+    pub async fn remove_dead_letter(&self, id: i64) -> anyhow::Result<()> {
+        self.db
+            .call(move |c| {
+                c.execute("DELETE FROM dead_letters WHERE id = ?1", [id])?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Moves every mapping back to the start of the stream (replay) or to its end (skip).
+    pub async fn reset_checkpoints(&self, to_start: bool) -> anyhow::Result<u64> {
+        self.db
+            .call(move |c| {
+                let target: u64 = if to_start {
+                    0
+                } else {
+                    c.query_row("SELECT COALESCE(MAX(seq), 0) FROM stream", [], |r| r.get(0))?
+                };
+                c.execute(
+                    "UPDATE checkpoints SET seq = ?1, in_flight_first = NULL,
+                       in_flight_attempts = NULL, in_flight_limit = NULL",
+                    [target],
+                )?;
+                Ok(target)
+            })
+            .await
+    }
+}
+
+fn save(c: &rusqlite::Connection, mapping: &str, cursor: Cursor) -> rusqlite::Result<()> {
+    let f = cursor.in_flight;
+    c.prepare_cached(
+        "INSERT INTO checkpoints (mapping, seq, in_flight_first, in_flight_attempts, in_flight_limit)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (mapping) DO UPDATE SET seq = excluded.seq,
+           in_flight_first = excluded.in_flight_first,
+           in_flight_attempts = excluded.in_flight_attempts,
+           in_flight_limit = excluded.in_flight_limit",
+    )?
+    .execute(params![
+        mapping,
+        cursor.position,
+        f.map(|f| f.first),
+        f.map(|f| f.attempts),
+        f.map(|f| f.limit as i64),
+    ])?;
+    Ok(())
+}
+
+#[async_trait]
+impl RecordSource for SqliteStream {
+    async fn read(&self, after: u64, limit: usize) -> Result<Vec<SourceRecord>, BoxError> {
+        let records = self
+            .db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, created_ms, record FROM stream WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![after, limit as i64], |r| {
+                    Ok((r.get::<_, u64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+                })?;
+                rows.map(|row| {
+                    let (seq, created_ms, text) = row?;
+                    let mut record: Value = serde_json::from_str(&text)?;
+                    // The embedded table's records get their position on read (a row's seq is
+                    // only known after its insert); records mirrored from DynamoDB Streams keep
+                    // their own.
+                    if record["dynamodb"]["SequenceNumber"].is_null() {
+                        record["eventID"] = json!(format!("{seq:032x}"));
+                        record["dynamodb"]["SequenceNumber"] = json!(sequence_number(seq));
+                    }
+                    Ok(SourceRecord {
+                        position: seq,
+                        created_ms,
+                        record,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+            })
+            .await?;
+        Ok(records)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.db.subscribe()
+    }
+}
+
+#[async_trait]
+impl Checkpoints for SqliteStream {
+    async fn cursor(&self, mapping: &str) -> Result<Cursor, BoxError> {
+        let mapping = mapping.to_owned();
+        let cursor = self
+            .db
+            .call(move |c| {
+                let row = c
+                    .prepare_cached(
+                        "SELECT seq, in_flight_first, in_flight_attempts, in_flight_limit
+                         FROM checkpoints WHERE mapping = ?1",
+                    )?
+                    .query_row([mapping], |r| {
+                        Ok((
+                            r.get::<_, u64>(0)?,
+                            r.get::<_, Option<u64>>(1)?,
+                            r.get::<_, Option<u32>>(2)?,
+                            r.get::<_, Option<i64>>(3)?,
+                        ))
+                    })
+                    .optional()?;
+                Ok(match row {
+                    None => Cursor::default(),
+                    Some((position, first, attempts, limit)) => Cursor {
+                        position,
+                        in_flight: match (first, attempts, limit) {
+                            (Some(first), Some(attempts), Some(limit)) => Some(InFlight {
+                                first,
+                                attempts,
+                                limit: limit.max(1) as usize,
+                            }),
+                            _ => None,
+                        },
+                    },
+                })
+            })
+            .await?;
+        Ok(cursor)
+    }
+
+    async fn save(&self, mapping: &str, cursor: Cursor) -> Result<(), BoxError> {
+        let mapping = mapping.to_owned();
+        self.db
+            .call(move |c| Ok(save(c, &mapping, cursor)?))
+            .await?;
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        mapping: &str,
+        letters: Vec<DeadLetter>,
+        cursor: Cursor,
+    ) -> Result<(), BoxError> {
+        let mapping = mapping.to_owned();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                for l in &letters {
+                    tx.execute(
+                        "INSERT INTO dead_letters (mapping, seq, reason, created_ms, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![mapping, l.record.position, l.reason, state::now_ms(), l.record.record.to_string()],
+                    )?;
+                }
+                save(&tx, &mapping, cursor)?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+}

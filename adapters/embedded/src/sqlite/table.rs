@@ -1,0 +1,146 @@
+//! The items table port over [`Database`]: each write and its stream record in one transaction.
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use state::stream::{change_record, lambda_json, Change};
+use state::{ImageId, Item, ItemTable, Outcome, StateError, Transition};
+
+use super::{Database, REGION, STREAM_ARN};
+
+/// The items table, as SQLite rows holding each item's JSON.
+#[derive(Clone)]
+pub struct SqliteTable {
+    db: Database,
+}
+
+impl SqliteTable {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+/// Appends the stream record of one change; returns its position.
+fn append(
+    tx: &rusqlite::Transaction<'_>,
+    change: Change,
+    old: Option<&Item>,
+    new: &Item,
+    at_ms: i64,
+) -> rusqlite::Result<u64> {
+    let record = change_record(change, old, Some(new), at_ms, REGION, STREAM_ARN);
+    tx.execute(
+        "INSERT INTO stream (item_id, created_ms, record) VALUES (?1, ?2, ?3)",
+        params![new.id.to_string(), at_ms, lambda_json(&record).to_string()],
+    )?;
+    Ok(tx.last_insert_rowid() as u64)
+}
+
+fn read_item(doc: &str) -> Result<Item, StateError> {
+    serde_json::from_str(doc).map_err(|e| StateError::Corrupt {
+        id: String::new(),
+        reason: e.to_string(),
+    })
+}
+
+/// A failure inside a call is the table's answer when it is a [`StateError`], else an outage.
+fn unavailable(e: anyhow::Error) -> StateError {
+    match e.downcast::<StateError>() {
+        Ok(state) => state,
+        Err(e) => StateError::Unavailable(e),
+    }
+}
+
+#[async_trait]
+impl ItemTable for SqliteTable {
+    async fn insert(&self, item: &Item) -> Result<(), StateError> {
+        let item = item.clone();
+        let seq = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let inserted = tx.execute(
+                    "INSERT OR IGNORE INTO items (id, status, created_at, doc) VALUES (?1, ?2, ?3, ?4)",
+                    params![item.id.to_string(), item.status.as_str(), item.created_at, serde_json::to_string(&item)?],
+                )?;
+                if inserted == 0 {
+                    return Err(StateError::Duplicate(item.id).into());
+                }
+                let seq = append(&tx, Change::Insert, None, &item, item.created_at)?;
+                tx.commit()?;
+                Ok(seq)
+            })
+            .await
+            .map_err(unavailable)?;
+        self.db.appended(seq);
+        Ok(())
+    }
+
+    async fn get(&self, id: ImageId) -> Result<Option<Item>, StateError> {
+        let doc: Option<String> = self
+            .db
+            .call(move |c| {
+                Ok(c.prepare_cached("SELECT doc FROM items WHERE id = ?1")?
+                    .query_row([id.to_string()], |r| r.get(0))
+                    .optional()?)
+            })
+            .await
+            .map_err(unavailable)?;
+        doc.as_deref().map(read_item).transpose()
+    }
+
+    async fn list(&self, limit: usize) -> Result<Vec<Item>, StateError> {
+        let docs: Vec<String> = self
+            .db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT doc FROM items ORDER BY created_at DESC, id LIMIT ?1",
+                )?;
+                let rows = stmt.query_map([limit as i64], |r| r.get(0))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+            .map_err(unavailable)?;
+        docs.iter().map(|d| read_item(d)).collect()
+    }
+
+    async fn advance(&self, id: ImageId, t: &Transition) -> Result<Outcome, StateError> {
+        let t = t.clone();
+        let (outcome, seq) = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let doc: Option<String> = tx
+                    .prepare_cached("SELECT doc FROM items WHERE id = ?1")?
+                    .query_row([id.to_string()], |r| r.get(0))
+                    .optional()?;
+                let current = doc.as_deref().map(read_item).transpose()?;
+                let current = match current {
+                    Some(item) if item.status == t.from() => item,
+                    other => return Ok((t.classify(id, other)?, None)),
+                };
+                let next = t.apply_to(&current);
+                // The same condition DynamoDB checks, in SQL.
+                let changed = tx.execute(
+                    "UPDATE items SET status = ?1, doc = ?2 WHERE id = ?3 AND status = ?4",
+                    params![
+                        next.status.as_str(),
+                        serde_json::to_string(&next)?,
+                        id.to_string(),
+                        t.from().as_str()
+                    ],
+                )?;
+                if changed == 0 {
+                    return Ok((t.classify(id, Some(current))?, None));
+                }
+                let seq = append(&tx, Change::Modify, Some(&current), &next, t.at())?;
+                tx.commit()?;
+                Ok((Outcome::Applied(next), Some(seq)))
+            })
+            .await
+            .map_err(unavailable)?;
+        if let Some(seq) = seq {
+            self.db.appended(seq);
+        }
+        Ok(outcome)
+    }
+}

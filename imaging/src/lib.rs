@@ -1,0 +1,145 @@
+//! Decode once, make every rendition from that one image.
+//!
+//! The order of work is what keeps it fast and bounded:
+//! 1. [`probe`]: the header alone gives the format, the stored dimensions and (for JPEG) the EXIF
+//!    block; the dimensions are checked against the budget before a single pixel is allocated, so
+//!    a decompression bomb costs a header read;
+//! 2. [`decode`]: a JPEG is decoded by libjpeg-turbo at the smallest DCT scale (1/8, 1/4, 1/2)
+//!    that still covers the largest rendition, so a 20 MP photo is never expanded to 20 MP of
+//!    pixels; a PNG is decoded whole;
+//! 3. [`resize`]: every rendition is resized from that one buffer with `fast_image_resize` (SIMD,
+//!    Lanczos3), then turned upright (EXIF orientation) at its own small size;
+//! 4. [`encode`]: JPEG by libjpeg-turbo (alpha flattened on white), PNG by the `png` crate (alpha
+//!    kept).
+//!
+//! Renditions carry no metadata at all (no EXIF, so no GPS). Width and height are reported as the
+//! image is displayed, after orientation; [`metadata`] keeps a small EXIF subset for the item.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use state::media::{self, MediaType};
+
+#[cfg(feature = "bench")]
+pub mod bench;
+pub mod decode;
+pub mod encode;
+pub mod metadata;
+mod pixels;
+pub mod probe;
+pub mod resize;
+pub mod settings;
+
+pub use pixels::Pixels;
+pub use resize::target_size;
+pub use settings::{Format, RenditionSpec, Settings, SettingsError, Size};
+
+/// Why an image cannot be processed. All of these are permanent: the same bytes give the same error.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Unsupported(#[from] media::NotAnImage),
+    #[error("image is {width}x{height} ({pixels} pixels), over the budget of {budget} pixels")]
+    TooManyPixels {
+        width: u32,
+        height: u32,
+        pixels: u64,
+        budget: u64,
+    },
+    #[error("image does not decode: {0}")]
+    Decode(BoxError),
+    #[error("rendition {name} could not be made: {source}")]
+    Encode {
+        name: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// The cause under a decode or encode error: the codec's own error type, or a message of ours.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl ImageError {
+    pub(crate) fn decode(e: impl Into<BoxError>) -> Self {
+        ImageError::Decode(e.into())
+    }
+}
+
+/// One rendition, encoded.
+pub struct Output {
+    pub spec: RenditionSpec,
+    pub bytes: Bytes,
+    /// Pixel size of the rendition, as displayed.
+    pub width: u32,
+    pub height: u32,
+}
+
+/// What [`render`] made of one image.
+pub struct Rendered {
+    /// As displayed (after EXIF orientation).
+    pub width: u32,
+    pub height: u32,
+    pub format: MediaType,
+    /// `make`, `model`, `taken_at` (ISO 8601, camera local time), `orientation` (1..=8), when present.
+    pub exif: BTreeMap<String, String>,
+    pub renditions: Vec<Output>,
+    /// Size of the one decoded buffer every rendition was made from (stored orientation). For a JPEG
+    /// this is the DCT-scaled size, e.g. 1/4 of the original's.
+    pub decoded_width: u32,
+    pub decoded_height: u32,
+}
+
+/// The whole process step on one image in memory: probe, one decode, every rendition.
+pub fn render(bytes: &[u8], settings: &Settings) -> Result<Rendered, ImageError> {
+    let header = probe::probe(bytes, settings)?;
+    let pixels = decode::decode(bytes, &header)?;
+    let renditions = header
+        .targets
+        .iter()
+        .zip(&settings.renditions)
+        .map(|(&target, spec)| render_one(&pixels, target, &header, spec, settings))
+        .collect::<Result<Vec<_>, ImageError>>()?;
+    let (width, height) = header.displayed_size();
+    Ok(Rendered {
+        width,
+        height,
+        format: header.format,
+        exif: header
+            .exif
+            .as_ref()
+            .map(metadata::exif_subset)
+            .unwrap_or_default(),
+        renditions,
+        decoded_width: pixels.width,
+        decoded_height: pixels.height,
+    })
+}
+
+fn render_one(
+    pixels: &Pixels,
+    target: (u32, u32),
+    header: &probe::Header,
+    spec: &RenditionSpec,
+    settings: &Settings,
+) -> Result<Output, ImageError> {
+    let encode_error = |source: BoxError| ImageError::Encode {
+        name: spec.name.clone(),
+        source,
+    };
+    let small = resize::resize(pixels, target).map_err(|e| encode_error(e.into()))?;
+    let small = resize::orient(small, header.orientation);
+    let bytes = match spec.format {
+        Format::Jpeg => encode::jpeg(&small, settings.jpeg_quality).map_err(BoxError::from),
+        Format::Png => encode::png(&small).map_err(BoxError::from),
+    }
+    .map_err(encode_error)?;
+    Ok(Output {
+        spec: spec.clone(),
+        bytes,
+        width: small.width,
+        height: small.height,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! What the process step makes of every image: the renditions (template.yaml's `Renditions`
+//! parameter), the budget, and the encoder settings.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A setting that does not parse or makes no sense; says which and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(String);
+
+/// The renditions made when nothing is configured. The deployed stack and the local engine both take
+/// theirs from template.yaml's `Renditions` parameter, which holds this same text.
+pub const DEFAULT_RENDITIONS: &str =
+    "thumbnail:fit=128x128:jpeg,mobile:width=640:jpeg,avatar:fit=512x512:png";
+/// Pixels an image may have before it is refused unread (a decompression-bomb guard): 50 MP.
+pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
+pub const DEFAULT_JPEG_QUALITY: u8 = 80;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jpeg,
+    Png,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Jpeg => "jpg",
+            Format::Png => "png",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Jpeg => "image/jpeg",
+            Format::Png => "image/png",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    /// Fits inside the box, aspect ratio kept.
+    Fit { width: u32, height: u32 },
+    /// This wide, height by aspect ratio.
+    Width(u32),
+}
+
+/// One rendition: `name:fit=WxH:format` or `name:width=W:format`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenditionSpec {
+    pub name: String,
+    pub size: Size,
+    pub format: Format,
+}
+
+impl FromStr for RenditionSpec {
+    type Err = SettingsError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| {
+            SettingsError(format!(
+                "rendition {s:?}: {why} (expected name:fit=WxH:jpeg|png or name:width=W:jpeg|png)"
+            ))
+        };
+        let parts: Vec<&str> = s.trim().split(':').collect();
+        let [name, size, format] = parts.as_slice() else {
+            return Err(bad("three fields separated by ':'"));
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad("the name must be letters, digits, '-' or '_'"));
+        }
+        let px = |v: &str| v.parse::<u32>().ok().filter(|n| (1..=10_000).contains(n));
+        let size = match size.split_once('=') {
+            Some(("fit", wh)) => {
+                let (w, h) = wh.split_once('x').ok_or_else(|| bad("fit needs WxH"))?;
+                Size::Fit {
+                    width: px(w).ok_or_else(|| bad("width must be 1..=10000"))?,
+                    height: px(h).ok_or_else(|| bad("height must be 1..=10000"))?,
+                }
+            }
+            Some(("width", w)) => Size::Width(px(w).ok_or_else(|| bad("width must be 1..=10000"))?),
+            _ => return Err(bad("size must be fit=WxH or width=W")),
+        };
+        let format = match *format {
+            "jpeg" | "jpg" => Format::Jpeg,
+            "png" => Format::Png,
+            _ => return Err(bad("format must be jpeg or png")),
+        };
+        Ok(RenditionSpec {
+            name: (*name).to_owned(),
+            size,
+            format,
+        })
+    }
+}
+
+impl fmt::Display for RenditionSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let format = match self.format {
+            Format::Jpeg => "jpeg",
+            Format::Png => "png",
+        };
+        match self.size {
+            Size::Fit { width, height } => write!(f, "{}:fit={width}x{height}:{format}", self.name),
+            Size::Width(w) => write!(f, "{}:width={w}:{format}", self.name),
+        }
+    }
+}
+
+/// What `process` makes of every image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub renditions: Vec<RenditionSpec>,
+    pub max_pixels: u64,
+    pub jpeg_quality: u8,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::parse(DEFAULT_RENDITIONS, DEFAULT_MAX_PIXELS)
+            .expect("the default renditions parse")
+    }
+}
+
+impl Settings {
+    /// `renditions` is a comma-separated list of [`RenditionSpec`]s.
+    pub fn parse(renditions: &str, max_pixels: u64) -> Result<Settings, SettingsError> {
+        let renditions = renditions
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<RenditionSpec>, _>>()?;
+        if renditions.is_empty() {
+            return Err(SettingsError("no renditions configured".into()));
+        }
+        let mut names: Vec<&str> = renditions.iter().map(|r| r.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(SettingsError("rendition names must be unique".into()));
+        }
+        Ok(Settings {
+            renditions,
+            max_pixels,
+            jpeg_quality: DEFAULT_JPEG_QUALITY,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_renditions_are_the_three_of_the_labs() {
+        let s = Settings::default();
+        let shown: Vec<String> = s.renditions.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.join(","), DEFAULT_RENDITIONS);
+        assert_eq!(s.renditions[1].size, Size::Width(640));
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        for (spec, why) in [
+            ("thumb:fit=128:jpeg", "fit needs WxH"),
+            ("thumb:fit=0x5:jpeg", "width must be"),
+            ("thumb:width=64:gif", "format must be"),
+            ("../x:width=64:png", "the name must be"),
+            ("a:width=1:png,a:width=2:png", "unique"),
+            ("", "no renditions"),
+        ] {
+            let err = Settings::parse(spec, 1).unwrap_err().to_string();
+            assert!(err.contains(why), "{spec}: {err}");
+        }
+    }
+}

@@ -1,0 +1,617 @@
+use std::collections::BTreeMap;
+use std::io::Cursor;
+
+use image::DynamicImage;
+use state::media::MediaType;
+
+use super::*;
+use crate::probe::{dct_scale, jpeg_segments};
+
+use image::codecs::jpeg::JpegEncoder;
+use image::{GenericImageView, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
+
+const AQUA: &[u8] = include_bytes!("../../tests/fixtures/Aqua.jpg");
+const GREEN_MEADOW: &[u8] = include_bytes!("../../tests/fixtures/GreenMeadow.jpg");
+const FRESH_FLOWER: &[u8] = include_bytes!("../../tests/fixtures/FreshFlower.jpg");
+
+fn png(image: DynamicImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+fn jpeg(image: &DynamicImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, 95)
+        .encode_image(image)
+        .unwrap();
+    out
+}
+
+fn rendition<'a>(r: &'a Rendered, name: &str) -> &'a Output {
+    r.renditions.iter().find(|o| o.spec.name == name).unwrap()
+}
+
+fn decoded(out: &Output) -> DynamicImage {
+    image::load_from_memory(&out.bytes).unwrap()
+}
+
+/// A 200x100 picture: left half red, right half blue.
+fn red_left_blue_right() -> DynamicImage {
+    DynamicImage::ImageRgb8(RgbImage::from_fn(200, 100, |x, _| {
+        if x < 100 {
+            Rgb([255, 0, 0])
+        } else {
+            Rgb([0, 0, 255])
+        }
+    }))
+}
+
+/// A JPEG with an EXIF APP1 segment holding only an Orientation tag (big-endian TIFF).
+fn with_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
+    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_be_bytes()); // count
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0]);
+    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+    app1.extend_from_slice(b"Exif\0\0");
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+fn is_red(p: Rgb<u8>) -> bool {
+    p[0] > 200 && p[1] < 60 && p[2] < 60
+}
+
+fn is_blue(p: Rgb<u8>) -> bool {
+    p[0] < 60 && p[1] < 60 && p[2] > 200
+}
+
+#[test]
+fn target_sizes_fit_and_never_upscale() {
+    let fit = Size::Fit {
+        width: 128,
+        height: 128,
+    };
+    assert_eq!(target_size(4000, 3000, fit), (128, 96));
+    assert_eq!(target_size(3000, 4000, fit), (96, 128));
+    assert_eq!(target_size(100, 50, fit), (100, 50));
+    assert_eq!(target_size(1920, 1280, Size::Width(640)), (640, 427));
+    assert_eq!(target_size(10_000, 1, fit), (128, 1));
+}
+
+#[test]
+fn the_dct_scale_is_the_smallest_that_covers_the_largest_rendition() {
+    // 12 MP: 1/4 gives 1056x792, which covers 640x480; 1/8 (528 wide) would not.
+    assert_eq!(dct_scale(4224, 3168, (640, 480)), 4);
+    // 20 MP, 6028 wide: 1/8 gives 754, enough for 640.
+    assert_eq!(dct_scale(6028, 3391, (640, 360)), 8);
+    // 2.5 MP: 1/2 gives 960; 1/4 (480) is too small.
+    assert_eq!(dct_scale(1920, 1280, (640, 427)), 2);
+    // Rounded up as libjpeg does: 2560/4 = 640 exactly covers 640.
+    assert_eq!(dct_scale(2560, 1600, (640, 400)), 4);
+    assert_eq!(dct_scale(2556, 1600, (640, 400)), 2);
+    // Portrait: the height is what limits.
+    assert_eq!(dct_scale(3000, 4000, (640, 853)), 4);
+    // Smaller than a rendition: full size.
+    assert_eq!(dct_scale(600, 400, (600, 400)), 1);
+}
+
+#[test]
+fn a_photo_is_decoded_once_at_the_dct_scale_and_rendered_to_every_spec() {
+    let r = render(AQUA, &Settings::default()).unwrap();
+    assert_eq!((r.width, r.height, r.format), (2560, 1600, MediaType::Jpeg));
+    // 1/4 scale: exactly the 640x400 the mobile rendition needs.
+    assert_eq!((r.decoded_width, r.decoded_height), (640, 400));
+    let sizes: Vec<_> = r
+        .renditions
+        .iter()
+        .map(|o| {
+            let d = decoded(o);
+            assert_eq!((d.width(), d.height()), (o.width, o.height));
+            (o.spec.name.as_str(), d.width(), d.height())
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            ("thumbnail", 128, 80),
+            ("mobile", 640, 400),
+            ("avatar", 512, 320)
+        ]
+    );
+    assert!(image::guess_format(&rendition(&r, "avatar").bytes).unwrap() == ImageFormat::Png);
+    // Renditions carry no metadata: no EXIF segment, so no GPS.
+    for o in &r.renditions {
+        assert!(
+            !o.bytes.windows(6).any(|w| w == b"Exif\0\0"),
+            "{}",
+            o.spec.name
+        );
+    }
+}
+
+#[test]
+fn a_rendition_looks_like_its_original() {
+    // Progressive photo, decoded at 1/2 (800 wide for a 640 rendition); compare the mobile rendition
+    // with a plain full decode resized by the image crate: same picture, only filter differences.
+    let r = render(FRESH_FLOWER, &Settings::default()).unwrap();
+    assert_eq!((r.decoded_width, r.decoded_height), (800, 602));
+    let mobile = decoded(rendition(&r, "mobile")).to_rgb8();
+    let reference = image::load_from_memory(FRESH_FLOWER)
+        .unwrap()
+        .resize_exact(
+            mobile.width(),
+            mobile.height(),
+            image::imageops::FilterType::Lanczos3,
+        )
+        .to_rgb8();
+    let psnr = psnr(mobile.as_raw(), reference.as_raw());
+    assert!(psnr > 30.0, "PSNR {psnr:.1} dB");
+}
+
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (255.0 * 255.0 / mse).log10()
+}
+
+#[test]
+fn orientation_6_turns_the_picture_clockwise() {
+    let jpeg = with_orientation(&jpeg(&red_left_blue_right()), 6);
+    let r = render(&jpeg, &Settings::default()).unwrap();
+    assert_eq!((r.width, r.height), (100, 200), "displayed size");
+    assert_eq!(r.exif.get("orientation").map(String::as_str), Some("6"));
+    let thumb = decoded(rendition(&r, "thumbnail")).to_rgb8();
+    assert_eq!((thumb.width(), thumb.height()), (64, 128));
+    // The left (red) half comes to the top.
+    assert!(
+        is_red(*thumb.get_pixel(32, 10)),
+        "{:?}",
+        thumb.get_pixel(32, 10)
+    );
+    assert!(
+        is_blue(*thumb.get_pixel(32, 118)),
+        "{:?}",
+        thumb.get_pixel(32, 118)
+    );
+    let avatar = decoded(rendition(&r, "avatar"));
+    assert_eq!(avatar.dimensions(), (100, 200));
+}
+
+#[test]
+fn orientation_8_turns_the_picture_anticlockwise() {
+    let jpeg = with_orientation(&jpeg(&red_left_blue_right()), 8);
+    let r = render(&jpeg, &Settings::default()).unwrap();
+    assert_eq!((r.width, r.height), (100, 200));
+    let thumb = decoded(rendition(&r, "thumbnail")).to_rgb8();
+    assert_eq!((thumb.width(), thumb.height()), (64, 128));
+    // The left (red) half goes to the bottom.
+    assert!(
+        is_blue(*thumb.get_pixel(32, 10)),
+        "{:?}",
+        thumb.get_pixel(32, 10)
+    );
+    assert!(
+        is_red(*thumb.get_pixel(32, 118)),
+        "{:?}",
+        thumb.get_pixel(32, 118)
+    );
+}
+
+#[test]
+fn orientation_1_changes_nothing() {
+    let jpeg = with_orientation(&jpeg(&red_left_blue_right()), 1);
+    let r = render(&jpeg, &Settings::default()).unwrap();
+    assert_eq!((r.width, r.height), (200, 100));
+    let thumb = decoded(rendition(&r, "thumbnail")).to_rgb8();
+    assert_eq!((thumb.width(), thumb.height()), (128, 64));
+    assert!(is_red(*thumb.get_pixel(10, 32)));
+    assert!(is_blue(*thumb.get_pixel(118, 32)));
+}
+
+#[test]
+fn a_grayscale_jpeg_stays_gray() {
+    let gray = DynamicImage::ImageLuma8(image::GrayImage::from_fn(300, 200, |x, _| {
+        image::Luma([if x < 150 { 30 } else { 220 }])
+    }));
+    let mut one_channel = Vec::new();
+    jpeg_encoder::Encoder::new(&mut one_channel, 95)
+        .encode(gray.as_bytes(), 300, 200, jpeg_encoder::ColorType::Luma)
+        .unwrap();
+    let header = turbojpeg::read_header(&one_channel).unwrap();
+    assert_eq!(header.colorspace, turbojpeg::Colorspace::Gray);
+    let r = render(&one_channel, &Settings::default()).unwrap();
+    assert_eq!((r.width, r.height), (300, 200));
+    let thumb = decoded(rendition(&r, "thumbnail"));
+    assert_eq!(thumb.color(), image::ColorType::L8, "a one-channel JPEG");
+    let thumb = thumb.to_luma8();
+    assert!(thumb.get_pixel(10, 40)[0].abs_diff(30) < 8);
+    assert!(thumb.get_pixel(118, 40)[0].abs_diff(220) < 8);
+    let avatar = decoded(rendition(&r, "avatar"));
+    assert_eq!(avatar.color(), image::ColorType::L8);
+}
+
+/// 160x80 CMYK: left half pure cyan ink, right half pure black ink.
+fn cmyk_jpeg(color: jpeg_encoder::ColorType) -> Vec<u8> {
+    let mut data = Vec::new();
+    for _y in 0..80 {
+        for x in 0..160 {
+            data.extend_from_slice(if x < 80 {
+                &[255, 0, 0, 0]
+            } else {
+                &[0, 0, 0, 255]
+            });
+        }
+    }
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 95)
+        .encode(&data, 160, 80, color)
+        .unwrap();
+    out
+}
+
+fn assert_cyan_and_black(jpeg: &[u8]) {
+    let r = render(jpeg, &Settings::default()).unwrap();
+    assert_eq!((r.width, r.height), (160, 80));
+    let thumb = decoded(rendition(&r, "thumbnail")).to_rgb8();
+    let cyan = *thumb.get_pixel(20, 40);
+    let black = *thumb.get_pixel(108, 40);
+    assert!(cyan[0] < 40 && cyan[1] > 215 && cyan[2] > 215, "{cyan:?}");
+    assert!(black.0.iter().all(|&c| c < 40), "{black:?}");
+}
+
+#[test]
+fn an_adobe_cmyk_jpeg_with_inverted_samples_comes_out_in_the_right_colours() {
+    let jpeg = cmyk_jpeg(jpeg_encoder::ColorType::Cmyk);
+    assert!(
+        jpeg_segments(&jpeg).adobe,
+        "jpeg-encoder writes an Adobe segment"
+    );
+    assert_cyan_and_black(&jpeg);
+}
+
+#[test]
+fn a_ycck_jpeg_comes_out_in_the_right_colours() {
+    assert_cyan_and_black(&cmyk_jpeg(jpeg_encoder::ColorType::CmykAsYcck));
+}
+
+#[test]
+fn a_16_bit_png_is_rendered_as_8_bit() {
+    let deep = image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(300, 200, |x, _| {
+        if x < 150 {
+            image::Rgb([0xFFFF, 0x8000, 0])
+        } else {
+            image::Rgb([0, 0, 0x4000])
+        }
+    });
+    let r = render(&png(DynamicImage::ImageRgb16(deep)), &Settings::default()).unwrap();
+    assert_eq!((r.width, r.height, r.format), (300, 200, MediaType::Png));
+    let avatar = decoded(rendition(&r, "avatar"));
+    assert_eq!(avatar.color(), image::ColorType::Rgb8);
+    let avatar = avatar.to_rgb8();
+    assert_eq!(*avatar.get_pixel(10, 100), Rgb([255, 128, 0]));
+    assert_eq!(*avatar.get_pixel(290, 100), Rgb([0, 0, 64]));
+    let thumb = decoded(rendition(&r, "thumbnail")).to_rgb8();
+    let p = thumb.get_pixel(10, 40);
+    assert!(p[0] > 240 && p[1].abs_diff(128) < 10 && p[2] < 15, "{p:?}");
+}
+
+/// 300x200 RGBA: left half fully transparent, right half opaque red.
+fn half_transparent() -> Vec<u8> {
+    png(DynamicImage::ImageRgba8(RgbaImage::from_fn(
+        300,
+        200,
+        |x, _| {
+            if x < 150 {
+                Rgba([0, 0, 0, 0])
+            } else {
+                Rgba([255, 0, 0, 255])
+            }
+        },
+    )))
+}
+
+#[test]
+fn transparent_pixels_become_white_in_jpeg_renditions() {
+    let r = render(&half_transparent(), &Settings::default()).unwrap();
+    let thumb = decoded(rendition(&r, "thumbnail")).to_rgb8();
+    assert_eq!((thumb.width(), thumb.height()), (128, 85));
+    let p = thumb.get_pixel(20, 40);
+    assert!(p.0.iter().all(|&c| c > 245), "transparent -> white: {p:?}");
+    assert!(is_red(*thumb.get_pixel(110, 40)));
+}
+
+#[test]
+fn png_renditions_keep_the_alpha_channel() {
+    let r = render(&half_transparent(), &Settings::default()).unwrap();
+    let avatar = decoded(rendition(&r, "avatar"));
+    assert_eq!(avatar.color(), image::ColorType::Rgba8);
+    let avatar = avatar.to_rgba8();
+    assert_eq!(avatar.get_pixel(20, 100)[3], 0, "still transparent");
+    assert_eq!(*avatar.get_pixel(280, 100), Rgba([255, 0, 0, 255]));
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// A 60-byte PNG whose header declares 50000x50000 RGBA (10 GB of pixels).
+fn png_bomb() -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    };
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&50_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(b"IEND", &[]);
+    out
+}
+
+/// A small real JPEG whose frame header is rewritten to declare 50000x50000.
+fn jpeg_bomb() -> Vec<u8> {
+    let mut bytes = jpeg(&red_left_blue_right());
+    let sof = bytes
+        .windows(2)
+        .position(|w| w[0] == 0xFF && (w[1] == 0xC0 || w[1] == 0xC2))
+        .unwrap();
+    bytes[sof + 5..sof + 7].copy_from_slice(&50_000u16.to_be_bytes()); // height
+    bytes[sof + 7..sof + 9].copy_from_slice(&50_000u16.to_be_bytes()); // width
+    bytes
+}
+
+fn assert_refused_fast(bytes: &[u8]) {
+    let started = std::time::Instant::now();
+    let err = render(bytes, &Settings::default()).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            ImageError::TooManyPixels {
+                width: 50_000,
+                height: 50_000,
+                pixels: 2_500_000_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Refused from the header: no pixel buffer, so no time spent filling one.
+    assert!(started.elapsed() < std::time::Duration::from_millis(200));
+}
+
+#[test]
+fn a_png_bomb_is_refused_from_its_header() {
+    assert_refused_fast(&png_bomb());
+}
+
+#[test]
+fn a_jpeg_bomb_is_refused_from_its_header() {
+    assert_refused_fast(&jpeg_bomb());
+}
+
+#[test]
+fn an_image_over_the_budget_is_refused_from_its_header() {
+    let big = png(DynamicImage::new_luma8(2000, 2000));
+    let settings = Settings {
+        max_pixels: 1_000_000,
+        ..Settings::default()
+    };
+    let err = render(&big, &settings).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            ImageError::TooManyPixels {
+                pixels: 4_000_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_truncated_jpeg_is_a_decode_error() {
+    let cut = &AQUA[..AQUA.len() * 6 / 10];
+    let err = render(cut, &Settings::default()).err().unwrap();
+    assert!(matches!(err, ImageError::Decode(_)), "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+#[test]
+fn corrupt_scan_data_is_a_decode_error() {
+    let mut bytes = AQUA.to_vec();
+    let sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap();
+    // Overwrite a run of entropy-coded data with bytes that are not valid Huffman codes.
+    for b in &mut bytes[sos + 2000..sos + 6000] {
+        *b = 0xFF;
+    }
+    for b in bytes[sos + 2001..sos + 6000].iter_mut().step_by(2) {
+        *b = 0x00;
+    }
+    let err = render(&bytes, &Settings::default()).err();
+    assert!(
+        matches!(err, Some(ImageError::Decode(_))),
+        "{:?}",
+        err.map(|e| e.to_string())
+    );
+}
+
+#[test]
+fn junk_before_the_end_marker_is_only_a_warning() {
+    // Many real files carry a few stray bytes before EOI; libjpeg warns, and the picture is whole.
+    let mut bytes = AQUA.to_vec();
+    let eoi = bytes.len() - 2;
+    assert_eq!(&bytes[eoi..], [0xFF, 0xD9]);
+    bytes.splice(eoi..eoi, [0x12, 0x34, 0x56]);
+    let r = render(&bytes, &Settings::default()).unwrap();
+    assert_eq!((r.width, r.height), (2560, 1600));
+}
+
+#[test]
+fn text_is_not_an_image() {
+    assert!(matches!(
+        render(b"hello, world", &Settings::default()),
+        Err(ImageError::Unsupported(_))
+    ));
+}
+
+#[test]
+fn the_fixture_photos_carry_an_empty_exif_block() {
+    // Aqua.jpg and GreenMeadow.jpg hold an APP1 "Exif" segment whose IFD0 has no entries (GIMP
+    // wrote it); FreshFlower.jpg has none. Each reads as an empty map, not an error.
+    for photo in [AQUA, GREEN_MEADOW] {
+        let tiff = jpeg_segments(photo).exif.expect("an EXIF segment");
+        assert_eq!(&tiff[..8], b"MM\0\x2a\0\0\0\x08");
+        assert!(exif::Reader::new().read_raw(tiff.to_vec()).is_ok());
+        assert!(render(photo, &Settings::default()).unwrap().exif.is_empty());
+    }
+    assert!(jpeg_segments(FRESH_FLOWER).exif.is_none());
+    assert!(render(FRESH_FLOWER, &Settings::default())
+        .unwrap()
+        .exif
+        .is_empty());
+}
+
+/// One IFD (big-endian) that starts at `at` in the TIFF, with its out-of-line values after it.
+/// Entries: (tag, type, count, value bytes); type 2 = ASCII, 3 = SHORT, 4 = LONG, 5 = RATIONAL.
+fn ifd(at: usize, entries: &[(u16, u16, u32, Vec<u8>)]) -> Vec<u8> {
+    let mut head = (entries.len() as u16).to_be_bytes().to_vec();
+    let mut data = Vec::new();
+    let data_at = at + 2 + 12 * entries.len() + 4;
+    for (tag, kind, count, value) in entries {
+        head.extend_from_slice(&tag.to_be_bytes());
+        head.extend_from_slice(&kind.to_be_bytes());
+        head.extend_from_slice(&count.to_be_bytes());
+        if value.len() <= 4 {
+            let mut inline = value.clone();
+            inline.resize(4, 0);
+            head.extend_from_slice(&inline);
+        } else {
+            head.extend_from_slice(&((data_at + data.len()) as u32).to_be_bytes());
+            data.extend_from_slice(value);
+            if data.len() % 2 == 1 {
+                data.push(0);
+            }
+        }
+    }
+    head.extend_from_slice(&0u32.to_be_bytes());
+    head.extend_from_slice(&data);
+    head
+}
+
+fn ascii(s: &str) -> (u16, u32, Vec<u8>) {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    (2, v.len() as u32, v)
+}
+
+/// A camera-like EXIF block: make, model, orientation, DateTime, and in the EXIF sub-IFD the
+/// DateTimeOriginal; plus a GPS sub-IFD with a latitude.
+fn camera_tiff() -> Vec<u8> {
+    let entry = |tag: u16, (kind, count, value): (u16, u32, Vec<u8>)| (tag, kind, count, value);
+    let ifd0 = |exif_at: u32, gps_at: u32| {
+        vec![
+            entry(0x010F, ascii("Canon")),
+            entry(0x0110, ascii("Canon EOS 400D DIGITAL")),
+            entry(0x0112, (3, 1, 6u16.to_be_bytes().to_vec())),
+            entry(0x0132, ascii("2009:01:02 03:04:05")),
+            entry(0x8769, (4, 1, exif_at.to_be_bytes().to_vec())),
+            entry(0x8825, (4, 1, gps_at.to_be_bytes().to_vec())),
+        ]
+    };
+    let len0 = ifd(8, &ifd0(0, 0)).len();
+    let exif_entries = [entry(0x9003, ascii("2008:05:30 15:56:01"))];
+    let exif_at = 8 + len0;
+    let len1 = ifd(exif_at, &exif_entries).len();
+    let gps_at = exif_at + len1;
+    let latitude: Vec<u8> = [48u32, 1, 51, 1, 0, 1]
+        .iter()
+        .flat_map(|n| n.to_be_bytes())
+        .collect();
+    let gps_entries = [entry(0x0001, ascii("N")), (0x0002, 5, 3, latitude)];
+    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
+    tiff.extend(ifd(8, &ifd0(exif_at as u32, gps_at as u32)));
+    tiff.extend(ifd(exif_at, &exif_entries));
+    tiff.extend(ifd(gps_at, &gps_entries));
+    tiff
+}
+
+fn with_exif(jpeg: &[u8], tiff: &[u8]) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+    out.extend_from_slice(b"Exif\0\0");
+    out.extend_from_slice(tiff);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn the_exif_subset_is_make_model_taken_at_and_orientation() {
+    let tiff = camera_tiff();
+    let parsed = exif::Reader::new().read_raw(tiff.clone()).unwrap();
+    assert!(
+        parsed
+            .get_field(exif::Tag::GPSLatitude, exif::In::PRIMARY)
+            .is_some(),
+        "the sample does carry GPS"
+    );
+    let photo = with_exif(&jpeg(&red_left_blue_right()), &tiff);
+    let r = render(&photo, &Settings::default()).unwrap();
+    assert_eq!(
+        r.exif,
+        map(&[
+            ("make", "Canon"),
+            ("model", "Canon EOS 400D DIGITAL"),
+            // DateTimeOriginal wins over DateTime (the time of the last edit).
+            ("taken_at", "2008-05-30T15:56:01"),
+            ("orientation", "6"),
+        ])
+    );
+    assert_eq!((r.width, r.height), (100, 200));
+    for o in &r.renditions {
+        assert!(!o.bytes.windows(4).any(|w| w == b"Exif"), "{}", o.spec.name);
+        assert!(
+            !o.bytes.windows(5).any(|w| w == b"Canon"),
+            "{}",
+            o.spec.name
+        );
+    }
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
