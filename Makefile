@@ -19,13 +19,13 @@ STACKPY := $(VENV)/python scripts/stack.py
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-# The engine as `make run` builds it: the `run` profile (optimised, no LTO) and no AWS SDK.
-UPLOADER := target/run/uploader
+# The engine as `make run` builds it: the `local` profile (optimised, no LTO) and no AWS SDK.
+UPLOADER := target/local/uploader
 
 .PHONY: run
 run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.data)
 	scripts/build-deps.sh
-	$(CARGO) build --locked --profile run -p local --bin uploader
+	$(CARGO) build --locked --profile local -p local --bin uploader
 	$(UPLOADER) --data-dir '$(DATA_DIR)' serve --addr '$(ADDR)'
 
 .PHONY: test
@@ -103,5 +103,5 @@ items: ## Scan the deployed table (one JSON item per line)
 
 .PHONY: local-items
 local-items: ## List the local engine's items (DATA_DIR=.data)
-	$(CARGO) build --locked --quiet --profile run -p local --bin uploader
+	$(CARGO) build --locked --quiet --profile local -p local --bin uploader
 	$(UPLOADER) --data-dir '$(DATA_DIR)' items

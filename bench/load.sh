@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
 RUN_S=${SECONDS_PER_RUN:-10}
-$CARGO build --profile run --quiet -p local --bin uploader
-U=$PWD/target/run/uploader
+$CARGO build --profile local --quiet -p local --bin uploader
+U=$PWD/target/local/uploader
 work=$(mktemp -d "$PWD/bench/.load.XXXXXX")
 ram=$(mktemp -d /dev/shm/uploader-load.XXXXXX)
 pids=()

@@ -49,8 +49,8 @@ if [[ "$(cat "$CACHE/node/.stamp" 2>/dev/null)" != "$SHARP_PIN" ]]; then
   echo "$SHARP_PIN" >"$CACHE/node/.stamp"
 fi
 say "building process-bench (release)"
-"$CARGO" build --profile run --quiet -p imaging --features bench --bin process-bench
-BIN="$ROOT/target/run/process-bench"
+"$CARGO" build --profile local --quiet -p imaging --features bench --bin process-bench
+BIN="$ROOT/target/local/process-bench"
 
 # -- photos --------------------------------------------------------------------------------------
 for pkg in "${PACKAGES[@]}"; do

@@ -36,26 +36,25 @@ fn decode_jpeg(bytes: &[u8], header: &Header) -> Result<Pixels, ImageError> {
     decompressor
         .set_scaling_factor(scale)
         .map_err(decode_error)?;
-    let scaled = decompressor
-        .read_header(bytes)
-        .map_err(decode_error)?
-        .scaled(scale);
-    let cmyk = matches!(
-        jpeg.colorspace,
-        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
+    // libjpeg's scaled size: rounded up.
+    let denom = jpeg.scale_denom as usize;
+    let scaled = (
+        (header.width as usize).div_ceil(denom),
+        (header.height as usize).div_ceil(denom),
     );
-    let (format, channels) = match jpeg.colorspace {
-        turbojpeg::Colorspace::Gray => (turbojpeg::PixelFormat::GRAY, 1),
+    let cmyk = jpeg.components == 4;
+    let (format, channels) = match jpeg.components {
+        1 => (turbojpeg::PixelFormat::GRAY, 1),
         // libjpeg converts YCCK to CMYK but never CMYK to RGB; that is done below.
-        _ if cmyk => (turbojpeg::PixelFormat::CMYK, 4),
+        4 => (turbojpeg::PixelFormat::CMYK, 4),
         _ => (turbojpeg::PixelFormat::RGB, 3),
     };
-    let mut buf = vec![0u8; scaled.width * scaled.height * channels];
+    let mut buf = vec![0u8; scaled.0 * scaled.1 * channels];
     let image = turbojpeg::Image {
         pixels: buf.as_mut_slice(),
-        width: scaled.width,
-        pitch: scaled.width * channels,
-        height: scaled.height,
+        width: scaled.0,
+        pitch: scaled.0 * channels,
+        height: scaled.1,
         format,
     };
     if let Err(e) = decompressor.decompress(bytes, image) {
@@ -65,7 +64,7 @@ fn decode_jpeg(bytes: &[u8], header: &Header) -> Result<Pixels, ImageError> {
         }
         tracing::debug!(warning = %msg, "libjpeg warning; image kept");
     }
-    let (width, height) = (dim(scaled.width)?, dim(scaled.height)?);
+    let (width, height) = (dim(scaled.0)?, dim(scaled.1)?);
     Ok(if cmyk {
         Pixels {
             width,

@@ -28,7 +28,8 @@ pub struct Header {
 pub struct JpegHeader {
     /// Decode at 1/`scale_denom` (1, 2, 4 or 8).
     pub scale_denom: u32,
-    pub colorspace: turbojpeg::Colorspace,
+    /// 1 (gray), 3 (YCbCr or RGB: decoded to RGB) or 4 (CMYK or YCCK: decoded to CMYK).
+    pub components: u8,
     /// An Adobe APP14 segment: CMYK samples are stored inverted, as Photoshop writes them.
     pub adobe: bool,
 }
@@ -54,12 +55,19 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
 
 fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
     let segments = jpeg_segments(bytes);
-    let mut decompressor = turbojpeg::Decompressor::new().map_err(ImageError::decode)?;
-    let header = decompressor
-        .read_header(bytes)
-        .map_err(ImageError::decode)?;
-    let (width, height) = (dim(header.width)?, dim(header.height)?);
+    // The frame header is read here rather than by libjpeg: TurboJPEG fails a header read on any
+    // warning (an odd JFIF version, say), though the decode it warns about is whole.
+    let frame = segments
+        .frame
+        .ok_or_else(|| ImageError::decode("no JPEG frame header (SOF) before the image data"))?;
+    let (width, height) = (u32::from(frame.width), u32::from(frame.height));
     check_budget(width, height, settings)?;
+    if !matches!(frame.components, 1 | 3 | 4) {
+        return Err(ImageError::decode(format!(
+            "a JPEG of {} components (1, 3 or 4 are images)",
+            frame.components
+        )));
+    }
     if !jpeg_is_complete(bytes) {
         // libjpeg would fill the missing rows with grey and call it a picture.
         return Err(ImageError::decode(
@@ -85,7 +93,7 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         targets,
         jpeg: Some(JpegHeader {
             scale_denom: dct_scale(width, height, need),
-            colorspace: header.colorspace,
+            components: frame.components,
             adobe: segments.adobe,
         }),
         max_alloc: 0,
@@ -135,10 +143,6 @@ fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         jpeg: None,
         max_alloc,
     })
-}
-
-fn dim(n: usize) -> Result<u32, ImageError> {
-    u32::try_from(n).map_err(|_| ImageError::decode(format!("dimension {n} out of range")))
 }
 
 fn check_budget(width: u32, height: u32, settings: &Settings) -> Result<(), ImageError> {
@@ -196,13 +200,22 @@ pub fn dct_scale(width: u32, height: u32, need: (u32, u32)) -> u32 {
         .unwrap_or(1)
 }
 
-/// What the header segments of a JPEG hold that libjpeg does not tell: the EXIF block (TIFF bytes,
-/// without the `Exif\0\0` prefix) and whether an Adobe APP14 segment is present (which says that
-/// CMYK samples are stored inverted, as Photoshop writes them).
+/// What the header segments of a JPEG hold: the frame (size and components), the EXIF block (TIFF
+/// bytes, without the `Exif\0\0` prefix) and whether an Adobe APP14 segment is present (which
+/// says that CMYK samples are stored inverted, as Photoshop writes them).
 #[derive(Default)]
 pub struct Segments<'a> {
+    pub frame: Option<Frame>,
     pub exif: Option<&'a [u8]>,
     pub adobe: bool,
+}
+
+/// A JPEG's start-of-frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub width: u16,
+    pub height: u16,
+    pub components: u8,
 }
 
 pub fn jpeg_segments(bytes: &[u8]) -> Segments<'_> {
@@ -229,6 +242,14 @@ pub fn jpeg_segments(bytes: &[u8]) -> Segments<'_> {
             break;
         };
         match marker {
+            // SOF0..SOF15 but DHT (C4), JPG (C8) and DAC (CC): precision, height, width, count.
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) && body.len() >= 6 => {
+                found.frame.get_or_insert(Frame {
+                    height: u16::from_be_bytes([body[1], body[2]]),
+                    width: u16::from_be_bytes([body[3], body[4]]),
+                    components: body[5],
+                });
+            }
             0xE1 if found.exif.is_none() && body.starts_with(b"Exif\0\0") => {
                 found.exif = Some(&body[6..]);
             }

@@ -615,3 +615,69 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
 }
+
+/// `jpeg` with `segment` (marker and body) inserted after SOI.
+fn with_segment(jpeg: &[u8], marker: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, marker]);
+    out.extend_from_slice(&((2 + body.len()) as u16).to_be_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// What libjpeg-turbo says when it decodes `bytes` in full, if anything.
+fn libjpeg_warning(bytes: &[u8]) -> Option<String> {
+    let mut d = turbojpeg::Decompressor::new().unwrap();
+    let (w, h) = (2560, 1600);
+    let mut buf = vec![0u8; w * h * 3];
+    d.decompress(
+        bytes,
+        turbojpeg::Image {
+            pixels: buf.as_mut_slice(),
+            width: w,
+            pitch: w * 3,
+            height: h,
+            format: turbojpeg::PixelFormat::RGB,
+        },
+    )
+    .err()
+    .map(|e| e.to_string())
+}
+
+/// A real photo changed to trigger each warning on the benign list. Each must still be reported
+/// in words the list recognises (a libjpeg-turbo upgrade that rewords one fails here, not in
+/// production), and the photo must still be rendered whole.
+#[test]
+fn each_benign_libjpeg_warning_is_triggered_by_a_real_file_and_kept() {
+    use crate::decode::BENIGN_LIBJPEG_WARNINGS;
+    let mut junk_before_eoi = AQUA.to_vec();
+    let eoi = junk_before_eoi.len() - 2;
+    junk_before_eoi.splice(eoi..eoi, [0x12, 0x34, 0x56]);
+    let mut jfif_3 = AQUA.to_vec();
+    assert_eq!(&jfif_3[6..11], b"JFIF\0");
+    jfif_3[11] = 3; // major version 3
+    // libjpeg reads the Adobe transform only when there is no JFIF segment: drop Aqua's.
+    let no_jfif = [&AQUA[..2], &AQUA[20..]].concat();
+    let adobe_transform_5 = with_segment(&no_jfif, 0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x05");
+    // An ICC chunk numbered 0 of 1: libjpeg-turbo reads ICC chunks and calls this one bogus.
+    let bad_icc = with_segment(AQUA, 0xE2, b"ICC_PROFILE\0\x00\x01abcdefgh");
+    let cases = [
+        (&junk_before_eoi, BENIGN_LIBJPEG_WARNINGS[0]),
+        (&jfif_3, BENIGN_LIBJPEG_WARNINGS[1]),
+        (&adobe_transform_5, BENIGN_LIBJPEG_WARNINGS[2]),
+        (&bad_icc, BENIGN_LIBJPEG_WARNINGS[3]),
+    ];
+    for (bytes, expected) in cases {
+        let warning = libjpeg_warning(bytes);
+        assert!(
+            warning.as_deref().is_some_and(|w| w.contains(expected)),
+            "expected libjpeg to warn {expected:?}, it said {warning:?}"
+        );
+        let r = render(bytes, &Settings::default())
+            .unwrap_or_else(|e| panic!("{expected}: {e}"));
+        assert_eq!((r.width, r.height), (2560, 1600), "{expected}");
+    }
+    // The clean photo draws no warning at all, so each case above is the change's doing.
+    assert_eq!(libjpeg_warning(AQUA), None);
+}

@@ -88,7 +88,7 @@ pub struct HistoryEntry {
     pub at: i64,
 }
 
-/// One uploaded image, as stored in the table (DESIGN.md "Item").
+/// One uploaded image, as stored in the table (README, "The item").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
     pub id: ImageId,
