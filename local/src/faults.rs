@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use state::{
-    ImageId, Item, ItemTable, Notice, Notifier, ObjectStore, Outcome, StateError, Transition,
+    ImageId, Item, ItemTable, Notice, Notifier, ObjectStore, Outcome, Stall, StateError, Status,
+    Transition,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +190,25 @@ impl ItemTable for FaultyTable {
             self.faults.crash_point(CrashPoint::AfterItemWrite);
         }
         Ok(outcome)
+    }
+
+    async fn mark_stalled(
+        &self,
+        id: ImageId,
+        status: Status,
+        stall: &Stall,
+    ) -> Result<bool, StateError> {
+        if take(&self.faults.inner.table) {
+            return Err(injected("table"));
+        }
+        self.inner.mark_stalled(id, status, stall).await
+    }
+
+    async fn clear_stalled(&self, id: ImageId) -> Result<bool, StateError> {
+        if take(&self.faults.inner.table) {
+            return Err(injected("table"));
+        }
+        self.inner.clear_stalled(id).await
     }
 }
 

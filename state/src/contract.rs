@@ -20,7 +20,7 @@ use proptest::test_runner::{Config, TestRunner};
 use crate::transition::{self, LEGAL};
 use crate::{
     ImageId, Item, ItemTable, NewUpload, Notice, Notifier, ObjectStore, Outcome, ProcessedFacts,
-    StateError, Status,
+    Stall, StateError, Status,
 };
 
 /// A new `uploaded` item with a fresh id.
@@ -206,6 +206,45 @@ pub async fn lists_newest_first(table: Arc<dyn ItemTable>) {
     assert_eq!(listed, [made[2], made[1]]);
 }
 
+/// A stall is marked only while the item is where the given-up record left it, shows on the
+/// item, is cleared by a redrive (once), and does not outlive the item's next transition.
+pub async fn a_stall_marks_the_item_until_it_moves_on(table: Arc<dyn ItemTable>) {
+    let item = new_item();
+    table.insert(&item).await.unwrap();
+    let stall = Stall::new("process", "retries exhausted: store down", crate::now_ms());
+    assert!(!table
+        .mark_stalled(item.id, Status::Processed, &stall)
+        .await
+        .unwrap());
+    assert_eq!(table.get(item.id).await.unwrap().unwrap().stall(), None);
+    assert!(table
+        .mark_stalled(item.id, Status::Uploaded, &stall)
+        .await
+        .unwrap());
+    let marked = table.get(item.id).await.unwrap().unwrap();
+    assert_eq!(marked.stall(), Some(stall.clone()));
+    assert_eq!(marked.status, Status::Uploaded, "a stall is not a status");
+    assert_eq!(marked.history, item.history);
+
+    assert!(table.clear_stalled(item.id).await.unwrap());
+    assert!(!table.clear_stalled(item.id).await.unwrap(), "once");
+    assert_eq!(table.get(item.id).await.unwrap().unwrap().stall(), None);
+    assert!(!table.clear_stalled(ImageId::generate()).await.unwrap());
+
+    table
+        .mark_stalled(item.id, Status::Uploaded, &stall)
+        .await
+        .unwrap();
+    let Outcome::Applied(moved) = transition::processed(table.as_ref(), item.id, facts())
+        .await
+        .unwrap()
+    else {
+        panic!("expected Applied");
+    };
+    assert_eq!(moved.stall(), None, "the transition clears it");
+    assert_eq!(table.get(item.id).await.unwrap().unwrap().stall(), None);
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Delivery {
     Process,
@@ -335,6 +374,7 @@ macro_rules! table_contract {
             check!(another_way_is_a_conflict);
             check!(a_missing_item_is_not_found);
             check!(lists_newest_first);
+            check!(a_stall_marks_the_item_until_it_moves_on);
 
             #[test]
             fn deliveries_never_move_an_item_backwards() {

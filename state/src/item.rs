@@ -117,6 +117,39 @@ pub struct Item {
     pub error: Option<String>,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// When a function gave up on this item's records (its dead letters, or the failure queue on
+    /// AWS). Set with `stalled_by` and `stalled_reason`; cleared by the item's next transition or
+    /// by a redrive. Only the item's functions' failure consumers write it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_at: Option<i64>,
+    /// The function that gave up (`process`, `notice`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_by: Option<String>,
+    /// Why, as the mapping said it (retries exhausted, record too old, the function's error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_reason: Option<String>,
+}
+
+/// A function gave up on an item: when, which function, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    pub at: i64,
+    pub function: String,
+    pub reason: String,
+}
+
+impl Stall {
+    /// The longest reason kept on an item: failure messages can be long, items must stay small.
+    pub const MAX_REASON_CHARS: usize = 500;
+
+    pub fn new(function: impl Into<String>, reason: impl AsRef<str>, at: i64) -> Stall {
+        let reason: String = reason.as_ref().chars().take(Self::MAX_REASON_CHARS).collect();
+        Stall {
+            at,
+            function: function.into(),
+            reason,
+        }
+    }
 }
 
 /// What the upload function knows when it accepts an image.
@@ -153,7 +186,28 @@ impl Item {
                 status: Status::Uploaded,
                 at,
             }],
+            stalled_at: None,
+            stalled_by: None,
+            stalled_reason: None,
         }
+    }
+
+    /// The stall this item carries, if any.
+    pub fn stall(&self) -> Option<Stall> {
+        Some(Stall {
+            at: self.stalled_at?,
+            function: self.stalled_by.clone().unwrap_or_default(),
+            reason: self.stalled_reason.clone().unwrap_or_default(),
+        })
+    }
+
+    /// This item with `stall` set (or cleared, with `None`).
+    pub fn with_stall(&self, stall: Option<&Stall>) -> Item {
+        let mut next = self.clone();
+        next.stalled_at = stall.map(|s| s.at);
+        next.stalled_by = stall.map(|s| s.function.clone());
+        next.stalled_reason = stall.map(|s| s.reason.clone());
+        next
     }
 
     /// Reads an item from a DynamoDB image: a stream record's NewImage/OldImage or an SDK item.

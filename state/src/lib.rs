@@ -18,6 +18,6 @@ pub mod stream;
 pub mod transition;
 
 pub use error::StateError;
-pub use item::{now_ms, HistoryEntry, ImageId, Item, NewUpload, ProcessedFacts, Status};
+pub use item::{now_ms, HistoryEntry, ImageId, Item, NewUpload, ProcessedFacts, Stall, Status};
 pub use ports::{ItemTable, Notice, Notifier, ObjectStore};
 pub use transition::{Outcome, Transition};

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::transition::Outcome;
-use crate::{ImageId, Item, ItemTable, StateError, Transition};
+use crate::{ImageId, Item, ItemTable, Stall, StateError, Status, Transition};
 
 #[derive(Debug, Default)]
 pub struct MemoryTable {
@@ -51,6 +51,35 @@ impl ItemTable for MemoryTable {
                 Ok(Outcome::Applied(next))
             }
             current => t.classify(id, current.cloned()),
+        }
+    }
+
+    async fn mark_stalled(
+        &self,
+        id: ImageId,
+        status: Status,
+        stall: &Stall,
+    ) -> Result<bool, StateError> {
+        let mut items = self.items.lock().expect("table lock");
+        match items.get(&id) {
+            Some(current) if current.status == status => {
+                let next = current.with_stall(Some(stall));
+                items.insert(id, next);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn clear_stalled(&self, id: ImageId) -> Result<bool, StateError> {
+        let mut items = self.items.lock().expect("table lock");
+        match items.get(&id) {
+            Some(current) if current.stalled_at.is_some() => {
+                let next = current.with_stall(None);
+                items.insert(id, next);
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::transition::Outcome;
-use crate::{ImageId, Item, StateError, Transition};
+use crate::{ImageId, Item, Stall, StateError, Status, Transition};
 
 /// The items table.
 #[async_trait]
@@ -19,6 +19,17 @@ pub trait ItemTable: Send + Sync {
     /// Applies `t` as one conditional write (`status = t.from()`). A false condition is classified
     /// by [`Transition::classify`]. Only `state::transition` calls this.
     async fn advance(&self, id: ImageId, t: &Transition) -> Result<Outcome, StateError>;
+    /// Marks the item stalled, in one conditional write, if it is still at `status` (the status
+    /// the given-up record left it at); `false`, writing nothing, if it moved on or is gone.
+    async fn mark_stalled(
+        &self,
+        id: ImageId,
+        status: Status,
+        stall: &Stall,
+    ) -> Result<bool, StateError>;
+    /// Clears the item's stall mark, in one conditional write; `false` if it had none. The write's
+    /// stream record offers the item to its function again (a redrive).
+    async fn clear_stalled(&self, id: ImageId) -> Result<bool, StateError>;
 }
 
 /// The bucket holding originals and renditions.

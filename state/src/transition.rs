@@ -124,6 +124,11 @@ impl Transition {
         u
     }
 
+    /// The attributes this transition removes: a stall mark does not outlive the item moving on.
+    pub fn removes(&self) -> &'static [&'static str] {
+        &["stalled_at", "stalled_by", "stalled_reason"]
+    }
+
     /// The history entry this transition appends.
     pub fn history_entry(&self) -> HistoryEntry {
         HistoryEntry {
@@ -136,7 +141,7 @@ impl Transition {
     /// checked `item.status == self.from()` in the same transaction.
     pub fn apply_to(&self, item: &Item) -> Item {
         let at = self.at;
-        let mut next = item.clone();
+        let mut next = item.with_stall(None);
         next.status = self.to;
         next.updated_at = at;
         match &self.change {

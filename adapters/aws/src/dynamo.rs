@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 
-use state::{ImageId, Item, ItemTable, Outcome, StateError, Transition};
+use state::{ImageId, Item, ItemTable, Outcome, Stall, StateError, Status, Transition};
 
 #[derive(Debug, Clone)]
 pub struct DynamoTable {
@@ -118,6 +118,11 @@ impl ItemTable for DynamoTable {
             sets.push(format!("#a{i} = :a{i}"));
         }
         sets.push("#history = list_append(if_not_exists(#history, :none), :entry)".to_owned());
+        let mut removes = Vec::new();
+        for (i, name) in t.removes().iter().enumerate() {
+            names.insert(format!("#r{i}"), (*name).to_owned());
+            removes.push(format!("#r{i}"));
+        }
         // `status` is among the updates; the condition names it through its own placeholder.
         names.insert("#status".to_owned(), "status".to_owned());
 
@@ -126,7 +131,11 @@ impl ItemTable for DynamoTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(id)))
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(format!(
+                "SET {} REMOVE {}",
+                sets.join(", "),
+                removes.join(", ")
+            ))
             .condition_expression("#status = :from")
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -154,5 +163,55 @@ impl ItemTable for DynamoTable {
                 anyhow::Error::new(e).context(format!("UpdateItem {id} in {}", self.table)),
             )),
         }
+    }
+
+    async fn mark_stalled(
+        &self,
+        id: ImageId,
+        status: Status,
+        stall: &Stall,
+    ) -> Result<bool, StateError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(id)))
+            .update_expression("SET stalled_at = :at, stalled_by = :by, stalled_reason = :why")
+            .condition_expression("#status = :status")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", AttributeValue::S(status.as_str().into()))
+            .expression_attribute_values(":at", AttributeValue::N(stall.at.to_string()))
+            .expression_attribute_values(":by", AttributeValue::S(stall.function.clone()))
+            .expression_attribute_values(":why", AttributeValue::S(stall.reason.clone()))
+            .send()
+            .await;
+        conditional(result, || format!("UpdateItem (stall) {id} in {}", self.table))
+    }
+
+    async fn clear_stalled(&self, id: ImageId) -> Result<bool, StateError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(id)))
+            .update_expression("REMOVE stalled_at, stalled_by, stalled_reason")
+            .condition_expression("attribute_exists(stalled_at)")
+            .send()
+            .await;
+        conditional(result, || format!("UpdateItem (redrive) {id} in {}", self.table))
+    }
+}
+
+/// A conditional write's result: applied, or the condition was false (`false`), or an outage.
+fn conditional<T>(
+    result: Result<T, SdkError<UpdateItemError>>,
+    what: impl FnOnce() -> String,
+) -> Result<bool, StateError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+            Ok(false)
+        }
+        Err(e) => Err(StateError::unavailable(anyhow::Error::new(e).context(what()))),
     }
 }

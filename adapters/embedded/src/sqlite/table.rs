@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use state::stream::{change_record, lambda_json, Change};
-use state::{ImageId, Item, ItemTable, Outcome, StateError, Transition};
+use state::{ImageId, Item, ItemTable, Outcome, Stall, StateError, Status, Transition};
 
 use super::{Database, REGION, STREAM_ARN};
 
@@ -16,6 +16,49 @@ pub struct SqliteTable {
 impl SqliteTable {
     pub fn new(db: Database) -> Self {
         Self { db }
+    }
+
+    /// Rewrites one item (not its status) if `applies` holds for it, with its MODIFY record, in one
+    /// transaction; `false` if it did not apply or there is no such item.
+    async fn rewrite(
+        &self,
+        id: ImageId,
+        applies: impl FnOnce(&Item) -> bool + Send + 'static,
+        change: impl FnOnce(&Item) -> Item + Send + 'static,
+    ) -> Result<bool, StateError> {
+        let seq = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let doc: Option<String> = tx
+                    .prepare_cached("SELECT doc FROM items WHERE id = ?1")?
+                    .query_row([id.to_string()], |r| r.get(0))
+                    .optional()?;
+                let Some(current) = doc.as_deref().map(read_item).transpose()? else {
+                    return Ok(None);
+                };
+                if !applies(&current) {
+                    return Ok(None);
+                }
+                let next = change(&current);
+                tx.execute(
+                    "UPDATE items SET doc = ?1 WHERE id = ?2 AND status = ?3",
+                    params![
+                        serde_json::to_string(&next)?,
+                        id.to_string(),
+                        current.status.as_str()
+                    ],
+                )?;
+                let seq = append(&tx, Change::Modify, Some(&current), &next, state::now_ms())?;
+                tx.commit()?;
+                Ok(Some(seq))
+            })
+            .await
+            .map_err(unavailable)?;
+        if let Some(seq) = seq {
+            self.db.appended(seq);
+        }
+        Ok(seq.is_some())
     }
 }
 
@@ -142,5 +185,29 @@ impl ItemTable for SqliteTable {
             self.db.appended(seq);
         }
         Ok(outcome)
+    }
+
+    async fn mark_stalled(
+        &self,
+        id: ImageId,
+        status: Status,
+        stall: &Stall,
+    ) -> Result<bool, StateError> {
+        let stall = stall.clone();
+        self.rewrite(
+            id,
+            move |current| current.status == status,
+            move |current| current.with_stall(Some(&stall)),
+        )
+        .await
+    }
+
+    async fn clear_stalled(&self, id: ImageId) -> Result<bool, StateError> {
+        self.rewrite(
+            id,
+            |current| current.stalled_at.is_some(),
+            |current| current.with_stall(None),
+        )
+        .await
     }
 }
