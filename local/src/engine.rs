@@ -87,17 +87,18 @@ pub struct Engine {
     pub upload: Arc<upload::Deps>,
     pub routes: Vec<template::Route>,
     pub dispatchers: Vec<Arc<Mutex<Dispatcher>>>,
-    /// Each mapping's function, by mapping name, for redriving its dead letters.
-    targets: HashMap<String, Arc<dyn StreamFunction>>,
+    /// Each mapping's function (`process`, `notice`), by mapping name: who gave up on a dead letter.
+    functions: HashMap<String, String>,
     data_dir: PathBuf,
 }
 
 /// What a redrive did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Redrive {
+    /// Items whose stall mark was cleared: each is offered to its function again.
     pub redriven: usize,
-    /// Dead letters that failed again, with why; they stay.
-    pub still_failing: Vec<(i64, String)>,
+    /// Dead letters whose items had already moved on (or are gone): nothing to redo.
+    pub moved_on: usize,
 }
 
 /// The `process` function, invoked in process with the event Lambda would send.
@@ -291,12 +292,12 @@ impl Engine {
             faults: faults.clone(),
         });
         let mut dispatchers = Vec::new();
-        let mut targets = HashMap::new();
+        let mut functions = HashMap::new();
         for (f, target) in [(process_fn, process), (notice_fn, notice)] {
             let mapping = f.stream.as_ref().ok_or_else(|| {
                 EngineError::Template(format!("{}: no DynamoDB event", f.logical_id))
             })?;
-            targets.insert(mapping.name.clone(), target.clone());
+            functions.insert(mapping.name.clone(), f.binary.clone());
             metrics.register_function(&f.binary);
             dispatchers.push(Arc::new(Mutex::new(Dispatcher::new(
                 f.binary.clone(),
@@ -321,7 +322,7 @@ impl Engine {
             upload,
             routes: upload_fn.routes.clone(),
             dispatchers,
-            targets,
+            functions,
             data_dir: cfg.data_dir,
         })
     }
@@ -348,6 +349,7 @@ impl Engine {
     pub async fn drain(&self) -> anyhow::Result<()> {
         loop {
             let mut idle = self.poll_mirror().await? == 0;
+            idle &= self.consume_failures().await? == 0;
             for d in &self.dispatchers {
                 let mut d = d.lock().await;
                 loop {
@@ -367,37 +369,69 @@ impl Engine {
         }
     }
 
-    /// Feeds every dead letter back to its mapping's function, one record per invocation (as an
-    /// SQS redrive to the source would), and removes the ones that now succeed.
+    /// The failure consumer: marks the item of every dead letter not yet consumed as stalled
+    /// (when, which function, why), as the `failures` function does for the failure queue on AWS.
+    /// A letter whose marking hits an outage stays for the next round. Returns how many it took.
+    pub async fn consume_failures(&self) -> anyhow::Result<usize> {
+        let letters = self.stream.unconsumed_dead_letters().await?;
+        let mut consumed = 0;
+        for letter in letters {
+            let function = self
+                .functions
+                .get(&letter.mapping)
+                .map_or(letter.mapping.as_str(), String::as_str);
+            let marked = match serde_json::from_value::<EventRecord>(letter.record.clone()) {
+                Ok(record) => {
+                    state::stream::mark_given_up(
+                        self.table.as_ref(),
+                        &record,
+                        function,
+                        &letter.reason,
+                    )
+                    .await
+                }
+                Err(e) => Err(state::StateError::Corrupt {
+                    id: String::new(),
+                    reason: format!("dead letter {} is not a stream record: {e}", letter.id),
+                }),
+            };
+            match marked {
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, letter = letter.id, "marking a stalled item failed; will retry");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, letter = letter.id, "dead letter names no item")
+                }
+                Ok(_) => {}
+            }
+            self.stream.consumed_dead_letter(letter.id).await?;
+            consumed += 1;
+        }
+        Ok(consumed)
+    }
+
+    /// Redrives every dead letter: its item's stall mark is cleared, and that write offers the
+    /// item to its function again through the stream (the running engine, or the next start,
+    /// delivers it; if it fails again it is dead-lettered and marked again). The letters go.
     pub async fn redrive(&self) -> anyhow::Result<Redrive> {
+        // Letters not consumed yet have no mark to clear: mark them first.
+        while self.consume_failures().await? > 0 {}
         let mut report = Redrive::default();
         for letter in self.stream.dead_letters().await? {
-            let Some(target) = self.targets.get(&letter.mapping) else {
-                report.still_failing.push((
-                    letter.id,
-                    format!("no mapping {} in the template", letter.mapping),
-                ));
-                continue;
+            let item = serde_json::from_value::<EventRecord>(letter.record.clone())
+                .ok()
+                .and_then(|r| state::stream::item_of(&r).ok());
+            let cleared = match item {
+                Some(item) => self.table.clear_stalled(item.id).await?,
+                None => false,
             };
-            let outcome = match serde_json::from_value::<EventRecord>(letter.record.clone()) {
-                Err(e) => Err(format!("not a DynamoDB stream record: {e}")),
-                Ok(record) => {
-                    let mut event = Event::default();
-                    event.records = vec![record];
-                    match target.invoke(event).await {
-                        Ok(response) if response.batch_item_failures.is_empty() => Ok(()),
-                        Ok(_) => Err("the function reported the record as failed".to_owned()),
-                        Err(error) => Err(format!("function error: {error}")),
-                    }
-                }
-            };
-            match outcome {
-                Ok(()) => {
-                    self.stream.remove_dead_letter(letter.id).await?;
-                    report.redriven += 1;
-                }
-                Err(why) => report.still_failing.push((letter.id, why)),
+            if cleared {
+                report.redriven += 1;
+            } else {
+                report.moved_on += 1;
             }
+            self.stream.remove_dead_letter(letter.id).await?;
         }
         Ok(report)
     }
@@ -427,17 +461,24 @@ impl Engine {
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move { tail(mirror, stop).await }));
         }
-        tracing::info!(%addr, data_dir = %self.data_dir.display(), "serving");
+        let engine = Arc::new(self);
+        {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            tasks.push(tokio::spawn(
+                async move { consume_failures(engine, stop).await },
+            ));
+        }
+        tracing::info!(%addr, data_dir = %engine.data_dir.display(), "serving");
         println!("Upload API listening on http://{addr}");
-        match &self.mail_dir {
+        match &engine.mail_dir {
             Some(mail) => println!(
                 "Data in {} (mail in {})",
-                self.data_dir.display(),
+                engine.data_dir.display(),
                 mail.display()
             ),
             None => println!(
                 "Table, bucket and topic on AWS; checkpoints in {}",
-                self.data_dir.display()
+                engine.data_dir.display()
             ),
         }
         println!("Try:\n  curl -X POST -H 'Content-type: image/jpeg' --data-binary '@sample.jpg' http://{addr}/upload");
@@ -449,6 +490,22 @@ impl Engine {
             let _ = t.await;
         }
         Ok(())
+    }
+}
+
+/// The failure consumer's loop: marks the items of new dead letters, twice a second at most.
+async fn consume_failures(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = engine.consume_failures().await {
+            tracing::error!(error = %format!("{e:#}"), "consuming dead letters failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
     }
 }
 

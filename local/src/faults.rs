@@ -4,6 +4,9 @@
 //! `UPLOADER_CRASH_AT=<point>[:<n>]` makes `uploader serve` abort at the n-th (default first) time it
 //! passes `<point>`: `after-object-write`, `after-item-write`, `after-publish` or
 //! `before-checkpoint`. An abort runs no shutdown code, like SIGKILL.
+//!
+//! `UPLOADER_ABORT_ON_SIZE=<bytes>` makes every read of an object of exactly that size abort the
+//! process: a poison upload that takes the engine down each time it is handled.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +62,7 @@ struct Inner {
     notifier: AtomicU64,
     poisoned_keys: Mutex<Vec<String>>,
     crash: Option<(CrashPoint, AtomicU64)>,
+    abort_on_size: Option<u64>,
 }
 
 /// Shared switches; cloning shares them.
@@ -88,8 +92,24 @@ impl Faults {
         }
     }
 
-    /// From `UPLOADER_CRASH_AT`, if set.
+    /// From `UPLOADER_CRASH_AT` and `UPLOADER_ABORT_ON_SIZE`, if set.
     pub fn from_env() -> anyhow::Result<Faults> {
+        let mut faults = Self::crash_from_env()?;
+        if let Ok(size) = std::env::var("UPLOADER_ABORT_ON_SIZE") {
+            let size: u64 = size.parse().map_err(|_| {
+                anyhow::anyhow!("UPLOADER_ABORT_ON_SIZE={size:?} is not a byte count")
+            })?;
+            tracing::warn!(
+                size,
+                "poison drill armed: reading an object of this size aborts"
+            );
+            let inner = Arc::get_mut(&mut faults.inner).expect("not shared yet");
+            inner.abort_on_size = Some(size);
+        }
+        Ok(faults)
+    }
+
+    fn crash_from_env() -> anyhow::Result<Faults> {
         let Ok(spec) = std::env::var("UPLOADER_CRASH_AT") else {
             return Ok(Faults::default());
         };
@@ -236,7 +256,12 @@ impl ObjectStore for FaultyStore {
         if take(&self.faults.inner.store) || self.faults.poisoned(key) {
             return Err(injected("object store"));
         }
-        self.inner.get(key).await
+        let body = self.inner.get(key).await?;
+        if self.faults.inner.abort_on_size == Some(body.len() as u64) {
+            eprintln!("poison drill: aborting on {key} ({} bytes)", body.len());
+            std::process::abort();
+        }
+        Ok(body)
     }
 }
 

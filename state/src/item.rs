@@ -143,7 +143,11 @@ impl Stall {
     pub const MAX_REASON_CHARS: usize = 500;
 
     pub fn new(function: impl Into<String>, reason: impl AsRef<str>, at: i64) -> Stall {
-        let reason: String = reason.as_ref().chars().take(Self::MAX_REASON_CHARS).collect();
+        let reason: String = reason
+            .as_ref()
+            .chars()
+            .take(Self::MAX_REASON_CHARS)
+            .collect();
         Stall {
             at,
             function: function.into(),

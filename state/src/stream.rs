@@ -84,6 +84,24 @@ fn by_item(records: &[EventRecord]) -> Vec<Vec<usize>> {
     groups
 }
 
+/// Marks the item of a record a function gave up on (a dead letter, a failure-queue message) as
+/// stalled, if it is still at the status the record shows; `false` if it moved on. The failure
+/// consumers call this: the engine's for its dead letters, the `failures` function on AWS.
+pub async fn mark_given_up(
+    table: &dyn crate::ItemTable,
+    record: &EventRecord,
+    function: &str,
+    reason: &str,
+) -> Result<bool, StateError> {
+    let item = item_of(record)?;
+    let stall = crate::Stall::new(function, reason, crate::now_ms());
+    let marked = table.mark_stalled(item.id, item.status, &stall).await?;
+    if marked {
+        tracing::warn!(image_id = %item.id, function, reason, "item marked stalled");
+    }
+    Ok(marked)
+}
+
 /// The item a record carries in its NewImage.
 pub fn item_of(record: &EventRecord) -> Result<Item, StateError> {
     Item::from_image(record.change.new_image.clone())

@@ -200,3 +200,88 @@ async fn a_crash_right_after_a_publish_loses_nothing_and_mails_once_locally() {
 async fn a_crash_right_before_a_checkpoint_loses_nothing() {
     crash_at(local::faults::CrashPoint::BeforeCheckpoint, 2).await;
 }
+
+/// A poison upload that takes the engine down every time it is handled (the process step aborts
+/// on it). Each restart finds the batch that was in flight, counts it as a failed attempt, and
+/// after the mapping's retries dead-letters it: the engine stops crash-looping, the item says it
+/// was given up on, and every other upload, before and after, is notified once.
+#[tokio::test]
+async fn a_record_that_aborts_the_engine_is_dead_lettered_after_its_retries_not_crashed_on_forever()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let world = world().await;
+    let poison = fixture("FreshFlower.jpg");
+    let mut env = world.as_ref().map(|w| w.env()).unwrap_or_default();
+    env.push(("UPLOADER_ABORT_ON_SIZE".into(), poison.len().to_string()));
+    let http = client();
+    let upload = |addr: std::net::SocketAddr, body: Vec<u8>| {
+        let http = http.clone();
+        async move {
+            let resp = http
+                .post(format!("http://{addr}/upload"))
+                .header("content-type", "image/jpeg")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 201);
+            let item: Value = resp.json().await.unwrap();
+            item["id"].as_str().unwrap().to_owned()
+        }
+    };
+
+    let mut bin = spawn_binary(dir.path(), &env).await;
+    let before = upload(bin.addr, fixture("Aqua.jpg")).await;
+    let poisoned = upload(bin.addr, poison).await;
+    // Each time the engine dies, start it again on the same data, as a supervisor would.
+    let mut restarts = 0;
+    let stuck = loop {
+        let exited = bin.child.try_wait().unwrap().is_some();
+        if exited {
+            restarts += 1;
+            assert!(restarts <= 12, "still crashing after {restarts} restarts");
+            bin = spawn_binary(dir.path(), &env).await;
+            continue;
+        }
+        let item: Value = match http
+            .get(format!("http://{}/items/{poisoned}", bin.addr))
+            .send()
+            .await
+        {
+            Ok(resp) => resp.json().await.unwrap_or_default(),
+            Err(_) => Value::Null, // it died under us; the next round restarts it
+        };
+        if item["stalled_at"].is_i64() {
+            break item;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("the poison took the engine down {restarts} times");
+    assert!(restarts >= 1, "the poison never took the engine down");
+    assert_eq!(stuck["status"], "uploaded");
+    assert_eq!(stuck["stalled_by"], "process");
+    let why = stuck["stalled_reason"].as_str().unwrap();
+    assert!(why.contains("process stopped"), "{why}");
+
+    // The engine stays up now and keeps working.
+    let after = upload(bin.addr, fixture("GreenMeadow.jpg")).await;
+    let items = eventually(Duration::from_secs(60), "the others to be notified", || {
+        let http = http.clone();
+        let url = format!("http://{}/items?limit=1000", bin.addr);
+        async move {
+            let page: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+            let items = page["items"].as_array()?.clone();
+            let done = items.iter().filter(|i| i["status"] == "notified").count();
+            (done == 2).then_some(items)
+        }
+    })
+    .await;
+    let notified: BTreeSet<&str> = items
+        .iter()
+        .filter(|i| i["status"] == "notified")
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(notified, BTreeSet::from([before.as_str(), after.as_str()]));
+    assert!(bin.child.try_wait().unwrap().is_none(), "the engine is up");
+    bin.kill();
+}

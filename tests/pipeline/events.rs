@@ -38,6 +38,9 @@ fn each_filter_matches_only_the_records_its_function_acts_on() {
         ("stream-modify-processed.json", false, true),
         ("stream-modify-notified.json", false, false), // notice's own write
         ("stream-modify-failed.json", false, false),   // process's own write, on a bad image
+        ("stream-modify-stalled.json", false, false),  // the failure consumer's mark
+        ("stream-modify-redrive-uploaded.json", true, false), // a redrive re-offers it to process
+        ("stream-modify-redrive-processed.json", false, true), // ... and to notice
     ];
     for (file, process, notice) in cases {
         let records = event(file)["Records"].as_array().unwrap().clone();

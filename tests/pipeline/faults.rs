@@ -116,13 +116,27 @@ async fn a_poison_item_is_dead_lettered_without_holding_up_the_others_then_redri
         1.0
     );
 
-    // While the fault lasts, a redrive fails again and keeps the letter.
-    let again = app.engine.redrive().await.unwrap();
-    assert_eq!((again.redriven, again.still_failing.len()), (0, 1));
+    // The item says it was given up on: when, by which function, why.
+    let stuck = app.item(&poison).await;
+    assert_eq!(stuck["stalled_by"], "process");
+    assert!(stuck["stalled_at"].as_i64().unwrap() > 0);
+    let why = stuck["stalled_reason"].as_str().unwrap();
+    assert!(why.contains("retries exhausted"), "{why}");
 
+    // A redrive while the fault lasts re-offers the item; it fails again and is marked again.
+    let again = app.engine.redrive().await.unwrap();
+    assert_eq!((again.redriven, again.moved_on), (1, 0));
+    assert!(app.engine.stream.dead_letters().await.unwrap().is_empty());
+    app.drain().await;
+    assert_eq!(app.item(&poison).await["stalled_by"], "process");
+    assert_eq!(app.engine.stream.dead_letters().await.unwrap().len(), 1);
+
+    // Fixed, then redriven: it moves on, and the mark goes with the transition.
     faults.heal();
     let report = app.engine.redrive().await.unwrap();
-    assert_eq!((report.redriven, report.still_failing.len()), (1, 0));
+    assert_eq!((report.redriven, report.moved_on), (1, 0));
     app.drain().await;
     assert_all_notified_once(&app, &ids).await;
+    let done = app.item(&poison).await;
+    assert!(done.get("stalled_at").is_none(), "{done}");
 }

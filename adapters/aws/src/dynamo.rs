@@ -185,7 +185,9 @@ impl ItemTable for DynamoTable {
             .expression_attribute_values(":why", AttributeValue::S(stall.reason.clone()))
             .send()
             .await;
-        conditional(result, || format!("UpdateItem (stall) {id} in {}", self.table))
+        conditional(result, || {
+            format!("UpdateItem (stall) {id} in {}", self.table)
+        })
     }
 
     async fn clear_stalled(&self, id: ImageId) -> Result<bool, StateError> {
@@ -198,7 +200,9 @@ impl ItemTable for DynamoTable {
             .condition_expression("attribute_exists(stalled_at)")
             .send()
             .await;
-        conditional(result, || format!("UpdateItem (redrive) {id} in {}", self.table))
+        conditional(result, || {
+            format!("UpdateItem (redrive) {id} in {}", self.table)
+        })
     }
 }
 
@@ -212,6 +216,8 @@ fn conditional<T>(
         Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
             Ok(false)
         }
-        Err(e) => Err(StateError::unavailable(anyhow::Error::new(e).context(what()))),
+        Err(e) => Err(StateError::unavailable(
+            anyhow::Error::new(e).context(what()),
+        )),
     }
 }

@@ -53,6 +53,12 @@ ALTER TABLE checkpoints ADD COLUMN in_flight_attempts INTEGER;
 ALTER TABLE checkpoints ADD COLUMN in_flight_limit INTEGER;
 ";
 
+/// Version 3: when the failure consumer marked a dead letter's item stalled; NULL until then.
+pub const V3: &str = "
+ALTER TABLE dead_letters ADD COLUMN consumed_ms INTEGER;
+CREATE INDEX dead_letters_unconsumed ON dead_letters (id) WHERE consumed_ms IS NULL;
+";
+
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
 }

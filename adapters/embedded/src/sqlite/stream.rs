@@ -32,12 +32,40 @@ impl SqliteStream {
         Self { db }
     }
 
+    /// Every dead letter, oldest first.
     pub async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetterRow>> {
+        self.letters(
+            "SELECT id, mapping, seq, reason, created_ms, record FROM dead_letters ORDER BY id",
+        )
+        .await
+    }
+
+    /// Dead letters whose items the failure consumer has not marked yet, oldest first.
+    pub async fn unconsumed_dead_letters(&self) -> anyhow::Result<Vec<DeadLetterRow>> {
+        self.letters(
+            "SELECT id, mapping, seq, reason, created_ms, record FROM dead_letters
+             WHERE consumed_ms IS NULL ORDER BY id LIMIT 100",
+        )
+        .await
+    }
+
+    /// Records that the failure consumer has handled dead letter `id`.
+    pub async fn consumed_dead_letter(&self, id: i64) -> anyhow::Result<()> {
         self.db
-            .call(|c| {
-                let mut stmt = c.prepare(
-                    "SELECT id, mapping, seq, reason, created_ms, record FROM dead_letters ORDER BY id",
+            .call(move |c| {
+                c.execute(
+                    "UPDATE dead_letters SET consumed_ms = ?1 WHERE id = ?2",
+                    params![state::now_ms(), id],
                 )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn letters(&self, sql: &'static str) -> anyhow::Result<Vec<DeadLetterRow>> {
+        self.db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(sql)?;
                 let rows = stmt.query_map([], |r| {
                     Ok((
                         r.get(0)?,
