@@ -49,9 +49,12 @@ def main(argv):
             sys.exit(f"stack {stack} not found")
         for key in sorted(out):
             if key != "CurlCommand":
-                print(f"{key:16} {out[key]}")
+                print(f"{key:18} {out[key]}")
+        key_id = out.get("ApiKeyId", "<ApiKeyId>")
+        print("\nThe API needs its key (x-api-key header). Read it once:")
+        print(f"  export API_KEY=$(aws apigateway get-api-key --api-key {key_id} --include-value --query value --output text)")
         print("\nUpload an image:\n  " + out["CurlCommand"])
-        print("\nConfirm the SNS subscription email first, or no notice arrives.")
+        print("\nConfirm the SNS subscription emails (notices, and alarms) first, or nothing arrives.")
     elif cmd == "items":
         table = out.get("TableName") or sys.exit(f"stack {stack} not found")
         deser = TypeDeserializer()

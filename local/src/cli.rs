@@ -113,8 +113,13 @@ pub enum Command {
         #[arg(long = "parameter", value_parser = parse_key_value)]
         parameters: Vec<(String, String)>,
     },
-    /// List items, newest first.
+    /// List items, newest first, from the table's index queries (the same as GET /items).
     Items {
+        /// Only items at this status (uploaded, processed, notified, failed), or `stalled`: the
+        /// ones whose records a function gave up on.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many items (every one, through as many pages as it takes, if 0).
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// One JSON object per line instead of a table.
@@ -202,9 +207,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             engine.serve(addr, stop).await?;
             Ok(())
         }
-        Command::Items { limit, json } => {
+        Command::Items {
+            status,
+            limit,
+            json,
+        } => {
+            let selection = crate::commands::selection(status.as_deref())?;
             let engine = cli.backend.engine(&cli.data_dir).await?;
-            let items = engine.table.list(limit).await?;
+            let items = crate::commands::items(engine.table.as_ref(), selection, limit).await?;
             crate::commands::print_items(&items, json, &mut std::io::stdout().lock())
         }
         Command::Item { id } => {

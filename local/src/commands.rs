@@ -6,7 +6,40 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use state::Item;
+use state::{Item, ItemTable, Query, Selection, Status};
+
+/// The selection a `--status` names: a status, `stalled`, or every item.
+pub fn selection(status: Option<&str>) -> anyhow::Result<Selection> {
+    Ok(match status {
+        None => Selection::All,
+        Some("stalled") => Selection::Stalled,
+        Some(s) => Selection::Status(s.parse::<Status>().map_err(|e| {
+            anyhow::anyhow!("{e}: one of uploaded, processed, notified, failed, stalled")
+        })?),
+    })
+}
+
+/// Up to `limit` items of `selection`, newest first (all of them if `limit` is 0), a page at a time.
+pub async fn items(
+    table: &dyn ItemTable,
+    selection: Selection,
+    limit: usize,
+) -> anyhow::Result<Vec<Item>> {
+    let mut out = Vec::new();
+    let mut q = Query::first(selection, 100);
+    loop {
+        let page = table.query(&q).await?;
+        out.extend(page.items);
+        if limit > 0 && out.len() >= limit {
+            out.truncate(limit);
+            return Ok(out);
+        }
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
 
 /// Items as a table (id, status, bytes, dimensions, renditions), or one JSON object per line.
 pub fn print_items(items: &[Item], as_json: bool, out: &mut impl Write) -> anyhow::Result<()> {

@@ -80,6 +80,8 @@ pub struct Engine {
     pub notifier: Arc<dyn Notifier>,
     /// The embedded topic's mail folder; `None` on AWS.
     pub mail_dir: Option<PathBuf>,
+    /// The embedded bucket, which `GET /objects/...` serves; `None` on AWS.
+    pub files: Option<Arc<FileStore>>,
     /// Mirrors the DynamoDB stream into `db` on AWS; `None` when embedded.
     #[cfg(feature = "aws")]
     pub mirror: Option<Arc<crate::aws_backend::Mirror>>,
@@ -185,6 +187,7 @@ type Ports = (
     Arc<dyn ObjectStore>,
     Arc<dyn Notifier>,
     Option<PathBuf>,
+    Option<Arc<FileStore>>,
 );
 
 impl Engine {
@@ -196,12 +199,13 @@ impl Engine {
         let fsync = cfg.durability == Durability::Power;
         #[cfg(feature = "aws")]
         let mut mirror = None;
-        let (table, store, notifier, mail_dir): Ports = match cfg.backend {
+        let (table, store, notifier, mail_dir, files): Ports = match cfg.backend {
             Backend::Embedded => {
                 let mail_dir = cfg.data_dir.join("mail");
+                let files = Arc::new(FileStore::new(&cfg.data_dir.join("objects"), BUCKET, fsync));
                 (
                     Arc::new(SqliteTable::new(db.clone())),
-                    Arc::new(FileStore::new(&cfg.data_dir.join("objects"), BUCKET, fsync)),
+                    files.clone(),
                     Arc::new(Mailbox::new(
                         db.clone(),
                         mail_dir.clone(),
@@ -209,6 +213,7 @@ impl Engine {
                         fsync,
                     )?),
                     Some(mail_dir),
+                    Some(files),
                 )
             }
             #[cfg(feature = "aws")]
@@ -221,6 +226,7 @@ impl Engine {
                     Arc::new(aws.table),
                     Arc::new(aws.store),
                     Arc::new(aws.notifier),
+                    None,
                     None,
                 )
             }
@@ -255,10 +261,12 @@ impl Engine {
                 .map_err(|_| EngineError::Template(format!("MAX_UPLOAD_BYTES {v:?}")))?,
             None => upload::DEFAULT_MAX_UPLOAD_BYTES,
         };
+        let secret = crate::secret::load_or_create(&cfg.data_dir)?;
         let upload = Arc::new(upload::Deps {
             table: table.clone(),
             store: store.clone(),
             max_upload_bytes,
+            cursor_key: upload::CursorKey::new(secret).expect("a 32-byte key"),
         });
 
         let process_fn = function("process")?;
@@ -316,6 +324,7 @@ impl Engine {
             store,
             notifier,
             mail_dir,
+            files,
             #[cfg(feature = "aws")]
             mirror,
             metrics,
@@ -332,7 +341,19 @@ impl Engine {
     }
 
     pub fn router(&self) -> anyhow::Result<axum::Router> {
-        crate::http::router(self.upload.clone(), &self.routes, self.metrics.clone())
+        crate::http::router(
+            self.upload.clone(),
+            &self.routes,
+            self.metrics.clone(),
+            self.files.clone(),
+        )
+    }
+
+    /// Where the engine is reached (`http://127.0.0.1:3000`): links to objects start with it.
+    pub fn set_public_url(&self, base: &str) {
+        if let Some(files) = &self.files {
+            files.set_public_url(base);
+        }
     }
 
     /// Reads what DynamoDB Streams has that the mirror does not (AWS backend); 0 when embedded.
@@ -449,6 +470,7 @@ impl Engine {
             .await
             .with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr().context("local address")?;
+        self.set_public_url(&format!("http://{addr}"));
         let router = self.router()?;
         let mut tasks = Vec::new();
         for d in &self.dispatchers {

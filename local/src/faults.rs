@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use state::{
-    ImageId, Item, ItemTable, Notice, Notifier, ObjectStore, Outcome, Stall, StateError, Status,
-    Transition,
+    ImageId, Item, ItemTable, Notice, Notifier, ObjectStore, Outcome, Page, Query, Stall,
+    StateError, Status, Transition,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,8 +197,8 @@ impl ItemTable for FaultyTable {
         self.inner.get(id).await
     }
 
-    async fn list(&self, limit: usize) -> Result<Vec<Item>, StateError> {
-        self.inner.list(limit).await
+    async fn query(&self, q: &Query) -> Result<Page, StateError> {
+        self.inner.query(q).await
     }
 
     async fn advance(&self, id: ImageId, t: &Transition) -> Result<Outcome, StateError> {
@@ -262,6 +262,10 @@ impl ObjectStore for FaultyStore {
             std::process::abort();
         }
         Ok(body)
+    }
+
+    async fn link(&self, key: &str) -> Result<String, StateError> {
+        self.inner.link(key).await
     }
 }
 

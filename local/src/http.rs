@@ -25,6 +25,7 @@ pub fn router(
     upload: Arc<upload::Deps>,
     routes: &[Route],
     metrics: Metrics,
+    files: Option<Arc<embedded_adapters::files::FileStore>>,
 ) -> anyhow::Result<Router> {
     let api = Api { upload, metrics };
     let mut router = Router::new().route("/metrics", axum::routing::get(metrics_text));
@@ -35,7 +36,11 @@ pub fn router(
         router = router.route(&route.path, on(filter, invoke_upload));
     }
     // Unknown paths get the function's own JSON 404, as one function owns the whole API.
-    Ok(router.fallback(invoke_upload).with_state(api))
+    let router = router.fallback(invoke_upload).with_state(api);
+    Ok(match files {
+        Some(files) => router.merge(crate::objects::router(files)),
+        None => router,
+    })
 }
 
 async fn metrics_text(State(api): State<Api>) -> impl IntoResponse {

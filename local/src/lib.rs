@@ -14,6 +14,8 @@ pub mod faults;
 pub mod http;
 pub mod load;
 pub mod metrics;
+pub mod objects;
+pub mod secret;
 pub mod telemetry;
 pub mod template;
 

@@ -20,7 +20,7 @@ use proptest::test_runner::{Config, TestRunner};
 use crate::transition::{self, LEGAL};
 use crate::{
     ImageId, Item, ItemTable, NewUpload, Notice, Notifier, ObjectStore, Outcome, ProcessedFacts,
-    Stall, StateError, Status,
+    Query, Selection, Stall, StateError, Status,
 };
 
 /// A new `uploaded` item with a fresh id.
@@ -186,24 +186,144 @@ pub async fn a_missing_item_is_not_found(table: Arc<dyn ItemTable>) {
     );
 }
 
-/// Items come back newest first, at most `limit`.
-pub async fn lists_newest_first(table: Arc<dyn ItemTable>) {
+/// `n` new items created at `base + offsets[k]` (equal offsets share a `created_at`).
+async fn items_at(table: &dyn ItemTable, base: i64, offsets: &[i64]) -> Vec<Item> {
     let mut made = Vec::new();
-    for n in 0..3 {
+    for &offset in offsets {
         let mut item = new_item();
-        // Far in the future, so other tests' items sharing the table come after these.
-        item.created_at = 9_000_000_000_000 + n;
+        item.created_at = base + offset;
+        item.updated_at = item.created_at;
+        item.history[0].at = item.created_at;
         table.insert(&item).await.unwrap();
-        made.push(item.id);
+        made.push(item);
     }
-    let listed: Vec<ImageId> = table
-        .list(2)
+    made
+}
+
+/// Every page of `q` from the start, and the ids in the order they came.
+pub async fn all_pages(table: &dyn ItemTable, selection: Selection, limit: usize) -> Vec<ImageId> {
+    let mut q = Query::first(selection, limit);
+    let mut ids = Vec::new();
+    for _ in 0..1000 {
+        let page = table.query(&q).await.unwrap();
+        assert!(page.items.len() <= limit, "a page holds at most its limit");
+        ids.extend(page.items.iter().map(|i| i.id));
+        match page.next {
+            Some(next) => q.after = Some(next),
+            None => return ids,
+        }
+    }
+    panic!("more than 1000 pages");
+}
+
+/// Pages come newest first (ties in `created_at` by id), each item once; uploads that arrive
+/// between pages do not shift or repeat what the later pages hold.
+pub async fn pages_come_newest_first_without_gaps_or_repeats(table: Arc<dyn ItemTable>) {
+    let base = 1_700_000_000_000;
+    let made = items_at(table.as_ref(), base, &[5, 1, 3, 3, 9, 0, 7, 3]).await;
+    let mut expected = made.clone();
+    expected.sort_by(crate::query::newest_first);
+    let expected: Vec<ImageId> = expected.iter().map(|i| i.id).collect();
+    for limit in [1, 3, 8, 50] {
+        assert_eq!(
+            all_pages(table.as_ref(), Selection::All, limit).await,
+            expected,
+            "limit {limit}"
+        );
+    }
+    // Two pages in, new uploads arrive (newer than everything): the rest is unchanged.
+    let first = table.query(&Query::first(Selection::All, 3)).await.unwrap();
+    let second = table
+        .query(&Query {
+            after: first.next,
+            ..Query::first(Selection::All, 3)
+        })
         .await
-        .unwrap()
-        .into_iter()
+        .unwrap();
+    items_at(table.as_ref(), base, &[100, 101, 3]).await;
+    let mut rest = Vec::new();
+    let mut after = second.next;
+    while let Some(position) = after {
+        let page = table
+            .query(&Query {
+                after: Some(position),
+                ..Query::first(Selection::All, 3)
+            })
+            .await
+            .unwrap();
+        rest.extend(page.items.iter().map(|i| i.id));
+        after = page.next;
+    }
+    let seen: Vec<ImageId> = first
+        .items
+        .iter()
+        .chain(&second.items)
         .map(|i| i.id)
+        .chain(rest.iter().copied())
         .collect();
-    assert_eq!(listed, [made[2], made[1]]);
+    // The late item at offset 3 sorts among the old ones: it is either before the cursor (not
+    // shown) or after it (shown once); every original item is shown exactly once either way.
+    let originals: Vec<ImageId> = seen
+        .iter()
+        .copied()
+        .filter(|id| expected.contains(id))
+        .collect();
+    assert_eq!(originals, expected);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "no item twice");
+}
+
+/// A status query holds exactly the items at that status, newest first; the stalled query holds
+/// exactly the marked items; an item leaves both when it moves on.
+pub async fn status_and_stalled_queries_hold_exactly_their_items(table: Arc<dyn ItemTable>) {
+    let base = 1_700_000_000_000;
+    let made = items_at(table.as_ref(), base, &[1, 2, 3, 4, 5]).await;
+    for item in &made[..3] {
+        transition::processed(table.as_ref(), item.id, facts())
+            .await
+            .unwrap();
+    }
+    transition::failed(table.as_ref(), made[3].id, Status::Uploaded, "bad".into())
+        .await
+        .unwrap();
+    let stall = Stall::new("notice", "retries exhausted", crate::now_ms());
+    assert!(table
+        .mark_stalled(made[1].id, Status::Processed, &stall)
+        .await
+        .unwrap());
+    let ids = |idx: &[usize]| idx.iter().map(|&k| made[k].id).collect::<Vec<_>>();
+    assert_eq!(
+        all_pages(table.as_ref(), Selection::Status(Status::Processed), 2).await,
+        ids(&[2, 1, 0])
+    );
+    assert_eq!(
+        all_pages(table.as_ref(), Selection::Status(Status::Failed), 2).await,
+        ids(&[3])
+    );
+    assert_eq!(
+        all_pages(table.as_ref(), Selection::Status(Status::Uploaded), 2).await,
+        ids(&[4])
+    );
+    assert_eq!(
+        all_pages(table.as_ref(), Selection::Stalled, 2).await,
+        ids(&[1])
+    );
+    transition::notified(table.as_ref(), made[1].id, "m".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        all_pages(table.as_ref(), Selection::Status(Status::Processed), 5).await,
+        ids(&[2, 0])
+    );
+    assert_eq!(
+        all_pages(table.as_ref(), Selection::Status(Status::Notified), 5).await,
+        ids(&[1])
+    );
+    assert!(all_pages(table.as_ref(), Selection::Stalled, 5)
+        .await
+        .is_empty());
 }
 
 /// A stall is marked only while the item is where the given-up record left it, shows on the
@@ -373,7 +493,8 @@ macro_rules! table_contract {
             check!(a_late_record_is_already_done);
             check!(another_way_is_a_conflict);
             check!(a_missing_item_is_not_found);
-            check!(lists_newest_first);
+            check!(pages_come_newest_first_without_gaps_or_repeats);
+            check!(status_and_stalled_queries_hold_exactly_their_items);
             check!(a_stall_marks_the_item_until_it_moves_on);
 
             #[test]

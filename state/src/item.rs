@@ -14,6 +14,14 @@ impl ImageId {
     pub fn generate() -> Self {
         Self(Uuid::new_v4())
     }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(Uuid::from_bytes(bytes))
+    }
 }
 
 impl fmt::Display for ImageId {

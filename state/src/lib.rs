@@ -14,10 +14,12 @@ mod item;
 pub mod media;
 pub mod memory;
 mod ports;
+pub mod query;
 pub mod stream;
 pub mod transition;
 
 pub use error::StateError;
 pub use item::{now_ms, HistoryEntry, ImageId, Item, NewUpload, ProcessedFacts, Stall, Status};
-pub use ports::{ItemTable, Notice, Notifier, ObjectStore};
+pub use ports::{GivenUpBatch, GivenUpRecords, ItemTable, Notice, Notifier, ObjectStore};
+pub use query::{Page, Position, Query, Selection};
 pub use transition::{Outcome, Transition};

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::transition::Outcome;
-use crate::{ImageId, Item, ItemTable, Stall, StateError, Status, Transition};
+use crate::{ImageId, Item, ItemTable, Page, Query, Stall, StateError, Status, Transition};
 
 #[derive(Debug, Default)]
 pub struct MemoryTable {
@@ -29,17 +29,15 @@ impl ItemTable for MemoryTable {
         Ok(self.items.lock().expect("table lock").get(&id).cloned())
     }
 
-    async fn list(&self, limit: usize) -> Result<Vec<Item>, StateError> {
-        let mut all: Vec<Item> = self
+    async fn query(&self, q: &Query) -> Result<Page, StateError> {
+        let all: Vec<Item> = self
             .items
             .lock()
             .expect("table lock")
             .values()
             .cloned()
             .collect();
-        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-        all.truncate(limit);
-        Ok(all)
+        Ok(crate::query::page_of(all, q))
     }
 
     async fn advance(&self, id: ImageId, t: &Transition) -> Result<Outcome, StateError> {
@@ -132,5 +130,9 @@ impl crate::ObjectStore for MemoryStore {
         self.object(key)
             .map(|(b, _)| b)
             .ok_or_else(|| StateError::ObjectMissing(key.to_owned()))
+    }
+
+    async fn link(&self, key: &str) -> Result<String, StateError> {
+        Ok(format!("memory:///{key}"))
     }
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::transition::Outcome;
-use crate::{ImageId, Item, Stall, StateError, Status, Transition};
+use crate::{ImageId, Item, Page, Query, Stall, StateError, Status, Transition};
 
 /// The items table.
 #[async_trait]
@@ -14,8 +14,8 @@ pub trait ItemTable: Send + Sync {
     async fn insert(&self, item: &Item) -> Result<(), StateError>;
     /// Reads one item, strongly consistent.
     async fn get(&self, id: ImageId) -> Result<Option<Item>, StateError>;
-    /// Up to `limit` items, newest first.
-    async fn list(&self, limit: usize) -> Result<Vec<Item>, StateError>;
+    /// One page of a query, newest first, from an index (never by reading every item).
+    async fn query(&self, q: &Query) -> Result<Page, StateError>;
     /// Applies `t` as one conditional write (`status = t.from()`). A false condition is classified
     /// by [`Transition::classify`]. Only `state::transition` calls this.
     async fn advance(&self, id: ImageId, t: &Transition) -> Result<Outcome, StateError>;
@@ -39,6 +39,9 @@ pub trait ObjectStore: Send + Sync {
     async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StateError>;
     /// A missing key is [`StateError::ObjectMissing`].
     async fn get(&self, key: &str) -> Result<Bytes, StateError>;
+    /// A URL a browser can GET the object at, for a while: presigned on S3, the engine's own
+    /// `/objects/<key>` locally. It does not check that the object exists.
+    async fn link(&self, key: &str) -> Result<String, StateError>;
 }
 
 /// One notice about one item.
@@ -56,4 +59,24 @@ pub struct Notice {
 pub trait Notifier: Send + Sync {
     /// Publishes and returns the message id.
     async fn publish(&self, notice: &Notice) -> Result<String, StateError>;
+}
+
+/// Which records a function gave up on, as an on-failure destination describes them: a stretch of
+/// one shard of a stream (the records themselves are not in the message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GivenUpBatch {
+    pub stream_arn: String,
+    pub shard_id: String,
+    pub first_sequence: String,
+    pub last_sequence: String,
+}
+
+/// Reads the records of a [`GivenUpBatch`] back from the stream (DynamoDB Streams keeps them for
+/// 24 hours). An empty answer means they are gone.
+#[async_trait]
+pub trait GivenUpRecords: Send + Sync {
+    async fn records(
+        &self,
+        batch: &GivenUpBatch,
+    ) -> Result<Vec<aws_lambda_events::dynamodb::EventRecord>, StateError>;
 }

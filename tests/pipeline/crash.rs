@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{client, eventually, fixture, mail_notices, spawn_binary, world, PHOTOS};
+use crate::helpers::{
+    all_items, client, eventually, fixture, mail_notices, spawn_binary, world, PHOTOS,
+};
 
 /// Uploads every photo to a running engine, then SIGKILLs it at once: items are caught between
 /// every pair of steps (stored but not processed, processed but not notified, mailed but not
@@ -42,9 +44,7 @@ async fn sigkill_mid_flight_then_restart_loses_nothing_and_mails_once() {
             Some(w) => cfg.backend = crate::stand_ins::backend(w).await,
         }
         let engine = local::Engine::open(cfg).unwrap();
-        let unfinished = engine
-            .table
-            .list(1000)
+        let unfinished = local::commands::items(engine.table.as_ref(), state::Selection::All, 0)
             .await
             .unwrap()
             .into_iter()
@@ -76,12 +76,11 @@ async fn sigkill_mid_flight_then_restart_loses_nothing_and_mails_once() {
 /// Waits until every item the engine holds is notified; returns them.
 async fn all_notified(bin: &crate::helpers::Binary) -> Vec<Value> {
     let http = client();
-    let url = format!("http://{}/items?limit=1000", bin.addr);
+    let addr = bin.addr;
     eventually(Duration::from_secs(90), "every item to finish", || {
-        let (http, url) = (http.clone(), url.clone());
+        let http = http.clone();
         async move {
-            let body: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-            let items = body["items"].as_array()?.clone();
+            let items = all_items(&http, addr).await?;
             items
                 .iter()
                 .all(|i| i["status"] == "notified")
@@ -267,10 +266,9 @@ async fn a_record_that_aborts_the_engine_is_dead_lettered_after_its_retries_not_
     let after = upload(bin.addr, fixture("GreenMeadow.jpg")).await;
     let items = eventually(Duration::from_secs(60), "the others to be notified", || {
         let http = http.clone();
-        let url = format!("http://{}/items?limit=1000", bin.addr);
+        let addr = bin.addr;
         async move {
-            let page: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-            let items = page["items"].as_array()?.clone();
+            let items = all_items(&http, addr).await?;
             let done = items.iter().filter(|i| i["status"] == "notified").count();
             (done == 2).then_some(items)
         }

@@ -151,6 +151,9 @@ impl ObjectStore for DownStore {
             "connection refused"
         )))
     }
+    async fn link(&self, key: &str) -> Result<String, StateError> {
+        Ok(format!("down:///{key}"))
+    }
 }
 
 #[tokio::test]

@@ -79,12 +79,34 @@ async fn an_upload_during_an_outage_is_refused_with_503_and_leaves_nothing() {
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert!(
-        body["error"].as_str().unwrap().contains("unavailable"),
+        body["error"].as_str().unwrap().contains("try again"),
         "{body}"
     );
     assert!(app.items().await.is_empty());
     // The client's retry goes through.
     app.upload_ok(fixture("FreshFlower.jpg")).await;
+}
+
+#[tokio::test]
+async fn an_error_body_names_no_filesystem_path() {
+    let app = crate::helpers::spawn_engine().await;
+    if app.aws.is_some() {
+        return; // the bucket is S3 there: no folder to break
+    }
+    // Where the originals go is a file, not a folder: every write of one fails, and the store's
+    // error names the path it could not create.
+    let bucket = app.dir.path().join("objects/images");
+    std::fs::create_dir_all(&bucket).unwrap();
+    std::fs::write(bucket.join("uploads"), b"in the way").unwrap();
+    let resp = app.upload(fixture("FreshFlower.jpg"), "image/jpeg").await;
+    assert_eq!(resp.status(), 503);
+    let text = resp.text().await.unwrap();
+    let dir = app.dir.path().display().to_string();
+    assert!(
+        !text.contains(&dir) && !text.contains("/objects/"),
+        "{text}"
+    );
+    assert!(text.contains("try again"), "{text}");
 }
 
 #[tokio::test]

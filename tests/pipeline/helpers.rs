@@ -88,6 +88,7 @@ pub async fn spawn_engine_with(configure: impl FnOnce(&mut EngineConfig)) -> Tes
     let engine = Arc::new(Engine::open(cfg).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    engine.set_public_url(&format!("http://{addr}"));
     let router = engine.router().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     TestEngine {
@@ -138,17 +139,9 @@ impl TestEngine {
         resp.json().await.unwrap()
     }
 
+    /// Every item, newest first, through as many pages of `GET /items` as it takes.
     pub async fn items(&self) -> Vec<Value> {
-        let resp: Value = self
-            .http
-            .get(self.url("/items?limit=1000"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        resp["items"].as_array().unwrap().clone()
+        all_items(&self.http, self.addr).await.unwrap()
     }
 
     /// Every notice the topic's subscriber has received so far.
@@ -176,6 +169,20 @@ impl TestEngine {
 
     pub async fn metric(&self, name: &str, function: &str) -> f64 {
         metric(&self.metrics_text().await, name, function)
+    }
+}
+
+/// Every item an engine at `addr` lists, paging through `GET /items`; `None` if it does not answer.
+pub async fn all_items(http: &reqwest::Client, addr: SocketAddr) -> Option<Vec<Value>> {
+    let mut items = Vec::new();
+    let mut url = format!("http://{addr}/items?limit=100");
+    loop {
+        let page: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+        items.extend(page["items"].as_array()?.iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => url = format!("http://{addr}/items?limit=100&cursor={next}"),
+            None => return Some(items),
+        }
     }
 }
 

@@ -147,6 +147,8 @@ impl Function {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            // What the stack's secret gives the upload function at deploy time.
+            .env("CURSOR_KEY", "a test key for page cursors, long enough")
             .stdout(log)
             .stderr(Stdio::null())
             .spawn()

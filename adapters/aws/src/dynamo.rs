@@ -1,5 +1,12 @@
 //! The DynamoDB rendering of the table port: `attribute_not_exists(id)` on insert, and each
 //! transition as one `UpdateItem` conditioned on `#status = :from`.
+//!
+//! Queries read global secondary indexes (template.yaml), never the whole table. Newest first over
+//! all items must not be one hot partition at 1,000 uploads/s, so the feed and status indexes are
+//! write-sharded: an item's partition is `f#<s>` (feed) or `<status>#<s>` (status), `s` the first
+//! hex digit of its random id (16 shards), and its sort key `<created_at, 13 digits>#<id>`. A page
+//! merges the 16 shards newest first, reading each only as far as the page needs. Stalled items
+//! are few: their sparse index has one partition.
 
 use std::collections::HashMap;
 
@@ -10,7 +17,39 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 
-use state::{ImageId, Item, ItemTable, Outcome, Stall, StateError, Status, Transition};
+use state::{
+    ImageId, Item, ItemTable, Outcome, Page, Position, Query, Selection, Stall, StateError, Status,
+    Transition,
+};
+
+/// The index attributes this adapter writes beside the item's own (never read back into items).
+pub mod index {
+    /// `ByFeed`: every item, `f#<shard>`.
+    pub const FEED: &str = "feed_pk";
+    /// `ByStatus`: `<status>#<shard>`.
+    pub const STATUS: &str = "status_pk";
+    /// `ByStalled` (sparse): `stalled`, only while the item is marked.
+    pub const STALLED: &str = "stalled_pk";
+    /// The sort key of all three: `<created_at, 13 digits>#<id>`, newest first when descending.
+    pub const SORT: &str = "sort_key";
+    pub const BY_FEED: &str = "ByFeed";
+    pub const BY_STATUS: &str = "ByStatus";
+    pub const BY_STALLED: &str = "ByStalled";
+    /// Hex digits of the id's first character: 16.
+    pub const SHARDS: u32 = 16;
+}
+
+fn shard(id: ImageId) -> char {
+    id.to_string().chars().next().unwrap_or('0')
+}
+
+fn sort_key(created_at: i64, id: ImageId) -> String {
+    format!("{created_at:013}#{id}")
+}
+
+fn status_pk(status: state::Status, id: ImageId) -> String {
+    format!("{status}#{}", shard(id))
+}
 
 #[derive(Debug, Clone)]
 pub struct DynamoTable {
@@ -18,7 +57,54 @@ pub struct DynamoTable {
     table: String,
 }
 
+fn shards() -> impl Iterator<Item = char> {
+    (0..index::SHARDS).filter_map(|d| char::from_digit(d, 16))
+}
+
 impl DynamoTable {
+    /// Reads the next stretch of one shard, newest first, below `upper`.
+    async fn read_shard(
+        &self,
+        index_name: &str,
+        key: &str,
+        upper: Option<&str>,
+        limit: i32,
+        cursor: &mut ShardCursor,
+    ) -> Result<(), StateError> {
+        let mut req = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index_name)
+            .expression_attribute_names("#pk", key)
+            .expression_attribute_values(":pk", AttributeValue::S(cursor.partition.clone()))
+            .scan_index_forward(false)
+            .limit(limit)
+            .set_exclusive_start_key(cursor.start.take());
+        req = match upper {
+            Some(upper) => req
+                .key_condition_expression("#pk = :pk AND #sk < :upper")
+                .expression_attribute_names("#sk", index::SORT)
+                .expression_attribute_values(":upper", AttributeValue::S(upper.to_owned())),
+            None => req.key_condition_expression("#pk = :pk"),
+        };
+        let out = req
+            .send()
+            .await
+            .with_context(|| format!("Query {index_name} {} of {}", cursor.partition, self.table))
+            .map_err(StateError::Unavailable)?;
+        for image in out.items.unwrap_or_default() {
+            let sort = match image.get(index::SORT) {
+                Some(AttributeValue::S(s)) => s.clone(),
+                _ => String::new(),
+            };
+            cursor.buffered.push_back((sort, read(image)?));
+        }
+        cursor.start = out.last_evaluated_key;
+        cursor.done = cursor.start.is_none();
+        Ok(())
+    }
+
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
@@ -39,6 +125,27 @@ fn read(image: HashMap<String, AttributeValue>) -> Result<Item, StateError> {
     Item::from_image(image)
 }
 
+/// The item as stored: its attributes and its index keys.
+fn image_with_index(item: &Item) -> HashMap<String, AttributeValue> {
+    let mut image: HashMap<String, AttributeValue> = item.to_image();
+    let s = |v: String| AttributeValue::S(v);
+    image.insert(index::FEED.into(), s(format!("f#{}", shard(item.id))));
+    image.insert(index::STATUS.into(), s(status_pk(item.status, item.id)));
+    image.insert(index::SORT.into(), s(sort_key(item.created_at, item.id)));
+    if item.stalled_at.is_some() {
+        image.insert(index::STALLED.into(), s("stalled".into()));
+    }
+    image
+}
+
+/// One shard of an index query: what was read and not yet taken, and where to read on.
+struct ShardCursor {
+    partition: String,
+    buffered: std::collections::VecDeque<(String, Item)>,
+    start: Option<HashMap<String, AttributeValue>>,
+    done: bool,
+}
+
 #[async_trait]
 impl ItemTable for DynamoTable {
     async fn insert(&self, item: &Item) -> Result<(), StateError> {
@@ -46,7 +153,7 @@ impl ItemTable for DynamoTable {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item.to_image()))
+            .set_item(Some(image_with_index(item)))
             .condition_expression("attribute_not_exists(id)")
             .send()
             .await;
@@ -75,24 +182,56 @@ impl ItemTable for DynamoTable {
         out.item.map(read).transpose()
     }
 
-    async fn list(&self, limit: usize) -> Result<Vec<Item>, StateError> {
-        // A scan has no order; gather every page, then sort newest first.
-        let pages: Vec<_> = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .with_context(|| format!("Scan {}", self.table))
-            .map_err(StateError::Unavailable)?;
-        let mut items = pages.into_iter().map(read).collect::<Result<Vec<_>, _>>()?;
-        items.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-        items.truncate(limit);
-        Ok(items)
+    async fn query(&self, q: &Query) -> Result<Page, StateError> {
+        let (index_name, key, partitions): (&str, &str, Vec<String>) = match q.selection {
+            Selection::All => (
+                index::BY_FEED,
+                index::FEED,
+                shards().map(|s| format!("f#{s}")).collect(),
+            ),
+            Selection::Status(status) => (
+                index::BY_STATUS,
+                index::STATUS,
+                shards().map(|s| format!("{status}#{s}")).collect(),
+            ),
+            Selection::Stalled => (index::BY_STALLED, index::STALLED, vec!["stalled".into()]),
+        };
+        let upper = q.after.map(|p| sort_key(p.created_at, p.id));
+        let mut cursors: Vec<ShardCursor> = partitions
+            .into_iter()
+            .map(|partition| ShardCursor {
+                partition,
+                buffered: Default::default(),
+                start: None,
+                done: false,
+            })
+            .collect();
+        // Each shard holds about limit/shards of the page: read that much (and a little more)
+        // first, and more only from a shard the merge runs dry on.
+        let per_read = (q.limit.div_ceil(cursors.len()) + 1).min(q.limit) as i32;
+        let mut out: Vec<Item> = Vec::with_capacity(q.limit);
+        while out.len() < q.limit {
+            let reads = cursors
+                .iter_mut()
+                .filter(|c| c.buffered.is_empty() && !c.done)
+                .map(|c| self.read_shard(index_name, key, upper.as_deref(), per_read, c));
+            futures::future::try_join_all(reads).await?;
+            let newest = cursors
+                .iter_mut()
+                .filter(|c| !c.buffered.is_empty())
+                .max_by(|a, b| a.buffered[0].0.cmp(&b.buffered[0].0));
+            match newest.and_then(|c| c.buffered.pop_front()) {
+                Some((_, item)) => out.push(item),
+                None => break, // every shard is read to its end
+            }
+        }
+        let more = cursors.iter().any(|c| !c.buffered.is_empty() || !c.done);
+        let next = if out.len() == q.limit && more {
+            out.last().map(Position::of)
+        } else {
+            None
+        };
+        Ok(Page { items: out, next })
     }
 
     async fn advance(&self, id: ImageId, t: &Transition) -> Result<Outcome, StateError> {
@@ -118,8 +257,11 @@ impl ItemTable for DynamoTable {
             sets.push(format!("#a{i} = :a{i}"));
         }
         sets.push("#history = list_append(if_not_exists(#history, :none), :entry)".to_owned());
+        names.insert("#spk".to_owned(), index::STATUS.to_owned());
+        values.insert(":spk".to_owned(), AttributeValue::S(status_pk(t.to(), id)));
+        sets.push("#spk = :spk".to_owned());
         let mut removes = Vec::new();
-        for (i, name) in t.removes().iter().enumerate() {
+        for (i, name) in t.removes().iter().chain([&index::STALLED]).enumerate() {
             names.insert(format!("#r{i}"), (*name).to_owned());
             removes.push(format!("#r{i}"));
         }
@@ -176,7 +318,11 @@ impl ItemTable for DynamoTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(id)))
-            .update_expression("SET stalled_at = :at, stalled_by = :by, stalled_reason = :why")
+            .update_expression(
+                "SET stalled_at = :at, stalled_by = :by, stalled_reason = :why, #stalled = :stalled",
+            )
+            .expression_attribute_names("#stalled", index::STALLED)
+            .expression_attribute_values(":stalled", AttributeValue::S("stalled".into()))
             .condition_expression("#status = :status")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", AttributeValue::S(status.as_str().into()))
@@ -196,7 +342,8 @@ impl ItemTable for DynamoTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(id)))
-            .update_expression("REMOVE stalled_at, stalled_by, stalled_reason")
+            .update_expression("REMOVE stalled_at, stalled_by, stalled_reason, #stalled")
+            .expression_attribute_names("#stalled", index::STALLED)
             .condition_expression("attribute_exists(stalled_at)")
             .send()
             .await;

@@ -9,6 +9,6 @@ pub mod streams;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use dynamo::DynamoTable;
+pub use dynamo::{index, DynamoTable};
 pub use s3::S3Store;
 pub use sns::SnsNotifier;

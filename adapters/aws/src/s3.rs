@@ -11,6 +11,7 @@ use state::{ObjectStore, StateError};
 pub struct S3Store {
     client: Client,
     bucket: String,
+    link_ttl: std::time::Duration,
 }
 
 impl S3Store {
@@ -18,7 +19,14 @@ impl S3Store {
         Self {
             client,
             bucket: bucket.into(),
+            link_ttl: std::time::Duration::from_secs(15 * 60),
         }
+    }
+
+    /// How long presigned links stay valid (15 minutes unless set).
+    pub fn with_link_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.link_ttl = ttl;
+        self
     }
 }
 
@@ -68,5 +76,20 @@ impl ObjectStore for S3Store {
             .with_context(|| format!("reading s3://{}/{key}", self.bucket))
             .map_err(StateError::Unavailable)?;
         Ok(body.into_bytes())
+    }
+
+    async fn link(&self, key: &str) -> Result<String, StateError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(self.link_ttl)
+            .map_err(StateError::unavailable)?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .with_context(|| format!("presigning GET s3://{}/{key}", self.bucket))
+            .map_err(StateError::Unavailable)?;
+        Ok(request.uri().to_owned())
     }
 }

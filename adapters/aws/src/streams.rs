@@ -11,7 +11,10 @@ use std::collections::HashMap;
 use anyhow::Context;
 use async_trait::async_trait;
 use aws_lambda_events::dynamodb::{EventRecord, StreamRecord, StreamViewType, UserIdentity};
+use aws_sdk_dynamodbstreams::error::SdkError;
+use aws_sdk_dynamodbstreams::operation::get_shard_iterator::GetShardIteratorError;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
+use state::{GivenUpBatch, GivenUpRecords, StateError};
 
 /// How far one shard has been read.
 #[derive(Debug, Clone, Default)]
@@ -219,5 +222,77 @@ impl StreamReader {
             iterator = out.next_shard_iterator;
         }
         Ok(added)
+    }
+}
+
+/// Sequence numbers are decimal strings of varying length: compare them as numbers.
+fn sequence_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+#[async_trait]
+impl GivenUpRecords for StreamReader {
+    /// Reads the batch's shard from its first record to its last (records past the 24-hour
+    /// retention are trimmed: then the answer is empty).
+    async fn records(&self, batch: &GivenUpBatch) -> Result<Vec<EventRecord>, StateError> {
+        let iterator = self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&batch.stream_arn)
+            .shard_id(&batch.shard_id)
+            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+            .sequence_number(&batch.first_sequence)
+            .send()
+            .await;
+        let mut iterator = match iterator {
+            Ok(out) => out.shard_iterator,
+            Err(SdkError::ServiceError(e))
+                if matches!(
+                    e.err(),
+                    GetShardIteratorError::TrimmedDataAccessException(_)
+                        | GetShardIteratorError::ResourceNotFoundException(_)
+                ) =>
+            {
+                tracing::error!(shard = %batch.shard_id, first = %batch.first_sequence, "the given-up records are no longer in the stream");
+                return Ok(Vec::new());
+            }
+            Err(e) => {
+                return Err(StateError::unavailable(
+                    anyhow::Error::new(e).context("GetShardIterator for given-up records"),
+                ))
+            }
+        };
+        let mut found = Vec::new();
+        while let Some(it) = iterator {
+            let out = self
+                .client
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .context("GetRecords for given-up records")
+                .map_err(StateError::Unavailable)?;
+            let page = out.records.unwrap_or_default();
+            if page.is_empty() {
+                break; // the tip of an open shard, or the end of a closed one
+            }
+            for record in &page {
+                let Some(read) = lambda_record(record, &batch.stream_arn) else {
+                    continue;
+                };
+                let seq = read
+                    .record
+                    .change
+                    .sequence_number
+                    .clone()
+                    .unwrap_or_default();
+                if sequence_order(&seq, &batch.last_sequence).is_gt() {
+                    return Ok(found);
+                }
+                found.push(read.record);
+            }
+            iterator = out.next_shard_iterator;
+        }
+        Ok(found)
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::Context;
 use async_trait::async_trait;
 use bytes::Bytes;
+use percent_encoding::utf8_percent_encode;
 use state::{ObjectStore, StateError};
 
 #[derive(Debug, Clone)]
@@ -14,6 +15,8 @@ pub struct FileStore {
     root: PathBuf,
     bucket: String,
     fsync: bool,
+    /// Where the engine serves objects (`http://127.0.0.1:3000`), once it listens.
+    public: std::sync::Arc<std::sync::RwLock<String>>,
 }
 
 impl FileStore {
@@ -24,7 +27,18 @@ impl FileStore {
             root: objects_dir.join(&bucket),
             bucket,
             fsync,
+            public: Default::default(),
         }
+    }
+
+    /// The engine's base URL, which links start with (`GET <base>/objects/<key>`).
+    pub fn set_public_url(&self, base: &str) {
+        *self.public.write().expect("public url lock") = base.trim_end_matches('/').to_owned();
+    }
+
+    /// The bucket's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The file behind `key`. Keys are made by the functions, but a key that would leave the
@@ -79,4 +93,21 @@ impl ObjectStore for FileStore {
             )),
         }
     }
+
+    async fn link(&self, key: &str) -> Result<String, StateError> {
+        self.path_of(key)?;
+        let base = self.public.read().expect("public url lock").clone();
+        let encoded: Vec<String> = key
+            .split('/')
+            .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
+            .collect();
+        Ok(format!("{base}/objects/{}", encoded.join("/")))
+    }
 }
+
+/// What a path segment must escape: everything but unreserved characters.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');

@@ -1,6 +1,6 @@
 use anyhow::Context;
 
-use crate::DEFAULT_MAX_UPLOAD_BYTES;
+use crate::{CursorKey, DEFAULT_MAX_UPLOAD_BYTES};
 
 /// The upload function's settings, from its Lambda environment (template.yaml).
 #[derive(Debug, Clone)]
@@ -8,6 +8,9 @@ pub struct Config {
     pub table_name: String,
     pub bucket_name: String,
     pub max_upload_bytes: usize,
+    pub cursor_key: CursorKey,
+    /// How long links to objects (presigned GET URLs) stay valid.
+    pub link_ttl: std::time::Duration,
 }
 
 impl Config {
@@ -21,6 +24,19 @@ impl Config {
                     .with_context(|| format!("MAX_UPLOAD_BYTES={v:?} is not a byte count"))?,
                 Err(_) => DEFAULT_MAX_UPLOAD_BYTES,
             },
+            // A secret the stack generates (Secrets Manager), handed over at deploy time.
+            cursor_key: CursorKey::new(
+                std::env::var("CURSOR_KEY").context("CURSOR_KEY is not set")?,
+            )
+            .context("CURSOR_KEY must be at least 16 bytes")?,
+            link_ttl: std::time::Duration::from_secs(
+                60 * match std::env::var("LINK_MINUTES") {
+                    Ok(v) => v
+                        .parse::<u64>()
+                        .with_context(|| format!("LINK_MINUTES={v:?} is not a number"))?,
+                    Err(_) => 15,
+                },
+            ),
         })
     }
 }

@@ -1,5 +1,9 @@
 //! The upload API: `POST /upload`, `GET /items`, `GET /items/{id}`, one function behind API Gateway
 //! (and behind the local engine's HTTP server, which calls [`handle`] the same way).
+//!
+//! `GET /items?status=&limit=&cursor=` answers `{"items": [...], "next": cursor-or-null}`, newest
+//! first, from the table's index queries; `status` is a status or `stalled`. Items carry `urls`:
+//! where a browser can fetch the original and each rendition.
 
 use std::sync::Arc;
 
@@ -8,21 +12,30 @@ use lambda_http::http::{header, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use state::media::{self, NotAnImage};
-use state::{now_ms, ImageId, Item, ItemTable, NewUpload, ObjectStore, StateError};
+use state::{
+    now_ms, ImageId, Item, ItemTable, NewUpload, ObjectStore, Query, Selection, StateError, Status,
+};
 
 mod config;
+mod cursor;
 pub use config::Config;
+pub use cursor::{CursorError, CursorKey};
 
 /// What one upload may weigh unless configured: about 4.5 MB, because Lambda's 6 MB request
 /// payload carries the body base64-encoded (template.yaml's `MaxUploadBytes` says the same).
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 4_500_000;
-const DEFAULT_LIST_LIMIT: usize = 100;
-const MAX_LIST_LIMIT: usize = 1000;
+/// Items per page unless `limit` says otherwise, and the most it may say: a page of the largest
+/// items (EXIF strings are capped, history has at most four entries) stays far under Lambda's
+/// 6 MB response limit.
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 100;
 
 pub struct Deps {
     pub table: Arc<dyn ItemTable>,
     pub store: Arc<dyn ObjectStore>,
     pub max_upload_bytes: usize,
+    /// Signs page cursors.
+    pub cursor_key: CursorKey,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,13 +53,17 @@ pub enum UploadError {
     #[error("invalid query: {0}")]
     BadQuery(String),
     #[error(transparent)]
+    BadCursor(#[from] CursorError),
+    #[error(transparent)]
     State(#[from] StateError),
 }
 
 impl UploadError {
     pub fn status(&self) -> StatusCode {
         match self {
-            UploadError::Empty | UploadError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            UploadError::Empty | UploadError::BadQuery(_) | UploadError::BadCursor(_) => {
+                StatusCode::BAD_REQUEST
+            }
             UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UploadError::NotAnImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UploadError::NotFound(_) | UploadError::NoRoute { .. } => StatusCode::NOT_FOUND,
@@ -68,12 +85,19 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
     };
     result.unwrap_or_else(|e| {
         let status = e.status();
-        if status.is_server_error() {
+        let message = if status.is_server_error() {
+            // The cause (a store's error, with its paths and endpoints) goes to the log only.
             tracing::error!(error = %e, "request failed");
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                "the table or the bucket did not answer; try again shortly".to_owned()
+            } else {
+                "internal error; the request was logged".to_owned()
+            }
         } else {
             tracing::info!(error = %e, status = status.as_u16(), "request rejected");
-        }
-        json_response(status, &json!({ "error": e.to_string() }))
+            e.to_string()
+        };
+        json_response(status, &json!({ "error": message }))
     })
 }
 
@@ -130,7 +154,7 @@ async fn upload(req: Request, deps: &Deps) -> Result<Response<Body>, UploadError
     );
     deps.table.insert(&item).await?;
     tracing::info!(size = item.size, content_type, "accepted upload");
-    let mut resp = json_response(StatusCode::CREATED, &item);
+    let mut resp = json_response(StatusCode::CREATED, &view(&item, deps).await?);
     resp.headers_mut().insert(
         header::LOCATION,
         format!("/items/{id}")
@@ -140,22 +164,54 @@ async fn upload(req: Request, deps: &Deps) -> Result<Response<Body>, UploadError
     Ok(resp)
 }
 
-async fn list(req: &Request, deps: &Deps) -> Result<Response<Body>, UploadError> {
-    let limit = match req
-        .query_string_parameters_ref()
-        .and_then(|q| q.first("limit"))
-    {
-        None => DEFAULT_LIST_LIMIT,
+/// The query `GET /items` asks for: `status` (a status, or `stalled`), `limit`, `cursor`.
+fn query_of(req: &Request, key: &CursorKey) -> Result<Query, UploadError> {
+    let params = req.query_string_parameters_ref();
+    let param = |name: &str| params.and_then(|q| q.first(name));
+    let selection = match param("status") {
+        None | Some("") => Selection::All,
+        Some("stalled") => Selection::Stalled,
+        Some(s) => Selection::Status(s.parse::<Status>().map_err(|_| {
+            let known: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+            UploadError::BadQuery(format!(
+                "unknown status {s:?}: one of {}, or stalled",
+                known.join(", ")
+            ))
+        })?),
+    };
+    let limit = match param("limit") {
+        None => DEFAULT_PAGE,
         Some(v) => v
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
+            .filter(|n| (1..=MAX_PAGE).contains(n))
             .ok_or_else(|| {
-                UploadError::BadQuery(format!("limit must be 1..={MAX_LIST_LIMIT}, not {v:?}"))
+                UploadError::BadQuery(format!("limit must be 1..={MAX_PAGE}, not {v:?}"))
             })?,
     };
-    let items = deps.table.list(limit).await?;
-    Ok(json_response(StatusCode::OK, &json!({ "items": items })))
+    let after = match param("cursor") {
+        None | Some("") => None,
+        Some(c) => Some(key.decode(c, selection)?),
+    };
+    Ok(Query {
+        selection,
+        limit,
+        after,
+    })
+}
+
+async fn list(req: &Request, deps: &Deps) -> Result<Response<Body>, UploadError> {
+    let q = query_of(req, &deps.cursor_key)?;
+    let page = deps.table.query(&q).await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for item in &page.items {
+        items.push(view(item, deps).await?);
+    }
+    let next = page.next.map(|p| deps.cursor_key.encode(q.selection, p));
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "items": items, "next": next }),
+    ))
 }
 
 async fn get(id: &str, deps: &Deps) -> Result<Response<Body>, UploadError> {
@@ -168,7 +224,22 @@ async fn get(id: &str, deps: &Deps) -> Result<Response<Body>, UploadError> {
         .get(parsed)
         .await?
         .ok_or_else(|| UploadError::NotFound(id.to_owned()))?;
-    Ok(json_response(StatusCode::OK, &item))
+    Ok(json_response(StatusCode::OK, &view(&item, deps).await?))
+}
+
+/// An item as the API shows it: its attributes, and `urls` to fetch the original and each
+/// rendition (presigned on AWS, the engine's own `/objects/...` locally).
+async fn view(item: &Item, deps: &Deps) -> Result<serde_json::Value, UploadError> {
+    let mut json = serde_json::to_value(item).expect("an item serialises");
+    let mut renditions = serde_json::Map::new();
+    for (name, key) in item.renditions.iter().flatten() {
+        renditions.insert(name.clone(), deps.store.link(key).await?.into());
+    }
+    json["urls"] = json!({
+        "original": deps.store.link(&item.object_key).await?,
+        "renditions": renditions,
+    });
+    Ok(json)
 }
 
 fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {

@@ -14,8 +14,12 @@ async fn main() -> Result<(), Error> {
             aws_sdk_dynamodb::Client::new(&aws),
             cfg.table_name,
         )),
-        store: Arc::new(S3Store::new(aws_sdk_s3::Client::new(&aws), cfg.bucket_name)),
+        store: Arc::new(
+            S3Store::new(aws_sdk_s3::Client::new(&aws), cfg.bucket_name)
+                .with_link_ttl(cfg.link_ttl),
+        ),
         max_upload_bytes: cfg.max_upload_bytes,
+        cursor_key: cfg.cursor_key,
     };
     let deps = &deps;
     lambda_http::run(service_fn(move |req: Request| async move {

@@ -25,6 +25,7 @@ fn deps() -> (Deps, Arc<MemoryTable>, Arc<MemoryStore>) {
         table: table.clone(),
         store: store.clone(),
         max_upload_bytes: 1 << 20,
+        cursor_key: upload::CursorKey::new(*b"test cursor key, 32 bytes long..").unwrap(),
     };
     (deps, table, store)
 }
@@ -50,7 +51,15 @@ async fn an_api_gateway_upload_stores_the_object_then_an_uploaded_item() {
     assert_eq!(content_type, "image/jpeg");
     assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF]);
     assert_eq!(item["size"], bytes.len());
-    assert_eq!(table.list(10).await.unwrap().len(), 1);
+    assert_eq!(
+        table
+            .query(&state::Query::first(state::Selection::All, 10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
     assert_eq!(
         resp.headers()["location"],
         format!("/items/{}", item["id"].as_str().unwrap())
@@ -67,7 +76,12 @@ async fn text_labelled_as_jpeg_is_refused_and_nothing_is_stored() {
         .unwrap()
         .contains("not a JPEG or PNG"));
     assert!(store.keys().is_empty());
-    assert!(table.list(10).await.unwrap().is_empty());
+    assert!(table
+        .query(&state::Query::first(state::Selection::All, 10))
+        .await
+        .unwrap()
+        .items
+        .is_empty());
 }
 
 #[tokio::test]

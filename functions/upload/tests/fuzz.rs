@@ -44,7 +44,12 @@ proptest! {
         rt.block_on(async {
             let table = Arc::new(MemoryTable::default());
             let store = Arc::new(MemoryStore::default());
-            let deps = Deps { table: table.clone(), store: store.clone(), max_upload_bytes: 1000 };
+            let deps = Deps {
+                table: table.clone(),
+                store: store.clone(),
+                max_upload_bytes: 1000,
+                cursor_key: upload::CursorKey::new(*b"test cursor key, 32 bytes long..").unwrap(),
+            };
             let payload = match (as_text, String::from_utf8(body.clone())) {
                 (true, Ok(text)) if !text.is_empty() => Body::Text(text),
                 _ if body.is_empty() => Body::Empty,
@@ -66,11 +71,11 @@ proptest! {
                 201 => {
                     prop_assert!(is_image && body.len() <= 1000);
                     prop_assert_eq!(stored.len(), 1);
-                    prop_assert_eq!(table.list(10).await.unwrap().len(), 1);
+                    prop_assert_eq!(table.query(&state::Query::first(state::Selection::All, 10)).await.unwrap().items.len(), 1);
                 }
                 _ => {
                     prop_assert!(stored.is_empty());
-                    prop_assert!(table.list(10).await.unwrap().is_empty());
+                    prop_assert!(table.query(&state::Query::first(state::Selection::All, 10)).await.unwrap().items.is_empty());
                 }
             }
             Ok(())

@@ -59,6 +59,17 @@ ALTER TABLE dead_letters ADD COLUMN consumed_ms INTEGER;
 CREATE INDEX dead_letters_unconsumed ON dead_letters (id) WHERE consumed_ms IS NULL;
 ";
 
+/// Version 4: the indexes of the item queries (all, by status, stalled), newest first. The
+/// `stalled_at` column mirrors the item's attribute so the stalled index can be partial.
+pub const V4: &str = "
+ALTER TABLE items ADD COLUMN stalled_at INTEGER;
+UPDATE items SET stalled_at = json_extract(doc, '$.stalled_at');
+DROP INDEX IF EXISTS items_by_created;
+CREATE INDEX items_feed ON items (created_at, id);
+CREATE INDEX items_status ON items (status, created_at, id);
+CREATE INDEX items_stalled ON items (created_at, id) WHERE stalled_at IS NOT NULL;
+";
+
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
 }

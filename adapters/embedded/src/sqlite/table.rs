@@ -3,7 +3,10 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use state::stream::{change_record, lambda_json, Change};
-use state::{ImageId, Item, ItemTable, Outcome, Stall, StateError, Status, Transition};
+use state::{
+    ImageId, Item, ItemTable, Outcome, Page, Position, Query, Selection, Stall, StateError, Status,
+    Transition,
+};
 
 use super::{Database, REGION, STREAM_ARN};
 
@@ -42,9 +45,10 @@ impl SqliteTable {
                 }
                 let next = change(&current);
                 tx.execute(
-                    "UPDATE items SET doc = ?1 WHERE id = ?2 AND status = ?3",
+                    "UPDATE items SET doc = ?1, stalled_at = ?2 WHERE id = ?3 AND status = ?4",
                     params![
                         serde_json::to_string(&next)?,
+                        next.stalled_at,
                         id.to_string(),
                         current.status.as_str()
                     ],
@@ -131,19 +135,57 @@ impl ItemTable for SqliteTable {
         doc.as_deref().map(read_item).transpose()
     }
 
-    async fn list(&self, limit: usize) -> Result<Vec<Item>, StateError> {
+    async fn query(&self, q: &Query) -> Result<Page, StateError> {
+        let q = *q;
         let docs: Vec<String> = self
             .db
             .call(move |c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT doc FROM items ORDER BY created_at DESC, id LIMIT ?1",
-                )?;
-                let rows = stmt.query_map([limit as i64], |r| r.get(0))?;
-                Ok(rows.collect::<Result<_, _>>()?)
+                // Strictly after the cursor: row values compare (created_at, id) in index order.
+                let (at, id) = match q.after {
+                    Some(p) => (p.created_at, p.id.to_string()),
+                    None => (i64::MAX, String::new()),
+                };
+                let fetch = q.limit as i64 + 1; // one more, to know whether another page follows
+                let rows = match q.selection {
+                    Selection::All => c
+                        .prepare_cached(
+                            "SELECT doc FROM items WHERE (created_at, id) < (?1, ?2)
+                             ORDER BY created_at DESC, id DESC LIMIT ?3",
+                        )?
+                        .query_map(params![at, id, fetch], |r| r.get(0))?
+                        .collect::<Result<Vec<String>, _>>()?,
+                    Selection::Status(status) => c
+                        .prepare_cached(
+                            "SELECT doc FROM items WHERE status = ?4 AND (created_at, id) < (?1, ?2)
+                             ORDER BY created_at DESC, id DESC LIMIT ?3",
+                        )?
+                        .query_map(params![at, id, fetch, status.as_str()], |r| r.get(0))?
+                        .collect::<Result<Vec<String>, _>>()?,
+                    Selection::Stalled => c
+                        .prepare_cached(
+                            "SELECT doc FROM items WHERE stalled_at IS NOT NULL
+                               AND (created_at, id) < (?1, ?2)
+                             ORDER BY created_at DESC, id DESC LIMIT ?3",
+                        )?
+                        .query_map(params![at, id, fetch], |r| r.get(0))?
+                        .collect::<Result<Vec<String>, _>>()?,
+                };
+                Ok(rows)
             })
             .await
             .map_err(unavailable)?;
-        docs.iter().map(|d| read_item(d)).collect()
+        let mut items = docs
+            .iter()
+            .map(|d| read_item(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = items.len() > q.limit;
+        items.truncate(q.limit);
+        let next = if more {
+            items.last().map(Position::of)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
     }
 
     async fn advance(&self, id: ImageId, t: &Transition) -> Result<Outcome, StateError> {
@@ -164,7 +206,7 @@ impl ItemTable for SqliteTable {
                 let next = t.apply_to(&current);
                 // The same condition DynamoDB checks, in SQL.
                 let changed = tx.execute(
-                    "UPDATE items SET status = ?1, doc = ?2 WHERE id = ?3 AND status = ?4",
+                    "UPDATE items SET status = ?1, doc = ?2, stalled_at = NULL WHERE id = ?3 AND status = ?4",
                     params![
                         next.status.as_str(),
                         serde_json::to_string(&next)?,

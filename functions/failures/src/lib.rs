@@ -1,0 +1,156 @@
+//! The `failures` function: the consumer of the failure queue. When a stream mapping gives up on
+//! records (retries exhausted, or too old), Lambda sends a description of the batch, not the
+//! records, to the queue. This reads the records back from the stream and marks each one's item
+//! stalled (when, which function, why), so nothing sits at an in-between status without a trace:
+//! the item says so in `GET /items/{id}` and in the stalled query, and an alarm has fired on the
+//! queue. `make redrive` clears the marks, which offers the items to their functions again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::LambdaEvent;
+use serde::Deserialize;
+use state::{GivenUpBatch, GivenUpRecords, ItemTable, StateError};
+
+pub struct Deps {
+    pub table: Arc<dyn ItemTable>,
+    pub records: Arc<dyn GivenUpRecords>,
+    /// Lambda function names, mapped to the names items use (`process`, `notice`).
+    pub functions: HashMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FailuresError {
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl From<FailuresError> for lambda_runtime::Diagnostic {
+    fn from(e: FailuresError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: "FailuresError".into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// What Lambda sends to a stream mapping's on-failure destination.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OnFailure {
+    pub request_context: RequestContext,
+    #[serde(default)]
+    pub response_context: Option<ResponseContext>,
+    #[serde(rename = "DDBStreamBatchInfo")]
+    pub batch: StreamBatchInfo,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestContext {
+    pub function_arn: String,
+    /// `RetryAttemptsExhausted` or `RecordAgeExceeded`.
+    pub condition: String,
+    #[serde(default)]
+    pub approximate_invoke_count: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseContext {
+    #[serde(default)]
+    pub function_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamBatchInfo {
+    pub shard_id: String,
+    pub start_sequence_number: String,
+    pub end_sequence_number: String,
+    pub stream_arn: String,
+    #[serde(default)]
+    pub batch_size: Option<u64>,
+}
+
+impl OnFailure {
+    /// Why the mapping gave up, as the item will say it.
+    pub fn reason(&self) -> String {
+        let error = self
+            .response_context
+            .as_ref()
+            .and_then(|r| r.function_error.as_deref());
+        match error {
+            Some(e) => format!("{} (function error: {e})", self.request_context.condition),
+            None => self.request_context.condition.clone(),
+        }
+    }
+
+    /// The function's name as items name it: `process` rather than `stack-ProcessFunction-X1`.
+    pub fn function<'a>(&'a self, names: &'a HashMap<String, String>) -> &'a str {
+        let name = self
+            .request_context
+            .function_arn
+            .split(':')
+            .nth(6)
+            .unwrap_or(&self.request_context.function_arn);
+        names.get(name).map_or(name, String::as_str)
+    }
+}
+
+/// Marks the items of every failure message; a message that hits an outage, or whose records
+/// cannot be read any more, is reported so SQS keeps it (and, after its receives, moves it to the
+/// archive queue, which has an alarm of its own).
+pub async fn handle(
+    event: LambdaEvent<SqsEvent>,
+    deps: &Deps,
+) -> Result<SqsBatchResponse, FailuresError> {
+    let mut response = SqsBatchResponse::default();
+    for message in &event.payload.records {
+        if let Err(why) = consume(message, deps).await {
+            tracing::error!(message_id = ?message.message_id, error = %why, "failure message kept");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message.message_id.clone().unwrap_or_default();
+            response.batch_item_failures.push(failure);
+        }
+    }
+    Ok(response)
+}
+
+async fn consume(message: &SqsMessage, deps: &Deps) -> Result<(), String> {
+    let body = message.body.as_deref().unwrap_or_default();
+    let failure: OnFailure = serde_json::from_str(body)
+        .map_err(|e| format!("not an on-failure record of a stream mapping: {e}"))?;
+    let batch = GivenUpBatch {
+        stream_arn: failure.batch.stream_arn.clone(),
+        shard_id: failure.batch.shard_id.clone(),
+        first_sequence: failure.batch.start_sequence_number.clone(),
+        last_sequence: failure.batch.end_sequence_number.clone(),
+    };
+    let records = deps
+        .records
+        .records(&batch)
+        .await
+        .map_err(|e| e.to_string())?;
+    if records.is_empty() {
+        return Err(format!(
+            "the records {}..{} of {} are no longer in the stream: their items cannot be named",
+            batch.first_sequence, batch.last_sequence, batch.shard_id
+        ));
+    }
+    let (function, reason) = (failure.function(&deps.functions), failure.reason());
+    for record in &records {
+        match state::stream::mark_given_up(deps.table.as_ref(), record, function, &reason).await {
+            Ok(_) => {}
+            Err(e) if e.is_transient() => return Err(e.to_string()),
+            // A record that is not an item (or of an item since deleted): nothing to mark.
+            Err(e @ (StateError::Corrupt { .. } | StateError::NotFound(_))) => {
+                tracing::warn!(error = %e, "given-up record names no item")
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    tracing::info!(records = records.len(), function, %reason, "given-up items marked stalled");
+    Ok(())
+}
