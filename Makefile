@@ -17,7 +17,7 @@ STACKPY := $(VENV)/python scripts/stack.py
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 # The engine as `make run` builds it: the `local` profile (optimised, no LTO) and no AWS SDK.
 UPLOADER := target/local/uploader
@@ -78,8 +78,15 @@ bench-images: ## The process step vs sharp and Pillow on real photos (fetched in
 bench-load: ## Load the running engine over HTTP: items/s end to end, latency, CPU per item
 	bench/load.sh
 
+.PHONY: bench-cold-start
+bench-cold-start: ## The Lambda bootstraps' start to first event and RSS, vs Python + boto3 (RUNS=20)
+	scripts/build-deps.sh
+	scripts/tools.sh moto
+	$(CARGO) build --release --locked -p upload -p process -p notice --bins
+	bench/cold_start.py --bin-dir "$${CARGO_TARGET_DIR:-target}/release" --python .tools/moto/bin/python
+
 .PHONY: bench
-bench: bench-images bench-load ## Every benchmark: image processing vs sharp and Pillow, then engine load
+bench: bench-images bench-load bench-cold-start ## Every benchmark: images vs sharp and Pillow, engine load, cold start
 
 .PHONY: fuzz
 fuzz: ## Fuzz the upload parsing and the decoder for longer than make test does (FUZZ_CASES=20000)
