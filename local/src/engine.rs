@@ -21,6 +21,7 @@ use tokio::sync::{watch, Mutex};
 
 use crate::faults::{CrashPoint, Faults, FaultyNotifier, FaultyStore, FaultyTable};
 use crate::metrics::Metrics;
+use crate::server::ServerLimits;
 use crate::template::{self, Template};
 use crate::EngineError;
 
@@ -48,8 +49,15 @@ pub struct EngineConfig {
     pub template: String,
     /// Parameter overrides, as `sam deploy --parameter-overrides`.
     pub parameters: BTreeMap<String, String>,
-    /// First pause before a failed batch is retried; doubles per attempt.
+    /// First pause before a failed batch is retried; doubles per attempt up to `max_retry_backoff`.
     pub retry_backoff: Duration,
+    /// The longest pause between retries. With the defaults (2 s doubling, up to 60 s) a batch that
+    /// keeps failing transiently is retried for about a minute before `process`'s
+    /// MaximumRetryAttempts (5) sends it to dead letters, and about six for `notice`'s (10): long
+    /// enough to outlast a burst (file descriptors or disk briefly short, a store restarting).
+    pub max_retry_backoff: Duration,
+    /// What an HTTP client may cost: timeouts, connections, buffered bytes.
+    pub server: ServerLimits,
     pub backend: Backend,
     /// Injected failures (tests, crash drills); none by default.
     pub faults: Faults,
@@ -63,7 +71,9 @@ impl EngineConfig {
             email: "you@example.com".into(),
             template: template::EMBEDDED.to_owned(),
             parameters: BTreeMap::new(),
-            retry_backoff: Duration::from_millis(200),
+            retry_backoff: Duration::from_secs(2),
+            max_retry_backoff: Duration::from_secs(60),
+            server: ServerLimits::DEFAULT,
             backend: Backend::Embedded,
             faults: Faults::default(),
             durability: Durability::default(),
@@ -90,6 +100,7 @@ pub struct Engine {
     /// Each mapping's function, by mapping name, for redriving its dead letters.
     targets: HashMap<String, Arc<dyn StreamFunction>>,
     data_dir: PathBuf,
+    server: ServerLimits,
 }
 
 /// What a redrive did.
@@ -254,6 +265,9 @@ impl Engine {
                 .map_err(|_| EngineError::Template(format!("MAX_UPLOAD_BYTES {v:?}")))?,
             None => upload::DEFAULT_MAX_UPLOAD_BYTES,
         };
+        cfg.server
+            .validate(max_upload_bytes)
+            .map_err(EngineError::Limits)?;
         let upload = Arc::new(upload::Deps {
             table: table.clone(),
             store: store.clone(),
@@ -298,15 +312,18 @@ impl Engine {
             })?;
             targets.insert(mapping.name.clone(), target.clone());
             metrics.register_function(&f.binary);
-            dispatchers.push(Arc::new(Mutex::new(Dispatcher::new(
-                f.binary.clone(),
-                Arc::new(mapping.clone()),
-                Arc::new(stream.clone()),
-                Arc::new(stream.clone()),
-                target,
-                observer.clone(),
-                cfg.retry_backoff,
-            ))));
+            dispatchers.push(Arc::new(Mutex::new(
+                Dispatcher::new(
+                    f.binary.clone(),
+                    Arc::new(mapping.clone()),
+                    Arc::new(stream.clone()),
+                    Arc::new(stream.clone()),
+                    target,
+                    observer.clone(),
+                    cfg.retry_backoff,
+                )
+                .with_max_backoff(cfg.max_retry_backoff),
+            )));
         }
         Ok(Engine {
             db,
@@ -323,6 +340,7 @@ impl Engine {
             dispatchers,
             targets,
             data_dir: cfg.data_dir,
+            server: cfg.server,
         })
     }
 
@@ -330,8 +348,25 @@ impl Engine {
         &self.data_dir
     }
 
+    /// The API's routes, with a byte budget of their own.
     pub fn router(&self) -> anyhow::Result<axum::Router> {
-        crate::http::router(self.upload.clone(), &self.routes, self.metrics.clone())
+        crate::http::router(
+            self.upload.clone(),
+            &self.routes,
+            self.metrics.clone(),
+            crate::http::ByteBudget::new(self.server.max_buffered_bytes),
+        )
+    }
+
+    /// Serves the API on `listener`, under the engine's [`ServerLimits`], until `stop` turns true
+    /// (or its sender is dropped). The mappings do not run: see [`Engine::serve`].
+    pub async fn serve_http(
+        &self,
+        listener: tokio::net::TcpListener,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), EngineError> {
+        crate::server::serve(listener, self.router()?, self.server, stop).await;
+        Ok(())
     }
 
     /// Reads what DynamoDB Streams has that the mirror does not (AWS backend); 0 when embedded.
@@ -406,7 +441,7 @@ impl Engine {
     pub async fn serve(
         self,
         addr: SocketAddr,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> Result<(), EngineError> {
         if !addr.ip().is_loopback() {
             return Err(EngineError::NotLoopback(addr));
@@ -415,7 +450,6 @@ impl Engine {
             .await
             .with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr().context("local address")?;
-        let router = self.router()?;
         let mut tasks = Vec::new();
         for d in &self.dispatchers {
             let d = d.clone();
@@ -441,10 +475,7 @@ impl Engine {
             ),
         }
         println!("Try:\n  curl -X POST -H 'Content-type: image/jpeg' --data-binary '@sample.jpg' http://{addr}/upload");
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
-        server.await.context("serving HTTP")?;
+        self.serve_http(listener, stop).await?;
         for t in tasks {
             let _ = t.await;
         }
