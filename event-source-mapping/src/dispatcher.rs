@@ -12,6 +12,7 @@ use crate::{
 const SCAN_WINDOW: u64 = 2_000;
 /// How many records one read of the source fetches.
 const SCAN_CHUNK: usize = 128;
+/// The longest pause between retries unless [`Dispatcher::with_max_backoff`] says otherwise.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What one [`Dispatcher::step`] did.
@@ -43,6 +44,7 @@ pub struct Dispatcher {
     target: Arc<dyn StreamFunction>,
     observer: Arc<dyn Observer>,
     backoff: Duration,
+    max_backoff: Duration,
     /// The cursor has been read once: an attempt in flight found after that is this process's own.
     started: bool,
     retry: Option<Retry>,
@@ -58,7 +60,7 @@ fn now_ms() -> i64 {
 
 impl Dispatcher {
     /// `function` labels what the observer reports; `backoff` is the first pause before a retry,
-    /// doubled per attempt up to 5 s.
+    /// doubled per attempt up to 5 s (see [`Dispatcher::with_max_backoff`]).
     pub fn new(
         function: impl Into<String>,
         mapping: Arc<MappingConfig>,
@@ -76,10 +78,18 @@ impl Dispatcher {
             target,
             observer,
             backoff,
+            max_backoff: MAX_BACKOFF,
             started: false,
             retry: None,
             crashed: false,
         }
+    }
+
+    /// The longest pause between retries. Retries are what `MaximumRetryAttempts` counts, so the
+    /// pauses decide how long a transient outage may last before its records are dead-lettered.
+    pub fn with_max_backoff(mut self, max_backoff: Duration) -> Dispatcher {
+        self.max_backoff = max_backoff;
+        self
     }
 
     pub fn mapping(&self) -> &MappingConfig {
@@ -370,7 +380,7 @@ impl Dispatcher {
         let pause = self
             .backoff
             .saturating_mul(1 << (attempts - 1).min(16))
-            .min(MAX_BACKOFF);
+            .min(self.max_backoff);
         Ok(Step::Retrying(pause))
     }
 

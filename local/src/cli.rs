@@ -4,10 +4,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::server::ServerLimits;
 use crate::{Backend, Engine, EngineConfig};
 
 #[derive(Debug, Parser)]
@@ -112,6 +114,12 @@ pub enum Command {
         /// Template parameter overrides, e.g. --parameter MaxPixels=1000000.
         #[arg(long = "parameter", value_parser = parse_key_value)]
         parameters: Vec<(String, String)>,
+        /// First pause before a failed batch is retried; it doubles per attempt, up to 60 s.
+        #[arg(long, env = "RETRY_BACKOFF", value_name = "SECONDS", value_parser = parse_seconds,
+              default_value_t = 2.0)]
+        retry_backoff: f64,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// List items, newest first, from the table's index queries (the same as GET /items).
     Items {
@@ -173,6 +181,52 @@ pub enum Command {
     },
 }
 
+/// What one HTTP client may cost the server (README, "Limits and hostile input: the local server").
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Seconds a connection has to send a complete request head, from being accepted or from its
+    /// last response.
+    #[arg(long, env = "HEADER_TIMEOUT", value_name = "SECONDS", value_parser = parse_seconds,
+          default_value_t = ServerLimits::DEFAULT.header_timeout.as_secs_f64())]
+    pub header_timeout: f64,
+    /// Seconds a connection may stay silent with no request in progress (new or kept alive)
+    /// before it is closed; at most --header-timeout.
+    #[arg(long, env = "IDLE_TIMEOUT", value_name = "SECONDS", value_parser = parse_seconds,
+          default_value_t = ServerLimits::DEFAULT.idle_timeout.as_secs_f64())]
+    pub idle_timeout: f64,
+    /// Seconds a request body has to arrive whole, from its request head (408 after).
+    #[arg(long, env = "BODY_TIMEOUT", value_name = "SECONDS", value_parser = parse_seconds,
+          default_value_t = ServerLimits::DEFAULT.body_timeout.as_secs_f64())]
+    pub body_timeout: f64,
+    /// Connections served at once (more wait to be accepted); lowered to leave a quarter of the
+    /// file-descriptor limit (ulimit -n) to the engine.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = ServerLimits::DEFAULT.max_connections)]
+    pub max_connections: usize,
+    /// Bytes of upload bodies buffered across all requests at once (503 with Retry-After beyond).
+    #[arg(long, env = "MAX_BUFFERED_BYTES", default_value_t = ServerLimits::DEFAULT.max_buffered_bytes)]
+    pub max_buffered_bytes: usize,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> ServerLimits {
+        ServerLimits {
+            header_timeout: Duration::from_secs_f64(self.header_timeout),
+            idle_timeout: Duration::from_secs_f64(self.idle_timeout),
+            body_timeout: Duration::from_secs_f64(self.body_timeout),
+            max_connections: self.max_connections,
+            max_buffered_bytes: self.max_buffered_bytes,
+        }
+    }
+}
+
+/// A positive number of seconds, fractions allowed.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && Duration::try_from_secs_f64(v).is_ok() => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -187,9 +241,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             template,
             durability,
             parameters,
+            retry_backoff,
+            limits,
         } => {
             let mut cfg = EngineConfig::new(&cli.data_dir);
             cfg.email = email;
+            cfg.retry_backoff = Duration::from_secs_f64(retry_backoff);
+            cfg.server = limits.limits();
             cfg.faults = crate::faults::Faults::from_env()?;
             cfg.durability = durability;
             if let Some(path) = template {

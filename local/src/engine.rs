@@ -21,6 +21,7 @@ use tokio::sync::{watch, Mutex};
 
 use crate::faults::{CrashPoint, Faults, FaultyNotifier, FaultyStore, FaultyTable};
 use crate::metrics::Metrics;
+use crate::server::ServerLimits;
 use crate::template::{self, Template};
 use crate::EngineError;
 
@@ -48,8 +49,15 @@ pub struct EngineConfig {
     pub template: String,
     /// Parameter overrides, as `sam deploy --parameter-overrides`.
     pub parameters: BTreeMap<String, String>,
-    /// First pause before a failed batch is retried; doubles per attempt.
+    /// First pause before a failed batch is retried; doubles per attempt up to `max_retry_backoff`.
     pub retry_backoff: Duration,
+    /// The longest pause between retries. With the defaults (2 s doubling, up to 60 s) a batch that
+    /// keeps failing transiently is retried for about a minute before `process`'s
+    /// MaximumRetryAttempts (5) sends it to dead letters, and about six for `notice`'s (10): long
+    /// enough to outlast a burst (file descriptors or disk briefly short, a store restarting).
+    pub max_retry_backoff: Duration,
+    /// What an HTTP client may cost: timeouts, connections, buffered bytes.
+    pub server: ServerLimits,
     pub backend: Backend,
     /// Injected failures (tests, crash drills); none by default.
     pub faults: Faults,
@@ -63,7 +71,9 @@ impl EngineConfig {
             email: "you@example.com".into(),
             template: template::EMBEDDED.to_owned(),
             parameters: BTreeMap::new(),
-            retry_backoff: Duration::from_millis(200),
+            retry_backoff: Duration::from_secs(2),
+            max_retry_backoff: Duration::from_secs(60),
+            server: ServerLimits::DEFAULT,
             backend: Backend::Embedded,
             faults: Faults::default(),
             durability: Durability::default(),
@@ -92,6 +102,7 @@ pub struct Engine {
     /// Each mapping's function (`process`, `notice`), by mapping name: who gave up on a dead letter.
     functions: HashMap<String, String>,
     data_dir: PathBuf,
+    server: ServerLimits,
 }
 
 /// What a redrive did.
@@ -261,6 +272,9 @@ impl Engine {
                 .map_err(|_| EngineError::Template(format!("MAX_UPLOAD_BYTES {v:?}")))?,
             None => upload::DEFAULT_MAX_UPLOAD_BYTES,
         };
+        cfg.server
+            .validate(max_upload_bytes)
+            .map_err(EngineError::Limits)?;
         let secret = crate::secret::load_or_create(&cfg.data_dir)?;
         let upload = Arc::new(upload::Deps {
             table: table.clone(),
@@ -307,15 +321,18 @@ impl Engine {
             })?;
             functions.insert(mapping.name.clone(), f.binary.clone());
             metrics.register_function(&f.binary);
-            dispatchers.push(Arc::new(Mutex::new(Dispatcher::new(
-                f.binary.clone(),
-                Arc::new(mapping.clone()),
-                Arc::new(stream.clone()),
-                Arc::new(stream.clone()),
-                target,
-                observer.clone(),
-                cfg.retry_backoff,
-            ))));
+            dispatchers.push(Arc::new(Mutex::new(
+                Dispatcher::new(
+                    f.binary.clone(),
+                    Arc::new(mapping.clone()),
+                    Arc::new(stream.clone()),
+                    Arc::new(stream.clone()),
+                    target,
+                    observer.clone(),
+                    cfg.retry_backoff,
+                )
+                .with_max_backoff(cfg.max_retry_backoff),
+            )));
         }
         Ok(Engine {
             db,
@@ -333,6 +350,7 @@ impl Engine {
             dispatchers,
             functions,
             data_dir: cfg.data_dir,
+            server: cfg.server,
         })
     }
 
@@ -340,12 +358,14 @@ impl Engine {
         &self.data_dir
     }
 
+    /// The API's routes, with a byte budget of their own.
     pub fn router(&self) -> anyhow::Result<axum::Router> {
         crate::http::router(
             self.upload.clone(),
             &self.routes,
             self.metrics.clone(),
             self.files.clone(),
+            crate::http::ByteBudget::new(self.server.max_buffered_bytes),
         )
     }
 
@@ -354,6 +374,17 @@ impl Engine {
         if let Some(files) = &self.files {
             files.set_public_url(base);
         }
+    }
+
+    /// Serves the API on `listener`, under the engine's [`ServerLimits`], until `stop` turns true
+    /// (or its sender is dropped). The mappings do not run: see [`Engine::serve`].
+    pub async fn serve_http(
+        &self,
+        listener: tokio::net::TcpListener,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), EngineError> {
+        crate::server::serve(listener, self.router()?, self.server, stop).await;
+        Ok(())
     }
 
     /// Reads what DynamoDB Streams has that the mirror does not (AWS backend); 0 when embedded.
@@ -461,7 +492,7 @@ impl Engine {
     pub async fn serve(
         self,
         addr: SocketAddr,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> Result<(), EngineError> {
         if !addr.ip().is_loopback() {
             return Err(EngineError::NotLoopback(addr));
@@ -471,7 +502,6 @@ impl Engine {
             .with_context(|| format!("binding {addr}"))?;
         let addr = listener.local_addr().context("local address")?;
         self.set_public_url(&format!("http://{addr}"));
-        let router = self.router()?;
         let mut tasks = Vec::new();
         for d in &self.dispatchers {
             let d = d.clone();
@@ -504,10 +534,7 @@ impl Engine {
             ),
         }
         println!("Try:\n  curl -X POST -H 'Content-type: image/jpeg' --data-binary '@sample.jpg' http://{addr}/upload");
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
-        server.await.context("serving HTTP")?;
+        engine.serve_http(listener, stop).await?;
         for t in tasks {
             let _ = t.await;
         }

@@ -1,24 +1,60 @@
 //! The API on loopback: the routes of template.yaml's upload function, each served by the same
 //! `upload::handle` API Gateway invokes, plus `GET /metrics`.
+//!
+//! Only the routes that take a body (`POST`, that is `POST /upload`) read one, and only after
+//! reserving its bytes in a [`ByteBudget`] shared by all requests. A declared `Content-Length` over
+//! the upload limit is answered 413 before the body is touched, so hyper never sends
+//! `100 Continue` for it. The body's deadline comes from the transport ([`crate::server`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body as AxumBody;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
+use http_body_util::BodyExt;
 use lambda_http::{Body, RequestExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
+use crate::server::BodyError;
 use crate::template::Route;
+
+/// How long a client refused for want of buffer space is asked to wait.
+const RETRY_AFTER_S: u64 = 1;
+
+/// Bytes of request bodies the server may hold at once, across all requests. A request reserves
+/// what it may buffer before it reads a byte, and gives it back when its response is made.
+#[derive(Clone)]
+pub struct ByteBudget {
+    bytes: Arc<Semaphore>,
+    total: usize,
+}
+
+impl ByteBudget {
+    /// `total` must fit in a `u32` (checked by [`crate::server::ServerLimits::validate`]).
+    pub fn new(total: usize) -> ByteBudget {
+        ByteBudget {
+            bytes: Arc::new(Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// `bytes` of the budget, or `None` when that much is not free right now.
+    pub fn try_reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(bytes).ok()?;
+        self.bytes.clone().try_acquire_many_owned(n).ok()
+    }
+}
 
 #[derive(Clone)]
 struct Api {
     upload: Arc<upload::Deps>,
     metrics: Metrics,
+    budget: ByteBudget,
 }
 
 pub fn router(
@@ -26,17 +62,26 @@ pub fn router(
     routes: &[Route],
     metrics: Metrics,
     files: Option<Arc<embedded_adapters::files::FileStore>>,
+    budget: ByteBudget,
 ) -> anyhow::Result<Router> {
-    let api = Api { upload, metrics };
+    let api = Api {
+        upload,
+        metrics,
+        budget,
+    };
     let mut router = Router::new().route("/metrics", axum::routing::get(metrics_text));
     for route in routes {
         let method: Method = route.method.parse()?;
-        let filter = MethodFilter::try_from(method)
+        let filter = MethodFilter::try_from(method.clone())
             .map_err(|e| anyhow::anyhow!("route {} {}: {e}", route.method, route.path))?;
-        router = router.route(&route.path, on(filter, invoke_upload));
+        router = if method == Method::POST {
+            router.route(&route.path, on(filter, invoke_with_body))
+        } else {
+            router.route(&route.path, on(filter, invoke_without_body))
+        };
     }
     // Unknown paths get the function's own JSON 404, as one function owns the whole API.
-    let router = router.fallback(invoke_upload).with_state(api);
+    let router = router.fallback(invoke_without_body).with_state(api);
     Ok(match files {
         Some(files) => router.merge(crate::objects::router(files)),
         None => router,
@@ -50,23 +95,132 @@ async fn metrics_text(State(api): State<Api>) -> impl IntoResponse {
     )
 }
 
-/// Turns the HTTP request into the `lambda_http::Request` API Gateway would hand the function.
-async fn invoke_upload(State(api): State<Api>, req: Request) -> Response {
+fn json_error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    // The body was not (wholly) read: the connection cannot carry another request.
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
+fn too_large(limit: usize) -> Response {
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("body is over the limit of {limit} bytes"),
+    )
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    // hyper has already refused a malformed or repeated Content-Length.
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A route that takes a body (`POST /upload`): check the declared length, reserve, read, invoke.
+async fn invoke_with_body(State(api): State<Api>, req: Request) -> Response {
     let limit = api.upload.max_upload_bytes;
     let (parts, body) = req.into_parts();
-    // Read one byte past the limit: enough to know it is over, without buffering a huge body.
-    let bytes = match axum::body::to_bytes(body, limit.saturating_add(1)).await {
-        Ok(b) => b,
-        Err(_) => {
-            let msg = format!("{{\"error\":\"body is over the limit of {limit} bytes\"}}");
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                [("content-type", "application/json")],
-                msg,
-            )
-                .into_response();
+    let declared = declared_length(&parts.headers);
+    let reserve = match declared {
+        // Before the body is polled, so no `100 Continue` goes out for it.
+        Some(n) if n > limit as u64 => return too_large(limit),
+        Some(n) => n as usize,
+        // Chunked: it may run up to the limit.
+        None => limit,
+    };
+    let Some(_reservation) = api.budget.try_reserve(reserve) else {
+        tracing::warn!(
+            reserve,
+            budget = api.budget.total,
+            "upload refused: the byte budget is spent"
+        );
+        let mut resp = json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "the server is already buffering as many upload bytes as it may ({}); retry after {RETRY_AFTER_S} s",
+                api.budget.total
+            ),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, RETRY_AFTER_S.into());
+        return resp;
+    };
+    let declared = declared.map(|n| n as usize);
+    let bytes = match read_body(body, declared, reserve, limit).await {
+        Ok(bytes) => bytes,
+        Err(ReadError::TooLarge) => return too_large(limit),
+        Err(ReadError::TimedOut(why)) => {
+            tracing::info!(error = %why, "upload cut off");
+            return json_error(StatusCode::REQUEST_TIMEOUT, &why);
+        }
+        Err(ReadError::Broken(why)) => {
+            tracing::info!(error = %why, "upload body unreadable");
+            return json_error(StatusCode::BAD_REQUEST, &why);
         }
     };
+    let body = if bytes.is_empty() {
+        Body::Empty
+    } else {
+        Body::Binary(bytes)
+    };
+    invoke(&api, parts, body).await
+}
+
+/// Every other route: the body, if any, is never read.
+async fn invoke_without_body(State(api): State<Api>, req: Request) -> Response {
+    let (parts, _unread) = req.into_parts();
+    invoke(&api, parts, Body::Empty).await
+}
+
+enum ReadError {
+    TooLarge,
+    TimedOut(String),
+    Broken(String),
+}
+
+/// Reads `body` into one buffer whose capacity never passes `reserved` (what the request holds of
+/// the budget); more than `limit` bytes is [`ReadError::TooLarge`].
+async fn read_body(
+    mut body: AxumBody,
+    declared: Option<usize>,
+    reserved: usize,
+    limit: usize,
+) -> Result<Vec<u8>, ReadError> {
+    // A declared length is exact (hyper enforces it): one allocation. Chunked grows as it comes.
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            let inner = e.into_inner();
+            match inner.downcast_ref::<BodyError>() {
+                Some(BodyError::TimedOut(_)) => ReadError::TimedOut(inner.to_string()),
+                _ => ReadError::Broken(format!("the body could not be read: {inner}")),
+            }
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let needed = buf.len() + data.len();
+        if needed > limit {
+            return Err(ReadError::TooLarge);
+        }
+        if needed > buf.capacity() {
+            let grown = (buf.capacity() * 2).clamp(needed, reserved.max(needed));
+            buf.reserve_exact(grown - buf.len());
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf)
+}
+
+/// Hands the request to `upload::handle` as the `lambda_http::Request` API Gateway would.
+async fn invoke(api: &Api, parts: axum::http::request::Parts, body: Body) -> Response {
     let query: HashMap<String, Vec<String>> = parts
         .uri
         .query()
@@ -80,11 +234,6 @@ async fn invoke_upload(State(api): State<Api>, req: Request) -> Response {
             )
         })
         .unwrap_or_default();
-    let body = if bytes.is_empty() {
-        Body::Empty
-    } else {
-        Body::Binary(bytes.to_vec())
-    };
     let request = lambda_http::Request::from_parts(parts, body).with_query_string_parameters(query);
     let response = upload::handle(request, &api.upload).await;
     let (parts, body) = response.into_parts();

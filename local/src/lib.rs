@@ -16,6 +16,7 @@ pub mod load;
 pub mod metrics;
 pub mod objects;
 pub mod secret;
+pub mod server;
 pub mod telemetry;
 pub mod template;
 
@@ -25,6 +26,8 @@ pub use engine::{Backend, Engine, EngineConfig};
 pub enum EngineError {
     #[error("template.yaml: {0}")]
     Template(String),
+    #[error("server limits: {0}")]
+    Limits(String),
     #[error("refusing to listen on {0}: the local engine serves loopback addresses only (127.0.0.1, ::1)")]
     NotLoopback(std::net::SocketAddr),
     #[error(transparent)]

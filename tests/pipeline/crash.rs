@@ -212,6 +212,8 @@ async fn a_record_that_aborts_the_engine_is_dead_lettered_after_its_retries_not_
     let poison = fixture("FreshFlower.jpg");
     let mut env = world.as_ref().map(|w| w.env()).unwrap_or_default();
     env.push(("UPLOADER_ABORT_ON_SIZE".into(), poison.len().to_string()));
+    // Retries that back off from 2 s to a minute are right for a burst, not for a test.
+    env.push(("RETRY_BACKOFF".into(), "0.05".into()));
     let http = client();
     let upload = |addr: std::net::SocketAddr, body: Vec<u8>| {
         let http = http.clone();

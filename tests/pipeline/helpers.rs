@@ -67,6 +67,7 @@ pub struct TestEngine {
     pub http: reqwest::Client,
     pub aws: Option<AwsWorld>,
     received: tokio::sync::Mutex<Vec<SentNotice>>,
+    _stop_server: tokio::sync::watch::Sender<bool>,
 }
 
 /// An engine over a fresh data dir, serving HTTP on an ephemeral loopback port. Its mappings do not
@@ -89,8 +90,10 @@ pub async fn spawn_engine_with(configure: impl FnOnce(&mut EngineConfig)) -> Tes
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     engine.set_public_url(&format!("http://{addr}"));
-    let router = engine.router().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    // The engine's own server and limits; it stops when the TestEngine is dropped.
+    let (stop_server, stop) = tokio::sync::watch::channel(false);
+    let server = engine.clone();
+    tokio::spawn(async move { server.serve_http(listener, stop).await.unwrap() });
     TestEngine {
         engine,
         addr,
@@ -98,6 +101,7 @@ pub async fn spawn_engine_with(configure: impl FnOnce(&mut EngineConfig)) -> Tes
         http: client(),
         aws,
         received: Default::default(),
+        _stop_server: stop_server,
     }
 }
 
@@ -251,6 +255,15 @@ pub struct Binary {
 
 /// The AWS backend when `env` names a table (an [`AwsWorld::env`]), else the embedded one.
 pub async fn spawn_binary(data_dir: &Path, env: &[(String, String)]) -> Binary {
+    spawn_binary_with_nofile(data_dir, env, None).await
+}
+
+/// [`spawn_binary`], under a file-descriptor limit (`ulimit -n`) when one is given.
+pub async fn spawn_binary_with_nofile(
+    data_dir: &Path,
+    env: &[(String, String)],
+    nofile: Option<u64>,
+) -> Binary {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -262,7 +275,18 @@ pub async fn spawn_binary(data_dir: &Path, env: &[(String, String)]) -> Binary {
     } else {
         Stdio::null()
     };
-    let child = Command::new(env!("CARGO_BIN_EXE_uploader"))
+    let mut command = match nofile {
+        None => Command::new(env!("CARGO_BIN_EXE_uploader")),
+        Some(n) => {
+            // The shell lowers its own limit, then becomes the engine (same pid).
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_uploader"));
+            sh
+        }
+    };
+    let child = command
         .args(["serve", "--addr", &addr.to_string(), "--data-dir"])
         .arg(data_dir)
         .args(if !env.iter().any(|(k, _)| k == "TABLE_NAME") {
@@ -294,6 +318,18 @@ pub async fn spawn_binary(data_dir: &Path, env: &[(String, String)]) -> Binary {
 }
 
 impl Binary {
+    /// The engine's peak resident set so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmHWM in\n{status}"));
+        kb * 1024
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill(mut self) {
         self.child.kill().unwrap();

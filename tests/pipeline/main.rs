@@ -13,4 +13,5 @@ mod flow;
 mod helpers;
 #[cfg(feature = "aws")]
 mod lambda;
+mod server;
 mod stand_ins;
