@@ -20,9 +20,13 @@
 //! poison record is retried, bisected and dead-lettered like any other failure instead of crashing
 //! the engine on every restart.
 //!
+//! [`async_invoke`] is the other way Lambda delivers: asynchronous invocation, as S3 bucket
+//! notifications use it (one event per invocation, two retries, an age limit, a destination).
+//!
 //! Where records come from is the source's business: an embedded table's own stream, or DynamoDB
 //! Streams read through the API ([`RecordSource`]). [`memory`] has in-memory ones for tests.
 
+pub mod async_invoke;
 mod config;
 mod dispatcher;
 mod function;

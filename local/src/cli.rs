@@ -136,6 +136,26 @@ pub enum Command {
     },
     /// Show one item as JSON.
     Item { id: String },
+    /// Upload photos of any size the direct way: reserve (`POST /uploads`), then PUT the bytes to
+    /// the signed URL the reservation gives. Works with the local engine and the deployed API.
+    /// Prints one JSON line per file: its item's id and status.
+    Upload {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The API's base URL (the deployed API's, e.g. https://abc.execute-api.../prod).
+        #[arg(long, env = "API_URL", default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// The deployed API's key (`make outputs` says how to read it); none locally.
+        #[arg(long, env = "API_KEY")]
+        api_key: Option<String>,
+    },
+    /// Drop files into the local bucket under `ingest/` (as `aws s3 cp FILE s3://BUCKET/ingest/`
+    /// does on AWS): the running engine, or its next start, makes an item of each. Prints one JSON
+    /// line per file: its key and the id its item has.
+    Ingest {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Run the process step on files: write their renditions to --out, print metadata as JSON lines.
     Process {
         #[arg(required = true)]
@@ -296,6 +316,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let settings = imaging::Settings::parse(&renditions, max_pixels)?;
             crate::commands::process_files(&files, &out, &settings)
+        }
+        Command::Upload {
+            files,
+            url,
+            api_key,
+        } => {
+            for file in files {
+                let line = crate::commands::upload_direct(&url, api_key.as_deref(), &file).await?;
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Ingest { files } => {
+            let engine = cli.backend.engine(&cli.data_dir).await?;
+            for file in files {
+                let dropped = crate::commands::drop_in(&engine, &file).await?;
+                println!("{}", serde_json::to_string(&dropped)?);
+            }
+            Ok(())
         }
         Command::DeadLetters => {
             let engine = cli.backend.engine(&cli.data_dir).await?;

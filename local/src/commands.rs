@@ -140,3 +140,90 @@ pub fn process_files(
     }
     Ok(())
 }
+
+/// A file dropped into the bucket: where it went and the id its item gets.
+#[derive(Debug, serde::Serialize)]
+pub struct DropIn {
+    pub file: String,
+    pub key: String,
+    pub id: String,
+    /// How many functions the bucket notified (0: no rule matched the key).
+    pub notified: usize,
+}
+
+/// Puts `file` into the engine's bucket under `ingest/<file name>` and queues its notification:
+/// the local twin of `aws s3 cp FILE s3://BUCKET/ingest/`.
+pub async fn drop_in(engine: &crate::Engine, file: &Path) -> anyhow::Result<DropIn> {
+    use md5::Digest;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} has no file name", file.display()))?;
+    let key = format!("{}{name}", ingest::DROP_INS);
+    let etag: String = md5::Md5::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let size = bytes.len() as u64;
+    let bucket = engine.store.bucket().to_owned();
+    // Held before the object is in place, released after: never an event before its object.
+    let held = engine
+        .bucket_events
+        .object_created(&key, size, &etag)
+        .await?;
+    engine
+        .store
+        .put(&key, bytes.into(), "application/octet-stream")
+        .await?;
+    let notified = engine.bucket_events.released(held).await?;
+    Ok(DropIn {
+        file: file.display().to_string(),
+        id: state::ImageId::derived(&format!("s3://{bucket}/{key}#{etag}")).to_string(),
+        key,
+        notified,
+    })
+}
+
+/// The two steps of a direct upload: reserve at `api`, then PUT `file` to the signed URL. Returns
+/// the item as the API answers the reservation (`pending`), with the PUT's status.
+pub async fn upload_direct(api: &str, api_key: Option<&str>, file: &Path) -> anyhow::Result<Value> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let kind = state::media::sniff(&bytes).with_context(|| file.display().to_string())?;
+    let http = reqwest::Client::builder().build()?;
+    let mut reserve = http
+        .post(format!("{}/uploads", api.trim_end_matches('/')))
+        .json(&json!({ "size": bytes.len(), "content_type": kind.content_type() }));
+    if let Some(key) = api_key {
+        reserve = reserve.header("x-api-key", key);
+    }
+    let resp = reserve.send().await.context("reserving")?;
+    let status = resp.status();
+    let reservation: Value = resp.json().await.context("the reservation's JSON")?;
+    anyhow::ensure!(
+        status.as_u16() == 201,
+        "reserving {}: {status} {reservation}",
+        file.display()
+    );
+    let url = reservation["url"]
+        .as_str()
+        .context("no url in the reservation")?;
+    let mut put = http.put(url).body(bytes);
+    for (name, value) in reservation["headers"].as_object().into_iter().flatten() {
+        put = put.header(name, value.as_str().unwrap_or_default());
+    }
+    let put = put.send().await.context("uploading")?;
+    anyhow::ensure!(
+        put.status().is_success(),
+        "uploading {}: {} {}",
+        file.display(),
+        put.status(),
+        put.text().await.unwrap_or_default()
+    );
+    Ok(json!({
+        "file": file.display().to_string(),
+        "id": reservation["id"],
+        "status": "uploaded",
+        "item": format!("{}/items/{}", api.trim_end_matches('/'), reservation["id"].as_str().unwrap_or_default()),
+    }))
+}

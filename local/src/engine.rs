@@ -10,10 +10,13 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::s3::S3Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use embedded_adapters::files::FileStore;
 use embedded_adapters::mailbox::Mailbox;
+use embedded_adapters::signed::UploadSigner;
 use embedded_adapters::sqlite::{Database, Durability, SqliteStream, SqliteTable};
+use event_source_mapping::async_invoke::{AsyncFunction, AsyncInvoker, AsyncStep};
 use event_source_mapping::{Dispatcher, FunctionError, Observer, Step, StreamFunction};
 use lambda_runtime::LambdaEvent;
 use state::{ItemTable, Notifier, ObjectStore};
@@ -21,6 +24,7 @@ use tokio::sync::{watch, Mutex};
 
 use crate::faults::{CrashPoint, Faults, FaultyNotifier, FaultyStore, FaultyTable};
 use crate::metrics::Metrics;
+use crate::notifications::BucketEvents;
 use crate::server::ServerLimits;
 use crate::template::{self, Template};
 use crate::EngineError;
@@ -92,6 +96,8 @@ pub struct Engine {
     pub mail_dir: Option<PathBuf>,
     /// The embedded bucket, which `GET /objects/...` serves; `None` on AWS.
     pub files: Option<Arc<FileStore>>,
+    /// The embedded table, whose expired reservations the engine deletes; `None` on AWS.
+    embedded_table: Option<SqliteTable>,
     /// Mirrors the DynamoDB stream into `db` on AWS; `None` when embedded.
     #[cfg(feature = "aws")]
     pub mirror: Option<Arc<crate::aws_backend::Mirror>>,
@@ -99,10 +105,16 @@ pub struct Engine {
     pub upload: Arc<upload::Deps>,
     pub routes: Vec<template::Route>,
     pub dispatchers: Vec<Arc<Mutex<Dispatcher>>>,
-    /// Each mapping's function (`process`, `notice`), by mapping name: who gave up on a dead letter.
+    /// The bucket's notification rules (template.yaml's `Type: S3` events) and their queues.
+    pub bucket_events: Arc<BucketEvents>,
+    /// One asynchronous invoker per function the bucket notifies (`ingest`).
+    pub invokers: Vec<Arc<AsyncInvoker>>,
+    /// Each mapping's function (`process`, `notice`, `ingest`), by mapping or queue name: who
+    /// gave up on a dead letter.
     functions: HashMap<String, String>,
     data_dir: PathBuf,
     server: ServerLimits,
+    faults: Faults,
 }
 
 /// What a redrive did.
@@ -112,6 +124,51 @@ pub struct Redrive {
     pub redriven: usize,
     /// Dead letters whose items had already moved on (or are gone): nothing to redo.
     pub moved_on: usize,
+}
+
+/// The `ingest` function, invoked asynchronously with the S3 events the bucket sends.
+struct IngestFunction(ingest::Deps);
+
+#[async_trait]
+impl AsyncFunction for IngestFunction {
+    async fn invoke(&self, event: S3Event) -> Result<(), FunctionError> {
+        ingest::handle(
+            LambdaEvent::new(event, lambda_runtime::Context::default()),
+            &self.0,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| FunctionError::new("IngestError", e.to_string()))
+    }
+}
+
+/// What a dead letter holds.
+enum GivenUp {
+    /// A table stream record (`process`, `notice`).
+    Stream(Box<EventRecord>),
+    /// A bucket notification (`ingest`): its key, and the reservation it is for, if any.
+    Object {
+        key: String,
+        reservation: Option<state::ImageId>,
+    },
+    Unknown(String),
+}
+
+fn given_up(record: &serde_json::Value) -> GivenUp {
+    if record.get("s3").is_some() {
+        let key = record["s3"]["object"]["key"]
+            .as_str()
+            .map(ingest::decoded_key)
+            .unwrap_or_default();
+        let reservation = key
+            .strip_prefix(ingest::INCOMING)
+            .and_then(|id| id.parse().ok());
+        return GivenUp::Object { key, reservation };
+    }
+    match serde_json::from_value::<EventRecord>(record.clone()) {
+        Ok(r) => GivenUp::Stream(Box::new(r)),
+        Err(e) => GivenUp::Unknown(format!("neither a stream record nor an object event: {e}")),
+    }
 }
 
 /// The `process` function, invoked in process with the event Lambda would send.
@@ -199,6 +256,7 @@ type Ports = (
     Arc<dyn Notifier>,
     Option<PathBuf>,
     Option<Arc<FileStore>>,
+    Option<SqliteTable>,
 );
 
 impl Engine {
@@ -210,12 +268,17 @@ impl Engine {
         let fsync = cfg.durability == Durability::Power;
         #[cfg(feature = "aws")]
         let mut mirror = None;
-        let (table, store, notifier, mail_dir, files): Ports = match cfg.backend {
+        let (table, store, notifier, mail_dir, files, embedded_table): Ports = match cfg.backend {
             Backend::Embedded => {
                 let mail_dir = cfg.data_dir.join("mail");
-                let files = Arc::new(FileStore::new(&cfg.data_dir.join("objects"), BUCKET, fsync));
+                let signer = UploadSigner::new(&crate::secret::load_or_create(&cfg.data_dir)?);
+                let files = Arc::new(
+                    FileStore::new(&cfg.data_dir.join("objects"), BUCKET, fsync)
+                        .with_signer(signer),
+                );
+                let sqlite = SqliteTable::new(db.clone());
                 (
-                    Arc::new(SqliteTable::new(db.clone())),
+                    Arc::new(sqlite.clone()),
                     files.clone(),
                     Arc::new(Mailbox::new(
                         db.clone(),
@@ -225,6 +288,7 @@ impl Engine {
                     )?),
                     Some(mail_dir),
                     Some(files),
+                    Some(sqlite),
                 )
             }
             #[cfg(feature = "aws")]
@@ -237,6 +301,7 @@ impl Engine {
                     Arc::new(aws.table),
                     Arc::new(aws.store),
                     Arc::new(aws.notifier),
+                    None,
                     None,
                     None,
                 )
@@ -276,10 +341,26 @@ impl Engine {
             .validate(max_upload_bytes)
             .map_err(EngineError::Limits)?;
         let secret = crate::secret::load_or_create(&cfg.data_dir)?;
+        let max_object_bytes = match env(upload_fn, "MAX_OBJECT_BYTES") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| EngineError::Template(format!("MAX_OBJECT_BYTES {v:?}")))?,
+            None => upload::DEFAULT_MAX_OBJECT_BYTES,
+        };
+        let upload_url_ttl = match env(upload_fn, "UPLOAD_URL_MINUTES") {
+            Some(v) => Duration::from_secs(
+                60 * v
+                    .parse::<u64>()
+                    .map_err(|_| EngineError::Template(format!("UPLOAD_URL_MINUTES {v:?}")))?,
+            ),
+            None => upload::DEFAULT_UPLOAD_URL_TTL,
+        };
         let upload = Arc::new(upload::Deps {
             table: table.clone(),
             store: store.clone(),
             max_upload_bytes,
+            max_object_bytes,
+            upload_url_ttl,
             cursor_key: upload::CursorKey::new(secret).expect("a 32-byte key"),
         });
 
@@ -334,6 +415,36 @@ impl Engine {
                 .with_max_backoff(cfg.max_retry_backoff),
             )));
         }
+        // The bucket's notifications: every function with `Type: S3` events (`ingest`), each with
+        // its own queue, delivered as Lambda invokes asynchronously.
+        let ingest_fn = function("ingest")?;
+        let ingest: Arc<dyn AsyncFunction> = Arc::new(IngestFunction(ingest::Deps {
+            table: table.clone(),
+            store: store.clone(),
+            max_object_bytes,
+        }));
+        let mut rules = Vec::new();
+        let mut invokers = Vec::new();
+        // (One function today; the bucket notifies whichever the template says.)
+        let (f, target) = (ingest_fn, ingest);
+        let config = f.async_config.clone();
+        rules.extend(
+            f.notifications
+                .iter()
+                .map(|rule| (rule.clone(), config.name.clone())),
+        );
+        functions.insert(config.name.clone(), f.binary.clone());
+        metrics.register_function(&f.binary);
+        invokers.push(Arc::new(AsyncInvoker::new(
+            f.binary.clone(),
+            Arc::new(config),
+            Arc::new(db.clone()),
+            target,
+            observer.clone(),
+            cfg.retry_backoff,
+            cfg.max_retry_backoff,
+        )));
+        let bucket_events = Arc::new(BucketEvents::new(db.clone(), store.bucket(), rules));
         Ok(Engine {
             db,
             stream,
@@ -342,15 +453,19 @@ impl Engine {
             notifier,
             mail_dir,
             files,
+            embedded_table,
             #[cfg(feature = "aws")]
             mirror,
             metrics,
             upload,
             routes: upload_fn.routes.clone(),
             dispatchers,
+            bucket_events,
+            invokers,
             functions,
             data_dir: cfg.data_dir,
             server: cfg.server,
+            faults,
         })
     }
 
@@ -364,7 +479,11 @@ impl Engine {
             self.upload.clone(),
             &self.routes,
             self.metrics.clone(),
-            self.files.clone(),
+            self.files.clone().map(|files| crate::objects::Objects {
+                files,
+                events: self.bucket_events.clone(),
+                faults: self.faults.clone(),
+            }),
             crate::http::ByteBudget::new(self.server.max_buffered_bytes),
         )
     }
@@ -396,12 +515,61 @@ impl Engine {
         Ok(0)
     }
 
+    /// An object was created in the bucket by other means than the engine's own PUT (an object
+    /// put on S3 directly, which moto does not notify): queue its notifications, due now.
+    pub async fn object_created(&self, key: &str, size: u64, etag: &str) -> anyhow::Result<usize> {
+        let held = self.bucket_events.object_created(key, size, etag).await?;
+        self.bucket_events.released(held).await
+    }
+
+    /// Releases or drops the bucket events an interrupted write left held for more than
+    /// `held_for` (see [`BucketEvents::recover`]).
+    pub async fn recover_bucket_events(&self, held_for: Duration) -> anyhow::Result<()> {
+        let (released, dropped) = self
+            .bucket_events
+            .recover(self.store.as_ref(), held_for)
+            .await?;
+        if released + dropped > 0 {
+            tracing::warn!(
+                released,
+                dropped,
+                "bucket events held by an interrupted write recovered"
+            );
+        }
+        Ok(())
+    }
+
+    /// Deletes the reservations whose TTL passed, as DynamoDB's TTL does (embedded table only;
+    /// on AWS, DynamoDB does it). Returns how many.
+    pub async fn expire_reservations(&self) -> anyhow::Result<usize> {
+        self.expire_reservations_at(state::now_ms() / 1000).await
+    }
+
+    /// As [`Engine::expire_reservations`], as if it were `now_s` (epoch seconds).
+    pub async fn expire_reservations_at(&self, now_s: i64) -> anyhow::Result<usize> {
+        match &self.embedded_table {
+            Some(table) => Ok(table.expire(now_s).await?),
+            None => Ok(0),
+        }
+    }
+
     /// Delivers every pending record to every mapping until none has work left (tests, `process`
     /// of a replayed stream). Retries pause as they would in `serve`.
     pub async fn drain(&self) -> anyhow::Result<()> {
         loop {
             let mut idle = self.poll_mirror().await? == 0;
             idle &= self.consume_failures().await? == 0;
+            idle &= self.expire_reservations().await? == 0;
+            for invoker in &self.invokers {
+                match invoker.step().await.map_err(|e| anyhow::anyhow!(e))? {
+                    AsyncStep::Idle => {}
+                    AsyncStep::Progressed => idle = false,
+                    AsyncStep::Waiting(pause) => {
+                        idle = false;
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+            }
             for d in &self.dispatchers {
                 let mut d = d.lock().await;
                 loop {
@@ -432,8 +600,8 @@ impl Engine {
                 .functions
                 .get(&letter.mapping)
                 .map_or(letter.mapping.as_str(), String::as_str);
-            let marked = match serde_json::from_value::<EventRecord>(letter.record.clone()) {
-                Ok(record) => {
+            let marked = match given_up(&letter.record) {
+                GivenUp::Stream(record) => {
                     state::stream::mark_given_up(
                         self.table.as_ref(),
                         &record,
@@ -442,9 +610,26 @@ impl Engine {
                     )
                     .await
                 }
-                Err(e) => Err(state::StateError::Corrupt {
+                // An object event ingest gave up on: its reservation, if it is one, says so.
+                GivenUp::Object {
+                    reservation: Some(id),
+                    ..
+                } => {
+                    let stall = state::Stall::new(function, &letter.reason, state::now_ms());
+                    self.table
+                        .mark_stalled(id, state::Status::Pending, &stall)
+                        .await
+                }
+                GivenUp::Object {
+                    reservation: None,
+                    key,
+                } => {
+                    tracing::error!(key, reason = %letter.reason, "a drop-in was given up on: redrive it after fixing the cause");
+                    Ok(false)
+                }
+                GivenUp::Unknown(why) => Err(state::StateError::Corrupt {
                     id: String::new(),
-                    reason: format!("dead letter {} is not a stream record: {e}", letter.id),
+                    reason: format!("dead letter {}: {why}", letter.id),
                 }),
             };
             match marked {
@@ -471,12 +656,22 @@ impl Engine {
         while self.consume_failures().await? > 0 {}
         let mut report = Redrive::default();
         for letter in self.stream.dead_letters().await? {
-            let item = serde_json::from_value::<EventRecord>(letter.record.clone())
-                .ok()
-                .and_then(|r| state::stream::item_of(&r).ok());
-            let cleared = match item {
-                Some(item) => self.table.clear_stalled(item.id).await?,
-                None => false,
+            let cleared = match given_up(&letter.record) {
+                GivenUp::Stream(record) => match state::stream::item_of(&record) {
+                    Ok(item) => self.table.clear_stalled(item.id).await?,
+                    Err(_) => false,
+                },
+                // An object event goes back to its function's queue (S3 would not resend it).
+                GivenUp::Object { reservation, .. } => {
+                    if let Some(id) = reservation {
+                        self.table.clear_stalled(id).await?;
+                    }
+                    self.db
+                        .enqueue(&letter.mapping, vec![letter.record.clone()], false)
+                        .await?;
+                    true
+                }
+                GivenUp::Unknown(_) => false,
             };
             if cleared {
                 report.redriven += 1;
@@ -520,6 +715,17 @@ impl Engine {
                 async move { consume_failures(engine, stop).await },
             ));
         }
+        for invoker in &engine.invokers {
+            let (invoker, stop) = (invoker.clone(), stop.clone());
+            let queued = engine.db.subscribe_queue();
+            tasks.push(tokio::spawn(async move {
+                run_async(invoker, queued, stop).await
+            }));
+        }
+        {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move { expire(engine, stop).await }));
+        }
         tracing::info!(%addr, data_dir = %engine.data_dir.display(), "serving");
         println!("Upload API listening on http://{addr}");
         match &engine.mail_dir {
@@ -539,6 +745,59 @@ impl Engine {
             let _ = t.await;
         }
         Ok(())
+    }
+}
+
+/// An asynchronous invoker's loop: delivers what is due, then waits for an event to be queued (in
+/// this process, or a second later: `uploader ingest` queues from another).
+async fn run_async(
+    invoker: Arc<AsyncInvoker>,
+    mut queued: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        queued.borrow_and_update();
+        let wait = match invoker.step().await {
+            Ok(AsyncStep::Progressed) => continue,
+            Ok(AsyncStep::Idle) => Duration::from_secs(1),
+            Ok(AsyncStep::Waiting(pause)) => pause.min(Duration::from_secs(1)),
+            Err(e) => {
+                tracing::error!(error = %e, "asynchronous delivery failed");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            _ = queued.changed() => {}
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Deletes expired reservations, as DynamoDB's TTL does (it takes minutes to days there; here a
+/// sweep every 5 seconds), and settles bucket events an interrupted write left held.
+async fn expire(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match engine.expire_reservations().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reservations = n, "expired reservations deleted"),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "expiring reservations failed"),
+        }
+        // A write cut short (a crash, a killed `uploader ingest`) leaves its events held; a
+        // write takes milliseconds, so one held for seconds was cut short.
+        if let Err(e) = engine.recover_bucket_events(Duration::from_secs(5)).await {
+            tracing::error!(error = %format!("{e:#}"), "recovering held bucket events failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
     }
 }
 

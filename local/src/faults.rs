@@ -267,6 +267,32 @@ impl ObjectStore for FaultyStore {
     async fn link(&self, key: &str) -> Result<String, StateError> {
         self.inner.link(key).await
     }
+
+    async fn head(&self, key: &str) -> Result<state::ObjectInfo, StateError> {
+        if take(&self.faults.inner.store) || self.faults.poisoned(key) {
+            return Err(injected("object store"));
+        }
+        self.inner.head(key).await
+    }
+
+    async fn get_prefix(&self, key: &str, len: usize) -> Result<Bytes, StateError> {
+        if take(&self.faults.inner.store) || self.faults.poisoned(key) {
+            return Err(injected("object store"));
+        }
+        self.inner.get_prefix(key, len).await
+    }
+
+    async fn signed_upload(
+        &self,
+        key: &str,
+        size: u64,
+        content_type: &str,
+        valid_for: std::time::Duration,
+    ) -> Result<state::SignedUpload, StateError> {
+        self.inner
+            .signed_upload(key, size, content_type, valid_for)
+            .await
+    }
 }
 
 pub struct FaultyNotifier {

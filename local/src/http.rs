@@ -61,7 +61,7 @@ pub fn router(
     upload: Arc<upload::Deps>,
     routes: &[Route],
     metrics: Metrics,
-    files: Option<Arc<embedded_adapters::files::FileStore>>,
+    objects: Option<crate::objects::Objects>,
     budget: ByteBudget,
 ) -> anyhow::Result<Router> {
     let api = Api {
@@ -82,8 +82,8 @@ pub fn router(
     }
     // Unknown paths get the function's own JSON 404, as one function owns the whole API.
     let router = router.fallback(invoke_without_body).with_state(api);
-    Ok(match files {
-        Some(files) => router.merge(crate::objects::router(files)),
+    Ok(match objects {
+        Some(objects) => router.merge(crate::objects::router(objects)),
         None => router,
     })
 }

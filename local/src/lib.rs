@@ -14,6 +14,7 @@ pub mod faults;
 pub mod http;
 pub mod load;
 pub mod metrics;
+pub mod notifications;
 pub mod objects;
 pub mod secret;
 pub mod server;

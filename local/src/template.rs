@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_norway::Value;
 
+use event_source_mapping::async_invoke::AsyncConfig;
 use event_source_mapping::MappingConfig;
 use lambda_filter::FilterCriteria;
 
@@ -30,6 +31,35 @@ pub struct Function {
     pub environment: BTreeMap<String, String>,
     pub routes: Vec<Route>,
     pub stream: Option<MappingConfig>,
+    /// The bucket notifications (`Type: S3` events) that invoke this function.
+    pub notifications: Vec<NotificationRule>,
+    /// How Lambda invokes it asynchronously (`EventInvokeConfig`, else Lambda's defaults).
+    pub async_config: AsyncConfig,
+}
+
+/// One `Type: S3` event: which object events, and which keys (one prefix and one suffix at most,
+/// as S3 allows), invoke the function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRule {
+    pub name: String,
+    /// E.g. `s3:ObjectCreated:*`.
+    pub events: Vec<String>,
+    pub prefix: String,
+    pub suffix: String,
+}
+
+impl NotificationRule {
+    /// Whether an `event` (e.g. `s3:ObjectCreated:Put`) on `key` matches. Keys are compared as S3
+    /// compares them: case-sensitively, in the URL-encoded form events carry.
+    pub fn matches(&self, event: &str, encoded_key: &str) -> bool {
+        let event_matches = self.events.iter().any(|e| match e.strip_suffix('*') {
+            Some(stem) => event.starts_with(stem),
+            None => event == e,
+        });
+        event_matches
+            && encoded_key.starts_with(&self.prefix)
+            && encoded_key.ends_with(&self.suffix)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +150,7 @@ impl Template {
             }
             let mut routes = Vec::new();
             let mut stream = None;
+            let mut notifications = Vec::new();
             for (ev_id, ev) in props
                 .and_then(|p| field(p, "Events"))
                 .and_then(Value::as_mapping)
@@ -149,15 +180,23 @@ impl Template {
                         }
                         stream = Some(parse_mapping(&format!("{logical_id}.{ev_name}"), p)?);
                     }
+                    Some("S3") => {
+                        let p = ev_props
+                            .ok_or_else(|| bad(format!("{logical_id}.{ev_name}: no Properties")))?;
+                        notifications.push(parse_notification(&ev_name, p)?);
+                    }
                     _ => {}
                 }
             }
+            let async_config = parse_async(&logical_id, props)?;
             functions.push(Function {
                 logical_id,
                 binary,
                 environment,
                 routes,
                 stream,
+                notifications,
+                async_config,
             });
         }
         Ok(Template {
@@ -253,4 +292,67 @@ fn parse_mapping(name: &str, p: &Value) -> Result<MappingConfig, EngineError> {
             .and_then(scalar)
             .unwrap_or_else(|| "TRIM_HORIZON".into()),
     })
+}
+
+/// One `Type: S3` event's properties.
+fn parse_notification(name: &str, p: &Value) -> Result<NotificationRule, EngineError> {
+    let bad = |why: &str| EngineError::Template(format!("{name}: {why}"));
+    let events = match field(p, "Events") {
+        Some(Value::Sequence(list)) => list.iter().filter_map(scalar).collect(),
+        Some(one) => scalar(one).into_iter().collect(),
+        None => return Err(bad("an S3 event needs Events")),
+    };
+    let (mut prefix, mut suffix) = (String::new(), String::new());
+    for rule in field(p, "Filter")
+        .and_then(|f| field(f, "S3Key"))
+        .and_then(|k| field(k, "Rules"))
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        let value = field(rule, "Value").and_then(scalar).unwrap_or_default();
+        match field(rule, "Name").and_then(scalar).as_deref() {
+            Some("prefix") => prefix = value,
+            Some("suffix") => suffix = value,
+            other => return Err(bad(&format!("unknown S3Key rule {other:?}"))),
+        }
+    }
+    Ok(NotificationRule {
+        name: name.to_owned(),
+        events,
+        prefix,
+        suffix,
+    })
+}
+
+/// A function's `EventInvokeConfig` (retries 0..=2, event age 60..=21600 s), else the defaults.
+fn parse_async(logical_id: &str, props: Option<&Value>) -> Result<AsyncConfig, EngineError> {
+    let bad = |why: String| EngineError::Template(format!("{logical_id}.EventInvokeConfig: {why}"));
+    let mut config = AsyncConfig::new(format!("{logical_id}.Async"));
+    let Some(c) = props.and_then(|p| field(p, "EventInvokeConfig")) else {
+        return Ok(config);
+    };
+    let int = |k: &str| field(c, k).and_then(scalar).map(|s| s.parse::<i64>());
+    if let Some(n) = int("MaximumRetryAttempts") {
+        match n {
+            Ok(n @ 0..=2) => config.maximum_retry_attempts = n as u32,
+            _ => return Err(bad("MaximumRetryAttempts must be 0..=2".into())),
+        }
+    }
+    if let Some(n) = int("MaximumEventAgeInSeconds") {
+        match n {
+            Ok(n @ 60..=21_600) => config.maximum_event_age = Duration::from_secs(n as u64),
+            _ => return Err(bad("MaximumEventAgeInSeconds must be 60..=21600".into())),
+        }
+    }
+    config.on_failure = field(c, "DestinationConfig")
+        .and_then(|d| field(d, "OnFailure"))
+        .and_then(|o| field(o, "Destination"))
+        .map(|d| match d {
+            Value::Tagged(t) => scalar(&t.value)
+                .map(|s| s.split('.').next().unwrap_or_default().to_owned())
+                .unwrap_or_default(),
+            other => scalar(other).unwrap_or_default(),
+        });
+    Ok(config)
 }

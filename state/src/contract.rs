@@ -365,6 +365,83 @@ pub async fn a_stall_marks_the_item_until_it_moves_on(table: Arc<dyn ItemTable>)
     assert_eq!(table.get(item.id).await.unwrap().unwrap().stall(), None);
 }
 
+/// A reservation is `pending` with a TTL; its arrival moves it to `uploaded` once, with what
+/// arrived, and removes the TTL in the same write; a late duplicate is `AlreadyDone`.
+pub async fn a_reservation_arrives_once_and_loses_its_ttl(table: Arc<dyn ItemTable>) {
+    let declared = new_item();
+    let reservation = Item::pending(
+        NewUpload {
+            id: declared.id,
+            bucket_name: "contract-bucket".into(),
+            object_key: format!("incoming/{}", declared.id),
+            content_type: "image/jpeg".into(),
+            size: 1234,
+        },
+        crate::now_ms(),
+        4_102_444_800,
+    );
+    table.insert(&reservation).await.unwrap();
+    let stored = table.get(reservation.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.ttl),
+        (Status::Pending, Some(4_102_444_800))
+    );
+    assert_eq!(
+        all_pages(table.as_ref(), Selection::Status(Status::Pending), 10).await,
+        [reservation.id]
+    );
+    let arrival = crate::Arrival {
+        object_key: format!("incoming/{}", reservation.id),
+        size: 1200,
+        content_type: "image/png".into(),
+    };
+    let Outcome::Applied(arrived) =
+        transition::arrived(table.as_ref(), reservation.id, arrival.clone())
+            .await
+            .unwrap()
+    else {
+        panic!("expected Applied");
+    };
+    assert_eq!(arrived.status, Status::Uploaded);
+    assert_eq!(
+        (arrived.size, arrived.content_type.as_str()),
+        (1200, "image/png")
+    );
+    assert_eq!(arrived.ttl, None);
+    assert_eq!(arrived.history.len(), 2);
+    assert_eq!(table.get(reservation.id).await.unwrap().unwrap(), arrived);
+    assert_eq!(
+        transition::arrived(table.as_ref(), reservation.id, arrival)
+            .await
+            .unwrap(),
+        Outcome::AlreadyDone(arrived)
+    );
+    // A reservation whose bytes are no image fails from pending, and loses its TTL too.
+    let other = Item::pending(
+        NewUpload {
+            id: ImageId::generate(),
+            bucket_name: "contract-bucket".into(),
+            object_key: "incoming/x".into(),
+            content_type: "image/jpeg".into(),
+            size: 1,
+        },
+        crate::now_ms(),
+        4_102_444_800,
+    );
+    table.insert(&other).await.unwrap();
+    let Outcome::Applied(failed) = transition::failed(
+        table.as_ref(),
+        other.id,
+        Status::Pending,
+        "not an image".into(),
+    )
+    .await
+    .unwrap() else {
+        panic!("expected Applied");
+    };
+    assert_eq!((failed.status, failed.ttl), (Status::Failed, None));
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Delivery {
     Process,
@@ -397,9 +474,10 @@ async fn deliver(table: &dyn ItemTable, id: ImageId, d: Delivery) -> Result<Outc
 
 fn rank(s: Status) -> u8 {
     match s {
-        Status::Uploaded => 0,
-        Status::Processed => 1,
-        Status::Notified | Status::Failed => 2,
+        Status::Pending => 0,
+        Status::Uploaded => 1,
+        Status::Processed => 2,
+        Status::Notified | Status::Failed => 3,
     }
 }
 
@@ -496,6 +574,7 @@ macro_rules! table_contract {
             check!(pages_come_newest_first_without_gaps_or_repeats);
             check!(status_and_stalled_queries_hold_exactly_their_items);
             check!(a_stall_marks_the_item_until_it_moves_on);
+            check!(a_reservation_arrives_once_and_loses_its_ttl);
 
             #[test]
             fn deliveries_never_move_an_item_backwards() {
@@ -557,6 +636,43 @@ pub async fn store_names_a_missing_key(store: Arc<dyn ObjectStore>) {
         matches!(&err, StateError::ObjectMissing(k) if *k == key),
         "{err}"
     );
+    let err = store.head(&key).await.unwrap_err();
+    assert!(
+        matches!(&err, StateError::ObjectMissing(k) if *k == key),
+        "{err}"
+    );
+    let err = store.get_prefix(&key, 16).await.unwrap_err();
+    assert!(
+        matches!(&err, StateError::ObjectMissing(k) if *k == key),
+        "{err}"
+    );
+}
+
+/// A HEAD tells the size without the bytes; a prefix read gives the first bytes only; a signed
+/// upload says how to PUT (method, the signed headers, until when).
+pub async fn store_heads_and_reads_a_prefix(store: Arc<dyn ObjectStore>) {
+    let key = format!("ingest/{}.jpg", ImageId::generate());
+    let body = Bytes::from((0..=255u8).cycle().take(10_000).collect::<Vec<u8>>());
+    store.put(&key, body.clone(), "image/jpeg").await.unwrap();
+    assert_eq!(store.head(&key).await.unwrap().size, 10_000);
+    assert_eq!(store.get_prefix(&key, 64).await.unwrap(), body.slice(..64));
+    assert_eq!(store.get_prefix(&key, 20_000).await.unwrap(), body);
+    let upload = store
+        .signed_upload(
+            &key,
+            10_000,
+            "image/png",
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(upload.method, "PUT");
+    assert_eq!(
+        upload.headers.get("Content-Type").map(String::as_str),
+        Some("image/png")
+    );
+    assert!(upload.expires_at > crate::now_ms());
+    assert!(!upload.url.is_empty());
 }
 
 /// Every check of the object-store contract, as tests over the store `$make()` gives.
@@ -582,6 +698,13 @@ macro_rules! store_contract {
                     return;
                 }
                 contract::run_store(super::$make, contract::store_names_a_missing_key);
+            }
+            #[test]
+            fn store_heads_and_reads_a_prefix() {
+                if contract::skip($ready()) {
+                    return;
+                }
+                contract::run_store(super::$make, contract::store_heads_and_reads_a_prefix);
             }
         }
     };

@@ -15,6 +15,14 @@ impl ImageId {
         Self(Uuid::new_v4())
     }
 
+    /// The id of the object `name` names (e.g. `s3://bucket/key#etag`): the same name always
+    /// gives the same id (UUIDv5), so a duplicated event makes one item, not two.
+    pub fn derived(name: &str) -> Self {
+        /// This pipeline's namespace for derived ids (a random UUID, fixed forever).
+        const NAMESPACE: Uuid = Uuid::from_u128(0x6e1c_0c3c_8a8b_4f7e_9f2e_5b1d_3c7a_9e41);
+        Self(Uuid::new_v5(&NAMESPACE, name.as_bytes()))
+    }
+
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }
@@ -40,6 +48,8 @@ impl FromStr for ImageId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Reserved for a direct upload whose object has not arrived yet.
+    Pending,
     Uploaded,
     Processed,
     Notified,
@@ -47,7 +57,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 4] = [
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
         Status::Uploaded,
         Status::Processed,
         Status::Notified,
@@ -56,6 +67,7 @@ impl Status {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::Pending => "pending",
             Status::Uploaded => "uploaded",
             Status::Processed => "processed",
             Status::Notified => "notified",
@@ -66,9 +78,10 @@ impl Status {
     /// Position on the happy path; `failed` is off it.
     pub(crate) fn rank(self) -> Option<u8> {
         match self {
-            Status::Uploaded => Some(0),
-            Status::Processed => Some(1),
-            Status::Notified => Some(2),
+            Status::Pending => Some(0),
+            Status::Uploaded => Some(1),
+            Status::Processed => Some(2),
+            Status::Notified => Some(3),
             Status::Failed => None,
         }
     }
@@ -130,6 +143,10 @@ pub struct Item {
     /// by a redrive. Only the item's functions' failure consumers write it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stalled_at: Option<i64>,
+    /// A reservation's expiry (epoch seconds): DynamoDB's TTL attribute, so an unused reservation
+    /// is deleted. Removed when the object arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
     /// The function that gave up (`process`, `notice`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stalled_by: Option<String>,
@@ -175,11 +192,23 @@ pub struct NewUpload {
 }
 
 impl Item {
-    /// The only way to make an item: it starts `uploaded`, with that first step in its history.
+    /// An item whose image is here: it starts `uploaded`, with that first step in its history.
     pub fn uploaded(new: NewUpload, at: i64) -> Item {
+        Item::new(new, Status::Uploaded, at)
+    }
+
+    /// A reservation for a direct upload: `pending` until its object arrives, deleted by TTL after
+    /// `expires_at_s` (epoch seconds) if it never does. `new` says what the client declared.
+    pub fn pending(new: NewUpload, at: i64, expires_at_s: i64) -> Item {
+        let mut item = Item::new(new, Status::Pending, at);
+        item.ttl = Some(expires_at_s);
+        item
+    }
+
+    fn new(new: NewUpload, status: Status, at: i64) -> Item {
         Item {
             id: new.id,
-            status: Status::Uploaded,
+            status,
             bucket_name: new.bucket_name,
             object_key: new.object_key,
             content_type: new.content_type,
@@ -194,10 +223,8 @@ impl Item {
             message_id: None,
             notified_at: None,
             error: None,
-            history: vec![HistoryEntry {
-                status: Status::Uploaded,
-                at,
-            }],
+            history: vec![HistoryEntry { status, at }],
+            ttl: None,
             stalled_at: None,
             stalled_by: None,
             stalled_reason: None,

@@ -20,6 +20,9 @@ pub mod transition;
 
 pub use error::StateError;
 pub use item::{now_ms, HistoryEntry, ImageId, Item, NewUpload, ProcessedFacts, Stall, Status};
-pub use ports::{GivenUpBatch, GivenUpRecords, ItemTable, Notice, Notifier, ObjectStore};
+pub use ports::{
+    GivenUpBatch, GivenUpRecords, ItemTable, Notice, Notifier, ObjectInfo, ObjectStore,
+    SignedUpload,
+};
 pub use query::{Page, Position, Query, Selection};
-pub use transition::{Outcome, Transition};
+pub use transition::{Arrival, Outcome, Transition};

@@ -135,4 +135,33 @@ impl crate::ObjectStore for MemoryStore {
     async fn link(&self, key: &str) -> Result<String, StateError> {
         Ok(format!("memory:///{key}"))
     }
+
+    async fn head(&self, key: &str) -> Result<crate::ObjectInfo, StateError> {
+        let (bytes, _) = self
+            .object(key)
+            .ok_or_else(|| StateError::ObjectMissing(key.to_owned()))?;
+        Ok(crate::ObjectInfo {
+            size: bytes.len() as u64,
+        })
+    }
+
+    async fn get_prefix(&self, key: &str, len: usize) -> Result<bytes::Bytes, StateError> {
+        let bytes = crate::ObjectStore::get(self, key).await?;
+        Ok(bytes.slice(..len.min(bytes.len())))
+    }
+
+    async fn signed_upload(
+        &self,
+        key: &str,
+        size: u64,
+        content_type: &str,
+        valid_for: std::time::Duration,
+    ) -> Result<crate::SignedUpload, StateError> {
+        Ok(crate::SignedUpload {
+            url: format!("memory:///{key}?size={size}"),
+            method: "PUT",
+            headers: [("Content-Type".to_owned(), content_type.to_owned())].into(),
+            expires_at: crate::now_ms() + valid_for.as_millis() as i64,
+        })
+    }
 }

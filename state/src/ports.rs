@@ -32,6 +32,24 @@ pub trait ItemTable: Send + Sync {
     async fn clear_stalled(&self, id: ImageId) -> Result<bool, StateError>;
 }
 
+/// What a HEAD of an object tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+}
+
+/// A URL a client can PUT one object to, without credentials of its own, until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SignedUpload {
+    pub url: String,
+    /// Always `PUT`.
+    pub method: &'static str,
+    /// Headers the client must send exactly as given (they are signed).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Epoch ms.
+    pub expires_at: i64,
+}
+
 /// The bucket holding originals and renditions.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
@@ -42,6 +60,19 @@ pub trait ObjectStore: Send + Sync {
     /// A URL a browser can GET the object at, for a while: presigned on S3, the engine's own
     /// `/objects/<key>` locally. It does not check that the object exists.
     async fn link(&self, key: &str) -> Result<String, StateError>;
+    /// The object's size, without its bytes. A missing key is [`StateError::ObjectMissing`].
+    async fn head(&self, key: &str) -> Result<ObjectInfo, StateError>;
+    /// The object's first `len` bytes (fewer if it is shorter): enough to sniff, never the whole.
+    async fn get_prefix(&self, key: &str, len: usize) -> Result<Bytes, StateError>;
+    /// A signed PUT for `key` that accepts exactly `size` bytes of `content_type`, valid for
+    /// `valid_for`: an S3 presigned PUT, or the engine's own signed URL locally.
+    async fn signed_upload(
+        &self,
+        key: &str,
+        size: u64,
+        content_type: &str,
+        valid_for: std::time::Duration,
+    ) -> Result<SignedUpload, StateError>;
 }
 
 /// One notice about one item.

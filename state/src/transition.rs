@@ -12,7 +12,9 @@ use serde::Serialize;
 use crate::{now_ms, HistoryEntry, ImageId, Item, ItemTable, ProcessedFacts, StateError, Status};
 
 /// Every legal `(from, to)` pair; nothing else changes an item's status.
-pub const LEGAL: [(Status, Status); 4] = [
+pub const LEGAL: [(Status, Status); 6] = [
+    (Status::Pending, Status::Uploaded),
+    (Status::Pending, Status::Failed),
     (Status::Uploaded, Status::Processed),
     (Status::Processed, Status::Notified),
     (Status::Uploaded, Status::Failed),
@@ -33,9 +35,18 @@ pub struct Transition {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Change {
+    Arrived(Arrival),
     Processed(ProcessedFacts),
     Notified { message_id: String },
     Failed { error: String },
+}
+
+/// What arrived for a reservation: the object, where and what it is (sniffed, not declared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    pub object_key: String,
+    pub size: u64,
+    pub content_type: String,
 }
 
 /// The result of a transition whose write was accepted, or found already made.
@@ -60,6 +71,12 @@ impl Outcome {
 pub struct Updates<'a> {
     pub status: Status,
     pub updated_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,6 +115,9 @@ impl Transition {
         let mut u = Updates {
             status: self.to,
             updated_at: at,
+            object_key: None,
+            size: None,
+            content_type: None,
             width: None,
             height: None,
             format: None,
@@ -108,6 +128,11 @@ impl Transition {
             error: None,
         };
         match &self.change {
+            Change::Arrived(a) => {
+                u.object_key = Some(&a.object_key);
+                u.size = Some(a.size);
+                u.content_type = Some(&a.content_type);
+            }
             Change::Processed(f) => {
                 u.width = Some(f.width);
                 u.height = Some(f.height);
@@ -124,9 +149,10 @@ impl Transition {
         u
     }
 
-    /// The attributes this transition removes: a stall mark does not outlive the item moving on.
+    /// The attributes this transition removes: a stall mark does not outlive the item moving on,
+    /// and a reservation's TTL goes once it is no longer pending.
     pub fn removes(&self) -> &'static [&'static str] {
-        &["stalled_at", "stalled_by", "stalled_reason"]
+        &["stalled_at", "stalled_by", "stalled_reason", "ttl"]
     }
 
     /// The history entry this transition appends.
@@ -144,7 +170,13 @@ impl Transition {
         let mut next = item.with_stall(None);
         next.status = self.to;
         next.updated_at = at;
+        next.ttl = None;
         match &self.change {
+            Change::Arrived(a) => {
+                next.object_key = a.object_key.clone();
+                next.size = a.size;
+                next.content_type = a.content_type.clone();
+            }
             Change::Processed(f) => {
                 next.width = Some(f.width);
                 next.height = Some(f.height);
@@ -200,6 +232,22 @@ pub async fn still_at(
     }
 }
 
+/// `pending -> uploaded`: a reservation's object arrived and is an image within the limits.
+#[tracing::instrument(skip(table, arrival), fields(image_id = %id))]
+pub async fn arrived(
+    table: &dyn ItemTable,
+    id: ImageId,
+    arrival: Arrival,
+) -> Result<Outcome, StateError> {
+    let t = Transition {
+        from: Status::Pending,
+        to: Status::Uploaded,
+        at: now_ms(),
+        change: Change::Arrived(arrival),
+    };
+    table.advance(id, &t).await
+}
+
 /// `uploaded -> processed`, recording what processing found.
 #[tracing::instrument(skip(table, facts), fields(image_id = %id))]
 pub async fn processed(
@@ -232,7 +280,8 @@ pub async fn notified(
     table.advance(id, &t).await
 }
 
-/// `uploaded|processed -> failed`, for a permanent error. `from` is the status the caller saw.
+/// `pending|uploaded|processed -> failed`, for a permanent error. `from` is the status the caller
+/// saw.
 #[tracing::instrument(skip(table, error), fields(image_id = %id))]
 pub async fn failed(
     table: &dyn ItemTable,

@@ -285,3 +285,137 @@ async fn a_record_that_aborts_the_engine_is_dead_lettered_after_its_retries_not_
     assert!(bin.child.try_wait().unwrap().is_none(), "the engine is up");
     bin.kill();
 }
+
+/// The engine dies right after a PUT's object is in place, before its notification is released:
+/// at the next start the held event is released and the photo is ingested, processed and mailed.
+#[tokio::test]
+async fn a_crash_between_a_signed_put_and_its_notification_loses_nothing() {
+    if world().await.is_some() {
+        return; // on AWS, S3 itself writes the object and notifies
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let crash = [(
+        "UPLOADER_CRASH_AT".to_owned(),
+        "after-object-write:1".to_owned(),
+    )];
+    let mut bin = spawn_binary(dir.path(), &crash).await;
+    let http = client();
+    let photo = fixture("GreenMeadow.jpg");
+    let reservation: Value = http
+        .post(format!("http://{}/uploads", bin.addr))
+        .json(&serde_json::json!({ "size": photo.len(), "content_type": "image/jpeg" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = reservation["id"].as_str().unwrap().to_owned();
+    let put = http
+        .put(reservation["url"].as_str().unwrap())
+        .header("content-type", "image/jpeg")
+        .body(photo)
+        .send()
+        .await;
+    assert!(
+        put.is_err() || !put.unwrap().status().is_success(),
+        "the engine died first"
+    );
+    let status = bin.child.wait().unwrap();
+    assert!(!status.success(), "aborted at the crash point");
+    assert!(
+        dir.path()
+            .join(format!("objects/images/incoming/{id}"))
+            .exists(),
+        "the object was in place"
+    );
+    bin = spawn_binary(dir.path(), &[]).await;
+    let addr = bin.addr;
+    let item = eventually(Duration::from_secs(60), "the photo to be notified", || {
+        let http = http.clone();
+        let id = id.clone();
+        async move {
+            let item: Value = http
+                .get(format!("http://{addr}/items/{id}"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (item["status"] == "notified").then_some(item)
+        }
+    })
+    .await;
+    assert_eq!(item["object_key"], format!("incoming/{id}"));
+    assert_eq!(mail_notices(dir.path()).len(), 1);
+    bin.kill();
+}
+
+/// `uploader ingest` drops files into the bucket of a running engine, which makes items of them:
+/// one per file however often it is dropped, and none for a file the rules do not name.
+#[tokio::test]
+async fn uploader_ingest_drops_files_that_a_running_engine_ingests() {
+    if world().await.is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = spawn_binary(dir.path(), &[]).await;
+    let files = tempfile::tempdir().unwrap();
+    let photo = files.path().join("IMG_0001.JPG");
+    std::fs::write(&photo, fixture("Aqua.jpg")).unwrap();
+    let notes = files.path().join("notes.txt");
+    std::fs::write(&notes, "not an image").unwrap();
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_uploader"))
+            .args(["--data-dir"])
+            .arg(dir.path())
+            .arg("ingest")
+            .args([&photo, &notes])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let first = run();
+    let again = run();
+    assert_eq!(first[0]["key"], "ingest/IMG_0001.JPG");
+    assert_eq!(first[0]["notified"], 1);
+    assert_eq!(first[1]["notified"], 0, "no rule names .txt");
+    assert_eq!(first[0]["id"], again[0]["id"]);
+    let id = first[0]["id"].as_str().unwrap().to_owned();
+    let http = client();
+    let addr = bin.addr;
+    eventually(
+        Duration::from_secs(60),
+        "the drop-in to be notified",
+        || {
+            let http = http.clone();
+            let id = id.clone();
+            async move {
+                let item: Value = http
+                    .get(format!("http://{addr}/items/{id}"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (item["status"] == "notified").then_some(())
+            }
+        },
+    )
+    .await;
+    let items = all_items(&http, addr).await.unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(mail_notices(dir.path()).len(), 1);
+    bin.kill();
+}

@@ -41,6 +41,8 @@ fn each_filter_matches_only_the_records_its_function_acts_on() {
         ("stream-modify-stalled.json", false, false),  // the failure consumer's mark
         ("stream-modify-redrive-uploaded.json", true, false), // a redrive re-offers it to process
         ("stream-modify-redrive-processed.json", false, true), // ... and to notice
+        ("stream-modify-arrived.json", true, false),   // a reservation's object arrived
+        ("stream-remove-ttl.json", false, false),      // an unused reservation expired (TTL)
     ];
     for (file, process, notice) in cases {
         let records = event(file)["Records"].as_array().unwrap().clone();
@@ -153,6 +155,27 @@ impl ObjectStore for DownStore {
     }
     async fn link(&self, key: &str) -> Result<String, StateError> {
         Ok(format!("down:///{key}"))
+    }
+    async fn head(&self, _: &str) -> Result<state::ObjectInfo, StateError> {
+        Err(StateError::unavailable(anyhow::anyhow!(
+            "connection refused"
+        )))
+    }
+    async fn get_prefix(&self, _: &str, _: usize) -> Result<bytes::Bytes, StateError> {
+        Err(StateError::unavailable(anyhow::anyhow!(
+            "connection refused"
+        )))
+    }
+    async fn signed_upload(
+        &self,
+        _: &str,
+        _: u64,
+        _: &str,
+        _: std::time::Duration,
+    ) -> Result<state::SignedUpload, StateError> {
+        Err(StateError::unavailable(anyhow::anyhow!(
+            "connection refused"
+        )))
     }
 }
 
@@ -282,4 +305,27 @@ async fn malformed_records_are_skipped_and_not_retried() {
         .batch_item_failures
         .is_empty());
     assert!(notifier.sent.lock().unwrap().is_empty());
+}
+
+#[test]
+fn the_bucket_notifies_ingest_of_reservations_and_image_drop_ins_only() {
+    let template = Template::parse(EMBEDDED, &Default::default()).unwrap();
+    let rules = &template.function("ingest").unwrap().notifications;
+    assert!(!rules.is_empty());
+    // (event file, ingest is invoked)
+    for (file, invoked) in [
+        ("s3-put-incoming.json", true),         // a reservation's object
+        ("s3-put-ingest-jpg.json", true),       // a drop-in (key URL-encoded: red+flower.jpg)
+        ("s3-put-ingest-jpg-upper.json", true), // a camera's upper-case suffix
+        ("s3-put-ingest-txt.json", false),      // not an image's suffix
+        ("s3-put-uploads.json", false),         // the upload function's own write
+        ("s3-put-processed.json", false),       // the process function's own writes
+    ] {
+        let event: aws_lambda_events::s3::S3Event = serde_json::from_value(event(file)).unwrap();
+        let record = &event.records[0];
+        let name = format!("s3:{}", record.event_name.as_deref().unwrap());
+        let key = record.s3.object.key.as_deref().unwrap();
+        let matched = rules.iter().any(|r| r.matches(&name, key));
+        assert_eq!(matched, invoked, "{file}");
+    }
 }

@@ -7,6 +7,7 @@
 mod adapters;
 mod api;
 mod crash;
+mod direct;
 mod events;
 mod faults;
 mod flow;

@@ -8,7 +8,9 @@ use anyhow::Context;
 use async_trait::async_trait;
 use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
-use state::{ObjectStore, StateError};
+use state::{ObjectInfo, ObjectStore, SignedUpload, StateError};
+
+use crate::signed::{UploadGrant, UploadSigner};
 
 #[derive(Debug, Clone)]
 pub struct FileStore {
@@ -17,6 +19,8 @@ pub struct FileStore {
     fsync: bool,
     /// Where the engine serves objects (`http://127.0.0.1:3000`), once it listens.
     public: std::sync::Arc<std::sync::RwLock<String>>,
+    /// Signs the PUT URLs of reservations; none, none given out.
+    signer: Option<UploadSigner>,
 }
 
 impl FileStore {
@@ -28,7 +32,23 @@ impl FileStore {
             bucket,
             fsync,
             public: Default::default(),
+            signer: None,
         }
+    }
+
+    /// Gives out signed PUT URLs, signed by `signer`.
+    pub fn with_signer(mut self, signer: UploadSigner) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    pub fn signer(&self) -> Option<&UploadSigner> {
+        self.signer.as_ref()
+    }
+
+    /// Whether writes are synced before they are renamed into place.
+    pub fn fsync(&self) -> bool {
+        self.fsync
     }
 
     /// The engine's base URL, which links start with (`GET <base>/objects/<key>`).
@@ -102,6 +122,78 @@ impl ObjectStore for FileStore {
             .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
             .collect();
         Ok(format!("{base}/objects/{}", encoded.join("/")))
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectInfo, StateError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => Ok(ObjectInfo { size: m.len() }),
+            Ok(_) => Err(StateError::ObjectMissing(key.to_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StateError::ObjectMissing(key.to_owned()))
+            }
+            Err(e) => Err(StateError::unavailable(
+                anyhow::Error::new(e).context(format!("reading the size of object {key}")),
+            )),
+        }
+    }
+
+    async fn get_prefix(&self, key: &str, len: usize) -> Result<Bytes, StateError> {
+        use tokio::io::AsyncReadExt;
+        let path = self.path_of(key)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StateError::ObjectMissing(key.to_owned()))
+            }
+            Err(e) => {
+                return Err(StateError::unavailable(
+                    anyhow::Error::new(e).context(format!("opening object {key}")),
+                ))
+            }
+        };
+        let mut head = Vec::with_capacity(len);
+        file.take(len as u64)
+            .read_to_end(&mut head)
+            .await
+            .map_err(|e| {
+                StateError::unavailable(
+                    anyhow::Error::new(e).context(format!("reading object {key}")),
+                )
+            })?;
+        Ok(Bytes::from(head))
+    }
+
+    async fn signed_upload(
+        &self,
+        key: &str,
+        size: u64,
+        content_type: &str,
+        valid_for: std::time::Duration,
+    ) -> Result<SignedUpload, StateError> {
+        let signer = self.signer.as_ref().ok_or_else(|| {
+            StateError::unavailable(anyhow::anyhow!("this bucket gives out no signed uploads"))
+        })?;
+        let grant = UploadGrant {
+            key: key.to_owned(),
+            size,
+            content_type: content_type.to_owned(),
+            expires_at: state::now_ms() + valid_for.as_millis() as i64,
+        };
+        let signature = signer.sign(&grant);
+        let base = self.link(key).await?;
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("size", &size.to_string())
+            .append_pair("type", content_type)
+            .append_pair("expires", &grant.expires_at.to_string())
+            .append_pair("signature", &signature)
+            .finish();
+        Ok(SignedUpload {
+            url: format!("{base}?{query}"),
+            method: "PUT",
+            headers: [("Content-Type".to_owned(), content_type.to_owned())].into(),
+            expires_at: grant.expires_at,
+        })
     }
 }
 

@@ -8,4 +8,5 @@
 
 pub mod files;
 pub mod mailbox;
+pub mod signed;
 pub mod sqlite;

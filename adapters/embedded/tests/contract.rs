@@ -21,7 +21,8 @@ async fn table() -> Arc<dyn ItemTable> {
 }
 
 async fn store() -> Arc<dyn ObjectStore> {
-    Arc::new(FileStore::new(&dir().join("objects"), "images", false))
+    let signer = embedded_adapters::signed::UploadSigner::new(b"the contract suite's test secret");
+    Arc::new(FileStore::new(&dir().join("objects"), "images", false).with_signer(signer))
 }
 
 state::table_contract!(table, 128);

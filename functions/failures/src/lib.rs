@@ -46,6 +46,17 @@ pub struct OnFailure {
     pub batch: StreamBatchInfo,
 }
 
+/// What Lambda sends to an asynchronous invocation's on-failure destination: the event itself
+/// (here, the bucket notification `ingest` gave up on).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AsyncFailure {
+    pub request_context: RequestContext,
+    #[serde(default)]
+    pub response_context: Option<ResponseContext>,
+    pub request_payload: aws_lambda_events::s3::S3Event,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestContext {
@@ -120,8 +131,12 @@ pub async fn handle(
 
 async fn consume(message: &SqsMessage, deps: &Deps) -> Result<(), String> {
     let body = message.body.as_deref().unwrap_or_default();
-    let failure: OnFailure = serde_json::from_str(body)
-        .map_err(|e| format!("not an on-failure record of a stream mapping: {e}"))?;
+    if let Ok(failure) = serde_json::from_str::<AsyncFailure>(body) {
+        return consume_async(&failure, deps).await;
+    }
+    let failure: OnFailure = serde_json::from_str(body).map_err(|e| {
+        format!("not an on-failure record of a stream mapping or an asynchronous invocation: {e}")
+    })?;
     let batch = GivenUpBatch {
         stream_arn: failure.batch.stream_arn.clone(),
         shard_id: failure.batch.shard_id.clone(),
@@ -152,5 +167,51 @@ async fn consume(message: &SqsMessage, deps: &Deps) -> Result<(), String> {
         }
     }
     tracing::info!(records = records.len(), function, %reason, "given-up items marked stalled");
+    Ok(())
+}
+
+/// A bucket notification `ingest` gave up on: the reservation it was for says so. (A drop-in has
+/// no item yet: it is logged, and the message archived for an operator.)
+async fn consume_async(failure: &AsyncFailure, deps: &Deps) -> Result<(), String> {
+    let reason = match failure
+        .response_context
+        .as_ref()
+        .and_then(|r| r.function_error.as_deref())
+    {
+        Some(e) => format!(
+            "{} (function error: {e})",
+            failure.request_context.condition
+        ),
+        None => failure.request_context.condition.clone(),
+    };
+    let name = failure
+        .request_context
+        .function_arn
+        .split(':')
+        .nth(6)
+        .unwrap_or_default();
+    let function = deps.functions.get(name).map_or(name, String::as_str);
+    for record in &failure.request_payload.records {
+        let key = record
+            .s3
+            .object
+            .key
+            .as_deref()
+            .unwrap_or_default()
+            .replace('+', " ");
+        let Some(id) = key
+            .strip_prefix("incoming/")
+            .and_then(|id| id.parse::<state::ImageId>().ok())
+        else {
+            return Err(format!(
+                "{key}: a drop-in given up on ({reason}); no item to mark"
+            ));
+        };
+        let stall = state::Stall::new(function, &reason, state::now_ms());
+        deps.table
+            .mark_stalled(id, state::Status::Pending, &stall)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     Ok(())
 }

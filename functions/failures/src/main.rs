@@ -15,6 +15,7 @@ async fn main() -> Result<(), Error> {
     let functions = HashMap::from([
         (var("PROCESS_FUNCTION")?, "process".to_owned()),
         (var("NOTICE_FUNCTION")?, "notice".to_owned()),
+        (var("INGEST_FUNCTION")?, "ingest".to_owned()),
     ]);
     let aws = aws_config::load_from_env().await;
     let deps = Deps {

@@ -159,3 +159,69 @@ async fn given_up_records_are_read_back_from_the_stream_and_their_items_marked()
         .collect();
     assert_eq!(kept, ["m-2", "m-3"]);
 }
+
+/// Records nothing: the asynchronous failures carry their event.
+struct NoStream;
+
+#[async_trait::async_trait]
+impl state::GivenUpRecords for NoStream {
+    async fn records(
+        &self,
+        _: &state::GivenUpBatch,
+    ) -> Result<Vec<aws_lambda_events::dynamodb::EventRecord>, state::StateError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_bucket_event_ingest_gave_up_on_marks_its_reservation() {
+    let table = Arc::new(state::memory::MemoryTable::default());
+    let id = state::ImageId::generate();
+    let reservation = state::Item::pending(
+        state::NewUpload {
+            id,
+            bucket_name: "b".into(),
+            object_key: format!("incoming/{id}"),
+            content_type: "image/jpeg".into(),
+            size: 10,
+        },
+        state::now_ms(),
+        4_102_444_800,
+    );
+    table.insert(&reservation).await.unwrap();
+    let s3 = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../events/s3-put-incoming.json"
+    ))
+    .unwrap()
+    .replace("0b8ef5a4-6d1e-4c2a-9f3b-2a7c5e9d1f60", &id.to_string());
+    let body = serde_json::json!({
+        "version": "1.0",
+        "timestamp": "2026-11-21T00:00:00Z",
+        "requestContext": {
+            "requestId": "r-2",
+            "functionArn": "arn:aws:lambda:us-east-1:000000000000:function:stack-IngestFunction-Y:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3
+        },
+        "requestPayload": serde_json::from_str::<serde_json::Value>(&s3).unwrap(),
+        "responseContext": { "statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled" },
+        "responsePayload": { "errorMessage": "IngestError: unavailable" }
+    });
+    let event: SqsEvent = serde_json::from_value(serde_json::json!({ "Records": [
+        { "messageId": "m-4", "body": body.to_string() }
+    ]}))
+    .unwrap();
+    let deps = Deps {
+        table: table.clone(),
+        records: Arc::new(NoStream),
+        functions: HashMap::from([("stack-IngestFunction-Y".to_owned(), "ingest".to_owned())]),
+    };
+    let response = handle(LambdaEvent::new(event, Context::default()), &deps)
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let stall = table.get(id).await.unwrap().unwrap().stall().unwrap();
+    assert_eq!(stall.function, "ingest");
+    assert_eq!(stall.reason, "RetriesExhausted (function error: Unhandled)");
+}

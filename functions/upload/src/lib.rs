@@ -30,10 +30,22 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 4_500_000;
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 100;
 
+/// The largest object a reservation may announce unless configured (`MaxObjectBytes`): 50 MB.
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 50_000_000;
+/// How long a reservation's signed PUT stays valid unless configured (`UploadUrlMinutes`).
+pub const DEFAULT_UPLOAD_URL_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// A reservation outlives its URL by this much before TTL deletes it: a PUT that started just in
+/// time may still be arriving.
+pub const RESERVATION_GRACE_S: i64 = 3600;
+
 pub struct Deps {
     pub table: Arc<dyn ItemTable>,
     pub store: Arc<dyn ObjectStore>,
     pub max_upload_bytes: usize,
+    /// The largest object `POST /uploads` reserves room for.
+    pub max_object_bytes: u64,
+    /// How long a reservation's signed PUT stays valid.
+    pub upload_url_ttl: std::time::Duration,
     /// Signs page cursors.
     pub cursor_key: CursorKey,
 }
@@ -43,7 +55,11 @@ pub enum UploadError {
     #[error("empty body: send the image bytes, e.g. curl --data-binary @photo.jpg")]
     Empty,
     #[error("body is {size} bytes; the limit is {limit}")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge { size: u64, limit: u64 },
+    #[error("invalid reservation: {0}; send JSON {{\"size\": <bytes>, \"content_type\": \"image/jpeg\" or \"image/png\"}}")]
+    BadReservation(String),
+    #[error("content type {0:?} is not taken: image/jpeg or image/png")]
+    UnsupportedType(String),
     #[error(transparent)]
     NotAnImage(#[from] NotAnImage),
     #[error("no item {0}")]
@@ -61,9 +77,11 @@ pub enum UploadError {
 impl UploadError {
     pub fn status(&self) -> StatusCode {
         match self {
-            UploadError::Empty | UploadError::BadQuery(_) | UploadError::BadCursor(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            UploadError::Empty
+            | UploadError::BadQuery(_)
+            | UploadError::BadCursor(_)
+            | UploadError::BadReservation(_) => StatusCode::BAD_REQUEST,
+            UploadError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UploadError::NotAnImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UploadError::NotFound(_) | UploadError::NoRoute { .. } => StatusCode::NOT_FOUND,
@@ -79,6 +97,7 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
     let path = route_path(&req);
     let result = match (method.clone(), segments(&path).as_slice()) {
         (Method::POST, ["upload"]) => upload(req, deps).await,
+        (Method::POST, ["uploads"]) => reserve(req, deps).await,
         (Method::GET, ["items"]) => list(&req, deps).await,
         (Method::GET, ["items", id]) => get(id, deps).await,
         _ => Err(UploadError::NoRoute { method, path }),
@@ -129,8 +148,8 @@ async fn upload(req: Request, deps: &Deps) -> Result<Response<Body>, UploadError
     }
     if body.len() > deps.max_upload_bytes {
         return Err(UploadError::TooLarge {
-            size: body.len(),
-            limit: deps.max_upload_bytes,
+            size: body.len() as u64,
+            limit: deps.max_upload_bytes as u64,
         });
     }
     let kind = media::sniff(&body)?;
@@ -155,6 +174,81 @@ async fn upload(req: Request, deps: &Deps) -> Result<Response<Body>, UploadError
     deps.table.insert(&item).await?;
     tracing::info!(size = item.size, content_type, "accepted upload");
     let mut resp = json_response(StatusCode::CREATED, &view(&item, deps).await?);
+    resp.headers_mut().insert(
+        header::LOCATION,
+        format!("/items/{id}")
+            .parse()
+            .expect("a UUID path is a valid header"),
+    );
+    Ok(resp)
+}
+
+/// `POST /uploads`: a reservation for a direct upload of any photo up to `MaxObjectBytes`. The
+/// answer says where to PUT the bytes (a signed URL for `incoming/<id>` that takes exactly the
+/// announced length and type); the item is `pending` until they arrive.
+#[tracing::instrument(skip_all, fields(image_id))]
+async fn reserve(req: Request, deps: &Deps) -> Result<Response<Body>, UploadError> {
+    let body: Vec<u8> = match req.into_body() {
+        Body::Text(t) => t.into_bytes(),
+        Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    let asked: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| UploadError::BadReservation(format!("not JSON ({e})")))?;
+    let size = match &asked["size"] {
+        serde_json::Value::Number(n) => n.as_u64().filter(|&n| n > 0).ok_or_else(|| {
+            UploadError::BadReservation(format!("size {n} is not a positive whole number of bytes"))
+        })?,
+        serde_json::Value::Null => {
+            return Err(UploadError::BadReservation("size is missing".into()))
+        }
+        other => {
+            return Err(UploadError::BadReservation(format!(
+                "size {other} is not a number"
+            )))
+        }
+    };
+    if size > deps.max_object_bytes {
+        return Err(UploadError::TooLarge {
+            size,
+            limit: deps.max_object_bytes,
+        });
+    }
+    let declared = asked["content_type"]
+        .as_str()
+        .ok_or_else(|| UploadError::BadReservation("content_type is missing".into()))?;
+    let kind = media::MediaType::from_content_type(declared)
+        .ok_or_else(|| UploadError::UnsupportedType(declared.to_owned()))?;
+    let id = ImageId::generate();
+    tracing::Span::current().record("image_id", tracing::field::display(id));
+    let object_key = format!("incoming/{id}");
+    // Signed first: a reservation is only written once there is a way to fill it.
+    let signed = deps
+        .store
+        .signed_upload(&object_key, size, kind.content_type(), deps.upload_url_ttl)
+        .await?;
+    let now = now_ms();
+    let item = Item::pending(
+        NewUpload {
+            id,
+            bucket_name: deps.store.bucket().to_owned(),
+            object_key,
+            content_type: kind.content_type().to_owned(),
+            size,
+        },
+        now,
+        signed.expires_at / 1000 + RESERVATION_GRACE_S,
+    );
+    deps.table.insert(&item).await?;
+    tracing::info!(
+        size,
+        content_type = kind.content_type(),
+        "reserved a direct upload"
+    );
+    let mut answer = serde_json::to_value(&signed).expect("a signed upload serialises");
+    answer["id"] = json!(id.to_string());
+    answer["item"] = view(&item, deps).await?;
+    let mut resp = json_response(StatusCode::CREATED, &answer);
     resp.headers_mut().insert(
         header::LOCATION,
         format!("/items/{id}")

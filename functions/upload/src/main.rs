@@ -19,6 +19,8 @@ async fn main() -> Result<(), Error> {
                 .with_link_ttl(cfg.link_ttl),
         ),
         max_upload_bytes: cfg.max_upload_bytes,
+        max_object_bytes: cfg.max_object_bytes,
+        upload_url_ttl: cfg.upload_url_ttl,
         cursor_key: cfg.cursor_key,
     };
     let deps = &deps;

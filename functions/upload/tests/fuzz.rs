@@ -48,7 +48,9 @@ proptest! {
                 table: table.clone(),
                 store: store.clone(),
                 max_upload_bytes: 1000,
-                cursor_key: upload::CursorKey::new(*b"test cursor key, 32 bytes long..").unwrap(),
+                max_object_bytes: upload::DEFAULT_MAX_OBJECT_BYTES,
+        upload_url_ttl: upload::DEFAULT_UPLOAD_URL_TTL,
+        cursor_key: upload::CursorKey::new(*b"test cursor key, 32 bytes long..").unwrap(),
             };
             let payload = match (as_text, String::from_utf8(body.clone())) {
                 (true, Ok(text)) if !text.is_empty() => Body::Text(text),

@@ -70,6 +70,23 @@ CREATE INDEX items_status ON items (status, created_at, id);
 CREATE INDEX items_stalled ON items (created_at, id) WHERE stalled_at IS NOT NULL;
 ";
 
+/// Version 5: the queue of asynchronous invocations (S3 bucket notifications) and reservations'
+/// expiry (`ttl`, as DynamoDB's TTL attribute), which the engine's sweep deletes by.
+pub const V5: &str = "
+CREATE TABLE async_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at_ms INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX async_events_due ON async_events (queue, next_at_ms, id);
+ALTER TABLE items ADD COLUMN ttl INTEGER;
+UPDATE items SET ttl = json_extract(doc, '$.ttl');
+CREATE INDEX items_ttl ON items (ttl) WHERE ttl IS NOT NULL;
+";
+
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up(V5)])
 }

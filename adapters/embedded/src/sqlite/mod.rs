@@ -15,6 +15,7 @@ use anyhow::Context;
 use rusqlite::Connection;
 use tokio::sync::watch;
 
+mod async_queue;
 mod migrations;
 mod mirror;
 mod notices;
@@ -53,11 +54,13 @@ impl std::str::FromStr for Durability {
     }
 }
 
-/// A shared SQLite connection; `changes` ticks on every stream append.
+/// A shared SQLite connection; `changes` ticks on every stream append, `queued` on every
+/// asynchronous event enqueued.
 #[derive(Clone)]
 pub struct Database {
     conn: Arc<Mutex<Connection>>,
     changes: Arc<watch::Sender<u64>>,
+    queued: Arc<watch::Sender<u64>>,
     fsync: bool,
 }
 
@@ -88,6 +91,7 @@ impl Database {
         Ok(Database {
             conn: Arc::new(Mutex::new(conn)),
             changes: Arc::new(watch::channel(last).0),
+            queued: Arc::new(watch::channel(0).0),
             fsync: durability == Durability::Power,
         })
     }
@@ -129,6 +133,15 @@ impl Database {
 
     fn appended(&self, seq: u64) {
         self.changes.send_replace(seq);
+    }
+
+    /// Wakes when an asynchronous event is enqueued (in this process).
+    pub fn subscribe_queue(&self) -> watch::Receiver<u64> {
+        self.queued.subscribe()
+    }
+
+    fn enqueued(&self) {
+        self.queued.send_modify(|n| *n += 1);
     }
 }
 

@@ -66,6 +66,51 @@ impl SqliteTable {
     }
 }
 
+/// Deletes every item whose `ttl` (epoch seconds) is before `now_s`, as DynamoDB's TTL does, each
+/// with its REMOVE record (old image only, `userIdentity` the DynamoDB service, as TTL deletions
+/// carry it). Returns how many it deleted.
+impl SqliteTable {
+    pub async fn expire(&self, now_s: i64) -> Result<usize, StateError> {
+        let last = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let docs: Vec<String> = tx
+                    .prepare_cached("SELECT doc FROM items WHERE ttl IS NOT NULL AND ttl < ?1")?
+                    .query_map([now_s], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let mut last = None;
+                for doc in &docs {
+                    let item = read_item(doc)?;
+                    tx.execute("DELETE FROM items WHERE id = ?1", [item.id.to_string()])?;
+                    let at = state::now_ms();
+                    let mut record =
+                        change_record(Change::Remove, Some(&item), None, at, REGION, STREAM_ARN);
+                    let mut service = aws_lambda_events::dynamodb::UserIdentity::default();
+                    service.type_ = "Service".into();
+                    service.principal_id = "dynamodb.amazonaws.com".into();
+                    record.user_identity = Some(service);
+                    tx.execute(
+                        "INSERT INTO stream (item_id, created_ms, record) VALUES (?1, ?2, ?3)",
+                        params![item.id.to_string(), at, lambda_json(&record).to_string()],
+                    )?;
+                    last = Some((tx.last_insert_rowid() as u64, docs.len()));
+                }
+                tx.commit()?;
+                Ok(last)
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(match last {
+            Some((seq, n)) => {
+                self.db.appended(seq);
+                n
+            }
+            None => 0,
+        })
+    }
+}
+
 /// Appends the stream record of one change; returns its position.
 fn append(
     tx: &rusqlite::Transaction<'_>,
@@ -106,8 +151,8 @@ impl ItemTable for SqliteTable {
             .call(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let inserted = tx.execute(
-                    "INSERT OR IGNORE INTO items (id, status, created_at, doc) VALUES (?1, ?2, ?3, ?4)",
-                    params![item.id.to_string(), item.status.as_str(), item.created_at, serde_json::to_string(&item)?],
+                    "INSERT OR IGNORE INTO items (id, status, created_at, doc, ttl) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![item.id.to_string(), item.status.as_str(), item.created_at, serde_json::to_string(&item)?, item.ttl],
                 )?;
                 if inserted == 0 {
                     return Err(StateError::Duplicate(item.id).into());
@@ -206,7 +251,7 @@ impl ItemTable for SqliteTable {
                 let next = t.apply_to(&current);
                 // The same condition DynamoDB checks, in SQL.
                 let changed = tx.execute(
-                    "UPDATE items SET status = ?1, doc = ?2, stalled_at = NULL WHERE id = ?3 AND status = ?4",
+                    "UPDATE items SET status = ?1, doc = ?2, stalled_at = NULL, ttl = NULL WHERE id = ?3 AND status = ?4",
                     params![
                         next.status.as_str(),
                         serde_json::to_string(&next)?,

@@ -1,0 +1,162 @@
+//! The bucket's event notifications, on one machine: when an object is created, every rule of
+//! template.yaml's `Type: S3` events that matches its key (events, prefix, suffix; nothing
+//! restated in Rust) queues an `s3:ObjectCreated:Put` event for its function, as S3 sends it
+//! (`aws_lambda_events` S3 event record, key URL-encoded). The queue is durable; the functions'
+//! asynchronous invokers deliver it at least once.
+
+use aws_lambda_events::s3::{
+    S3Bucket, S3Entity, S3EventRecord, S3Object, S3RequestParameters, S3UserIdentity,
+};
+use embedded_adapters::sqlite::Database;
+
+use crate::template::NotificationRule;
+
+/// The event name of a plain PUT, as S3 writes it in records (rules say `s3:ObjectCreated:*`).
+pub const OBJECT_CREATED_PUT: &str = "ObjectCreated:Put";
+
+/// The notification rules of one bucket and the queue each one feeds.
+pub struct BucketEvents {
+    db: Database,
+    bucket: String,
+    rules: Vec<(NotificationRule, String)>,
+}
+
+/// A key as S3 puts it in an event: URL-encoded (form style: a space is `+`), `/` kept.
+pub fn encoded_key(key: &str) -> String {
+    key.split('/')
+        .map(|segment| form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+impl BucketEvents {
+    pub fn new(
+        db: Database,
+        bucket: impl Into<String>,
+        rules: Vec<(NotificationRule, String)>,
+    ) -> Self {
+        BucketEvents {
+            db,
+            bucket: bucket.into(),
+            rules,
+        }
+    }
+
+    /// The queues whose rules match a PUT of `key`.
+    pub fn queues_for(&self, key: &str) -> Vec<(&NotificationRule, &str)> {
+        let encoded = encoded_key(key);
+        self.rules
+            .iter()
+            .filter(|(rule, _)| rule.matches(&format!("s3:{OBJECT_CREATED_PUT}"), &encoded))
+            .map(|(rule, queue)| (rule, queue.as_str()))
+            .collect()
+    }
+
+    /// The event S3 sends for a PUT of `key` (`size` bytes, `etag` the MD5 in hex).
+    pub fn record(
+        &self,
+        rule: &NotificationRule,
+        key: &str,
+        size: u64,
+        etag: &str,
+    ) -> S3EventRecord {
+        let mut bucket = S3Bucket::default();
+        bucket.name = Some(self.bucket.clone());
+        bucket.arn = Some(format!("arn:aws:s3:::{}", self.bucket));
+        let mut owner = S3UserIdentity::default();
+        owner.principal_id = Some("local".into());
+        bucket.owner_identity = Some(owner.clone());
+        let mut object = S3Object::default();
+        object.key = Some(encoded_key(key));
+        object.size = Some(size as i64);
+        object.e_tag = Some(etag.to_owned());
+        // Orders the events of one key, as S3's sequencer does: hex, growing.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        object.sequencer = Some(format!("{nanos:024X}"));
+        let mut entity = S3Entity::default();
+        entity.schema_version = Some("1.0".into());
+        entity.configuration_id = Some(rule.name.clone());
+        entity.bucket = bucket;
+        entity.object = object;
+        let mut params = S3RequestParameters::default();
+        params.source_ip_address = Some("127.0.0.1".into());
+        let mut record = S3EventRecord::default();
+        record.event_version = Some("2.1".into());
+        record.event_source = Some("aws:s3".into());
+        record.aws_region = Some("local".into());
+        record.event_time = chrono::Utc::now();
+        record.event_name = Some(OBJECT_CREATED_PUT.into());
+        record.principal_id = owner;
+        record.request_parameters = params;
+        record.s3 = entity;
+        record
+    }
+
+    /// Queues the events of a PUT of `key` for every function whose rules match, held back
+    /// until [`BucketEvents::released`]: call it before the object is put in place, and release
+    /// the events after. A crash between the two leaves held events, which
+    /// [`BucketEvents::recover`] releases (object there) or drops (object not there) at the next
+    /// start: never an object without its event, never an event before its object.
+    pub async fn object_created(&self, key: &str, size: u64, etag: &str) -> anyhow::Result<Held> {
+        let mut ids = Vec::new();
+        for (rule, queue) in self.queues_for(key) {
+            let record = serde_json::to_value(self.record(rule, key, size, etag))?;
+            ids.extend(self.db.enqueue(queue, vec![record], true).await?);
+        }
+        Ok(Held(ids))
+    }
+
+    /// The object is in place: its events are due.
+    pub async fn released(&self, held: Held) -> anyhow::Result<usize> {
+        let n = held.0.len();
+        if n > 0 {
+            self.db.release(held.0).await?;
+        }
+        Ok(n)
+    }
+
+    /// Releases the events held for longer than `held_for` whose objects are there, and drops
+    /// the others (their writes never finished).
+    pub async fn recover(
+        &self,
+        store: &dyn state::ObjectStore,
+        held_for: std::time::Duration,
+    ) -> anyhow::Result<(usize, usize)> {
+        let (mut released, mut dropped) = (0, 0);
+        let before = state::now_ms() - held_for.as_millis() as i64;
+        for (id, record) in self.db.held(before).await? {
+            let key = record["s3"]["object"]["key"]
+                .as_str()
+                .map(ingest::decoded_key)
+                .unwrap_or_default();
+            match store.head(&key).await {
+                Ok(_) => {
+                    self.db.release(vec![id]).await?;
+                    released += 1;
+                }
+                Err(state::StateError::ObjectMissing(_)) => {
+                    self.db.drop_held(id).await?;
+                    dropped += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok((released, dropped))
+    }
+}
+
+/// Events queued for an object not yet in place.
+#[must_use = "release the events once the object is in place"]
+pub struct Held(Vec<i64>);
+
+impl Held {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}

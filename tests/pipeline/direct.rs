@@ -1,0 +1,479 @@
+//! Direct uploads of any photo (reserve, then PUT the bytes to the signed URL) and files dropped
+//! into the bucket, through the public interfaces: the API, the signed URL, the bucket's
+//! notifications, the mailbox. On the AWS backend the signed URL is moto's presigned S3 PUT; moto
+//! does not notify, so the test hands the engine the notification S3 would send.
+
+use std::io::Cursor;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{fixture, spawn_engine, TestEngine};
+
+/// A real photo larger than 10 MB, as a phone's would be: Aqua.jpg (2560x1600) at full detail
+/// six times over, mirrored, into a 7680x3200 picture, as a lossless PNG.
+fn photo_over_10_mb() -> Vec<u8> {
+    let aqua = image::load_from_memory(&fixture("Aqua.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let (w, h) = aqua.dimensions();
+    let mut big = image::RgbImage::new(3 * w, 2 * h);
+    for (x, y, flip_h, flip_v) in [
+        (0, 0, false, false),
+        (w, 0, true, false),
+        (2 * w, 0, false, false),
+        (0, h, false, true),
+        (w, h, true, true),
+        (2 * w, h, false, true),
+    ] {
+        let mut tile = aqua.clone();
+        if flip_h {
+            image::imageops::flip_horizontal_in_place(&mut tile);
+        }
+        if flip_v {
+            image::imageops::flip_vertical_in_place(&mut tile);
+        }
+        image::imageops::replace(&mut big, &tile, i64::from(x), i64::from(y));
+    }
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(big)
+        .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    assert!(out.len() > 10_000_000, "{} bytes", out.len());
+    out
+}
+
+impl TestEngine {
+    pub async fn reserve(&self, ask: Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/uploads"))
+            .json(&ask)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Reserves room for `body` (as `content_type`); returns the reservation, asserting a 201.
+    pub async fn reserve_ok(&self, size: usize, content_type: &str) -> Value {
+        let resp = self
+            .reserve(json!({ "size": size, "content_type": content_type }))
+            .await;
+        assert_eq!(resp.status(), 201);
+        resp.json().await.unwrap()
+    }
+
+    /// PUTs `body` to a reservation's URL with its headers (and `content_type` instead of the
+    /// signed one if given); on the AWS backend, hands the engine the event S3 would send.
+    pub async fn put(
+        &self,
+        reservation: &Value,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.http.put(reservation["url"].as_str().unwrap());
+        for (name, value) in reservation["headers"].as_object().unwrap() {
+            req = req.header(name, value.as_str().unwrap());
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let size = body.len() as u64;
+        let resp = req.body(body).send().await.unwrap();
+        if self.aws.is_some() && resp.status().is_success() {
+            let etag = resp.headers()["etag"]
+                .to_str()
+                .unwrap()
+                .trim_matches('"')
+                .to_owned();
+            let key = format!("incoming/{}", reservation["id"].as_str().unwrap());
+            self.engine.object_created(&key, size, &etag).await.unwrap();
+        }
+        resp
+    }
+}
+
+fn statuses(item: &Value) -> Vec<&str> {
+    item["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_photo_over_10_mb_reserved_then_put_reaches_notified_with_one_mail() {
+    let app = spawn_engine().await;
+    let photo = photo_over_10_mb();
+    let reservation = app.reserve_ok(photo.len(), "image/png").await;
+    assert_eq!(reservation["method"], "PUT");
+    assert_eq!(reservation["headers"]["Content-Type"], "image/png");
+    assert!(reservation["expires_at"].as_i64().unwrap() > state::now_ms());
+    let id = reservation["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.item(&id).await["status"], "pending");
+
+    let put = app.put(&reservation, photo.clone(), None).await;
+    assert_eq!(put.status(), 200, "{}", put.text().await.unwrap());
+    app.drain().await;
+    let item = app.item(&id).await;
+    assert_eq!(
+        statuses(&item),
+        ["pending", "uploaded", "processed", "notified"]
+    );
+    assert_eq!(item["size"], photo.len());
+    assert_eq!(item["object_key"], format!("incoming/{id}"));
+    assert!(
+        item.get("ttl").is_none(),
+        "the reservation's TTL went: {item}"
+    );
+    assert_eq!(
+        (item["width"].as_u64(), item["height"].as_u64()),
+        (Some(7680), Some(3200))
+    );
+    let notices = app.notices().await;
+    assert_eq!(
+        notices.iter().filter(|n| n.subject.contains(&id)).count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn reservations_are_checked_before_anything_is_signed_or_stored() {
+    let app = spawn_engine().await;
+    for (ask, status, says) in [
+        (
+            json!({"size": 60_000_000, "content_type": "image/jpeg"}),
+            413,
+            "limit",
+        ),
+        (
+            json!({"content_type": "image/jpeg"}),
+            400,
+            "size is missing",
+        ),
+        (
+            json!({"size": "big", "content_type": "image/jpeg"}),
+            400,
+            "not a number",
+        ),
+        (
+            json!({"size": 0, "content_type": "image/jpeg"}),
+            400,
+            "positive",
+        ),
+        (
+            json!({"size": 1000, "content_type": "image/gif"}),
+            415,
+            "image/gif",
+        ),
+        (json!({"size": 1000}), 400, "content_type is missing"),
+    ] {
+        let resp = app.reserve(ask.clone()).await;
+        assert_eq!(resp.status(), status, "{ask}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{ask}: {body}"
+        );
+    }
+    let not_json = app
+        .http
+        .post(app.url("/uploads"))
+        .body("size=12")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 400);
+    assert!(app.items().await.is_empty());
+}
+
+#[tokio::test]
+async fn bytes_that_are_no_image_end_the_reservation_failed_with_why() {
+    let app = spawn_engine().await;
+    let text = b"this is not a photo, whatever the type says".to_vec();
+    let reservation = app.reserve_ok(text.len(), "image/jpeg").await;
+    assert_eq!(app.put(&reservation, text, None).await.status(), 200);
+    app.drain().await;
+    let item = app.item(reservation["id"].as_str().unwrap()).await;
+    assert_eq!(statuses(&item), ["pending", "failed"]);
+    assert!(
+        item["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a JPEG or PNG"),
+        "{item}"
+    );
+    assert!(app.notices().await.is_empty());
+}
+
+/// The engine's own signed URLs (embedded backend): S3's answers to a bad, expired or misused
+/// signature, and nothing stored for any of them.
+#[tokio::test]
+async fn a_tampered_expired_or_misused_signed_url_is_refused_and_stores_nothing() {
+    let app = spawn_engine().await;
+    if app.aws.is_some() {
+        return; // moto's presigned URLs are S3's to check
+    }
+    let body = fixture("FreshFlower.jpg");
+    let reservation = app.reserve_ok(body.len(), "image/jpeg").await;
+    let url = reservation["url"].as_str().unwrap().to_owned();
+    let id = reservation["id"].as_str().unwrap().to_owned();
+    let object = app.dir.path().join(format!("objects/images/incoming/{id}"));
+    let send = |url: String, ct: &'static str, body: Vec<u8>| {
+        let http = app.http.clone();
+        async move {
+            let resp = http
+                .put(url)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap())
+        }
+    };
+    // Tampered: another size, another signature.
+    let bigger = url.replace(
+        &format!("size={}", body.len()),
+        &format!("size={}", body.len() + 1),
+    );
+    let (status, text) = send(bigger, "image/jpeg", [body.clone(), vec![0]].concat()).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("SignatureDoesNotMatch"), "{text}");
+    let sig_at = url.find("signature=").unwrap() + "signature=".len();
+    let mut forged = url.clone();
+    let flipped = if &url[sig_at..sig_at + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    forged.replace_range(sig_at..sig_at + 1, flipped);
+    assert_eq!(send(forged, "image/jpeg", body.clone()).await.0, 403);
+    // Another type than the one signed.
+    let (status, text) = send(url.clone(), "image/png", body.clone()).await;
+    assert_eq!(status, 403, "{text}");
+    // Another length than the one signed: too short, and too long.
+    assert_eq!(
+        send(url.clone(), "image/jpeg", body[..100].to_vec())
+            .await
+            .0,
+        403
+    );
+    // Expired: a grant signed with the engine's own key whose time is past.
+    let secret = std::fs::read(app.dir.path().join("secret.key")).unwrap();
+    let signer = embedded_adapters::signed::UploadSigner::new(&secret);
+    let grant = embedded_adapters::signed::UploadGrant {
+        key: format!("incoming/{id}"),
+        size: body.len() as u64,
+        content_type: "image/jpeg".into(),
+        expires_at: state::now_ms() - 1,
+    };
+    let expired = format!(
+        "{}?size={}&type=image%2Fjpeg&expires={}&signature={}",
+        url.split('?').next().unwrap(),
+        grant.size,
+        grant.expires_at,
+        signer.sign(&grant)
+    );
+    let (status, text) = send(expired, "image/jpeg", body.clone()).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("expired"), "{text}");
+    // No URL parameters at all.
+    assert_eq!(
+        send(
+            url.split('?').next().unwrap().to_owned(),
+            "image/jpeg",
+            body.clone()
+        )
+        .await
+        .0,
+        403
+    );
+
+    assert!(!object.exists(), "nothing was stored");
+    app.drain().await;
+    assert_eq!(app.item(&id).await["status"], "pending");
+    // The right request still works.
+    assert_eq!(send(url, "image/jpeg", body).await.0, 200);
+    app.drain().await;
+    assert_eq!(app.item(&id).await["status"], "notified");
+}
+
+#[tokio::test]
+async fn the_same_drop_in_twice_makes_one_item_and_one_mail() {
+    let app = spawn_engine().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("red flower.jpg");
+    std::fs::write(&file, fixture("FreshFlower.jpg")).unwrap();
+    let (first, second) = match &app.aws {
+        None => {
+            let a = local::commands::drop_in(&app.engine, &file).await.unwrap();
+            let b = local::commands::drop_in(&app.engine, &file).await.unwrap();
+            assert_eq!((a.notified, b.notified), (1, 1));
+            assert_eq!(a.key, "ingest/red flower.jpg");
+            (a.id, b.id)
+        }
+        Some(world) => {
+            // As `aws s3 cp` would put it, and as S3 would notify it (twice: at least once).
+            let body = fixture("FreshFlower.jpg");
+            let put = world
+                .s3
+                .put_object()
+                .bucket(&world.bucket)
+                .key("ingest/red flower.jpg")
+                .body(body.clone().into())
+                .send()
+                .await
+                .unwrap();
+            let etag = put.e_tag().unwrap().trim_matches('"').to_owned();
+            for _ in 0..2 {
+                let n = app
+                    .engine
+                    .object_created("ingest/red flower.jpg", body.len() as u64, &etag)
+                    .await
+                    .unwrap();
+                assert_eq!(n, 1);
+            }
+            let id = state::ImageId::derived(&format!(
+                "s3://{}/ingest/red flower.jpg#{etag}",
+                world.bucket
+            ));
+            (id.to_string(), id.to_string())
+        }
+    };
+    assert_eq!(first, second, "one id for one object");
+    app.drain().await;
+    let items = app.items().await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["id"], first.as_str());
+    assert_eq!(items[0]["status"], "notified");
+    assert_eq!(items[0]["object_key"], "ingest/red flower.jpg");
+    assert_eq!(app.notices().await.len(), 1);
+    assert_eq!(
+        app.metric("pipeline_records_delivered_total", "ingest")
+            .await,
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn objects_the_rules_do_not_name_invoke_nothing() {
+    let app = spawn_engine().await;
+    for key in [
+        "processed/fb26b789-54d5-436f-91c4-a8183cd39cc2/thumbnail.jpg",
+        "uploads/fb26b789-54d5-436f-91c4-a8183cd39cc2.jpg",
+        "ingest/notes.txt",
+        "elsewhere/photo.jpg",
+    ] {
+        let n = app.engine.object_created(key, 10, "abc").await.unwrap();
+        assert_eq!(n, 0, "{key}");
+    }
+    app.drain().await;
+    assert_eq!(
+        app.metric("pipeline_invocations_total", "ingest").await,
+        0.0
+    );
+    assert!(app.items().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_unused_reservation_expires_and_its_removal_invokes_nothing() {
+    let app = spawn_engine().await;
+    if app.aws.is_some() {
+        return; // DynamoDB's TTL deletes on its own schedule; events/stream-remove-ttl.json shows its record
+    }
+    let reservation = app.reserve_ok(1234, "image/jpeg").await;
+    let id = reservation["id"].as_str().unwrap().to_owned();
+    app.drain().await;
+    assert_eq!(
+        app.engine.expire_reservations().await.unwrap(),
+        0,
+        "not yet"
+    );
+    let after_ttl = reservation["expires_at"].as_i64().unwrap() / 1000 + 2 * 3600;
+    assert_eq!(
+        app.engine.expire_reservations_at(after_ttl).await.unwrap(),
+        1
+    );
+    let gone = app
+        .http
+        .get(app.url(&format!("/items/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    let before = app
+        .metric("pipeline_records_filtered_total", "process")
+        .await;
+    app.drain().await;
+    assert_eq!(
+        app.metric("pipeline_records_filtered_total", "process")
+            .await,
+        before + 1.0
+    );
+    assert_eq!(
+        app.metric("pipeline_records_delivered_total", "process")
+            .await,
+        0.0
+    );
+    assert_eq!(
+        app.metric("pipeline_records_delivered_total", "notice")
+            .await,
+        0.0
+    );
+    // The object came too late: nothing is made of it.
+    let late = app.put(&reservation, vec![0xFF; 1234], None).await;
+    assert!(
+        late.status() == 200 || late.status() == 403,
+        "{}",
+        late.status()
+    );
+    app.drain().await;
+    assert!(app.items().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_arrival_ingest_gives_up_on_is_marked_and_redriven() {
+    let faults = local::faults::Faults::default();
+    let app = crate::helpers::spawn_engine_with(|cfg| cfg.faults = faults.clone()).await;
+    let photo = fixture("FreshFlower.jpg");
+    let reservation = app.reserve_ok(photo.len(), "image/jpeg").await;
+    let id = reservation["id"].as_str().unwrap().to_owned();
+    // The object arrives while the bucket cannot be read: ingest fails, is retried twice
+    // (EventInvokeConfig), then the event goes to dead letters and the reservation says so.
+    faults.poison_key(&format!("incoming/{id}"));
+    assert_eq!(app.put(&reservation, photo, None).await.status(), 200);
+    app.drain().await;
+    let stuck = app.item(&id).await;
+    assert_eq!(stuck["status"], "pending");
+    assert_eq!(stuck["stalled_by"], "ingest");
+    assert!(
+        stuck["stalled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("retries exhausted"),
+        "{stuck}"
+    );
+    assert_eq!(
+        app.metric("pipeline_invocations_total", "ingest").await,
+        3.0
+    );
+    let stalled: Value = app
+        .http
+        .get(app.url("/items?status=stalled"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stalled["items"][0]["id"], id.as_str());
+
+    faults.heal();
+    let report = app.engine.redrive().await.unwrap();
+    assert_eq!(report.redriven, 1);
+    app.drain().await;
+    let item = app.item(&id).await;
+    assert_eq!(item["status"], "notified");
+    assert!(item.get("stalled_at").is_none());
+}
