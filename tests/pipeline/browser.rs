@@ -7,12 +7,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-use crate::helpers::{all_items, client, eventually, fixture, spawn_binary, world, PHOTOS};
+use crate::helpers::{
+    all_items, client, eventually, fixture, spawn_binary, spawn_engine, world, PHOTOS,
+};
 
 /// Long enough for a debug build to process a photo on a shared 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -463,6 +467,197 @@ async fn the_page_uploads_follows_filters_and_pages_items_in_chromium() {
         )
         .await;
     browser.screenshot(&format!("page-{backend}-narrow")).await;
+
+    browser.close().await;
+}
+
+/// API Gateway's key check, in front of an engine: `GET /` and the objects (presigned S3 URLs on
+/// AWS) pass; any other request without the right `x-api-key` gets API Gateway's own 403.
+struct Gateway {
+    addr: std::net::SocketAddr,
+    refused: Arc<AtomicUsize>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+const API_KEY: &str = "a-usage-plan-key-0123456789";
+
+async fn gateway(engine: std::net::SocketAddr) -> Gateway {
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use axum::response::Response;
+
+    #[derive(Clone)]
+    struct Proxy {
+        engine: std::net::SocketAddr,
+        http: reqwest::Client,
+        refused: Arc<AtomicUsize>,
+    }
+    async fn forward(State(p): State<Proxy>, req: Request) -> Response {
+        let path = req.uri().path().to_owned();
+        let open = (req.method() == "GET" && path == "/") || path.starts_with("/objects/");
+        let key = req.headers().get("x-api-key").and_then(|v| v.to_str().ok());
+        if !open && key != Some(API_KEY) {
+            p.refused.fetch_add(1, Ordering::SeqCst);
+            return Response::builder()
+                .status(403)
+                .header("content-type", "application/json")
+                .body(Body::from(r#"{"message":"Forbidden"}"#))
+                .unwrap();
+        }
+        let url = format!(
+            "http://{}{}",
+            p.engine,
+            req.uri().path_and_query().unwrap().as_str()
+        );
+        let mut out = p.http.request(req.method().clone(), url);
+        if let Some(t) = req.headers().get("content-type") {
+            out = out.header("content-type", t);
+        }
+        let body = axum::body::to_bytes(req.into_body(), 64 << 20)
+            .await
+            .unwrap();
+        let answer = out.body(body).send().await.unwrap();
+        let mut resp = Response::builder().status(answer.status());
+        for name in [
+            "content-type",
+            "content-security-policy",
+            "etag",
+            "cache-control",
+        ] {
+            if let Some(v) = answer.headers().get(name) {
+                resp = resp.header(name, v);
+            }
+        }
+        resp.body(Body::from(answer.bytes().await.unwrap()))
+            .unwrap()
+    }
+
+    let refused = Arc::new(AtomicUsize::new(0));
+    let proxy = Proxy {
+        engine,
+        http: client(),
+        refused: refused.clone(),
+    };
+    let app = axum::Router::new().fallback(forward).with_state(proxy);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap()
+    });
+    Gateway {
+        addr,
+        refused,
+        _stop: stop,
+    }
+}
+
+#[tokio::test]
+async fn the_page_asks_for_the_api_key_once_keeps_it_and_sends_it() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let engine = spawn_engine().await;
+    let gw = gateway(engine.addr).await;
+    // Links to objects go through the gateway too, as the page's own origin.
+    engine.engine.set_public_url(&format!("http://{}", gw.addr));
+    let base = format!("http://{}/", gw.addr);
+    let c = &browser.client;
+    c.goto(&base).await.unwrap();
+
+    // The first call is refused: the page asks. A wrong key is refused too, and it asks again.
+    let dialog_open = "return document.getElementById('key-dialog').open;";
+    browser.until("the key dialog", dialog_open, vec![]).await;
+    let input = c.find(Locator::Id("key-input")).await.unwrap();
+    let save = "#key-form button[type=submit]";
+    input.send_keys("not-the-key").await.unwrap();
+    c.find(Locator::Css(save))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let said = browser
+        .until(
+            "the dialog to say the key was refused",
+            "const d = document.getElementById('key-dialog'); \
+             return d.open && document.getElementById('key-error').textContent;",
+            vec![],
+        )
+        .await;
+    assert!(said.as_str().unwrap().contains("refused"), "{said}");
+    input.send_keys(API_KEY).await.unwrap();
+    c.find(Locator::Css(save))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .until(
+            "the list behind the key",
+            "const e = document.getElementById('empty'); \
+             return !document.getElementById('key-dialog').open && !e.hidden && e.textContent.includes('No uploads yet');",
+            vec![],
+        )
+        .await;
+    assert_eq!(gw.refused.load(Ordering::SeqCst), 2);
+    let kept = browser
+        .eval(
+            "return localStorage.getItem('image-uploads.api-key');",
+            vec![],
+        )
+        .await;
+    assert_eq!(kept, API_KEY);
+
+    // An upload carries the key (POST /uploads, then POST /upload, GET /items/{id} polls).
+    let files = tempfile::tempdir().unwrap();
+    let photo = file_in(files.path(), PHOTOS[0], &fixture(PHOTOS[0]));
+    c.find(Locator::Css("#file"))
+        .await
+        .unwrap()
+        .send_keys(&photo)
+        .await
+        .unwrap();
+    let id = browser
+        .until(
+            "the upload's card",
+            "const li = document.querySelector('#items li.card'); return li && li.dataset.id;",
+            vec![],
+        )
+        .await;
+    engine.drain().await;
+    browser
+        .until(
+            "the card to say notified, with its thumbnail",
+            "const li = document.querySelector(`li[data-id='${arguments[0]}'][data-status=notified]`); \
+             const img = li && li.querySelector('.thumb img'); \
+             return img && img.complete && img.naturalWidth > 0;",
+            vec![id.clone()],
+        )
+        .await;
+    assert_eq!(
+        gw.refused.load(Ordering::SeqCst),
+        2,
+        "a call went without the key"
+    );
+
+    // A reload asks nothing: the key is kept in the browser.
+    c.goto(&base).await.unwrap();
+    browser
+        .until(
+            "the item after a reload",
+            "return document.querySelectorAll('#items li.card').length === 1;",
+            vec![],
+        )
+        .await;
+    assert_eq!(browser.eval(dialog_open, vec![]).await, false);
+    assert_eq!(gw.refused.load(Ordering::SeqCst), 2);
 
     browser.close().await;
 }
