@@ -54,6 +54,8 @@ def main(argv):
         print("\nThe API needs its key (x-api-key header). Read it once:")
         print(f"  export API_KEY=$(aws apigateway get-api-key --api-key {key_id} --include-value --query value --output text)")
         print("\nUpload an image:\n  " + out["CurlCommand"])
+        if "PageUrl" in out:
+            print(f"\nOr open {out['PageUrl']} in a browser: it asks for that key once.")
         print("\nConfirm the SNS subscription emails (notices, and alarms) first, or nothing arrives.")
     elif cmd == "items":
         table = out.get("TableName") or sys.exit(f"stack {stack} not found")

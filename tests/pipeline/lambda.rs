@@ -203,6 +203,33 @@ async fn the_three_bootstraps_take_an_upload_to_notified_on_the_stand_ins() {
         .await
         .unwrap();
     assert_eq!(refused["statusCode"], 415, "{refused}");
+    // API Gateway -> the page: its policy lets images and uploads reach the bucket's presigned
+    // URLs (here moto's origin, on AWS https://<bucket>.s3.<region>.amazonaws.com).
+    let page = upload
+        .invoke(event_file("api-get-page.json"))
+        .await
+        .unwrap();
+    assert_eq!(page["statusCode"], 200, "{page}");
+    // A REST API proxy answer: lambda_http puts every header in multiValueHeaders.
+    let header = |name: &str| {
+        page["multiValueHeaders"][name][0]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(header("content-type"), "text/html; charset=utf-8");
+    let csp = header("content-security-policy");
+    let s3 = env
+        .iter()
+        .find(|(k, _)| k == "AWS_ENDPOINT_URL_S3")
+        .unwrap();
+    let s3_origin = s3.1.trim_end_matches('/');
+    assert!(
+        csp.contains(&format!("img-src 'self' {s3_origin};"))
+            && csp.contains(&format!("connect-src 'self' {s3_origin};")),
+        "{csp}"
+    );
+    assert_eq!(page["body"], upload::page::PAGE);
 
     // The real stream, filtered by the template, -> process -> notice.
     let dir = tempfile::tempdir().unwrap();

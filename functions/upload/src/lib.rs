@@ -1,5 +1,6 @@
-//! The upload API: `POST /upload`, `GET /items`, `GET /items/{id}`, one function behind API Gateway
-//! (and behind the local engine's HTTP server, which calls [`handle`] the same way).
+//! The upload API: `POST /upload`, `GET /items`, `GET /items/{id}`, and the web page at `GET /`,
+//! one function behind API Gateway (and behind the local engine's HTTP server, which calls
+//! [`handle`] the same way).
 //!
 //! `GET /items?status=&limit=&cursor=` answers `{"items": [...], "next": cursor-or-null}`, newest
 //! first, from the table's index queries; `status` is a status or `stalled`. Items carry `urls`:
@@ -18,6 +19,7 @@ use state::{
 
 mod config;
 mod cursor;
+pub mod page;
 pub use config::Config;
 pub use cursor::{CursorError, CursorKey};
 
@@ -96,6 +98,7 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
     let method = req.method().clone();
     let path = route_path(&req);
     let result = match (method.clone(), segments(&path).as_slice()) {
+        (Method::GET, []) => Ok(page::response(deps.store.as_ref()).await),
         (Method::POST, ["upload"]) => upload(req, deps).await,
         (Method::POST, ["uploads"]) => reserve(req, deps).await,
         (Method::GET, ["items"]) => list(&req, deps).await,

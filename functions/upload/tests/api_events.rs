@@ -97,3 +97,25 @@ async fn items_can_be_listed_and_read_back_and_unknown_ids_are_404() {
     let missing = handle(request("api-get-item.json"), &deps).await;
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn get_on_the_stage_root_is_the_page_under_its_policy() {
+    let (deps, _, _) = deps();
+    let resp = handle(request("api-get-page.json"), &deps).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.starts_with("default-src 'none'; script-src 'sha256-"),
+        "{csp}"
+    );
+    // The memory store's links are no URLs a browser could use: only the page's own origin.
+    assert!(csp.contains("img-src 'self';"), "{csp}");
+    match resp.body() {
+        Body::Text(html) => {
+            assert_eq!(html, upload::page::PAGE);
+            assert!(html.contains("<title>Image uploads</title>"));
+        }
+        other => panic!("expected the page as text, got {other:?}"),
+    }
+}
