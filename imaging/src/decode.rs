@@ -1,9 +1,7 @@
 //! One decode per image, to 8-bit gray, RGB or RGBA: a JPEG by libjpeg-turbo at the header's DCT
-//! scale, a PNG whole by the `png` crate (through `image`).
+//! scale, a PNG whole by the `png` crate, at 8 bits a channel.
 
-use image::DynamicImage;
-
-use crate::probe::{png_decoder, Header};
+use crate::probe::Header;
 use crate::{ImageError, Pixels};
 
 /// libjpeg warnings that leave every pixel in place. TurboJPEG reports warnings as failures, so
@@ -32,6 +30,10 @@ fn decode_error(e: impl Into<crate::BoxError>) -> ImageError {
 fn decode_jpeg(bytes: &[u8], header: &Header) -> Result<Pixels, ImageError> {
     let jpeg = header.jpeg.as_ref().expect("a JPEG header");
     let mut decompressor = turbojpeg::Decompressor::new().map_err(decode_error)?;
+    // The probe counted the scans; this holds libjpeg to that count whatever it finds.
+    decompressor
+        .set_scan_limit(crate::probe::MAX_JPEG_SCANS as u32)
+        .map_err(decode_error)?;
     let scale = turbojpeg::ScalingFactor::new(1, jpeg.scale_denom as usize);
     decompressor
         .set_scaling_factor(scale)
@@ -105,30 +107,55 @@ fn cmyk_to_rgb(cmyk: &[u8], adobe_inverted: bool) -> Vec<u8> {
 }
 
 fn decode_png(bytes: &[u8], header: &Header) -> Result<Pixels, ImageError> {
-    let decoder = png_decoder(bytes, header.max_alloc)?;
-    let image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
-    let (width, height) = (header.width, header.height);
-    let color = image.color();
-    Ok(if color.has_alpha() {
-        Pixels {
-            width,
-            height,
-            channels: 4,
-            buf: image.into_rgba8().into_raw(),
-        }
-    } else if color.has_color() {
-        Pixels {
-            width,
-            height,
-            channels: 3,
-            buf: image.into_rgb8().into_raw(),
-        }
-    } else {
-        Pixels {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    // 8 bits a channel, palettes expanded, tRNS as alpha: a 16-bit image never exists at 16 bits
+    // here. The profile was read by the probe and text is not kept, so neither is copied again.
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    decoder.set_ignore_iccp_chunk(true);
+    decoder.set_ignore_text_chunk(true);
+    let mut reader = decoder.read_info().map_err(decode_error)?;
+    let (color, _) = reader.output_color_type();
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| ImageError::decode("PNG too large for this machine's address space"))?;
+    let mut buf = vec![0u8; size];
+    let info = reader.next_frame(&mut buf).map_err(decode_error)?;
+    buf.truncate(info.buffer_size());
+    let (width, height) = (info.width, info.height);
+    if (width, height) != (header.width, header.height) {
+        return Err(ImageError::decode("PNG frame size differs from its header"));
+    }
+    Ok(match color {
+        png::ColorType::Grayscale => Pixels {
             width,
             height,
             channels: 1,
-            buf: image.into_luma8().into_raw(),
+            buf,
+        },
+        png::ColorType::Rgb => Pixels {
+            width,
+            height,
+            channels: 3,
+            buf,
+        },
+        png::ColorType::Rgba => Pixels {
+            width,
+            height,
+            channels: 4,
+            buf,
+        },
+        // Gray + alpha is widened to RGBA, which every resizer and encoder here takes.
+        png::ColorType::GrayscaleAlpha => Pixels {
+            width,
+            height,
+            channels: 4,
+            buf: buf
+                .chunks_exact(2)
+                .flat_map(|ga| [ga[0], ga[0], ga[0], ga[1]])
+                .collect(),
+        },
+        png::ColorType::Indexed => {
+            return Err(ImageError::decode("PNG palette was not expanded"));
         }
     })
 }

@@ -1,12 +1,13 @@
 //! Decode once, make every rendition from that one image.
 //!
 //! The order of work is what keeps it fast and bounded:
-//! 1. [`probe`]: the header alone gives the format, the stored dimensions and (for JPEG) the EXIF
-//!    block; the dimensions are checked against the budget before a single pixel is allocated, so
-//!    a decompression bomb costs a header read;
+//! 1. [`probe`]: the header alone gives the format, the stored dimensions, the EXIF block and the
+//!    colour profile, and from them what the decode and every rendition will allocate
+//!    ([`budget`]); an image over the memory budget is refused before a single pixel is
+//!    allocated, so a decompression bomb costs a header read;
 //! 2. [`decode`]: a JPEG is decoded by libjpeg-turbo at the smallest DCT scale (1/8, 1/4, 1/2)
 //!    that still covers the largest rendition, so a 20 MP photo is never expanded to 20 MP of
-//!    pixels; a PNG is decoded whole;
+//!    pixels; a PNG is decoded whole, at 8 bits a channel;
 //! 3. [`resize`]: every rendition is resized from that one buffer with `fast_image_resize` (SIMD,
 //!    Lanczos3), then turned upright (EXIF orientation) at its own small size;
 //! 4. [`encode`]: JPEG by libjpeg-turbo (alpha flattened on white), PNG by the `png` crate (alpha
@@ -22,14 +23,18 @@ use state::media::{self, MediaType};
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod budget;
 pub mod decode;
 pub mod encode;
+#[cfg(feature = "hostile")]
+pub mod hostile;
 pub mod metadata;
 mod pixels;
 pub mod probe;
 pub mod resize;
 pub mod settings;
 
+pub use budget::{Estimate, MemoryPlan};
 pub use pixels::Pixels;
 pub use resize::target_size;
 pub use settings::{Format, RenditionSpec, Settings, SettingsError, Size};
@@ -45,6 +50,16 @@ pub enum ImageError {
         height: u32,
         pixels: u64,
         budget: u64,
+    },
+    #[error(
+        "image is {width}x{height} and would need about {estimate} to process; over the memory \
+         budget of {budget_mb} MB"
+    )]
+    OverBudget {
+        width: u32,
+        height: u32,
+        estimate: Estimate,
+        budget_mb: u64,
     },
     #[error("image does not decode: {0}")]
     Decode(BoxError),
@@ -87,17 +102,29 @@ pub struct Rendered {
     /// this is the DCT-scaled size, e.g. 1/4 of the original's.
     pub decoded_width: u32,
     pub decoded_height: u32,
+    /// What the probe expected this to cost in memory (an upper bound).
+    pub estimate: Estimate,
 }
 
 /// The whole process step on one image in memory: probe, one decode, every rendition.
 pub fn render(bytes: &[u8], settings: &Settings) -> Result<Rendered, ImageError> {
     let header = probe::probe(bytes, settings)?;
-    let pixels = decode::decode(bytes, &header)?;
+    render_probed(bytes, &header, settings)
+}
+
+/// The process step after [`probe::probe`]: a caller that shares memory between images reserves
+/// `header.estimate` in between.
+pub fn render_probed(
+    bytes: &[u8],
+    header: &probe::Header,
+    settings: &Settings,
+) -> Result<Rendered, ImageError> {
+    let pixels = decode::decode(bytes, header)?;
     let renditions = header
         .targets
         .iter()
         .zip(&settings.renditions)
-        .map(|(&target, spec)| render_one(&pixels, target, &header, spec, settings))
+        .map(|(&target, spec)| render_one(&pixels, target, header, spec, settings))
         .collect::<Result<Vec<_>, ImageError>>()?;
     let (width, height) = header.displayed_size();
     Ok(Rendered {
@@ -112,6 +139,7 @@ pub fn render(bytes: &[u8], settings: &Settings) -> Result<Rendered, ImageError>
         renditions,
         decoded_width: pixels.width,
         decoded_height: pixels.height,
+        estimate: header.estimate,
     })
 }
 

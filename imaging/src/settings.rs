@@ -4,10 +4,18 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::budget::MemoryPlan;
+
 /// A setting that does not parse or makes no sense; says which and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct SettingsError(String);
+
+impl SettingsError {
+    pub(crate) fn new(why: String) -> Self {
+        SettingsError(why)
+    }
+}
 
 /// The renditions made when nothing is configured. The deployed stack and the local engine both take
 /// theirs from template.yaml's `Renditions` parameter, which holds this same text.
@@ -118,6 +126,8 @@ impl fmt::Display for RenditionSpec {
 pub struct Settings {
     pub renditions: Vec<RenditionSpec>,
     pub max_pixels: u64,
+    /// The most one image may need ([`crate::budget`]): the pool of the function's memory plan.
+    pub memory_budget: u64,
     pub jpeg_quality: u8,
 }
 
@@ -147,8 +157,17 @@ impl Settings {
         Ok(Settings {
             renditions,
             max_pixels,
+            memory_budget: MemoryPlan::default().pool_bytes,
             jpeg_quality: DEFAULT_JPEG_QUALITY,
         })
+    }
+
+    /// The same settings with the budget of `plan`.
+    pub fn with_memory(self, plan: &MemoryPlan) -> Settings {
+        Settings {
+            memory_budget: plan.pool_bytes,
+            ..self
+        }
     }
 }
 

@@ -657,7 +657,7 @@ fn each_benign_libjpeg_warning_is_triggered_by_a_real_file_and_kept() {
     let mut jfif_3 = AQUA.to_vec();
     assert_eq!(&jfif_3[6..11], b"JFIF\0");
     jfif_3[11] = 3; // major version 3
-    // libjpeg reads the Adobe transform only when there is no JFIF segment: drop Aqua's.
+                    // libjpeg reads the Adobe transform only when there is no JFIF segment: drop Aqua's.
     let no_jfif = [&AQUA[..2], &AQUA[20..]].concat();
     let adobe_transform_5 = with_segment(&no_jfif, 0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x05");
     // An ICC chunk numbered 0 of 1: libjpeg-turbo reads ICC chunks and calls this one bogus.
@@ -674,8 +674,7 @@ fn each_benign_libjpeg_warning_is_triggered_by_a_real_file_and_kept() {
             warning.as_deref().is_some_and(|w| w.contains(expected)),
             "expected libjpeg to warn {expected:?}, it said {warning:?}"
         );
-        let r = render(bytes, &Settings::default())
-            .unwrap_or_else(|e| panic!("{expected}: {e}"));
+        let r = render(bytes, &Settings::default()).unwrap_or_else(|e| panic!("{expected}: {e}"));
         assert_eq!((r.width, r.height), (2560, 1600), "{expected}");
     }
     // The clean photo draws no warning at all, so each case above is the change's doing.

@@ -112,6 +112,10 @@ pub enum Command {
         /// Template parameter overrides, e.g. --parameter MaxPixels=1000000.
         #[arg(long = "parameter", value_parser = parse_key_value)]
         parameters: Vec<(String, String)>,
+        /// The process function's memory in MB (default: its MemorySize in the template). Images
+        /// in flight share it; one that would need more is refused.
+        #[arg(long, env = "PROCESS_MEMORY_MB")]
+        process_memory_mb: Option<u64>,
     },
     /// List items, newest first.
     Items {
@@ -134,6 +138,10 @@ pub enum Command {
         renditions: String,
         #[arg(long, env = "MAX_PIXELS", default_value_t = imaging::settings::DEFAULT_MAX_PIXELS)]
         max_pixels: u64,
+        /// The memory in MB of the function whose budget to apply (as the process function's
+        /// MemorySize).
+        #[arg(long, env = "PROCESS_MEMORY_MB", default_value_t = imaging::budget::DEFAULT_FUNCTION_MEMORY_MB)]
+        process_memory_mb: u64,
     },
     /// Deliver the whole stream again to every mapping (a running engine picks it up).
     Replay,
@@ -181,11 +189,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             template,
             durability,
             parameters,
+            process_memory_mb,
         } => {
             let mut cfg = EngineConfig::new(&cli.data_dir);
             cfg.email = email;
             cfg.faults = crate::faults::Faults::from_env()?;
             cfg.durability = durability;
+            cfg.process_memory_mb = process_memory_mb;
             if let Some(path) = template {
                 cfg.template = std::fs::read_to_string(&path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -224,8 +234,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             renditions,
             max_pixels,
+            process_memory_mb,
         } => {
-            let settings = imaging::Settings::parse(&renditions, max_pixels)?;
+            let memory = imaging::MemoryPlan::for_function(process_memory_mb)?;
+            let settings = imaging::Settings::parse(&renditions, max_pixels)?.with_memory(&memory);
             crate::commands::process_files(&files, &out, &settings)
         }
         Command::DeadLetters => {

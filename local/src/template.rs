@@ -30,6 +30,9 @@ pub struct Function {
     pub environment: BTreeMap<String, String>,
     pub routes: Vec<Route>,
     pub stream: Option<MappingConfig>,
+    /// `MemorySize` in MB (the function's own, else Globals'): the process step's memory budget
+    /// follows it.
+    pub memory_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +95,10 @@ impl Template {
             .and_then(|f| field(f, "Environment"))
             .and_then(|e| field(e, "Variables"));
 
+        let globals_memory = field(&doc, "Globals")
+            .and_then(|g| field(g, "Function"))
+            .and_then(|f| field(f, "MemorySize"));
+
         let resources = field(&doc, "Resources")
             .and_then(Value::as_mapping)
             .ok_or_else(|| bad("no Resources".into()))?;
@@ -152,12 +159,24 @@ impl Template {
                     _ => {}
                 }
             }
+            let memory_size = match props
+                .and_then(|p| field(p, "MemorySize"))
+                .or(globals_memory)
+            {
+                None => None,
+                Some(v) => Some(
+                    resolve(v, &parameters)
+                        .and_then(|m| m.parse::<u64>().ok())
+                        .ok_or_else(|| bad(format!("{logical_id}: MemorySize is not a number")))?,
+                ),
+            };
             functions.push(Function {
                 logical_id,
                 binary,
                 environment,
                 routes,
                 stream,
+                memory_size,
             });
         }
         Ok(Template {

@@ -104,6 +104,7 @@ async fn process_deps(
         store: store.clone(),
         settings: Arc::new(imaging::Settings::default()),
         concurrency: 2,
+        memory: Arc::new(process::MemoryPool::new(&imaging::MemoryPlan::default())),
     };
     (deps, table, store, item)
 }

@@ -13,4 +13,5 @@ mod flow;
 mod helpers;
 #[cfg(feature = "aws")]
 mod lambda;
+mod memory;
 mod stand_ins;
