@@ -165,5 +165,11 @@ fn encoder(w: u64, h: u64, channels: u8, format: Format) -> u64 {
             let raw = px * u64::from(channels) + h;
             raw + raw / 8 + w * u64::from(channels) * 6 + 64 * 1024
         }
+        // Gray widened to RGB; libwebp's YUV 4:2:0 picture, its analysis and token buffers, and
+        // the output: well under 16 bytes a pixel.
+        Format::Webp => px * 3 + px * 16 + MIB,
+        // The samples as RGB(A) structs; rav1e's planes, reference and reconstruction frames and
+        // its per-tile state: under 48 bytes a pixel for a still image, plus its fixed tables.
+        Format::Avif => px * 4 + px * 48 + 16 * MIB,
     }
 }

@@ -111,6 +111,7 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
     let header = match sniff(bytes)? {
         MediaType::Jpeg => probe_jpeg(bytes, settings)?,
         MediaType::Png => probe_png(bytes, settings)?,
+        MediaType::Heic => probe_heic(bytes, settings)?,
     };
     let needed = header.estimate.total();
     if needed > settings.memory_budget {
@@ -429,6 +430,76 @@ fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
     })
 }
 
+/// A HEIC's primary image: its size as displayed (the decoder applies `irot` itself, so the EXIF
+/// orientation, which says the same, is not applied again), EXIF and ICC profile. The decoded
+/// image is RGBA at 8 bits; the decoder's own buffers (a frame of 16-bit samples per tile in
+/// flight, the assembled 4:2:0 planes) are counted at 8 bytes a pixel.
+#[cfg(feature = "heic")]
+fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
+    use heifer::heifer_isobmff::{boxes::Property, HeifFile};
+    let file = HeifFile::parse(bytes).map_err(ImageError::decode)?;
+    let id = file.primary_id;
+    let (mut size, mut quarter_turns) = (None, 0);
+    for p in file.item_properties(id).map_err(ImageError::decode)? {
+        match p {
+            Property::ImageSize { width, height } => size = Some((*width, *height)),
+            Property::Rotation(r) => quarter_turns = *r,
+            _ => {}
+        }
+    }
+    let (w, h) = size.ok_or_else(|| ImageError::decode("HEIC primary image has no size (ispe)"))?;
+    let (width, height) = if quarter_turns % 2 == 1 {
+        (h, w)
+    } else {
+        (w, h)
+    };
+    check_pixels(width, height, settings)?;
+    let exif_block = file.exif(id).ok().flatten();
+    let exif = read_exif(exif_block.as_deref());
+    let icc = match file.icc_profile(id).ok().flatten() {
+        Some(p) if p.len() > MAX_ICC_BYTES => {
+            return Err(ImageError::decode(format!(
+                "an ICC profile of {} bytes (at most {MAX_ICC_BYTES} are taken)",
+                p.len()
+            )))
+        }
+        p => p.map(<[u8]>::to_vec),
+    };
+    let targets = stored_targets(width, height, Orientation::NoTransforms, settings);
+    let (w64, h64) = (u64::from(width), u64::from(height));
+    // RGBA out of the decoder, RGB after dropping an opaque alpha, and the decoder's buffers.
+    let decode = budget::pixels(w64, h64, 4 + 3 + 8) + 8 * MIB;
+    let metadata =
+        exif_cost(exif_block.as_deref()) + icc.as_ref().map_or(0, |p| p.len() as u64 * 2);
+    let estimate = Estimate {
+        original: bytes.len() as u64,
+        metadata,
+        decode,
+        colour: colour_cost(icc.as_deref(), (w64, h64), 4),
+        rendition: renditions_cost((width, height), 4, &targets, settings),
+        fixed: 4 * MIB,
+    };
+    Ok(Header {
+        format: MediaType::Heic,
+        width,
+        height,
+        orientation: Orientation::NoTransforms,
+        exif,
+        targets,
+        jpeg: None,
+        png: None,
+        icc,
+        estimate,
+    })
+}
+
+#[cfg(not(feature = "heic"))]
+fn probe_heic(_: &[u8], _: &Settings) -> Result<Header, ImageError> {
+    Err(ImageError::decode(
+        "HEIC input needs the `heic` feature, which this build was made without",
+    ))
+}
+
 /// An `iCCP` chunk: a name of 1 to 79 bytes, NUL, method 0, a zlib stream, inflated to at most
 /// [`MAX_ICC_BYTES`].
 fn inflate_iccp(chunk: &[u8]) -> Result<Vec<u8>, ImageError> {
@@ -477,7 +548,12 @@ pub fn swaps_axes(o: Orientation) -> bool {
 }
 
 /// Each rendition's size in the stored orientation, from the stored size and the orientation.
-fn stored_targets(width: u32, height: u32, o: Orientation, settings: &Settings) -> Vec<(u32, u32)> {
+pub(crate) fn stored_targets(
+    width: u32,
+    height: u32,
+    o: Orientation,
+    settings: &Settings,
+) -> Vec<(u32, u32)> {
     let swap = swaps_axes(o);
     let (dw, dh) = if swap {
         (height, width)

@@ -91,6 +91,7 @@ pub fn process_file(file: &Path, out: &Path, settings: &imaging::Settings) -> Va
         "size": bytes.len(),
         "exif": rendered.exif,
         "renditions": renditions,
+        "placeholder": rendered.placeholder,
         "memory_estimate_bytes": estimate,
     })
 }

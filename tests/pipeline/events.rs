@@ -204,6 +204,7 @@ async fn notice_mails_once_however_often_the_processed_record_comes() {
         format: item.format.clone().unwrap(),
         renditions: item.renditions.clone().unwrap(),
         exif: Default::default(),
+        placeholder: None,
     };
     state::transition::processed(table.as_ref(), item.id, facts)
         .await

@@ -122,6 +122,24 @@ fn each_hostile_file_stays_within_its_estimate_and_the_budget() {
         "| (a 320x240 JPEG, for scale) | | processed | | {} |",
         baseline / 1024
     );
+    // Real photos first: the estimate must hold for them too.
+    let mut real = vec!["Aqua.jpg", "GreenMeadow.jpg", "Spring.png"];
+    if cfg!(feature = "heic") {
+        real.push("iphone_grid_1008x756.heic");
+    }
+    for name in real {
+        let file = dir.path().join(name);
+        std::fs::write(&file, fixture(name)).unwrap();
+        let run = run_process(&file, dir.path(), FUNCTION_MB);
+        assert!(run.line["error"].is_null(), "{name}: {}", run.line);
+        println!(
+            "| `{name}` (a real photo) | {} | processed | {} | {} |",
+            std::fs::metadata(&file).unwrap().len(),
+            estimate_kb(&run.line).unwrap() / 1024,
+            run.peak_kb / 1024
+        );
+        assert_bounded(name, &run, baseline);
+    }
     for h in hostile::corpus() {
         let file = dir.path().join(h.name);
         std::fs::write(&file, &h.bytes).unwrap();
@@ -182,6 +200,11 @@ async fn the_engine_survives_the_corpus_within_its_memory() {
         ids.push((h.name, upload(h.bytes).await));
     }
     let photo = upload(fixture("Aqua.jpg")).await;
+    let heic = if cfg!(feature = "heic") {
+        Some(upload(fixture("iphone_grid_1008x756.heic")).await)
+    } else {
+        None
+    };
 
     let item = |id: String| {
         let http = http.clone();
@@ -204,6 +227,18 @@ async fn the_engine_survives_the_corpus_within_its_memory() {
     }
     let done = eventually(Duration::from_secs(60), "the photo", || item(photo.clone())).await;
     assert_eq!(done["status"], "notified");
+    assert!(
+        done["placeholder"].as_str().is_some_and(|p| !p.is_empty()),
+        "{done}"
+    );
+    if let Some(heic) = heic {
+        let done = eventually(Duration::from_secs(60), "the HEIC", || item(heic.clone())).await;
+        assert_eq!(done["status"], "notified", "{done}");
+        assert_eq!(
+            (&done["format"], &done["width"], &done["height"]),
+            (&"heic".into(), &756.into(), &1008.into())
+        );
+    }
 
     assert!(bin.child.try_wait().unwrap().is_none(), "the engine exited");
     let status = std::fs::read_to_string(format!("/proc/{}/status", bin.child.id())).unwrap();

@@ -137,6 +137,7 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         height: rendered.height,
         format: rendered.format.name().to_owned(),
         exif: rendered.exif,
+        placeholder: rendered.placeholder,
         ..Default::default()
     };
     for out in rendered.renditions {
