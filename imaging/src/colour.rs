@@ -9,9 +9,11 @@
 //! an image without any profile costs nothing at all. CMYK JPEGs with a CMYK profile go through it;
 //! without one they get the naive conversion in [`crate::decode`]. Gray images keep their values.
 
+use std::sync::Arc;
+
 use moxcms::{
     Chromaticity, ColorPrimaries, ColorProfile, DataColorSpace, Layout, RenderingIntent,
-    ToneReprCurve, TransformOptions, XyY,
+    ToneReprCurve, Transform8BitExecutor, TransformOptions, XyY,
 };
 
 use crate::probe::{Header, PngHeader};
@@ -21,8 +23,9 @@ use crate::{ImageError, Pixels};
 pub enum Source {
     /// Already sRGB, or nothing says otherwise.
     Srgb,
-    /// RGB (or RGBA) in this profile.
-    Rgb(Box<ColorProfile>),
+    /// RGB (or RGBA) in this profile, with its RGB to sRGB transform (made once, for the sRGB check
+    /// and the conversion both).
+    Rgb(Box<ColorProfile>, Arc<Transform8BitExecutor>),
     /// CMYK in this profile.
     Cmyk(Box<ColorProfile>),
 }
@@ -53,7 +56,14 @@ pub fn source(header: &Header) -> Source {
     };
     match profile.color_space {
         DataColorSpace::Cmyk => Source::Cmyk(Box::new(profile)),
-        DataColorSpace::Rgb if !is_srgb(&profile) => Source::Rgb(Box::new(profile)),
+        DataColorSpace::Rgb => match rgb_transform(&profile, Layout::Rgb) {
+            Ok(t) if !is_identity(t.as_ref()) => Source::Rgb(Box::new(profile), t),
+            Ok(_) => Source::Srgb,
+            Err(e) => {
+                tracing::debug!(error = ?e, "ICC profile without a transform; taken as sRGB");
+                Source::Srgb
+            }
+        },
         _ => Source::Srgb,
     }
 }
@@ -109,17 +119,16 @@ fn png_profile(png: &PngHeader) -> Option<ColorProfile> {
     Some(profile)
 }
 
-/// Whether converting through `profile` to sRGB changes no colour by more than one level: a grid
-/// of 6x6x6 colours (primaries, ramps and greys included) goes through it.
-fn is_srgb(profile: &ColorProfile) -> bool {
-    let Ok(t) = profile.create_transform_8bit(
-        Layout::Rgb,
-        &ColorProfile::new_srgb(),
-        Layout::Rgb,
-        options(),
-    ) else {
-        return false;
-    };
+fn rgb_transform(
+    profile: &ColorProfile,
+    layout: Layout,
+) -> Result<Arc<Transform8BitExecutor>, moxcms::CmsError> {
+    profile.create_transform_8bit(layout, &ColorProfile::new_srgb(), layout, options())
+}
+
+/// Whether a transform to sRGB changes no colour by more than one level: a grid of 6x6x6 colours
+/// (primaries, ramps and greys included) goes through it.
+fn is_identity(t: &Transform8BitExecutor) -> bool {
     let levels = [0u8, 51, 102, 153, 204, 255];
     let mut grid = Vec::with_capacity(6 * 6 * 6 * 3);
     for r in levels {
@@ -139,17 +148,18 @@ fn cms_error(e: moxcms::CmsError) -> ImageError {
     ))
 }
 
-/// RGB or RGBA pixels in `profile`, converted to sRGB (alpha kept). Gray pixels are returned as
-/// they are.
-pub fn rgb_to_srgb(p: Pixels, profile: &ColorProfile) -> Result<Pixels, ImageError> {
-    let layout = match p.channels {
-        3 => Layout::Rgb,
-        4 => Layout::Rgba,
+/// RGB or RGBA pixels in `profile`, converted to sRGB by `rgb` (the profile's RGB transform) or,
+/// with alpha, a transform made for it (alpha kept). Gray pixels are returned as they are.
+pub fn rgb_to_srgb(
+    p: Pixels,
+    profile: &ColorProfile,
+    rgb: &Arc<Transform8BitExecutor>,
+) -> Result<Pixels, ImageError> {
+    let t = match p.channels {
+        3 => rgb.clone(),
+        4 => rgb_transform(profile, Layout::Rgba).map_err(cms_error)?,
         _ => return Ok(p),
     };
-    let t = profile
-        .create_transform_8bit(layout, &ColorProfile::new_srgb(), layout, options())
-        .map_err(cms_error)?;
     let mut out = vec![0u8; p.buf.len()];
     t.transform(&p.buf, &mut out).map_err(cms_error)?;
     Ok(Pixels { buf: out, ..p })

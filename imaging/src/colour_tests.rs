@@ -347,7 +347,7 @@ fn an_iphone_style_heic_is_decoded_upright_once_and_in_srgb() {
     let header = probe::probe(HEIC, &Settings::default()).unwrap();
     let profile = ColorProfile::new_from_slice(header.icc.as_deref().expect("a profile")).unwrap();
     assert!(
-        matches!(colour::source(&header), colour::Source::Rgb(_)),
+        matches!(colour::source(&header), colour::Source::Rgb(..)),
         "P3, not sRGB"
     );
 

@@ -286,14 +286,8 @@ fn renditions_cost(src: (u32, u32), channels: u8, targets: &[(u32, u32)], s: &Se
 /// end-of-image (scan data cannot hold either; trailing images after it, as in MPF files, are
 /// not the main image's).
 fn count_scans(from_first_scan: &[u8]) -> usize {
-    let end = from_first_scan
-        .windows(2)
-        .position(|w| w == [0xFF, 0xD9])
-        .unwrap_or(from_first_scan.len());
-    from_first_scan[..end]
-        .windows(2)
-        .filter(|w| *w == [0xFF, 0xDA])
-        .count()
+    let end = memchr::memmem::find(from_first_scan, &[0xFF, 0xD9]).unwrap_or(from_first_scan.len());
+    memchr::memmem::find_iter(&from_first_scan[..end], &[0xFF, 0xDA]).count()
 }
 
 /// An ICC profile split over APP2 segments (`ICC_PROFILE\0`, sequence number, count, data), joined
@@ -672,6 +666,6 @@ pub fn jpeg_segments(bytes: &[u8]) -> Segments<'_> {
 /// cannot hold either (an FF there is stuffed as FF 00), and an EXIF thumbnail's own markers come
 /// before the main image's scans, so this finds files cut short while tolerating trailing data.
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    let last = |marker: u8| memchr::memmem::rfind(bytes, &[0xFF, marker]);
     matches!((last(0xDA), last(0xD9)), (Some(sos), Some(eoi)) if eoi > sos)
 }
