@@ -21,11 +21,13 @@ help: ## List the targets
 
 # The engine as `make run` builds it: the `local` profile (optimised, no LTO) and no AWS SDK.
 UPLOADER := target/local/uploader
+# Cargo features of `local` for run: HEIC input by default; add avif for AVIF renditions.
+FEATURES ?= heic
 
 .PHONY: run
 run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.data)
 	scripts/build-deps.sh
-	$(CARGO) build --locked --profile local -p local --bin uploader
+	$(CARGO) build --locked --profile local -p local --bin uploader --features '$(FEATURES)'
 	$(UPLOADER) --data-dir '$(DATA_DIR)' serve --addr '$(ADDR)'
 
 .PHONY: test
@@ -34,13 +36,13 @@ test: ## Run every test (installs Chromium; starts DynamoDB Local and moto on lo
 	scripts/browser-deps.sh
 	scripts/tools.sh validate moto ddb
 	scripts/validate-template.sh
-	$(CARGO) build --workspace --bins --locked --features local/aws
+	$(CARGO) build --workspace --bins --locked --features local/aws,local/heic,local/avif
 	scripts/standins.sh start
 	trap 'scripts/standins.sh stop' EXIT; \
 	eval "$$(scripts/standins.sh env)"; export STANDINS_REQUIRED=1 BROWSER_REQUIRED=1; \
-	$(CARGO) test --workspace --locked --features local/aws; \
+	$(CARGO) test --workspace --locked --features local/aws,local/heic,local/avif; \
 	echo "== the pipeline tests again, on DynamoDB Local + moto (PIPELINE_BACKEND=aws)"; \
-	PIPELINE_BACKEND=aws $(CARGO) test --locked -p local --features aws --test pipeline
+	PIPELINE_BACKEND=aws $(CARGO) test --locked -p local --features aws,heic,avif --test pipeline
 
 .PHONY: validate
 validate: ## Check template.yaml offline: sam validate (+lint), cfn-lint, translated cfn-lint, filters, IAM
@@ -94,6 +96,7 @@ fuzz: ## Fuzz the upload parsing and the decoder for longer than make test does 
 	scripts/build-deps.sh
 	PROPTEST_CASES=$${FUZZ_CASES:-20000} $(CARGO) test --release --locked -p upload --test fuzz
 	PROPTEST_CASES=$${FUZZ_CASES:-20000} $(CARGO) test --release --locked -p imaging --test fuzz_decode
+	PROPTEST_CASES=$${FUZZ_MEMORY_CASES:-500} $(CARGO) test --release --locked -p local --test pipeline memory::fuzzed
 
 .PHONY: lint
 lint: ## rustfmt and clippy, warnings as errors
@@ -111,5 +114,5 @@ items: ## Scan the deployed table (one JSON item per line)
 
 .PHONY: local-items
 local-items: ## List the local engine's items (DATA_DIR=.data)
-	$(CARGO) build --locked --quiet --profile local -p local --bin uploader
+	$(CARGO) build --locked --quiet --profile local -p local --bin uploader --features '$(FEATURES)'
 	$(UPLOADER) --data-dir '$(DATA_DIR)' items

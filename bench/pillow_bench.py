@@ -50,17 +50,21 @@ def main():
     path, warmup, runs, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     data = open(path, "rb").read()
     times = []
+    cpu = time.process_time()
     for i in range(warmup + runs):
+        if i == warmup:
+            cpu = time.process_time()
         t = time.perf_counter()
         meta, size, outputs = process_once(data)
         if i >= warmup:
             times.append((time.perf_counter() - t) * 1000)
+    cpu_ms = (time.process_time() - cpu) * 1000 / runs
     os.makedirs(out, exist_ok=True)
     for (name, ext, _) in RENDITIONS:
         with open(os.path.join(out, f"{name}.{ext}"), "wb") as f:
             f.write(outputs[name])
     hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-    print(json.dumps({"times_ms": times, "peak_rss_kb": int(hwm.split()[1]),
+    print(json.dumps({"times_ms": times, "cpu_ms": cpu_ms, "peak_rss_kb": int(hwm.split()[1]),
                       "outputs": {k: len(v) for k, v in outputs.items()}, "width": size[0], "height": size[1]}))
 
 

@@ -1,8 +1,11 @@
-"""python report.py CACHE_DIR: the bench table from CACHE_DIR/results/*/IMAGE.TOOL.json and the
-renditions in CACHE_DIR/out/TOOL/IMAGE/. Median = the lower of the per-round medians (the box is
-shared and noisy); peak RSS and bytes from that round. Quality: PSNR of each rendition against a
-Lanczos resize of Pillow's full-resolution, auto-oriented decode (no draft), same size."""
+"""python report.py CACHE_DIR P3_ICC: the bench tables from CACHE_DIR/results/SET/*/IMAGE.TOOL.json and
+the renditions in CACHE_DIR/out/SET/TOOL/IMAGE/. Median = the lower of the per-round medians (the box
+is shared and noisy); peak RSS and bytes from that round. Quality: PSNR of each rendition against a
+Lanczos resize of Pillow's full-resolution, auto-oriented decode (no draft), same size; for the P3
+photo that decode is first converted to sRGB through its profile by LittleCMS (Pillow's ImageCms),
+and the colour table compares each tool's thumbnail with that reference."""
 import glob
+import io
 import json
 import math
 import os
@@ -10,11 +13,15 @@ import statistics
 import sys
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 TOOLS = ["sharp", "pillow", "this"]
 NAMES = {"sharp": "sharp (libvips)", "pillow": "Pillow + draft()", "this": "this project"}
-RENDITIONS = [("thumbnail", "jpg"), ("mobile", "jpg"), ("avatar", "png")]
+SETS = {
+    "default": [("thumbnail", "jpg"), ("mobile", "jpg"), ("avatar", "png")],
+    "webp": [("thumbnail", "jpg"), ("mobile", "jpg"), ("avatar", "png"), ("web", "webp")],
+}
+P3_IMAGE = "p2_storm_p3.jpg"
 
 
 def psnr(a, b):
@@ -30,21 +37,37 @@ def rgb(im):
     return im.convert("RGB")
 
 
-def main():
-    cache = sys.argv[1]
+def reference(cache, image, p3_icc):
+    full = rgb(ImageOps.exif_transpose(Image.open(os.path.join(cache, "img", image))))
+    if image == P3_IMAGE:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(open(p3_icc, "rb").read()))
+        dst = ImageCms.createProfile("sRGB")
+        full = ImageCms.profileToProfile(full, src, dst, renderingIntent=1, outputMode="RGB")
+    return full
+
+
+def load_runs(cache, set_name):
     runs = {}
-    for path in glob.glob(os.path.join(cache, "results", "*", "*.json")):
+    for path in glob.glob(os.path.join(cache, "results", set_name, "*", "*.json")):
         image, tool = os.path.basename(path)[:-5].rsplit(".", 1)
         r = json.load(open(path))
         r["median"] = statistics.median(r["times_ms"])
         best = runs.get((image, tool))
         if best is None or r["median"] < best["median"]:
             runs[(image, tool)] = r
+    return runs
+
+
+def table(cache, set_name, p3_icc):
+    runs = load_runs(cache, set_name)
+    renditions = SETS[set_name]
+    names = " / ".join(n for n, _ in renditions)
+    print(f"renditions: {set_name} ({names})\n")
+    print(f"| image | tool | median ms | vs sharp | CPU ms | vs sharp | peak RSS | output bytes | PSNR dB {names} |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     images = sorted({i for i, _ in runs}, key=lambda i: (i.endswith(".png"), i))
-    print("| image | tool | median ms | vs sharp | peak RSS | output bytes | PSNR dB thumb / mobile / avatar |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     for image in images:
-        full = rgb(ImageOps.exif_transpose(Image.open(os.path.join(cache, "img", image))))
+        full = reference(cache, image, p3_icc)
         refs = {}
         sharp = runs.get((image, "sharp"))
         for tool in TOOLS:
@@ -52,14 +75,52 @@ def main():
             if r is None:
                 continue
             scores = []
-            for name, ext in RENDITIONS:
-                out = rgb(Image.open(os.path.join(cache, "out", tool, image, f"{name}.{ext}")))
+            for name, ext in renditions:
+                out = rgb(Image.open(os.path.join(cache, "out", set_name, tool, image, f"{name}.{ext}")))
                 if out.size not in refs:
                     refs[out.size] = np.asarray(full.resize(out.size, Image.LANCZOS))
                 scores.append(psnr(np.asarray(out), refs[out.size]))
             ratio = f"{r['median'] / sharp['median']:.2f}x" if sharp else "-"
-            print(f"| {image} | {NAMES[tool]} | {r['median']:.1f} | {ratio} | {r['peak_rss_kb'] / 1024:.0f} MB"
+            cpu = r.get("cpu_ms")
+            cpu_ratio = f"{cpu / sharp['cpu_ms']:.2f}x" if sharp and cpu and sharp.get("cpu_ms") else "-"
+            cpu = f"{cpu:.1f}" if cpu else "-"
+            print(f"| {image} | {NAMES[tool]} | {r['median']:.1f} | {ratio} | {cpu} | {cpu_ratio} | {r['peak_rss_kb'] / 1024:.0f} MB"
                   f" | {sum(r['outputs'].values()):,} | {' / '.join(f'{s:.1f}' for s in scores)} |")
+    print()
+    return runs
+
+
+def colour(cache, runs, p3_icc):
+    """The P3 photo's thumbnail against LittleCMS's conversion: mean absolute error per channel value,
+    and the largest difference of a channel's mean (the issue's measure)."""
+    full = reference(cache, P3_IMAGE, p3_icc)
+    print(f"colour: {P3_IMAGE}, thumbnail against LittleCMS (P3 -> sRGB, relative colorimetric)\n")
+    print("| tool | mean abs error | largest channel-mean difference |")
+    print("| --- | ---: | ---: |")
+    for tool in TOOLS:
+        path = os.path.join(cache, "out", "default", tool, P3_IMAGE, "thumbnail.jpg")
+        if not os.path.exists(path):
+            continue
+        out = np.asarray(rgb(Image.open(path))).astype(np.float64)
+        ref = np.asarray(full.resize(out.shape[1::-1], Image.LANCZOS)).astype(np.float64)
+        mae = np.mean(np.abs(out - ref))
+        means = np.abs(out.mean(axis=(0, 1)) - ref.mean(axis=(0, 1))).max()
+        print(f"| {NAMES[tool]} | {mae:.2f} | {means:.2f} |")
+    plain, p3 = runs.get(("p2_storm.jpg", "this")), runs.get((P3_IMAGE, "this"))
+    if plain and p3:
+        print(f"\ncolour conversion cost (this project): {P3_IMAGE} {p3['median']:.1f} ms against"
+              f" p2_storm.jpg {plain['median']:.1f} ms, {100 * (p3['median'] / plain['median'] - 1):+.1f}%;"
+              f" CPU {p3['cpu_ms']:.1f} against {plain['cpu_ms']:.1f} ms,"
+              f" {100 * (p3['cpu_ms'] / plain['cpu_ms'] - 1):+.1f}%")
+    print()
+
+
+def main():
+    cache, p3_icc = sys.argv[1], sys.argv[2]
+    runs = table(cache, "default", p3_icc)
+    colour(cache, runs, p3_icc)
+    if glob.glob(os.path.join(cache, "results", "webp", "*")):
+        table(cache, "webp", p3_icc)
 
 
 if __name__ == "__main__":

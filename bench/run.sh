@@ -8,10 +8,16 @@
 #   p12_base.jpg     the same, made baseline by `jpegtran -copy all -optimize` (lossless)
 #   p20_kleiber.jpg  lomiri-wallpapers-20.04     Kleiber_by_Lukas_Baubkus.jpg, 6028x3391 baseline
 #   path4mp.png      plasma-workspace-wallpapers Path 2560x1600.jpg, saved as PNG by Pillow
+#   p2_storm_p3.jpg  p2_storm.jpg with bench/DisplayP3.icc embedded (APP2): the same values, taken as
+#                    Display P3 (a profile from the published P3 primaries, D65, sRGB curve; LittleCMS)
+# Two rendition sets: the three defaults (all three tools), and the defaults plus
+# web:width=1280:webp (sharp and this project; Pillow is left out of that one).
 # Everything lives in bench/.cache/ (git-ignored): packages, images, sharp (npm, pinned), Pillow +
 # numpy (venv, pinned), per-run JSON and renditions. Needs Debian/Ubuntu (apt-get), Node + npm, Python 3.
 #
 # WARMUP (2), RUNS (15) and ROUNDS (2: forward order, then reverse) can be set in the environment.
+# Times are wall-clock medians and CPU time (user + system, every thread) per run: on a shared
+# machine the CPU figures are the steadier of the two.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -50,7 +56,7 @@ if [[ "$(cat "$CACHE/node/.stamp" 2>/dev/null)" != "$SHARP_PIN" ]]; then
 fi
 say "building process-bench (release)"
 "$CARGO" build --profile local --quiet -p imaging --features bench --bin process-bench
-BIN="$ROOT/target/local/process-bench"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/local/process-bench"
 
 # -- photos --------------------------------------------------------------------------------------
 for pkg in "${PACKAGES[@]}"; do
@@ -71,12 +77,24 @@ IMG="$CACHE/img"
 [[ -f "$IMG/path4mp.png" ]] || "$CACHE/venv/bin/python" -c \
   'import sys; from PIL import Image; Image.open(sys.argv[1]).convert("RGB").save(sys.argv[2], compress_level=6)' \
   "$P/usr/share/wallpapers/Path/contents/images/2560x1600.jpg" "$IMG/path4mp.png"
-IMAGES=(p2_storm.jpg p12_base.jpg p12_prog.jpg p20_kleiber.jpg path4mp.png)
+[[ -f "$IMG/p2_storm_p3.jpg" ]] || "$CACHE/venv/bin/python" -c '
+import sys
+jpeg, icc = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+body = b"ICC_PROFILE\0\x01\x01" + icc
+app2 = b"\xff\xe2" + (2 + len(body)).to_bytes(2, "big") + body
+open(sys.argv[3], "wb").write(jpeg[:2] + app2 + jpeg[2:])' "$IMG/p2_storm.jpg" "$ROOT/bench/DisplayP3.icc" "$IMG/p2_storm_p3.jpg"
+IMAGES=(p2_storm.jpg p2_storm_p3.jpg p12_base.jpg p12_prog.jpg p20_kleiber.jpg path4mp.png)
+# BENCH_IMAGES="a.jpg b.jpg" and BENCH_SETS="default" narrow a run.
+[[ -z "${BENCH_IMAGES:-}" ]] || read -r -a IMAGES <<<"$BENCH_IMAGES"
+read -r -a RUN_SETS <<<"${BENCH_SETS:-default webp}"
+DEFAULT_SET=thumbnail:fit=128x128:jpeg,mobile:width=640:jpeg,avatar:fit=512x512:png
+declare -A SETS=([default]="$DEFAULT_SET" [webp]="$DEFAULT_SET,web:width=1280:webp")
 
 # -- runs ----------------------------------------------------------------------------------------
-run_one() { # ROUND IMAGE TOOL
-  local out="$CACHE/out/$3/$2" json="$CACHE/results/$1/$2.$3.json"
-  mkdir -p "$CACHE/results/$1"
+run_one() { # ROUND IMAGE TOOL SET
+  local out="$CACHE/out/$4/$3/$2" json="$CACHE/results/$4/$1/$2.$3.json"
+  mkdir -p "$CACHE/results/$4/$1"
+  export RENDITIONS="${SETS[$4]}"
   case $3 in
     this) "$BIN" "$IMG/$2" "$WARMUP" "$RUNS" "$out" >"$json" ;;
     sharp) NODE_PATH="$CACHE/node/node_modules" node "$ROOT/bench/sharp_bench.js" "$IMG/$2" "$WARMUP" "$RUNS" "$out" >"$json" ;;
@@ -84,23 +102,26 @@ run_one() { # ROUND IMAGE TOOL
   esac
 }
 rm -rf "$CACHE/results" "$CACHE/out"
-TOOLS=(sharp pillow this)
-for round in $(seq 1 "$ROUNDS"); do
-  order=("${IMAGES[@]}")
-  tools=("${TOOLS[@]}")
-  if (( round % 2 == 0 )); then
-    order=($(printf '%s\n' "${IMAGES[@]}" | tac)); tools=($(printf '%s\n' "${TOOLS[@]}" | tac))
-  fi
-  for image in "${order[@]}"; do
-    for tool in "${tools[@]}"; do
-      say "round $round: $image, $tool"
-      run_one "$round" "$image" "$tool"
+for set in "${RUN_SETS[@]}"; do
+  TOOLS=(sharp pillow this)
+  [[ $set == default ]] || TOOLS=(sharp this)
+  for round in $(seq 1 "$ROUNDS"); do
+    order=("${IMAGES[@]}")
+    tools=("${TOOLS[@]}")
+    if (( round % 2 == 0 )); then
+      order=($(printf '%s\n' "${IMAGES[@]}" | tac)); tools=($(printf '%s\n' "${TOOLS[@]}" | tac))
+    fi
+    for image in "${order[@]}"; do
+      for tool in "${tools[@]}"; do
+        say "$set, round $round: $image, $tool"
+        run_one "$round" "$image" "$tool" "$set"
+      done
     done
   done
 done
 
 echo
-echo "process step per image (header + EXIF + decode + thumbnail 128 JPEG + mobile 640 JPEG + avatar 512 PNG),"
-echo "warm-up $WARMUP, then $RUNS runs, $ROUNDS rounds; $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "process step per image (header + EXIF + decode + colour + every rendition), warm-up $WARMUP, then"
+echo "$RUNS runs, $ROUNDS rounds; $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo
-"$CACHE/venv/bin/python" "$ROOT/bench/report.py" "$CACHE"
+"$CACHE/venv/bin/python" "$ROOT/bench/report.py" "$CACHE" "$ROOT/bench/DisplayP3.icc"

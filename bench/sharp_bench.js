@@ -1,6 +1,8 @@
 // node sharp_bench.js FILE WARMUP RUNS OUTDIR: the process step with sharp, as a Node user would
-// write it: metadata(), then one pipeline per rendition (auto-orient, resize inside the box, encode),
-// awaited in turn (sharp's default; each pipeline shrinks on load). Prints one JSON line.
+// write it: metadata(), then one pipeline per rendition (auto-orient, resize inside the box, encode;
+// sharp converts an embedded profile to sRGB by default), awaited in turn (sharp's default; each
+// pipeline shrinks on load). The renditions are RENDITIONS, in the project's syntax (jpeg, png and
+// webp, with :q=). Prints one JSON line.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -8,18 +10,26 @@ const sharp = require('sharp');
 
 sharp.cache(false);
 
-const RENDITIONS = [
-  { name: 'thumbnail', ext: 'jpg', resize: [128, 128], fmt: 'jpeg' },
-  { name: 'mobile', ext: 'jpg', resize: [640, null], fmt: 'jpeg' },
-  { name: 'avatar', ext: 'png', resize: [512, 512], fmt: 'png' },
-];
+const DEFAULT = 'thumbnail:fit=128x128:jpeg,mobile:width=640:jpeg,avatar:fit=512x512:png';
+const QUALITY = { jpeg: 80, webp: 80 }; // the project's defaults, and sharp's
+const RENDITIONS = (process.env.RENDITIONS || DEFAULT).split(',').map((spec) => {
+  const [name, size, fmt, ...opts] = spec.split(':');
+  const [kind, value] = size.split('=');
+  const resize = kind === 'fit' ? value.split('x').map(Number) : [Number(value), null];
+  const q = opts.find((o) => o.startsWith('q='));
+  const ext = { jpeg: 'jpg', png: 'png', webp: 'webp' }[fmt];
+  if (!ext) throw new Error(`sharp_bench: no ${fmt} here`);
+  return { name, ext, resize, fmt, quality: q ? Number(q.slice(2)) : QUALITY[fmt] };
+});
 
 async function processOnce(input) {
   const meta = await sharp(input).metadata(); // format, size, orientation, raw EXIF
   const outputs = {};
   for (const r of RENDITIONS) {
     let p = sharp(input).rotate().resize(r.resize[0], r.resize[1], { fit: 'inside', withoutEnlargement: true });
-    p = r.fmt === 'jpeg' ? p.jpeg({ quality: 80 }) : p.png();
+    if (r.fmt === 'jpeg') p = p.jpeg({ quality: r.quality });
+    else if (r.fmt === 'webp') p = p.webp({ quality: r.quality });
+    else p = p.png();
     outputs[r.name] = await p.toBuffer();
   }
   return { meta, outputs };
@@ -30,12 +40,16 @@ async function main() {
   const input = fs.readFileSync(file);
   const times = [];
   let last;
+  let cpu = process.cpuUsage();
   for (let i = 0; i < Number(warmup) + Number(runs); i++) {
+    if (i === Number(warmup)) cpu = process.cpuUsage();
     const t = process.hrtime.bigint();
     last = await processOnce(input);
     const ms = Number(process.hrtime.bigint() - t) / 1e6;
     if (i >= Number(warmup)) times.push(ms);
   }
+  const used = process.cpuUsage(cpu); // every thread of the process, user + system
+  const cpuMs = (used.user + used.system) / 1000 / Number(runs);
   fs.mkdirSync(out, { recursive: true });
   const sizes = {};
   for (const r of RENDITIONS) {
@@ -43,7 +57,7 @@ async function main() {
     sizes[r.name] = last.outputs[r.name].length;
   }
   const hwm = fs.readFileSync('/proc/self/status', 'utf8').match(/VmHWM:\s+(\d+)/);
-  console.log(JSON.stringify({ times_ms: times, peak_rss_kb: Number(hwm[1]), outputs: sizes,
+  console.log(JSON.stringify({ times_ms: times, cpu_ms: cpuMs, peak_rss_kb: Number(hwm[1]), outputs: sizes,
     width: last.meta.width, height: last.meta.height }));
 }
 

@@ -45,7 +45,7 @@ pub fn encode_jpeg(p: &Pixels) -> Result<Bytes, turbojpeg::Error> {
 }
 
 /// PNG (fast) encode.
-pub fn encode_png(p: &Pixels) -> Result<Bytes, image::ImageError> {
+pub fn encode_png(p: &Pixels) -> Result<Bytes, png::EncodingError> {
     encode::png(p)
 }
 

@@ -1,9 +1,13 @@
 //! Rendition encoders: JPEG by libjpeg-turbo (q from settings, 4:2:0, Huffman-optimised; alpha
-//! flattened on white), PNG by the `png` crate (fast deflate, adaptive filter; alpha kept).
+//! flattened on white), PNG by the `png` crate (fast deflate, adaptive filter; alpha kept), lossy
+//! WebP by libwebp, AVIF by rav1e (feature `avif`).
+//!
+//! Every rendition is sRGB ([`crate::colour`]). PNG says so with an `sRGB` chunk (13 bytes) and AVIF
+//! in its AV1 sequence header (BT.709 primaries, sRGB transfer); JPEG and WebP carry no profile, which
+//! both formats' readers and every browser take as sRGB. A profile would cost 500 bytes or more on
+//! a thumbnail of a few kilobytes.
 
 use bytes::Bytes;
-use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
-use image::{ExtendedColorType, ImageEncoder};
 
 use crate::Pixels;
 
@@ -39,17 +43,79 @@ pub fn jpeg(p: &Pixels, quality: u8) -> Result<Bytes, turbojpeg::Error> {
     .map(Bytes::from)
 }
 
-/// A PNG of `p`, alpha kept.
-pub fn png(p: &Pixels) -> Result<Bytes, image::ImageError> {
+/// A PNG of `p`, alpha kept, tagged sRGB.
+pub fn png(p: &Pixels) -> Result<Bytes, png::EncodingError> {
     let mut out = Vec::new();
-    let color = match p.channels {
-        1 => ExtendedColorType::L8,
-        3 => ExtendedColorType::Rgb8,
-        _ => ExtendedColorType::Rgba8,
-    };
-    PngEncoder::new_with_quality(&mut out, CompressionType::Fast, PngFilter::Adaptive)
-        .write_image(&p.buf, p.width, p.height, color)?;
+    let mut e = png::Encoder::new(&mut out, p.width, p.height);
+    e.set_color(match p.channels {
+        1 => png::ColorType::Grayscale,
+        3 => png::ColorType::Rgb,
+        _ => png::ColorType::Rgba,
+    });
+    e.set_depth(png::BitDepth::Eight);
+    e.set_compression(png::Compression::Fast);
+    e.set_filter(png::Filter::Adaptive);
+    e.set_source_srgb(png::SrgbRenderingIntent::Perceptual);
+    let mut w = e.write_header()?;
+    w.write_image_data(&p.buf)?;
+    w.finish()?;
     Ok(Bytes::from(out))
+}
+
+/// RGB or RGBA samples for the encoders that take no gray.
+fn colour_samples(p: &Pixels) -> std::borrow::Cow<'_, [u8]> {
+    match p.channels {
+        1 => p.buf.iter().flat_map(|&v| [v, v, v]).collect(),
+        _ => std::borrow::Cow::Borrowed(&p.buf),
+    }
+}
+
+/// A lossy WebP (VP8) of `p` at `quality`, alpha kept.
+pub fn webp(p: &Pixels, quality: u8) -> Result<Bytes, crate::BoxError> {
+    let samples = colour_samples(p);
+    let encoder = if p.channels == 4 {
+        webp::Encoder::from_rgba(&samples, p.width, p.height)
+    } else {
+        webp::Encoder::from_rgb(&samples, p.width, p.height)
+    };
+    let encoded = encoder
+        .encode_simple(false, f32::from(quality))
+        .map_err(|e| format!("libwebp: {e:?}"))?;
+    Ok(Bytes::copy_from_slice(&encoded))
+}
+
+/// An AVIF of `p` at `quality` and rav1e `speed`, alpha kept; one thread (images are the unit of
+/// parallelism here).
+#[cfg(feature = "avif")]
+pub fn avif(p: &Pixels, quality: u8, speed: u8) -> Result<Bytes, crate::BoxError> {
+    use ravif::{Encoder, Img, RGB8, RGBA8};
+    let (w, h) = (p.width as usize, p.height as usize);
+    let encoder = Encoder::new()
+        .with_quality(f32::from(quality))
+        .with_alpha_quality(f32::from(quality))
+        .with_speed(speed)
+        .with_num_threads(Some(1));
+    let samples = colour_samples(p);
+    let encoded = if p.channels == 4 {
+        let px: Vec<RGBA8> = samples
+            .chunks_exact(4)
+            .map(|c| RGBA8::new(c[0], c[1], c[2], c[3]))
+            .collect();
+        encoder.encode_rgba(Img::new(&px[..], w, h))?
+    } else {
+        let px: Vec<RGB8> = samples
+            .chunks_exact(3)
+            .map(|c| RGB8::new(c[0], c[1], c[2]))
+            .collect();
+        encoder.encode_rgb(Img::new(&px[..], w, h))?
+    };
+    Ok(Bytes::from(encoded.avif_file))
+}
+
+#[cfg(not(feature = "avif"))]
+pub fn avif(_: &Pixels, _: u8, _: u8) -> Result<Bytes, crate::BoxError> {
+    // Settings refuse `avif` renditions in such a build, at start-up.
+    Err("this build has no AVIF encoder (feature `avif`)".into())
 }
 
 /// JPEG has no alpha: composite RGBA over white rather than let transparent pixels turn black.

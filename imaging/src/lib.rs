@@ -1,16 +1,20 @@
 //! Decode once, make every rendition from that one image.
 //!
 //! The order of work is what keeps it fast and bounded:
-//! 1. [`probe`]: the header alone gives the format, the stored dimensions and (for JPEG) the EXIF
-//!    block; the dimensions are checked against the budget before a single pixel is allocated, so
-//!    a decompression bomb costs a header read;
+//! 1. [`probe`]: the header alone gives the format, the stored dimensions, the EXIF block and the
+//!    colour profile, and from them what the decode and every rendition will allocate
+//!    ([`budget`]); an image over the memory budget is refused before a single pixel is
+//!    allocated, so a decompression bomb costs a header read;
 //! 2. [`decode`]: a JPEG is decoded by libjpeg-turbo at the smallest DCT scale (1/8, 1/4, 1/2)
 //!    that still covers the largest rendition, so a 20 MP photo is never expanded to 20 MP of
-//!    pixels; a PNG is decoded whole;
+//!    pixels; a PNG is decoded whole, at 8 bits a channel;
 //! 3. [`resize`]: every rendition is resized from that one buffer with `fast_image_resize` (SIMD,
 //!    Lanczos3), then turned upright (EXIF orientation) at its own small size;
 //! 4. [`encode`]: JPEG by libjpeg-turbo (alpha flattened on white), PNG by the `png` crate (alpha
 //!    kept).
+//!
+//! Before any resize the pixels are converted to sRGB from the image's own profile ([`colour`]);
+//! the smallest rendition also gives the item's [`placeholder`] (a ThumbHash).
 //!
 //! Renditions carry no metadata at all (no EXIF, so no GPS). Width and height are reported as the
 //! image is displayed, after orientation; [`metadata`] keeps a small EXIF subset for the item.
@@ -22,14 +26,20 @@ use state::media::{self, MediaType};
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod budget;
+pub mod colour;
 pub mod decode;
 pub mod encode;
+#[cfg(feature = "hostile")]
+pub mod hostile;
 pub mod metadata;
 mod pixels;
+pub mod placeholder;
 pub mod probe;
 pub mod resize;
 pub mod settings;
 
+pub use budget::{Estimate, MemoryPlan};
 pub use pixels::Pixels;
 pub use resize::target_size;
 pub use settings::{Format, RenditionSpec, Settings, SettingsError, Size};
@@ -45,6 +55,16 @@ pub enum ImageError {
         height: u32,
         pixels: u64,
         budget: u64,
+    },
+    #[error(
+        "image is {width}x{height} and would need about {estimate} to process; over the memory \
+         budget of {budget_mb} MB"
+    )]
+    OverBudget {
+        width: u32,
+        height: u32,
+        estimate: Estimate,
+        budget_mb: u64,
     },
     #[error("image does not decode: {0}")]
     Decode(BoxError),
@@ -87,18 +107,68 @@ pub struct Rendered {
     /// this is the DCT-scaled size, e.g. 1/4 of the original's.
     pub decoded_width: u32,
     pub decoded_height: u32,
+    /// What the probe expected this to cost in memory (an upper bound).
+    pub estimate: Estimate,
+    /// ThumbHash of the smallest rendition, base64: [`placeholder`].
+    pub placeholder: Option<String>,
 }
 
 /// The whole process step on one image in memory: probe, one decode, every rendition.
 pub fn render(bytes: &[u8], settings: &Settings) -> Result<Rendered, ImageError> {
     let header = probe::probe(bytes, settings)?;
-    let pixels = decode::decode(bytes, &header)?;
-    let renditions = header
-        .targets
-        .iter()
-        .zip(&settings.renditions)
-        .map(|(&target, spec)| render_one(&pixels, target, &header, spec, settings))
-        .collect::<Result<Vec<_>, ImageError>>()?;
+    render_probed(bytes, &header, settings)
+}
+
+/// The process step after [`probe::probe`]: a caller that shares memory between images reserves
+/// `header.estimate` in between.
+pub fn render_probed(
+    bytes: &[u8],
+    header: &probe::Header,
+    settings: &Settings,
+) -> Result<Rendered, ImageError> {
+    let source = colour::source(header);
+    let pixels = decode::decode(bytes, header, &source)?;
+    // Before any resize: resampling mixes values, which is only right in the output's space.
+    let pixels = match &source {
+        colour::Source::Rgb(profile, rgb) => colour::rgb_to_srgb(pixels, profile, rgb)?,
+        _ => pixels,
+    };
+    // A HEIC's crop (clap) is applied by its decoder: size the renditions by what came out.
+    let recomputed;
+    let targets = if header.format == MediaType::Heic
+        && (pixels.width, pixels.height) != (header.width, header.height)
+    {
+        recomputed = probe::stored_targets(
+            pixels.width,
+            pixels.height,
+            image::metadata::Orientation::NoTransforms,
+            settings,
+        );
+        &recomputed
+    } else {
+        &header.targets
+    };
+    let mut renditions = Vec::with_capacity(settings.renditions.len());
+    // The smallest rendition's pixels, kept for the placeholder.
+    let mut smallest: Option<Pixels> = None;
+    for (&target, spec) in targets.iter().zip(&settings.renditions) {
+        let (out, small) = render_one(&pixels, target, header, spec, settings)?;
+        renditions.push(out);
+        if smallest
+            .as_ref()
+            .is_none_or(|s| s.buf.len() > small.buf.len())
+        {
+            smallest = Some(small);
+        }
+    }
+    let placeholder = smallest
+        .as_ref()
+        .map(placeholder::thumbhash)
+        .transpose()
+        .map_err(|e| ImageError::Encode {
+            name: "placeholder".into(),
+            source: e.into(),
+        })?;
     let (width, height) = header.displayed_size();
     Ok(Rendered {
         width,
@@ -112,6 +182,8 @@ pub fn render(bytes: &[u8], settings: &Settings) -> Result<Rendered, ImageError>
         renditions,
         decoded_width: pixels.width,
         decoded_height: pixels.height,
+        estimate: header.estimate,
+        placeholder,
     })
 }
 
@@ -121,25 +193,33 @@ fn render_one(
     header: &probe::Header,
     spec: &RenditionSpec,
     settings: &Settings,
-) -> Result<Output, ImageError> {
+) -> Result<(Output, Pixels), ImageError> {
     let encode_error = |source: BoxError| ImageError::Encode {
         name: spec.name.clone(),
         source,
     };
     let small = resize::resize(pixels, target).map_err(|e| encode_error(e.into()))?;
     let small = resize::orient(small, header.orientation);
+    let quality = spec.quality(settings.jpeg_quality);
     let bytes = match spec.format {
-        Format::Jpeg => encode::jpeg(&small, settings.jpeg_quality).map_err(BoxError::from),
+        Format::Jpeg => encode::jpeg(&small, quality).map_err(BoxError::from),
         Format::Png => encode::png(&small).map_err(BoxError::from),
+        Format::Webp => encode::webp(&small, quality),
+        Format::Avif => encode::avif(&small, quality, spec.speed()),
     }
     .map_err(encode_error)?;
-    Ok(Output {
-        spec: spec.clone(),
-        bytes,
-        width: small.width,
-        height: small.height,
-    })
+    Ok((
+        Output {
+            spec: spec.clone(),
+            bytes,
+            width: small.width,
+            height: small.height,
+        },
+        small,
+    ))
 }
 
+#[cfg(test)]
+mod colour_tests;
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,12 @@
 //! What the header says, before any pixel is allocated: format, stored size, EXIF and its
-//! orientation, each rendition's target size, and (for JPEG) the DCT scale to decode at.
-
-use std::io::Cursor;
+//! orientation, the embedded colour profile, each rendition's target size, (for JPEG) the DCT scale
+//! to decode at, and what all of that will cost in memory ([`Estimate`]). An image over the pixel
+//! cap or the memory budget is refused here.
 
 use image::metadata::Orientation;
-use image::{ImageDecoder, ImageReader};
 use state::media::{sniff, MediaType};
 
+use crate::budget::{self, Estimate, MIB};
 use crate::{metadata, resize::target_size, ImageError, Settings};
 
 /// An image's header, read and checked against the budget.
@@ -20,8 +20,11 @@ pub struct Header {
     /// Each rendition's pixel size in the stored orientation, in the order of the settings.
     pub targets: Vec<(u32, u32)>,
     pub jpeg: Option<JpegHeader>,
-    /// The most the PNG decoder may allocate.
-    pub(crate) max_alloc: u64,
+    pub png: Option<PngHeader>,
+    /// The embedded ICC profile, whole: JPEG APP2 chunks joined, or PNG `iCCP` inflated.
+    pub icc: Option<Vec<u8>>,
+    /// What decoding and every rendition will allocate; within the budget.
+    pub estimate: Estimate,
 }
 
 /// What a JPEG's header tells the decoder.
@@ -32,6 +35,51 @@ pub struct JpegHeader {
     pub components: u8,
     /// An Adobe APP14 segment: CMYK samples are stored inverted, as Photoshop writes them.
     pub adobe: bool,
+    /// Progressive, or several scans: libjpeg keeps every coefficient of the image.
+    pub multi_scan: bool,
+    pub scans: usize,
+}
+
+/// What a PNG's chunks before the image data say.
+#[derive(Debug, Clone, Default)]
+pub struct PngHeader {
+    pub bit_depth: u8,
+    /// 0 gray, 2 RGB, 3 palette, 4 gray + alpha, 6 RGBA.
+    pub color_type: u8,
+    pub interlaced: bool,
+    /// A `tRNS` chunk: the decoder adds an alpha channel.
+    pub transparency: bool,
+    /// An `sRGB` chunk: the image says it is sRGB.
+    pub srgb: bool,
+    /// `gAMA`, in 1/100000.
+    pub gamma: Option<u32>,
+    /// `cHRM`: white point and primaries, x and y in 1/100000.
+    pub chromaticities: Option<[u32; 8]>,
+    /// The largest `eXIf` chunk: the PNG decoder keeps a copy.
+    pub largest_exif_chunk: usize,
+}
+
+impl PngHeader {
+    /// Channels the decoder gives out (8-bit, palette expanded, tRNS made alpha).
+    pub fn decoded_channels(&self) -> u8 {
+        match (self.color_type, self.transparency) {
+            (0, false) => 1,
+            (0, true) | (4, _) => 2,
+            (2 | 3, false) => 3,
+            _ => 4,
+        }
+    }
+
+    /// Bytes of one stored row, with its filter byte.
+    fn raw_row(&self, width: u32) -> u64 {
+        let samples = match self.color_type {
+            0 | 3 => 1,
+            2 => 3,
+            4 => 2,
+            _ => 4,
+        };
+        (u64::from(width) * samples * u64::from(self.bit_depth)).div_ceil(8) + 1
+    }
 }
 
 impl Header {
@@ -45,12 +93,46 @@ impl Header {
     }
 }
 
+/// The largest ICC profile taken. Real ones are a few hundred bytes (matrix profiles) to about
+/// 2 MB (press CMYK); this caps what an `iCCP` chunk of compressed zeros can inflate to.
+pub const MAX_ICC_BYTES: usize = 8 << 20;
+/// The most scans a progressive JPEG may have. Encoders write about 10; each scan is a pass over
+/// the whole coefficient buffer, so thousands of tiny scans cost minutes of CPU.
+pub const MAX_JPEG_SCANS: usize = 100;
+/// EXIF blocks larger than this are not read (a JPEG's APP1 cannot be larger; a PNG `eXIf`
+/// could).
+const MAX_EXIF_BYTES: usize = 64 * 1024;
+/// kamadak-exif keeps an entry (about 100 bytes) per 12-byte IFD entry and, for the few fields
+/// read, splits ASCII values at every NUL into vectors of 24 bytes: at most 130 bytes a byte.
+const EXIF_BYTES_PER_BYTE: u64 = 130;
+
 /// Reads and checks the header of `bytes`.
 pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
-    match sniff(bytes)? {
-        MediaType::Jpeg => probe_jpeg(bytes, settings),
-        MediaType::Png => probe_png(bytes, settings),
+    let header = match sniff(bytes)? {
+        MediaType::Jpeg => probe_jpeg(bytes, settings)?,
+        MediaType::Png => probe_png(bytes, settings)?,
+        MediaType::Heic => probe_heic(bytes, settings)?,
+    };
+    let needed = header.estimate.total();
+    if needed > settings.memory_budget {
+        return Err(ImageError::OverBudget {
+            width: header.width,
+            height: header.height,
+            estimate: header.estimate,
+            budget_mb: settings.memory_budget / MIB,
+        });
     }
+    Ok(header)
+}
+
+fn read_exif(tiff: Option<&[u8]>) -> Option<exif::Exif> {
+    tiff.filter(|t| t.len() <= MAX_EXIF_BYTES)
+        .and_then(|tiff| exif::Reader::new().read_raw(tiff.to_vec()).ok())
+}
+
+fn exif_cost(tiff: Option<&[u8]>) -> u64 {
+    tiff.filter(|t| t.len() <= MAX_EXIF_BYTES)
+        .map_or(0, |t| t.len() as u64 * EXIF_BYTES_PER_BYTE)
 }
 
 fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
@@ -61,12 +143,18 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         .frame
         .ok_or_else(|| ImageError::decode("no JPEG frame header (SOF) before the image data"))?;
     let (width, height) = (u32::from(frame.width), u32::from(frame.height));
-    check_budget(width, height, settings)?;
+    check_pixels(width, height, settings)?;
     if !matches!(frame.components, 1 | 3 | 4) {
         return Err(ImageError::decode(format!(
             "a JPEG of {} components (1, 3 or 4 are images)",
             frame.components
         )));
+    }
+    if frame.sampling[..usize::from(frame.components)]
+        .iter()
+        .any(|&(h, v)| !(1..=4).contains(&h) || !(1..=4).contains(&v))
+    {
+        return Err(ImageError::decode("a JPEG sampling factor outside 1..=4"));
     }
     if !jpeg_is_complete(bytes) {
         // libjpeg would fill the missing rows with grey and call it a picture.
@@ -74,9 +162,16 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
             "truncated JPEG (no end-of-image marker after the image data)",
         ));
     }
-    let exif = segments
-        .exif
-        .and_then(|tiff| exif::Reader::new().read_raw(tiff.to_vec()).ok());
+    let scans = segments
+        .first_scan
+        .map_or(0, |at| count_scans(&bytes[at..]));
+    if scans > MAX_JPEG_SCANS {
+        return Err(ImageError::decode(format!(
+            "a JPEG of {scans} scans (at most {MAX_JPEG_SCANS} are taken)"
+        )));
+    }
+    let icc = join_icc_chunks(&segments.icc_chunks)?;
+    let exif = read_exif(segments.exif);
     let orientation = exif
         .as_ref()
         .map_or(Orientation::NoTransforms, metadata::orientation);
@@ -84,6 +179,22 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
     let need = targets
         .iter()
         .fold((1, 1), |(w, h), &(tw, th)| (w.max(tw), h.max(th)));
+    let jpeg = JpegHeader {
+        scale_denom: dct_scale(width, height, need),
+        components: frame.components,
+        adobe: segments.adobe,
+        multi_scan: frame.progressive || scans > 1,
+        scans,
+    };
+    let estimate = jpeg_estimate(
+        bytes,
+        &frame,
+        &jpeg,
+        &segments,
+        icc.as_deref(),
+        &targets,
+        settings,
+    );
     Ok(Header {
         format: MediaType::Jpeg,
         width,
@@ -91,61 +202,322 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         orientation,
         exif,
         targets,
-        jpeg: Some(JpegHeader {
-            scale_denom: dct_scale(width, height, need),
-            components: frame.components,
-            adobe: segments.adobe,
-        }),
-        max_alloc: 0,
+        jpeg: Some(jpeg),
+        png: None,
+        icc,
+        estimate,
     })
 }
 
-/// The PNG decoder's allocation limit: the budget at up to 16-bit RGBA, plus its working memory.
-fn png_max_alloc(settings: &Settings) -> u64 {
-    settings
-        .max_pixels
-        .saturating_mul(8)
-        .saturating_add(64 << 20)
-}
-
-/// A PNG decoder over `bytes`, with the budget's allocation limit.
-pub(crate) fn png_decoder(
+/// libjpeg-turbo's allocations for one decode, and the renditions after it.
+fn jpeg_estimate(
     bytes: &[u8],
-    max_alloc: u64,
-) -> Result<impl ImageDecoder + '_, ImageError> {
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::Png);
-    let mut limits = image::Limits::default();
-    limits.max_alloc = Some(max_alloc);
-    reader.limits(limits);
-    reader.into_decoder().map_err(ImageError::decode)
+    frame: &Frame,
+    jpeg: &JpegHeader,
+    segments: &Segments<'_>,
+    icc: Option<&[u8]>,
+    targets: &[(u32, u32)],
+    settings: &Settings,
+) -> Estimate {
+    let (w, h) = (u64::from(frame.width), u64::from(frame.height));
+    let denom = u64::from(jpeg.scale_denom);
+    let (sw, sh) = (w.div_ceil(denom), h.div_ceil(denom));
+    let comps = &frame.sampling[..usize::from(frame.components)];
+    let hmax = u64::from(comps.iter().map(|c| c.0).max().unwrap_or(1));
+    let vmax = u64::from(comps.iter().map(|c| c.1).max().unwrap_or(1));
+    // Blocks of 8x8 per component, padded to whole MCUs as the coefficient controller does.
+    let blocks = |&(hs, vs): &(u8, u8)| {
+        let (hs, vs) = (u64::from(hs), u64::from(vs));
+        let bw = (w * hs).div_ceil(hmax * 8).div_ceil(hs) * hs;
+        let bh = (h * vs).div_ceil(vmax * 8).div_ceil(vs) * vs;
+        (bw, bh, vs)
+    };
+    // 64 coefficients of 2 bytes a block: the whole image when there are several scans, else one
+    // row of MCUs.
+    let coefficients: u64 = comps
+        .iter()
+        .map(blocks)
+        .map(|(bw, bh, vs)| bw * if jpeg.multi_scan { bh } else { vs } * 128)
+        .sum();
+    // Sample rows for upsampling and colour conversion: at most a few MCU rows of full width.
+    let rows = w * u64::from(frame.components) * 16 * vmax * 3;
+    let channels = u64::from(jpeg.components);
+    let mut decode = budget::pixels(sw, sh, channels) + coefficients + rows;
+    let decoded_channels = if jpeg.components == 4 {
+        decode += budget::pixels(sw, sh, 3); // CMYK to RGB
+        3
+    } else {
+        jpeg.components
+    };
+    // TurboJPEG keeps the APP2 markers it saw; we keep the profile joined.
+    let icc_len = icc.map_or(0, <[u8]>::len) as u64;
+    let metadata = exif_cost(segments.exif) + icc_len * 2;
+    Estimate {
+        original: bytes.len() as u64,
+        metadata,
+        decode,
+        colour: colour_cost(icc, (sw, sh), decoded_channels),
+        rendition: renditions_cost((sw as u32, sh as u32), decoded_channels, targets, settings),
+        fixed: 2 * MIB,
+    }
 }
 
+/// What converting a decoded image through its profile costs: an output buffer as large as the
+/// decoded one, and the transform's tables (a LUT profile's grid is interpolated into tables a
+/// few times the profile's size).
+fn colour_cost(icc: Option<&[u8]>, (w, h): (u64, u64), channels: u8) -> u64 {
+    match icc {
+        None => 0,
+        Some(p) => budget::pixels(w, h, u64::from(channels)) + p.len() as u64 * 16 + 4 * MIB,
+    }
+}
+
+/// The costliest rendition: they are made one after another from the decoded buffer.
+fn renditions_cost(src: (u32, u32), channels: u8, targets: &[(u32, u32)], s: &Settings) -> u64 {
+    targets
+        .iter()
+        .zip(&s.renditions)
+        .map(|(&dst, spec)| budget::rendition(src, channels, dst, spec.format))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The scans of the main image: start-of-scan markers from the first scan to the first
+/// end-of-image (scan data cannot hold either; trailing images after it, as in MPF files, are
+/// not the main image's).
+fn count_scans(from_first_scan: &[u8]) -> usize {
+    let end = memchr::memmem::find(from_first_scan, &[0xFF, 0xD9]).unwrap_or(from_first_scan.len());
+    memchr::memmem::find_iter(&from_first_scan[..end], &[0xFF, 0xDA]).count()
+}
+
+/// An ICC profile split over APP2 segments (`ICC_PROFILE\0`, sequence number, count, data), joined
+/// in sequence order. A set with a chunk missing or repeated is ignored, as libjpeg ignores it
+/// ("bad ICC marker"); a profile over [`MAX_ICC_BYTES`] is refused.
+fn join_icc_chunks(chunks: &[&[u8]]) -> Result<Option<Vec<u8>>, ImageError> {
+    let Some(count) = chunks.first().map(|c| c[1]) else {
+        return Ok(None);
+    };
+    let total: usize = chunks.iter().map(|c| c.len() - 2).sum();
+    if total > MAX_ICC_BYTES {
+        return Err(ImageError::decode(format!(
+            "an ICC profile of {total} bytes (at most {MAX_ICC_BYTES} are taken)"
+        )));
+    }
+    let mut ordered: Vec<&[u8]> = chunks.to_vec();
+    ordered.sort_by_key(|c| c[0]);
+    let whole = usize::from(count) == ordered.len()
+        && ordered
+            .iter()
+            .enumerate()
+            .all(|(i, c)| usize::from(c[0]) == i + 1 && c[1] == count);
+    if !whole {
+        tracing::debug!("ICC profile chunks incomplete; profile ignored");
+        return Ok(None);
+    }
+    Ok(Some(
+        ordered
+            .iter()
+            .flat_map(|c| c[2..].iter().copied())
+            .collect(),
+    ))
+}
+
+/// A PNG's chunks, walked by their lengths up to the image data: no chunk is copied or inflated
+/// but `iCCP` (bounded by [`MAX_ICC_BYTES`]).
 fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
-    let max_alloc = png_max_alloc(settings);
-    let mut decoder = png_decoder(bytes, max_alloc)?;
-    let (width, height) = decoder.dimensions();
-    check_budget(width, height, settings)?;
-    let exif = decoder
-        .exif_metadata()
-        .ok()
-        .flatten()
-        .and_then(|raw| exif::Reader::new().read_raw(raw).ok());
-    let orientation = exif
+    let mut png = PngHeader::default();
+    let (mut width, mut height) = (0, 0);
+    let mut iccp: Option<&[u8]> = None;
+    let mut exif: Option<&[u8]> = None;
+    let mut at = 8;
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let kind = &head[4..8];
+        let Some(data) = bytes.get(at + 8..(at + 8).saturating_add(len)) else {
+            break; // cut short: the decoder will say so
+        };
+        match kind {
+            b"IHDR" if data.len() == 13 => {
+                width = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+                height = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+                png.bit_depth = data[8];
+                png.color_type = data[9];
+                png.interlaced = data[12] == 1;
+            }
+            b"tRNS" => png.transparency = true,
+            b"sRGB" => png.srgb = true,
+            b"gAMA" if data.len() == 4 => {
+                png.gamma = Some(u32::from_be_bytes([data[0], data[1], data[2], data[3]]));
+            }
+            b"cHRM" if data.len() == 32 => {
+                let mut c = [0u32; 8];
+                for (i, v) in c.iter_mut().enumerate() {
+                    *v = u32::from_be_bytes([
+                        data[i * 4],
+                        data[i * 4 + 1],
+                        data[i * 4 + 2],
+                        data[i * 4 + 3],
+                    ]);
+                }
+                png.chromaticities = Some(c);
+            }
+            b"iCCP" if iccp.is_none() => iccp = Some(data),
+            b"eXIf" => {
+                png.largest_exif_chunk = png.largest_exif_chunk.max(len);
+                exif.get_or_insert(data);
+            }
+            b"IDAT" | b"IEND" => break,
+            _ => {}
+        }
+        at += 12 + len;
+    }
+    if !matches!(png.color_type, 0 | 2 | 3 | 4 | 6) || !matches!(png.bit_depth, 1 | 2 | 4 | 8 | 16)
+    {
+        return Err(ImageError::decode(format!(
+            "PNG colour type {} at bit depth {} is not an image the decoder knows",
+            png.color_type, png.bit_depth
+        )));
+    }
+    check_pixels(width, height, settings)?;
+    let icc = iccp.map(inflate_iccp).transpose()?;
+    let exif_block = exif.map(|e| e.strip_prefix(b"Exif\0\0").unwrap_or(e));
+    let parsed_exif = read_exif(exif_block);
+    let orientation = parsed_exif
         .as_ref()
         .map_or(Orientation::NoTransforms, metadata::orientation);
+    let targets = stored_targets(width, height, orientation, settings);
+    let (w, h) = (u64::from(width), u64::from(height));
+    let channels = png.decoded_channels();
+    // The decoded buffer; gray + alpha is widened to RGBA after, so both exist for a moment.
+    let mut decode = budget::pixels(w, h, u64::from(channels));
+    let rgb_channels = if channels == 2 {
+        decode += budget::pixels(w, h, 4);
+        4
+    } else {
+        channels
+    };
+    // The png crate's row buffers: the inflated stream holds a few rows until it shifts them out
+    // (it grows by doubling), plus the previous row and a transformed row; and its zlib window.
+    decode += png.raw_row(width) * 16 + w * 4 * 2 + MIB;
+    let metadata = exif_cost(exif_block)
+        + png.largest_exif_chunk as u64 * 2
+        + icc.as_ref().map_or(0, |p| p.len() as u64 * 2);
+    let estimate = Estimate {
+        original: bytes.len() as u64,
+        metadata,
+        decode,
+        colour: colour_cost(icc.as_deref(), (w, h), rgb_channels),
+        rendition: renditions_cost((width, height), rgb_channels, &targets, settings),
+        fixed: 2 * MIB,
+    };
     Ok(Header {
         format: MediaType::Png,
         width,
         height,
         orientation,
-        exif,
-        targets: stored_targets(width, height, orientation, settings),
+        exif: parsed_exif,
+        targets,
         jpeg: None,
-        max_alloc,
+        png: Some(png),
+        icc,
+        estimate,
     })
 }
 
-fn check_budget(width: u32, height: u32, settings: &Settings) -> Result<(), ImageError> {
+/// A HEIC's primary image: its size as displayed (the decoder applies `irot` itself, so the EXIF
+/// orientation, which says the same, is not applied again), EXIF and ICC profile. The decoded
+/// image is RGBA at 8 bits; the decoder's own buffers (a frame of 16-bit samples per tile in
+/// flight, the assembled 4:2:0 planes) are counted at 8 bytes a pixel.
+#[cfg(feature = "heic")]
+fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
+    use heifer::heifer_isobmff::{boxes::Property, HeifFile};
+    let file = HeifFile::parse(bytes).map_err(ImageError::decode)?;
+    let id = file.primary_id;
+    let (mut size, mut quarter_turns) = (None, 0);
+    for p in file.item_properties(id).map_err(ImageError::decode)? {
+        match p {
+            Property::ImageSize { width, height } => size = Some((*width, *height)),
+            Property::Rotation(r) => quarter_turns = *r,
+            _ => {}
+        }
+    }
+    let (w, h) = size.ok_or_else(|| ImageError::decode("HEIC primary image has no size (ispe)"))?;
+    let (width, height) = if quarter_turns % 2 == 1 {
+        (h, w)
+    } else {
+        (w, h)
+    };
+    check_pixels(width, height, settings)?;
+    let exif_block = file.exif(id).ok().flatten();
+    let exif = read_exif(exif_block.as_deref());
+    let icc = match file.icc_profile(id).ok().flatten() {
+        Some(p) if p.len() > MAX_ICC_BYTES => {
+            return Err(ImageError::decode(format!(
+                "an ICC profile of {} bytes (at most {MAX_ICC_BYTES} are taken)",
+                p.len()
+            )))
+        }
+        p => p.map(<[u8]>::to_vec),
+    };
+    let targets = stored_targets(width, height, Orientation::NoTransforms, settings);
+    let (w64, h64) = (u64::from(width), u64::from(height));
+    // RGBA out of the decoder, RGB after dropping an opaque alpha, and the decoder's buffers.
+    let decode = budget::pixels(w64, h64, 4 + 3 + 8) + 8 * MIB;
+    let metadata =
+        exif_cost(exif_block.as_deref()) + icc.as_ref().map_or(0, |p| p.len() as u64 * 2);
+    let estimate = Estimate {
+        original: bytes.len() as u64,
+        metadata,
+        decode,
+        colour: colour_cost(icc.as_deref(), (w64, h64), 4),
+        rendition: renditions_cost((width, height), 4, &targets, settings),
+        fixed: 4 * MIB,
+    };
+    Ok(Header {
+        format: MediaType::Heic,
+        width,
+        height,
+        orientation: Orientation::NoTransforms,
+        exif,
+        targets,
+        jpeg: None,
+        png: None,
+        icc,
+        estimate,
+    })
+}
+
+#[cfg(not(feature = "heic"))]
+fn probe_heic(_: &[u8], _: &Settings) -> Result<Header, ImageError> {
+    Err(ImageError::decode(
+        "HEIC input needs the `heic` feature, which this build was made without",
+    ))
+}
+
+/// An `iCCP` chunk: a name of 1 to 79 bytes, NUL, method 0, a zlib stream, inflated to at most
+/// [`MAX_ICC_BYTES`].
+fn inflate_iccp(chunk: &[u8]) -> Result<Vec<u8>, ImageError> {
+    let bad = |why: &str| ImageError::decode(format!("PNG iCCP chunk: {why}"));
+    let name_end = chunk
+        .iter()
+        .take(80)
+        .position(|&b| b == 0)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| bad("no profile name"))?;
+    let Some([0, stream @ ..]) = chunk.get(name_end + 1..) else {
+        return Err(bad("unknown compression method"));
+    };
+    fdeflate::decompress_to_vec_bounded(stream, MAX_ICC_BYTES).map_err(|e| match e {
+        fdeflate::BoundedDecompressionError::OutputTooLarge { .. } => ImageError::decode(format!(
+            "an ICC profile that inflates past {MAX_ICC_BYTES} bytes (at most that is taken)"
+        )),
+        fdeflate::BoundedDecompressionError::DecompressionError { inner } => {
+            bad(&format!("{inner:?}"))
+        }
+    })
+}
+
+fn check_pixels(width: u32, height: u32, settings: &Settings) -> Result<(), ImageError> {
     let pixels = u64::from(width) * u64::from(height);
     if pixels > settings.max_pixels || width == 0 || height == 0 {
         return Err(ImageError::TooManyPixels {
@@ -170,7 +542,12 @@ pub fn swaps_axes(o: Orientation) -> bool {
 }
 
 /// Each rendition's size in the stored orientation, from the stored size and the orientation.
-fn stored_targets(width: u32, height: u32, o: Orientation, settings: &Settings) -> Vec<(u32, u32)> {
+pub(crate) fn stored_targets(
+    width: u32,
+    height: u32,
+    o: Orientation,
+    settings: &Settings,
+) -> Vec<(u32, u32)> {
     let swap = swaps_axes(o);
     let (dw, dh) = if swap {
         (height, width)
@@ -200,14 +577,18 @@ pub fn dct_scale(width: u32, height: u32, need: (u32, u32)) -> u32 {
         .unwrap_or(1)
 }
 
-/// What the header segments of a JPEG hold: the frame (size and components), the EXIF block (TIFF
-/// bytes, without the `Exif\0\0` prefix) and whether an Adobe APP14 segment is present (which
-/// says that CMYK samples are stored inverted, as Photoshop writes them).
+/// What the header segments of a JPEG hold: the frame (size, components, sampling), the EXIF block
+/// (TIFF bytes, without the `Exif\0\0` prefix), the ICC profile's APP2 chunks, whether an Adobe
+/// APP14 segment is present (which says that CMYK samples are stored inverted, as Photoshop
+/// writes them), and where the first scan starts.
 #[derive(Default)]
 pub struct Segments<'a> {
     pub frame: Option<Frame>,
     pub exif: Option<&'a [u8]>,
     pub adobe: bool,
+    /// Each `ICC_PROFILE\0` APP2 segment's body after that tag: sequence number, count, data.
+    pub icc_chunks: Vec<&'a [u8]>,
+    pub first_scan: Option<usize>,
 }
 
 /// A JPEG's start-of-frame header.
@@ -216,6 +597,10 @@ pub struct Frame {
     pub width: u16,
     pub height: u16,
     pub components: u8,
+    /// Horizontal and vertical sampling factors of the first four components.
+    pub sampling: [(u8, u8); 4],
+    /// SOF2, SOF6, SOF10 or SOF14.
+    pub progressive: bool,
 }
 
 pub fn jpeg_segments(bytes: &[u8]) -> Segments<'_> {
@@ -230,8 +615,12 @@ pub fn jpeg_segments(bytes: &[u8]) -> Segments<'_> {
             i += 1; // fill byte
             continue;
         }
-        if marker == 0xDA || marker == 0xD9 {
+        if marker == 0xDA {
+            found.first_scan = Some(i);
             break; // start of scan: no more header segments
+        }
+        if marker == 0xD9 {
+            break;
         }
         if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
             i += 2;
@@ -242,16 +631,28 @@ pub fn jpeg_segments(bytes: &[u8]) -> Segments<'_> {
             break;
         };
         match marker {
-            // SOF0..SOF15 but DHT (C4), JPG (C8) and DAC (CC): precision, height, width, count.
+            // SOF0..SOF15 but DHT (C4), JPG (C8) and DAC (CC): precision, height, width, count,
+            // then per component: id, sampling (h << 4 | v), quantisation table.
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) && body.len() >= 6 => {
+                let mut sampling = [(1, 1); 4];
+                for (c, s) in sampling.iter_mut().enumerate() {
+                    if let Some(&hv) = body.get(6 + c * 3 + 1) {
+                        *s = (hv >> 4, hv & 0x0F);
+                    }
+                }
                 found.frame.get_or_insert(Frame {
                     height: u16::from_be_bytes([body[1], body[2]]),
                     width: u16::from_be_bytes([body[3], body[4]]),
                     components: body[5],
+                    sampling,
+                    progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
                 });
             }
             0xE1 if found.exif.is_none() && body.starts_with(b"Exif\0\0") => {
                 found.exif = Some(&body[6..]);
+            }
+            0xE2 if body.len() > 14 && body.starts_with(b"ICC_PROFILE\0") => {
+                found.icc_chunks.push(&body[12..]);
             }
             0xEE if body.starts_with(b"Adobe") => found.adobe = true,
             _ => {}
@@ -265,6 +666,6 @@ pub fn jpeg_segments(bytes: &[u8]) -> Segments<'_> {
 /// cannot hold either (an FF there is stuffed as FF 00), and an EXIF thumbnail's own markers come
 /// before the main image's scans, so this finds files cut short while tolerating trailing data.
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    let last = |marker: u8| memchr::memmem::rfind(bytes, &[0xFF, marker]);
     matches!((last(0xDA), last(0xD9)), (Some(sos), Some(eoi)) if eoi > sos)
 }

@@ -4,10 +4,18 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::budget::MemoryPlan;
+
 /// A setting that does not parse or makes no sense; says which and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct SettingsError(String);
+
+impl SettingsError {
+    pub(crate) fn new(why: String) -> Self {
+        SettingsError(why)
+    }
+}
 
 /// The renditions made when nothing is configured. The deployed stack and the local engine both take
 /// theirs from template.yaml's `Renditions` parameter, which holds this same text.
@@ -17,10 +25,20 @@ pub const DEFAULT_RENDITIONS: &str =
 pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
 pub const DEFAULT_JPEG_QUALITY: u8 = 80;
 
+pub const DEFAULT_WEBP_QUALITY: u8 = 80;
+pub const DEFAULT_AVIF_QUALITY: u8 = 60;
+/// rav1e's speed, 1 (slowest, smallest) to 10. At 8 a 640x400 rendition takes about a second on
+/// one core; at 10 about a tenth of that, 15% larger (README, "Renditions").
+pub const DEFAULT_AVIF_SPEED: u8 = 8;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Jpeg,
     Png,
+    /// Lossy WebP (libwebp's VP8), alpha kept.
+    Webp,
+    /// AVIF (rav1e), alpha kept; needs the `avif` feature.
+    Avif,
 }
 
 impl Format {
@@ -28,6 +46,8 @@ impl Format {
         match self {
             Format::Jpeg => "jpg",
             Format::Png => "png",
+            Format::Webp => "webp",
+            Format::Avif => "avif",
         }
     }
 
@@ -35,9 +55,21 @@ impl Format {
         match self {
             Format::Jpeg => "image/jpeg",
             Format::Png => "image/png",
+            Format::Webp => "image/webp",
+            Format::Avif => "image/avif",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Format::Jpeg => "jpeg",
+            other => other.extension(),
         }
     }
 }
+
+/// Whether this build can encode AVIF (the `avif` feature).
+pub const AVIF_ENABLED: bool = cfg!(feature = "avif");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Size {
@@ -47,12 +79,32 @@ pub enum Size {
     Width(u32),
 }
 
-/// One rendition: `name:fit=WxH:format` or `name:width=W:format`.
+/// One rendition: `name:fit=WxH:format` or `name:width=W:format`, then optionally `q=1..100`
+/// (JPEG, WebP, AVIF) and `speed=1..10` (AVIF), e.g. `hero:width=1600:avif:q=55:speed=6`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenditionSpec {
     pub name: String,
     pub size: Size,
     pub format: Format,
+    /// Encoder quality; the format's default when not given.
+    pub quality: Option<u8>,
+    /// AVIF encoder speed; [`DEFAULT_AVIF_SPEED`] when not given.
+    pub speed: Option<u8>,
+}
+
+impl RenditionSpec {
+    /// The quality this rendition is encoded at.
+    pub fn quality(&self, jpeg_default: u8) -> u8 {
+        self.quality.unwrap_or(match self.format {
+            Format::Jpeg | Format::Png => jpeg_default,
+            Format::Webp => DEFAULT_WEBP_QUALITY,
+            Format::Avif => DEFAULT_AVIF_QUALITY,
+        })
+    }
+
+    pub fn speed(&self) -> u8 {
+        self.speed.unwrap_or(DEFAULT_AVIF_SPEED)
+    }
 }
 
 impl FromStr for RenditionSpec {
@@ -61,12 +113,14 @@ impl FromStr for RenditionSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |why: &str| {
             SettingsError(format!(
-                "rendition {s:?}: {why} (expected name:fit=WxH:jpeg|png or name:width=W:jpeg|png)"
+                "rendition {s:?}: {why} (expected name:fit=WxH:FORMAT or name:width=W:FORMAT, \
+                 FORMAT jpeg, png, webp or avif, then optionally :q=1..100 and, for avif, \
+                 :speed=1..10)"
             ))
         };
         let parts: Vec<&str> = s.trim().split(':').collect();
-        let [name, size, format] = parts.as_slice() else {
-            return Err(bad("three fields separated by ':'"));
+        let [name, size, format, options @ ..] = parts.as_slice() else {
+            return Err(bad("at least three fields separated by ':'"));
         };
         if name.is_empty()
             || !name
@@ -90,26 +144,69 @@ impl FromStr for RenditionSpec {
         let format = match *format {
             "jpeg" | "jpg" => Format::Jpeg,
             "png" => Format::Png,
-            _ => return Err(bad("format must be jpeg or png")),
+            "webp" => Format::Webp,
+            "avif" if AVIF_ENABLED => Format::Avif,
+            "avif" => {
+                return Err(bad(
+                    "this build has no AVIF encoder (build with the `avif` feature: \
+                     cargo build --features local/avif, or make run FEATURES=avif)",
+                ))
+            }
+            _ => return Err(bad("format must be jpeg, png, webp or avif")),
         };
+        let (mut quality, mut speed) = (None, None);
+        for option in options {
+            match option.split_once('=') {
+                Some(("q", v)) if format != Format::Png => {
+                    quality = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|q| (1..=100).contains(q))
+                            .ok_or_else(|| bad("q must be 1..=100"))?,
+                    );
+                }
+                Some(("speed", v)) if format == Format::Avif => {
+                    speed = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|s| (1..=10).contains(s))
+                            .ok_or_else(|| bad("speed must be 1..=10"))?,
+                    );
+                }
+                _ => {
+                    return Err(bad(&format!(
+                        "unknown option {option:?} for {}",
+                        format.name()
+                    )))
+                }
+            }
+        }
         Ok(RenditionSpec {
             name: (*name).to_owned(),
             size,
             format,
+            quality,
+            speed,
         })
     }
 }
 
 impl fmt::Display for RenditionSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let format = match self.format {
-            Format::Jpeg => "jpeg",
-            Format::Png => "png",
-        };
+        let format = self.format.name();
         match self.size {
-            Size::Fit { width, height } => write!(f, "{}:fit={width}x{height}:{format}", self.name),
-            Size::Width(w) => write!(f, "{}:width={w}:{format}", self.name),
+            Size::Fit { width, height } => {
+                write!(f, "{}:fit={width}x{height}:{format}", self.name)?
+            }
+            Size::Width(w) => write!(f, "{}:width={w}:{format}", self.name)?,
         }
+        if let Some(q) = self.quality {
+            write!(f, ":q={q}")?;
+        }
+        if let Some(s) = self.speed {
+            write!(f, ":speed={s}")?;
+        }
+        Ok(())
     }
 }
 
@@ -118,6 +215,8 @@ impl fmt::Display for RenditionSpec {
 pub struct Settings {
     pub renditions: Vec<RenditionSpec>,
     pub max_pixels: u64,
+    /// The most one image may need ([`crate::budget`]): the pool of the function's memory plan.
+    pub memory_budget: u64,
     pub jpeg_quality: u8,
 }
 
@@ -147,14 +246,44 @@ impl Settings {
         Ok(Settings {
             renditions,
             max_pixels,
+            memory_budget: MemoryPlan::default().pool_bytes,
             jpeg_quality: DEFAULT_JPEG_QUALITY,
         })
+    }
+
+    /// The same settings with the budget of `plan`.
+    pub fn with_memory(self, plan: &MemoryPlan) -> Settings {
+        Settings {
+            memory_budget: plan.pool_bytes,
+            ..self
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webp_and_avif_renditions_take_quality_and_speed() {
+        let s = Settings::parse("web:width=1280:webp:q=70,thumb:fit=64x64:webp", 1).unwrap();
+        assert_eq!(s.renditions[0].format, Format::Webp);
+        assert_eq!(s.renditions[0].quality(80), 70);
+        assert_eq!(s.renditions[1].quality(80), DEFAULT_WEBP_QUALITY);
+        assert_eq!(s.renditions[0].to_string(), "web:width=1280:webp:q=70");
+        let avif = Settings::parse("hero:width=1600:avif:q=55:speed=6", 1);
+        if AVIF_ENABLED {
+            let avif = avif.unwrap();
+            assert_eq!(avif.renditions[0].speed(), 6);
+            assert_eq!(
+                avif.renditions[0].to_string(),
+                "hero:width=1600:avif:q=55:speed=6"
+            );
+        } else {
+            // Said at start-up, not at upload time.
+            assert!(avif.unwrap_err().to_string().contains("no AVIF encoder"));
+        }
+    }
 
     #[test]
     fn the_default_renditions_are_the_three_of_the_labs() {
@@ -170,6 +299,9 @@ mod tests {
             ("thumb:fit=128:jpeg", "fit needs WxH"),
             ("thumb:fit=0x5:jpeg", "width must be"),
             ("thumb:width=64:gif", "format must be"),
+            ("web:width=64:webp:q=0", "q must be"),
+            ("web:width=64:webp:speed=3", "unknown option"),
+            ("web:width=64:png:q=50", "unknown option"),
             ("../x:width=64:png", "the name must be"),
             ("a:width=1:png,a:width=2:png", "unique"),
             ("", "no renditions"),

@@ -680,3 +680,71 @@ fn each_benign_libjpeg_warning_is_triggered_by_a_real_file_and_kept() {
     // The clean photo draws no warning at all, so each case above is the change's doing.
     assert_eq!(libjpeg_warning(AQUA), None);
 }
+
+#[test]
+fn webp_renditions_are_lossy_vp8_and_look_like_their_original() {
+    let settings = Settings::parse("web:width=640:webp:q=80,same:width=640:png", 1 << 40).unwrap();
+    let r = render(AQUA, &settings).unwrap();
+    let (web, png) = (rendition(&r, "web"), rendition(&r, "same"));
+    assert_eq!(&web.bytes[..4], b"RIFF");
+    assert_eq!(
+        &web.bytes[8..16],
+        b"WEBPVP8 ",
+        "simple lossy format, not VP8L"
+    );
+    assert!(
+        web.bytes.len() * 4 < png.bytes.len(),
+        "a lossy WebP is far smaller than the PNG: {} vs {}",
+        web.bytes.len(),
+        png.bytes.len()
+    );
+    let decoded = webp::Decoder::new(&web.bytes).decode().unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (640, 400));
+    let reference = decoded_rgb(png);
+    assert!(!decoded.is_alpha());
+    let got: Vec<u8> = decoded.to_vec();
+    let db = psnr(&got, &reference);
+    assert!(
+        db > 32.0,
+        "WebP q80 against the lossless rendition: {db:.1} dB"
+    );
+}
+
+fn decoded_rgb(out: &Output) -> Vec<u8> {
+    decoded(out).to_rgb8().into_raw()
+}
+
+#[cfg(feature = "avif")]
+#[test]
+fn avif_renditions_are_avif_in_srgb() {
+    let settings = Settings::parse("a:fit=128x128:avif:q=60:speed=10", 1 << 40).unwrap();
+    let r = render(AQUA, &settings).unwrap();
+    let avif = &r.renditions[0].bytes;
+    assert_eq!(&avif[4..12], b"ftypavif");
+    // ravif writes BT.709 primaries and the sRGB transfer into the AV1 sequence header, and the
+    // container's colr box only when it differs from that default: there must be none here.
+    assert!(
+        !avif.windows(4).any(|w| w == b"colr"),
+        "a colr box other than sRGB"
+    );
+}
+
+#[test]
+fn the_placeholder_is_a_thumbhash_of_the_picture() {
+    use base64::Engine;
+    // Left half red, right half blue: the hash's average is purple, its aspect 2:1.
+    let r = render(&png(red_left_blue_right()), &Settings::default()).unwrap();
+    let text = r.placeholder.expect("a placeholder");
+    assert!(text.len() < 48, "{text}");
+    let hash = base64::engine::general_purpose::STANDARD
+        .decode(&text)
+        .unwrap();
+    let (red, green, blue, alpha) = thumbhash::thumb_hash_to_average_rgba(&hash).unwrap();
+    assert!(
+        (red - 0.5).abs() < 0.1 && green < 0.1 && (blue - 0.5).abs() < 0.1,
+        "{red} {green} {blue}"
+    );
+    assert!(alpha > 0.99);
+    let aspect = thumbhash::thumb_hash_to_approximate_aspect_ratio(&hash).unwrap();
+    assert!((aspect - 2.0).abs() < 0.3, "{aspect}");
+}

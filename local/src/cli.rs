@@ -120,6 +120,10 @@ pub enum Command {
         retry_backoff: f64,
         #[command(flatten)]
         limits: LimitArgs,
+        /// The process function's memory in MB (default: its MemorySize in the template). Images
+        /// in flight share it; one that would need more is refused.
+        #[arg(long, env = "PROCESS_MEMORY_MB")]
+        process_memory_mb: Option<u64>,
     },
     /// List items, newest first, from the table's index queries (the same as GET /items).
     Items {
@@ -167,6 +171,10 @@ pub enum Command {
         renditions: String,
         #[arg(long, env = "MAX_PIXELS", default_value_t = imaging::settings::DEFAULT_MAX_PIXELS)]
         max_pixels: u64,
+        /// The memory in MB of the function whose budget to apply (as the process function's
+        /// MemorySize).
+        #[arg(long, env = "PROCESS_MEMORY_MB", default_value_t = imaging::budget::DEFAULT_FUNCTION_MEMORY_MB)]
+        process_memory_mb: u64,
     },
     /// Deliver the whole stream again to every mapping (a running engine picks it up).
     Replay,
@@ -263,6 +271,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             parameters,
             retry_backoff,
             limits,
+            process_memory_mb,
         } => {
             let mut cfg = EngineConfig::new(&cli.data_dir);
             cfg.email = email;
@@ -270,6 +279,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.server = limits.limits();
             cfg.faults = crate::faults::Faults::from_env()?;
             cfg.durability = durability;
+            cfg.process_memory_mb = process_memory_mb;
             if let Some(path) = template {
                 cfg.template = std::fs::read_to_string(&path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -313,8 +323,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             renditions,
             max_pixels,
+            process_memory_mb,
         } => {
-            let settings = imaging::Settings::parse(&renditions, max_pixels)?;
+            let memory = imaging::MemoryPlan::for_function(process_memory_mb)?;
+            let settings = imaging::Settings::parse(&renditions, max_pixels)?.with_memory(&memory);
             crate::commands::process_files(&files, &out, &settings)
         }
         Command::Upload {

@@ -81,9 +81,16 @@ pub fn process_file(file: &Path, out: &Path, settings: &imaging::Settings) -> Va
         Ok(b) => b,
         Err(e) => return json!({ "file": name, "error": e.to_string() }),
     };
-    let rendered = match imaging::render(&bytes, settings) {
-        Ok(r) => r,
+    let header = match imaging::probe::probe(&bytes, settings) {
+        Ok(h) => h,
         Err(e) => return json!({ "file": name, "error": e.to_string() }),
+    };
+    let estimate = header.estimate.total();
+    let rendered = match imaging::render_probed(&bytes, &header, settings) {
+        Ok(r) => r,
+        Err(e) => {
+            return json!({ "file": name, "error": e.to_string(), "memory_estimate_bytes": estimate })
+        }
     };
     let stem = file
         .file_stem()
@@ -117,10 +124,26 @@ pub fn process_file(file: &Path, out: &Path, settings: &imaging::Settings) -> Va
         "size": bytes.len(),
         "exif": rendered.exif,
         "renditions": renditions,
+        "placeholder": rendered.placeholder,
+        "memory_estimate_bytes": estimate,
     })
 }
 
-/// Runs the process step on each file, printing one JSON line per file; errors if any failed.
+/// This process's peak resident memory so far (VmHWM, Linux), in kB.
+fn peak_rss_kb() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Runs the process step on each file, printing one JSON line per file (with the process's peak
+/// RSS so far, `peak_rss_kb`); errors if any failed.
 pub fn process_files(
     files: &[std::path::PathBuf],
     out: &Path,
@@ -129,9 +152,12 @@ pub fn process_files(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut failed = 0;
     for file in files {
-        let line = process_file(file, out, settings);
+        let mut line = process_file(file, out, settings);
         if line.get("error").is_some() {
             failed += 1;
+        }
+        if let (Some(fields), Some(kb)) = (line.as_object_mut(), peak_rss_kb()) {
+            fields.insert("peak_rss_kb".into(), kb.into());
         }
         println!("{line}");
     }

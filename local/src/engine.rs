@@ -66,6 +66,9 @@ pub struct EngineConfig {
     /// Injected failures (tests, crash drills); none by default.
     pub faults: Faults,
     pub durability: Durability,
+    /// The process function's memory in MB, instead of its `MemorySize` in the template: the
+    /// images in flight share it (imaging::budget).
+    pub process_memory_mb: Option<u64>,
 }
 
 impl EngineConfig {
@@ -81,6 +84,7 @@ impl EngineConfig {
             backend: Backend::Embedded,
             faults: Faults::default(),
             durability: Durability::default(),
+            process_memory_mb: None,
         }
     }
 }
@@ -376,11 +380,18 @@ impl Engine {
             },
         )
         .map_err(|e| EngineError::Template(e.to_string()))?;
+        let memory = imaging::MemoryPlan::for_function(
+            cfg.process_memory_mb
+                .or(process_fn.memory_size)
+                .unwrap_or(imaging::budget::DEFAULT_FUNCTION_MEMORY_MB),
+        )
+        .map_err(|e| EngineError::Template(e.to_string()))?;
         let process: Arc<dyn StreamFunction> = Arc::new(ProcessFunction(process::Deps {
             table: table.clone(),
             store: store.clone(),
-            settings: Arc::new(settings),
+            settings: Arc::new(settings.with_memory(&memory)),
             concurrency: concurrency(),
+            memory: Arc::new(process::MemoryPool::new(&memory)),
         }));
         let notice_fn = function("notice")?;
         let notice: Arc<dyn StreamFunction> = Arc::new(NoticeFunction(notice::Deps {

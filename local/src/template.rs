@@ -35,6 +35,9 @@ pub struct Function {
     pub notifications: Vec<NotificationRule>,
     /// How Lambda invokes it asynchronously (`EventInvokeConfig`, else Lambda's defaults).
     pub async_config: AsyncConfig,
+    /// `MemorySize` in MB (the function's own, else Globals'): the process step's memory budget
+    /// follows it.
+    pub memory_size: Option<u64>,
 }
 
 /// One `Type: S3` event: which object events, and which keys (one prefix and one suffix at most,
@@ -122,6 +125,10 @@ impl Template {
             .and_then(|f| field(f, "Environment"))
             .and_then(|e| field(e, "Variables"));
 
+        let globals_memory = field(&doc, "Globals")
+            .and_then(|g| field(g, "Function"))
+            .and_then(|f| field(f, "MemorySize"));
+
         let resources = field(&doc, "Resources")
             .and_then(Value::as_mapping)
             .ok_or_else(|| bad("no Resources".into()))?;
@@ -189,6 +196,17 @@ impl Template {
                 }
             }
             let async_config = parse_async(&logical_id, props)?;
+            let memory_size = match props
+                .and_then(|p| field(p, "MemorySize"))
+                .or(globals_memory)
+            {
+                None => None,
+                Some(v) => Some(
+                    resolve(v, &parameters)
+                        .and_then(|m| m.parse::<u64>().ok())
+                        .ok_or_else(|| bad(format!("{logical_id}: MemorySize is not a number")))?,
+                ),
+            };
             functions.push(Function {
                 logical_id,
                 binary,
@@ -197,6 +215,7 @@ impl Template {
                 stream,
                 notifications,
                 async_config,
+                memory_size,
             });
         }
         Ok(Template {

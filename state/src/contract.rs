@@ -45,6 +45,7 @@ pub fn facts() -> ProcessedFacts {
         format: "jpeg".into(),
         renditions: BTreeMap::from([("thumbnail".into(), "processed/x/thumbnail.jpg".into())]),
         exif: BTreeMap::from([("make".into(), "Canon".into())]),
+        placeholder: Some("1QcSHQRnh493V4dIh4eXh1h4kJUI".into()),
     }
 }
 
@@ -96,6 +97,7 @@ pub async fn a_transition_applies_once_with_its_history(table: Arc<dyn ItemTable
     assert_eq!((after.width, after.height), (Some(4), Some(3)));
     assert_eq!(after.renditions, Some(facts().renditions));
     assert_eq!(after.exif, Some(facts().exif));
+    assert_eq!(after.placeholder, facts().placeholder);
     assert_eq!(after.history.len(), 2);
     assert_eq!(after.history[1].status, Status::Processed);
     assert_eq!(after.history[1].at, after.updated_at);

@@ -130,6 +130,9 @@ pub struct Item {
     pub renditions: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exif: Option<BTreeMap<String, String>>,
+    /// A ThumbHash of the image (base64, about 30 characters), to paint while a rendition loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,6 +223,7 @@ impl Item {
             format: None,
             renditions: None,
             exif: None,
+            placeholder: None,
             message_id: None,
             notified_at: None,
             error: None,
@@ -277,6 +281,8 @@ pub struct ProcessedFacts {
     pub renditions: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub exif: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
 }
 
 /// Milliseconds since the epoch, the unit of every timestamp in an item.

@@ -8,6 +8,8 @@ use std::fmt;
 pub enum MediaType {
     Jpeg,
     Png,
+    /// HEIF with HEVC images: the iPhone's default. Decoded when the `heic` feature is built.
+    Heic,
 }
 
 impl MediaType {
@@ -15,6 +17,7 @@ impl MediaType {
         match self {
             MediaType::Jpeg => "image/jpeg",
             MediaType::Png => "image/png",
+            MediaType::Heic => "image/heic",
         }
     }
 
@@ -23,6 +26,7 @@ impl MediaType {
         match self {
             MediaType::Jpeg => "jpg",
             MediaType::Png => "png",
+            MediaType::Heic => "heic",
         }
     }
 
@@ -31,6 +35,7 @@ impl MediaType {
         match self {
             MediaType::Jpeg => "jpeg",
             MediaType::Png => "png",
+            MediaType::Heic => "heic",
         }
     }
 
@@ -38,7 +43,10 @@ impl MediaType {
     /// they will send; the bytes are still sniffed when they arrive.
     pub fn from_content_type(content_type: &str) -> Option<MediaType> {
         let essence = content_type.split(';').next().unwrap_or("").trim();
-        [MediaType::Jpeg, MediaType::Png]
+        if essence.eq_ignore_ascii_case("image/heif") {
+            return Some(MediaType::Heic);
+        }
+        [MediaType::Jpeg, MediaType::Png, MediaType::Heic]
             .into_iter()
             .find(|m| m.content_type().eq_ignore_ascii_case(essence))
     }
@@ -52,7 +60,7 @@ impl fmt::Display for MediaType {
 
 /// Why bytes are not an image the pipeline takes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a JPEG or PNG image (the bytes look like {detected}); the Content-Type header is not trusted")]
+#[error("not a JPEG, PNG or HEIC image (the bytes look like {detected}); the Content-Type header is not trusted")]
 pub struct NotAnImage {
     pub detected: String,
 }
@@ -60,9 +68,39 @@ pub struct NotAnImage {
 /// How many leading bytes [`sniff`] needs to decide.
 pub const SNIFF_BYTES: usize = 64;
 
+/// HEIF brands whose images are HEVC-coded (ISO/IEC 23008-12): as a major brand, or as a
+/// compatible brand of a generic `mif1`/`msf1` file.
+const HEVC_BRANDS: [&[u8; 4]; 6] = [b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"];
+
+/// A HEIF file with HEVC images: an `ftyp` box first, whose major brand, or whose compatible brands
+/// under a generic `mif1`/`msf1` major brand, name HEVC. AVIF (`avif`) is HEIF too, but AV1.
+fn is_heic(bytes: &[u8]) -> bool {
+    let Some(size) = bytes
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    else {
+        return false;
+    };
+    let size = size as usize;
+    if bytes.get(4..8) != Some(b"ftyp") || !(16..=4096).contains(&size) || bytes.len() < size {
+        return false;
+    }
+    let major = &bytes[8..12];
+    let compatible = bytes[16..size].chunks_exact(4);
+    HEVC_BRANDS.iter().any(|b| major == *b)
+        || ((major == b"mif1" || major == b"msf1")
+            && compatible
+                .into_iter()
+                .any(|c| HEVC_BRANDS.iter().any(|b| c == *b)))
+}
+
 /// The image type, from the bytes alone. A magic number is not enough: a PNG must open with its
-/// whole signature and an IHDR chunk, a JPEG with SOI followed by a marker.
+/// whole signature and an IHDR chunk, a JPEG with SOI followed by a marker, a HEIC with a whole
+/// `ftyp` box that names HEVC.
 pub fn sniff(bytes: &[u8]) -> Result<MediaType, NotAnImage> {
+    if is_heic(bytes) {
+        return Ok(MediaType::Heic);
+    }
     let detected = infer::get(bytes).map(|t| t.mime_type());
     match detected {
         Some("image/jpeg")
@@ -102,6 +140,38 @@ mod tests {
         assert!(sniff(&[0xFF, 0xD8, 0xFF]).is_err());
         assert_eq!(sniff(b"hello").unwrap_err().detected, "unknown data");
         assert_eq!(sniff(b"GIF89a......").unwrap_err().detected, "image/gif");
+    }
+
+    #[test]
+    fn heic_is_told_from_its_ftyp_brands_and_avif_is_not_heic() {
+        let ftyp = |major: &[u8; 4], compatible: &[&[u8; 4]]| {
+            let size = 16 + 4 * compatible.len();
+            let mut b = (size as u32).to_be_bytes().to_vec();
+            b.extend_from_slice(b"ftyp");
+            b.extend_from_slice(major);
+            b.extend_from_slice(&[0, 0, 0, 0]);
+            for c in compatible {
+                b.extend_from_slice(*c);
+            }
+            b.extend_from_slice(&[0; 32]);
+            b
+        };
+        assert_eq!(
+            sniff(&ftyp(b"heic", &[b"mif1", b"heic"])),
+            Ok(MediaType::Heic)
+        );
+        assert_eq!(
+            sniff(&ftyp(b"mif1", &[b"mif1", b"heic"])),
+            Ok(MediaType::Heic)
+        );
+        assert!(sniff(&ftyp(b"avif", &[b"mif1", b"avif"])).is_err());
+        assert!(sniff(&ftyp(b"mif1", &[b"mif1", b"avif"])).is_err());
+        // A cut-short box is not an image.
+        assert!(sniff(&ftyp(b"heic", &[b"heic"])[..18]).is_err());
+        assert_eq!(
+            MediaType::from_content_type("image/heif"),
+            Some(MediaType::Heic)
+        );
     }
 
     #[test]

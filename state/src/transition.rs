@@ -88,6 +88,8 @@ pub struct Updates<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exif: Option<&'a BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notified_at: Option<i64>,
@@ -123,6 +125,7 @@ impl Transition {
             format: None,
             renditions: None,
             exif: None,
+            placeholder: None,
             message_id: None,
             notified_at: None,
             error: None,
@@ -139,6 +142,7 @@ impl Transition {
                 u.format = Some(&f.format);
                 u.renditions = Some(&f.renditions);
                 u.exif = (!f.exif.is_empty()).then_some(&f.exif);
+                u.placeholder = f.placeholder.as_deref();
             }
             Change::Notified { message_id } => {
                 u.message_id = Some(message_id);
@@ -183,6 +187,7 @@ impl Transition {
                 next.format = Some(f.format.clone());
                 next.renditions = Some(f.renditions.clone());
                 next.exif = (!f.exif.is_empty()).then(|| f.exif.clone());
+                next.placeholder = f.placeholder.clone();
             }
             Change::Notified { message_id } => {
                 next.message_id = Some(message_id.clone());

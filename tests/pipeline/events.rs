@@ -109,6 +109,7 @@ async fn process_deps(
         store: store.clone(),
         settings: Arc::new(imaging::Settings::default()),
         concurrency: 2,
+        memory: Arc::new(process::MemoryPool::new(&imaging::MemoryPlan::default())),
     };
     (deps, table, store, item)
 }
@@ -232,6 +233,7 @@ async fn notice_mails_once_however_often_the_processed_record_comes() {
         format: item.format.clone().unwrap(),
         renditions: item.renditions.clone().unwrap(),
         exif: Default::default(),
+        placeholder: None,
     };
     state::transition::processed(table.as_ref(), item.id, facts)
         .await

@@ -15,5 +15,6 @@ mod flow;
 mod helpers;
 #[cfg(feature = "aws")]
 mod lambda;
+mod memory;
 mod server;
 mod stand_ins;

@@ -1,5 +1,6 @@
+use imaging::budget::DEFAULT_FUNCTION_MEMORY_MB;
 use imaging::settings::{DEFAULT_MAX_PIXELS, DEFAULT_RENDITIONS};
-use imaging::Settings;
+use imaging::{MemoryPlan, Settings};
 
 use crate::ProcessError;
 
@@ -9,6 +10,9 @@ pub struct Config {
     pub table_name: String,
     pub bucket_name: String,
     pub settings: Settings,
+    /// How the function's memory is shared between images (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, which
+    /// Lambda sets from the function's `MemorySize`).
+    pub memory: MemoryPlan,
 }
 
 impl Config {
@@ -22,10 +26,20 @@ impl Config {
                 .map_err(|_| ProcessError::Config(format!("MAX_PIXELS={v:?} is not a number")))?,
             Err(_) => DEFAULT_MAX_PIXELS,
         };
+        let memory_mb = match std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") {
+            Ok(v) => v.parse().map_err(|_| {
+                ProcessError::Config(format!(
+                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE={v:?} is not a number"
+                ))
+            })?,
+            Err(_) => DEFAULT_FUNCTION_MEMORY_MB,
+        };
+        let memory = MemoryPlan::for_function(memory_mb)?;
         Ok(Config {
             table_name: var("TABLE_NAME")?,
             bucket_name: var("BUCKET_NAME")?,
-            settings: Settings::parse(&renditions, max_pixels)?,
+            settings: Settings::parse(&renditions, max_pixels)?.with_memory(&memory),
+            memory,
         })
     }
 }

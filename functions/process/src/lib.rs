@@ -1,18 +1,50 @@
 //! The `process` stream handler: for each new `uploaded` item, decode the original once, write its
 //! renditions under `processed/<id>/`, and move it `uploaded -> processed` with what was learned. A
-//! file that is not a decodable image (or is over the pixel budget) moves it to `failed` instead, and
-//! is never retried.
+//! file that is not a decodable image (or would need more memory than the budget) moves it to
+//! `failed` instead, and is never retried.
+//!
+//! Memory is bounded by design: each image's header says what it will cost ([`imaging::Estimate`])
+//! and the image waits until that much of the [`MemoryPool`] is free, so the images in flight
+//! never hold more than the pool together, however many records a batch has.
 
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
-use imaging::{render, RenditionSpec, Settings};
+use imaging::{probe, render_probed, MemoryPlan, RenditionSpec, Settings};
 use lambda_runtime::LambdaEvent;
 use state::{transition, Item, ItemTable, ObjectStore, ProcessedFacts, StateError, Status};
 
 mod config;
 pub use config::Config;
+
+/// The part of the function's memory that images draw their estimates from, in MiB permits.
+pub struct MemoryPool {
+    permits: tokio::sync::Semaphore,
+    total_mib: u32,
+}
+
+impl MemoryPool {
+    pub fn new(plan: &MemoryPlan) -> Self {
+        let total_mib = u32::try_from(plan.pool_bytes >> 20).unwrap_or(u32::MAX);
+        MemoryPool {
+            permits: tokio::sync::Semaphore::new(total_mib as usize),
+            total_mib,
+        }
+    }
+
+    /// Waits until `bytes` are free, and holds them until the permit is dropped. The probe has
+    /// refused anything larger than the pool, so this always returns in the end.
+    async fn reserve(&self, bytes: u64) -> tokio::sync::SemaphorePermit<'_> {
+        let mib = u32::try_from(bytes.div_ceil(1 << 20))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_mib.max(1));
+        self.permits
+            .acquire_many(mib)
+            .await
+            .expect("the pool is never closed")
+    }
+}
 
 pub struct Deps {
     pub table: Arc<dyn ItemTable>,
@@ -20,6 +52,8 @@ pub struct Deps {
     pub settings: Arc<Settings>,
     /// Records of one batch worked on at once (decoding runs on blocking threads).
     pub concurrency: usize,
+    /// Shared by every batch the function works on.
+    pub memory: Arc<MemoryPool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +114,19 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         Err(e) => return Err(e),
     };
     let settings = deps.settings.clone();
-    let rendered = tokio::task::spawn_blocking(move || render(&original, &settings)).await;
+    let probed = tokio::task::spawn_blocking(move || {
+        probe::probe(&original, &settings).map(|header| (original, header))
+    })
+    .await;
+    let (original, header) = match probed {
+        Ok(Ok(probed)) => probed,
+        Ok(Err(e)) => return fail(deps, &item, e.to_string()).await,
+        Err(join) => return fail(deps, &item, format!("decoder crashed: {join}")).await,
+    };
+    let _memory = deps.memory.reserve(header.estimate.total()).await;
+    let settings = deps.settings.clone();
+    let rendered =
+        tokio::task::spawn_blocking(move || render_probed(&original, &header, &settings)).await;
     let rendered = match rendered {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return fail(deps, &item, e.to_string()).await,
@@ -91,6 +137,7 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         height: rendered.height,
         format: rendered.format.name().to_owned(),
         exif: rendered.exif,
+        placeholder: rendered.placeholder,
         ..Default::default()
     };
     for out in rendered.renditions {

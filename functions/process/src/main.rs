@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use aws_adapters::{DynamoTable, S3Store};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use process::{handle, Config, Deps};
+use process::{handle, Config, Deps, MemoryPool};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -17,6 +17,7 @@ async fn main() -> Result<(), Error> {
         store: Arc::new(S3Store::new(aws_sdk_s3::Client::new(&aws), cfg.bucket_name)),
         settings: Arc::new(cfg.settings),
         concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        memory: Arc::new(MemoryPool::new(&cfg.memory)),
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<_>| async move {

@@ -76,7 +76,7 @@ async fn text_labelled_as_jpeg_is_refused_and_nothing_is_stored() {
     assert!(json(resp.body())["error"]
         .as_str()
         .unwrap()
-        .contains("not a JPEG or PNG"));
+        .contains("not a JPEG, PNG or HEIC"));
     assert!(store.keys().is_empty());
     assert!(table
         .query(&state::Query::first(state::Selection::All, 10))

@@ -24,7 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let mut times = Vec::with_capacity(runs);
     let mut last = None;
+    let mut cpu_start = cpu_ticks();
     for i in 0..warmup + runs {
+        if i == warmup {
+            cpu_start = cpu_ticks();
+        }
         let started = Instant::now();
         let rendered = imaging::render(&bytes, &settings)?;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -33,6 +37,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         last = Some(rendered);
     }
+    // User + system CPU per measured run: steadier than wall time on a shared machine.
+    let cpu_ms = (cpu_ticks() - cpu_start) as f64 * 10.0 / runs as f64;
     let rendered = last.ok_or("RUNS must be at least 1")?;
     std::fs::create_dir_all(out)?;
     let mut outputs = serde_json::Map::new();
@@ -47,6 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let line = serde_json::json!({
         "times_ms": times,
+        "cpu_ms": cpu_ms,
         "peak_rss_kb": peak_rss_kb(),
         "outputs": outputs,
         "width": rendered.width,
@@ -56,6 +63,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     println!("{line}");
     Ok(())
+}
+
+/// utime + stime of this process, in clock ticks (1/100 s on Linux).
+fn cpu_ticks() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
 }
 
 /// VmHWM: the peak resident set of this process (Linux).

@@ -1,0 +1,307 @@
+//! A corpus of hostile images, made on the spot (feature `hostile`): each one is small on the wire
+//! and costly to a careless decoder. `tests/pipeline/memory.rs` runs them through the real
+//! `uploader process` binary and the engine, and measures peak RSS against the budget.
+
+use flate2::{Compress, Compression, FlushCompress};
+
+/// One hostile file: its name, its bytes, and what it is after.
+pub struct Hostile {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// The whole corpus, in the order the README's table lists it.
+pub fn corpus() -> Vec<Hostile> {
+    let h = |name, what, bytes| Hostile { name, what, bytes };
+    vec![
+        h(
+            "thin-49000000x1.png",
+            "one row of 49 million pixels: 147 MB decoded, 2.35 GB of resize coefficients",
+            png_of_zeros(49_000_000, 1, 8, 2, &[]),
+        ),
+        h(
+            "tall-1x49000000.png",
+            "49 million rows of one pixel",
+            png_of_zeros(1, 49_000_000, 8, 2, &[]),
+        ),
+        h(
+            "declared-50000x50000.png",
+            "a header that declares 2.5 gigapixels over a few bytes of data",
+            png_declared(50_000, 50_000),
+        ),
+        h(
+            "declared-7071x7071-cut.png",
+            "50 MP declared (just under the pixel cap), data cut short after one row",
+            png_declared(7071, 7071),
+        ),
+        h(
+            "declared-65500x65500.jpg",
+            "a JPEG frame header rewritten to 65500x65500",
+            jpeg_declared(65_500, 65_500),
+        ),
+        h(
+            "deep-7000x7000-16bit.png",
+            "49 MP of 16-bit RGB: 294 MB at 16 bits, decoded at 8",
+            png_of_zeros(7000, 7000, 16, 2, &[]),
+        ),
+        h(
+            "rgba-7000x7000.png",
+            "49 MP RGBA: resizing premultiplies a copy of the source",
+            png_of_zeros(7000, 7000, 8, 6, &[]),
+        ),
+        h(
+            "gray-alpha-5000x5000.png",
+            "gray + alpha, widened to RGBA",
+            png_of_zeros(5000, 5000, 8, 4, &[]),
+        ),
+        h(
+            "iccp-4MB-of-zeros.png",
+            "an iCCP chunk of 4 MB that inflates to gigabytes",
+            png_of_zeros(64, 64, 8, 2, &[chunk(b"iCCP", &iccp_bomb(4 << 20))]),
+        ),
+        h(
+            "ztxt-4MB-of-zeros.png",
+            "a zTXt chunk of 4 MB that inflates to gigabytes",
+            png_of_zeros(64, 64, 8, 2, &[chunk(b"zTXt", &ztxt_bomb(4 << 20))]),
+        ),
+        h(
+            "exif-4MB.png",
+            "an eXIf chunk of 4 MB",
+            png_of_zeros(64, 64, 8, 2, &[chunk(b"eXIf", &big_exif(4 << 20))]),
+        ),
+        h(
+            "exif-nul-strings.jpg",
+            "EXIF whose Make and Model are 30,000 NULs each (a vector per NUL when parsed)",
+            with_app1_exif(&small_jpeg(false), &nul_strings_exif()),
+        ),
+        h(
+            "progressive-7000x7000-444.jpg",
+            "progressive 4:4:4 at 49 MP: libjpeg keeps every coefficient, 294 MB, whatever the DCT scale",
+            big_progressive_jpeg(7000, 7000),
+        ),
+        h(
+            "progressive-150-scans.jpg",
+            "a progressive JPEG with 150 scans",
+            many_scans(&small_jpeg(true), 150),
+        ),
+    ]
+}
+
+fn crc(kind: &[u8], data: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(kind);
+    h.update(data);
+    h.finalize()
+}
+
+/// A PNG chunk: length, type, data, CRC.
+pub fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    out.extend_from_slice(&crc(kind, data).to_be_bytes());
+    out
+}
+
+/// IHDR for `width` x `height` at `depth` bits, colour type `color`.
+pub fn ihdr(width: u32, height: u32, depth: u8, color: u8, interlaced: bool) -> Vec<u8> {
+    let mut d = width.to_be_bytes().to_vec();
+    d.extend_from_slice(&height.to_be_bytes());
+    d.extend_from_slice(&[depth, color, 0, 0, u8::from(interlaced)]);
+    chunk(b"IHDR", &d)
+}
+
+/// zlib of `n` zero bytes, made without ever holding or compressing them all: one block of a MiB
+/// of zeros is compressed after a sync flush (byte-aligned, and since its matches reach back
+/// only into zeros it can follow itself), repeated, and the stream ends with its true Adler-32.
+pub fn zlib_of_zeros(n: u64) -> Vec<u8> {
+    const BLOCK: usize = 1 << 20;
+    let zeros = vec![0u8; BLOCK];
+    let mut c = Compress::new(Compression::best(), true);
+    let mut pass = |input: &[u8], flush| {
+        let mut out = Vec::with_capacity(input.len() / 64 + 1024);
+        c.compress_vec(input, &mut out, flush)
+            .expect("deflating zeros");
+        out
+    };
+    let blocks = n / BLOCK as u64;
+    let tail = (n % BLOCK as u64) as usize;
+    let mut out = Vec::new();
+    if blocks > 0 {
+        out.extend(pass(&zeros, FlushCompress::Sync));
+    }
+    if blocks > 1 {
+        let again = pass(&zeros, FlushCompress::Sync);
+        for _ in 1..blocks {
+            out.extend_from_slice(&again);
+        }
+    }
+    let mut end = pass(&zeros[..tail], FlushCompress::Finish);
+    // The compressor's checksum covers only what it saw; zeros leave a = 1 and b = n mod 65521.
+    let adler = ((n % 65521) as u32) << 16 | 1;
+    let at = end.len() - 4;
+    end[at..].copy_from_slice(&adler.to_be_bytes());
+    out.extend(end);
+    out
+}
+
+fn samples(color: u8) -> u64 {
+    match color {
+        0 | 3 => 1,
+        2 => 3,
+        4 => 2,
+        _ => 4,
+    }
+}
+
+/// A whole PNG of zeros (black, or transparent) with `extra` chunks before its data.
+pub fn png_of_zeros(width: u32, height: u32, depth: u8, color: u8, extra: &[Vec<u8>]) -> Vec<u8> {
+    let row = (u64::from(width) * samples(color) * u64::from(depth)).div_ceil(8) + 1;
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend(ihdr(width, height, depth, color, false));
+    for c in extra {
+        out.extend_from_slice(c);
+    }
+    out.extend(chunk(b"IDAT", &zlib_of_zeros(row * u64::from(height))));
+    out.extend(chunk(b"IEND", &[]));
+    out
+}
+
+/// A PNG whose header declares `width` x `height` RGB and whose data holds one row.
+fn png_declared(width: u32, height: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend(ihdr(width, height, 8, 2, false));
+    out.extend(chunk(b"IDAT", &zlib_of_zeros(u64::from(width) * 3 + 1)));
+    out.extend(chunk(b"IEND", &[]));
+    out
+}
+
+/// zlib of zeros about `compressed` bytes long (deflate packs zeros about 1000 to 1).
+fn zeros_compressed_to(compressed: u64) -> Vec<u8> {
+    zlib_of_zeros(compressed * 1000)
+}
+
+fn iccp_bomb(compressed: u64) -> Vec<u8> {
+    let mut d = b"bomb\0\0".to_vec();
+    d.extend(zeros_compressed_to(compressed));
+    d
+}
+
+fn ztxt_bomb(compressed: u64) -> Vec<u8> {
+    let mut d = b"Comment\0\0".to_vec();
+    d.extend(zeros_compressed_to(compressed));
+    d
+}
+
+/// A big-endian TIFF of one IFD of `entries` (tag, type, count, value-or-offset), with `data`
+/// after it (offsets count from the TIFF start).
+fn tiff(entries: &[(u16, u16, u32, u32)], data: &[u8]) -> Vec<u8> {
+    let mut t = b"MM\0\x2a\0\0\0\x08".to_vec();
+    t.extend_from_slice(&(entries.len() as u16).to_be_bytes());
+    for &(tag, kind, count, value) in entries {
+        t.extend_from_slice(&tag.to_be_bytes());
+        t.extend_from_slice(&kind.to_be_bytes());
+        t.extend_from_slice(&count.to_be_bytes());
+        t.extend_from_slice(&value.to_be_bytes());
+    }
+    t.extend_from_slice(&0u32.to_be_bytes());
+    t.extend_from_slice(data);
+    t
+}
+
+/// 4 MB of EXIF: one undefined-type entry over all of it.
+fn big_exif(len: usize) -> Vec<u8> {
+    let header = 8 + 2 + 12 + 4;
+    tiff(
+        &[(0x927C, 7, (len - header) as u32, header as u32)],
+        &vec![0u8; len - header],
+    )
+}
+
+/// Make and Model as 30,000 NULs each (ASCII type 2), sharing the same bytes.
+fn nul_strings_exif() -> Vec<u8> {
+    let header = 8 + 2 + 2 * 12 + 4;
+    tiff(
+        &[
+            (0x010F, 2, 30_000, header as u32),
+            (0x0110, 2, 30_000, header as u32),
+        ],
+        &vec![0u8; 30_000],
+    )
+}
+
+/// `jpeg` with an APP1 EXIF segment holding `tiff`.
+pub fn with_app1_exif(jpeg: &[u8], tiff: &[u8]) -> Vec<u8> {
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+    app1.extend_from_slice(b"Exif\0\0");
+    app1.extend_from_slice(tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend(app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+fn compress(
+    width: usize,
+    height: usize,
+    progressive: bool,
+    subsamp: turbojpeg::Subsamp,
+) -> Vec<u8> {
+    // A smooth gradient, so the file stays small.
+    let mut pixels = vec![0u8; width * height * 3];
+    for (i, px) in pixels.chunks_exact_mut(3).enumerate() {
+        let (x, y) = (i % width, i / width);
+        px.copy_from_slice(&[(x * 255 / width) as u8, (y * 255 / height) as u8, 96]);
+    }
+    let mut c = turbojpeg::Compressor::new().expect("a compressor");
+    c.set_quality(30).expect("quality");
+    c.set_subsamp(subsamp).expect("subsampling");
+    c.set_progressive(progressive).expect("progressive");
+    c.compress_to_vec(turbojpeg::Image {
+        pixels: pixels.as_slice(),
+        width,
+        pitch: width * 3,
+        height,
+        format: turbojpeg::PixelFormat::RGB,
+    })
+    .expect("a JPEG")
+}
+
+/// A 320x240 JPEG, baseline or progressive.
+pub fn small_jpeg(progressive: bool) -> Vec<u8> {
+    compress(320, 240, progressive, turbojpeg::Subsamp::Sub2x2)
+}
+
+fn big_progressive_jpeg(width: usize, height: usize) -> Vec<u8> {
+    compress(width, height, true, turbojpeg::Subsamp::None)
+}
+
+/// A small JPEG whose frame header declares `width` x `height`.
+fn jpeg_declared(width: u16, height: u16) -> Vec<u8> {
+    let mut bytes = small_jpeg(false);
+    let sof = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline frame header");
+    bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+    bytes
+}
+
+/// `jpeg` with its last scan repeated until it has `scans` scans.
+fn many_scans(jpeg: &[u8], scans: usize) -> Vec<u8> {
+    let last = jpeg
+        .windows(2)
+        .rposition(|w| w == [0xFF, 0xDA])
+        .expect("a scan");
+    let eoi = jpeg.len() - 2;
+    let have = jpeg.windows(2).filter(|w| *w == [0xFF, 0xDA]).count();
+    let mut out = jpeg[..eoi].to_vec();
+    for _ in have..scans {
+        out.extend_from_slice(&jpeg[last..eoi]);
+    }
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}
