@@ -112,6 +112,14 @@ fmt: ## Format the code
 items: ## Scan the deployed table (one JSON item per line)
 	@$(STACKPY) items '$(STACK)'
 
+.PHONY: stalled
+stalled: ## The deployed items whose records were given up on (a Query on ByStalled)
+	@$(STACKPY) stalled '$(STACK)'
+
+.PHONY: redrive
+redrive: ## Offer the deployed stalled items to their functions again (clears the stall marks)
+	@$(STACKPY) redrive '$(STACK)'
+
 .PHONY: local-items
 local-items: ## List the local engine's items (DATA_DIR=.data)
 	$(CARGO) build --locked --quiet --profile local -p local --bin uploader --features '$(FEATURES)'

@@ -4,12 +4,17 @@
     stack.py outputs STACK        print the outputs and the curl line
     stack.py output STACK KEY     print one output's value (nothing if the stack is gone)
     stack.py items STACK          scan the table, one JSON item per line (plain JSON, like GET /items/{id})
+    stack.py stalled STACK        the items marked stalled (records given up on), newest first, by
+                                  a Query on the ByStalled index
+    stack.py redrive STACK        clear every stall mark: each item's change goes through the stream,
+                                  and the filters offer it to the function that gave up on it again
     stack.py empty-bucket STACK   delete every object in the stack's bucket (CloudFormation cannot
                                   delete a bucket that holds objects)
 
 Uses boto3 from the SAM CLI's venv, with the usual AWS_* credentials, profile and region.
 """
 import json
+import os
 import sys
 
 import boto3
@@ -35,6 +40,44 @@ def plain(value):
     if hasattr(value, "as_integer_ratio") and not isinstance(value, (int, float)):  # Decimal
         return int(value) if value == value.to_integral_value() else float(value)
     return value
+
+
+def stalled(table):
+    """Items marked stalled, newest first: a Query on the sparse ByStalled index, never a Scan."""
+    deser = TypeDeserializer()
+    pages = boto3.client("dynamodb").get_paginator("query").paginate(
+        TableName=table,
+        IndexName="ByStalled",
+        KeyConditionExpression="stalled_pk = :s",
+        ExpressionAttributeValues={":s": {"S": "stalled"}},
+        ScanIndexForward=False,
+    )
+    for page in pages:
+        for item in page["Items"]:
+            yield plain({k: deser.deserialize(v) for k, v in item.items()})
+
+
+def redrive(table):
+    """Clears each stall mark, as `uploader redrive` does locally: a conditional UpdateItem, so an
+    item that moved on meanwhile is left alone."""
+    client = boto3.client("dynamodb")
+    cleared = 0
+    for item in list(stalled(table)):
+        try:
+            client.update_item(
+                TableName=table,
+                Key={"id": {"S": item["id"]}},
+                UpdateExpression="REMOVE stalled_at, stalled_by, stalled_reason, stalled_pk",
+                ConditionExpression="attribute_exists(stalled_at)",
+            )
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            continue
+        cleared += 1
+        print(json.dumps({"redriven": item["id"], "status": item.get("status"),
+                          "stalled_by": item.get("stalled_by"), "reason": item.get("stalled_reason")}))
+    print(f"{cleared} item(s) offered again to their functions", file=sys.stderr)
 
 
 def main(argv):
@@ -63,6 +106,14 @@ def main(argv):
         for page in boto3.client("dynamodb").get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
             for item in page["Items"]:
                 print(json.dumps(plain({k: deser.deserialize(v) for k, v in item.items()}), sort_keys=True))
+    elif cmd in ("stalled", "redrive"):
+        # TABLE_NAME skips the stack lookup (a table of your own, or DynamoDB Local).
+        table = os.environ.get("TABLE_NAME") or out.get("TableName") or sys.exit(f"stack {stack} not found")
+        if cmd == "stalled":
+            for item in stalled(table):
+                print(json.dumps(item, sort_keys=True))
+        else:
+            redrive(table)
     elif cmd == "empty-bucket":
         bucket = out.get("BucketName")
         if not bucket:
