@@ -609,6 +609,25 @@ fn the_exif_subset_is_make_model_taken_at_and_orientation() {
     }
 }
 
+#[test]
+fn a_huge_exif_make_is_kept_only_up_to_the_cap() {
+    let huge = "M".repeat(40_000);
+    let ifd0 = [(0x010F, 2, (huge.len() + 1) as u32, {
+        let mut v = huge.clone().into_bytes();
+        v.push(0);
+        v
+    })];
+    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
+    tiff.extend(ifd(8, &ifd0));
+    let photo = with_exif(&jpeg(&red_left_blue_right()), &tiff);
+    let r = render(&photo, &Settings::default()).unwrap();
+    assert_eq!(
+        r.exif["make"],
+        "M".repeat(crate::metadata::MAX_EXIF_TEXT),
+        "40,000 characters in the file, the cap on the item"
+    );
+}
+
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()

@@ -47,6 +47,10 @@ pub struct BackendArgs {
     /// Address S3 by path (for S3-compatible endpoints on localhost).
     #[arg(long, env = "S3_FORCE_PATH_STYLE", global = true)]
     pub s3_path_style: bool,
+    /// For --backend aws: an SQS queue the bucket's notifications are routed to; the engine
+    /// ingests what arrives there, as S3 would invoke `ingest`.
+    #[arg(long, env = "BUCKET_EVENTS_QUEUE_URL", global = true)]
+    pub bucket_events_queue: Option<String>,
 }
 
 impl BackendArgs {
@@ -75,16 +79,18 @@ impl BackendArgs {
         let bucket = need(&self.bucket, "--bucket (BUCKET_NAME)")?;
         let topic = need(&self.topic_arn, "--topic-arn (TOPIC_ARN)")?;
         let sdk = aws_config::load_from_env().await;
-        Ok(Backend::Aws(
-            crate::aws_backend::AwsBackend::connect(
-                &sdk,
-                &table,
-                &bucket,
-                &topic,
-                self.s3_path_style,
-            )
-            .await?,
-        ))
+        let mut backend = crate::aws_backend::AwsBackend::connect(
+            &sdk,
+            &table,
+            &bucket,
+            &topic,
+            self.s3_path_style,
+        )
+        .await?;
+        backend.bucket_events = self.bucket_events_queue.as_ref().map(|url| {
+            crate::aws_backend::BucketEventQueue::new(aws_sdk_sqs::Client::new(&sdk), url)
+        });
+        Ok(Backend::Aws(backend))
     }
 
     async fn engine(&self, data_dir: &std::path::Path) -> anyhow::Result<Engine> {

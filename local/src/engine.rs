@@ -105,6 +105,9 @@ pub struct Engine {
     /// Mirrors the DynamoDB stream into `db` on AWS; `None` when embedded.
     #[cfg(feature = "aws")]
     pub mirror: Option<Arc<crate::aws_backend::Mirror>>,
+    /// The bucket's notifications routed to SQS, on AWS when configured.
+    #[cfg(feature = "aws")]
+    bucket_queue: Option<crate::aws_backend::BucketEventQueue>,
     pub metrics: Metrics,
     pub upload: Arc<upload::Deps>,
     pub routes: Vec<template::Route>,
@@ -272,6 +275,8 @@ impl Engine {
         let fsync = cfg.durability == Durability::Power;
         #[cfg(feature = "aws")]
         let mut mirror = None;
+        #[cfg(feature = "aws")]
+        let mut bucket_queue = None;
         let (table, store, notifier, mail_dir, files, embedded_table): Ports = match cfg.backend {
             Backend::Embedded => {
                 let mail_dir = cfg.data_dir.join("mail");
@@ -297,6 +302,7 @@ impl Engine {
             }
             #[cfg(feature = "aws")]
             Backend::Aws(aws) => {
+                bucket_queue = aws.bucket_events;
                 mirror = Some(Arc::new(crate::aws_backend::Mirror::new(
                     aws.reader,
                     db.clone(),
@@ -467,6 +473,8 @@ impl Engine {
             embedded_table,
             #[cfg(feature = "aws")]
             mirror,
+            #[cfg(feature = "aws")]
+            bucket_queue,
             metrics,
             upload,
             routes: upload_fn.routes.clone(),
@@ -726,6 +734,13 @@ impl Engine {
                 async move { consume_failures(engine, stop).await },
             ));
         }
+        #[cfg(feature = "aws")]
+        if let Some(queue) = engine.bucket_queue.clone() {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                take_bucket_events(queue, engine, stop).await
+            }));
+        }
         for invoker in &engine.invokers {
             let (invoker, stop) = (invoker.clone(), stop.clone());
             let queued = engine.db.subscribe_queue();
@@ -837,6 +852,38 @@ async fn tail(mirror: Arc<crate::aws_backend::Mirror>, mut stop: watch::Receiver
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// Takes the bucket's notifications from their queue until stopped (a long poll of a second).
+#[cfg(feature = "aws")]
+async fn take_bucket_events(
+    queue: crate::aws_backend::BucketEventQueue,
+    engine: Arc<Engine>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let taken = queue.poll(|event| {
+            let engine = engine.clone();
+            async move {
+                engine
+                    .object_created(&event.key, event.size, &event.etag)
+                    .await
+                    .map(|_| ())
+            }
+        });
+        tokio::select! {
+            result = taken => {
+                if let Err(e) = result {
+                    tracing::error!(error = %format!("{e:#}"), "taking the bucket's notifications failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
             _ = stop.changed() => {}
         }
         if *stop.borrow() {

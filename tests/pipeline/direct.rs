@@ -199,7 +199,7 @@ async fn bytes_that_are_no_image_end_the_reservation_failed_with_why() {
         item["error"]
             .as_str()
             .unwrap()
-            .contains("not a JPEG or PNG"),
+            .contains("not a JPEG, PNG or HEIC"),
         "{item}"
     );
     assert!(app.notices().await.is_empty());

@@ -212,6 +212,76 @@ impl AwsWorld {
         }
     }
 
+    /// Routes the bucket's object-created notifications to a new SQS queue, as S3's
+    /// `QueueConfigurations` does (moto delivers them; it cannot invoke a Lambda function), and
+    /// returns the queue's URL: the engine's `BUCKET_EVENTS_QUEUE_URL`.
+    pub async fn route_bucket_events(&self) -> String {
+        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+        let url = self
+            .sqs
+            .create_queue()
+            .queue_name(unique("bucket-events"))
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url
+            .expect("a queue URL");
+        let arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .expect("queue attributes")[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        let rule = QueueConfiguration::builder()
+            .queue_arn(arn)
+            .events(Event::S3ObjectCreated)
+            .build()
+            .expect("a queue configuration");
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(&self.bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(rule)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("PutBucketNotificationConfiguration");
+        url
+    }
+
+    /// Lets a page served at `origin` PUT to the bucket's signed URLs (the bucket's CORS rule, as
+    /// the template's `CorsConfiguration` gives the API's origin).
+    pub async fn allow_uploads_from(&self, origin: &str) {
+        use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+        let rule = CorsRule::builder()
+            .allowed_origins(origin)
+            .allowed_methods("PUT")
+            .allowed_headers("*")
+            .expose_headers("ETag")
+            .max_age_seconds(600)
+            .build()
+            .expect("a CORS rule");
+        self.s3
+            .put_bucket_cors()
+            .bucket(&self.bucket)
+            .cors_configuration(
+                CorsConfiguration::builder()
+                    .cors_rules(rule)
+                    .build()
+                    .expect("a CORS configuration"),
+            )
+            .send()
+            .await
+            .expect("PutBucketCors");
+    }
+
     /// The environment a process needs to reach these resources (the `uploader` binary, a Lambda).
     pub fn env(&self) -> Vec<(String, String)> {
         [
@@ -226,6 +296,7 @@ impl AwsWorld {
             ),
             ("AWS_ENDPOINT_URL_S3", self.moto_endpoint.as_str()),
             ("AWS_ENDPOINT_URL_SNS", self.moto_endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_SQS", self.moto_endpoint.as_str()),
             ("S3_FORCE_PATH_STYLE", "true"),
             ("TABLE_NAME", self.table.as_str()),
             ("BUCKET_NAME", self.bucket.as_str()),
