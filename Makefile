@@ -55,9 +55,15 @@ build: ## Build the three functions for Lambda (arm64, provided.al2023) with sam
 	scripts/tools.sh validate lambda
 	$(SAM) build --template template.yaml
 
-.PHONY: deploy
-deploy: build ## Deploy to AWS: make deploy email=you@example.com (prints the Upload API and curl line)
+.PHONY: check-stack
+check-stack: # The bucket is named <STACK>-images-<account>-<region>: S3 wants it lowercase and at most 63 characters
 	@test -n "$(email)" || { echo "usage: make deploy email=you@example.com" >&2; exit 2; }
+	@echo '$(STACK)' | grep -Eq '^[a-z][a-z0-9-]{0,25}[a-z0-9]$$' || { \
+	  echo "STACK=$(STACK): use lowercase letters, digits and hyphens, at most 27 characters" \
+	       "(the bucket <STACK>-images-<account>-<region> must be a valid S3 name)" >&2; exit 2; }
+
+.PHONY: deploy
+deploy: check-stack build ## Deploy to AWS: make deploy email=you@example.com (prints the Upload API and curl line)
 	$(SAM) deploy --stack-name '$(STACK)' --resolve-s3 --capabilities CAPABILITY_IAM \
 	  --no-confirm-changeset --no-fail-on-empty-changeset --parameter-overrides 'Email=$(email)'
 	@$(STACKPY) outputs '$(STACK)'
