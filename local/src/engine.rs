@@ -74,9 +74,9 @@ pub struct EngineConfig {
     pub max_backlog: u64,
 }
 
-/// About two thousand uploads' worth (three records each): a few seconds of work for the engine,
-/// and latency that stays in seconds when it is offered more than it can do.
-pub const DEFAULT_MAX_BACKLOG: u64 = 6000;
+/// Between about 700 uploads (three records each, once the engine is working them off) and 2000
+/// (none processed yet): a few seconds of work, so latency under overload stays in seconds.
+pub const DEFAULT_MAX_BACKLOG: u64 = 2000;
 
 impl EngineConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> EngineConfig {
