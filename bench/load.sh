@@ -1,19 +1,40 @@
 #!/usr/bin/env bash
 # Load on the running engine over HTTP (make bench-load): tiny images (engine overhead) and a real
-# photo, on disk and on tmpfs, plus SQLite's own commit rate in the same place. Everything runs on
-# this machine: the load generator shares the cores with the engine. Prints a table.
-#   SECONDS_PER_RUN=10 bench/load.sh
+# photo, on disk and on tmpfs, plus SQLite's own commit rate in the same place. Each scenario runs
+# RUNS times on a fresh data dir; the table gives the median and the spread (min-max). With two or
+# more cores, the engine and the load generator are pinned to different cores (taskset) so that
+# neither steals the other's. Prints a Markdown table; the raw runs are kept in bench/.load.runs.jsonl.
+#   SECONDS_PER_RUN=10 RUNS=3 FIXED_RATE=150 bench/load.sh
+#   SCENARIOS=tiny-overload-disk,tiny-fixed-disk bench/load.sh    (a subset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
 RUN_S=${SECONDS_PER_RUN:-10}
+RUNS=${RUNS:-3}
+# The fixed offered rate, uploads/s (tiny images): one the engine sustains, to compare overload with.
+FIXED_RATE=${FIXED_RATE:-150}
+SCENARIOS=${SCENARIOS:-tiny-overload-disk,tiny-overload-tmpfs,tiny-fixed-disk,tiny-fixed-tmpfs,photo-overload-disk}
 $CARGO build --profile local --quiet -p local --bin uploader
-U=$PWD/target/local/uploader
+U=${CARGO_TARGET_DIR:-$PWD/target}/local/uploader
 work=$(mktemp -d "$PWD/bench/.load.XXXXXX")
 ram=$(mktemp -d /dev/shm/uploader-load.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work" "$ram"; }
 trap cleanup EXIT
+
+cores=$(nproc)
+if [ "$cores" -ge 2 ] && command -v taskset >/dev/null; then
+  # The engine on the last core, the load generator on the one before it.
+  engine_on=(taskset -c $((cores - 1)))
+  load_on=(taskset -c $((cores - 2)))
+  pinning="engine pinned to CPU $((cores - 1)), load generator to CPU $((cores - 2)) (taskset)"
+else
+  engine_on=()
+  load_on=()
+  pinning="not pinned: $cores core(s) or no taskset; the load generator shares the engine's cores"
+fi
+echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(uname -srm), $cores x $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
+echo "# $pinning; $RUNS runs of ${RUN_S} s per scenario; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 "$U" process tests/fixtures/FreshFlower.jpg --out "$work/img" --renditions tiny:fit=64x48:jpeg >/dev/null
 tiny=$work/img/FreshFlower.tiny.jpg
@@ -22,34 +43,77 @@ results=$work/results.jsonl
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# run NAME DATA_DIR IMAGE LOAD_ARGS...
+# run NAME RUN DATA_DIR IMAGE LOAD_ARGS...
 run() {
-  local name=$1 dir=$2 image=$3; shift 3
+  local name=$1 n=$2 dir=$3 image=$4; shift 4
   local port; port=$(free_port)
-  "$U" --data-dir "$dir" serve --addr "127.0.0.1:$port" >/dev/null 2>"$work/$name.log" &
+  "${engine_on[@]}" "$U" --data-dir "$dir" serve --addr "127.0.0.1:$port" >/dev/null 2>"$work/$name.$n.log" &
   local pid=$!; pids+=("$pid")
   until curl -fsS --noproxy '*' -o /dev/null "http://127.0.0.1:$port/metrics" 2>/dev/null; do sleep 0.1; done
-  "$U" load --url "http://127.0.0.1:$port" --image "$image" --seconds "$RUN_S" --pid "$pid" "$@" \
-    | python3 -c "import json,sys; r=json.load(sys.stdin); r['scenario']='$name'; print(json.dumps(r))" >>"$results"
+  "${load_on[@]}" "$U" load --url "http://127.0.0.1:$port" --image "$image" --seconds "$RUN_S" --pid "$pid" "$@" \
+    | python3 -c "import json,sys; r=json.load(sys.stdin); r['scenario']='$name'; r['run']=$n; print(json.dumps(r))" >>"$results"
   kill "$pid"; wait "$pid" 2>/dev/null || true
+  # Tiny runs' files stay until the end: this disk's ext4 has no journal, so every new inode is
+  # checked against recently deleted ones (recently_deleted() in perf), and deleting a run's
+  # thousands of files just before the next run would charge that run for them. Photo runs are
+  # deleted at once, for the space.
+  if [ "$image" = "$photo" ]; then rm -rf "$dir"; fi
 }
 
-echo "sqlite single-row commits/s (disk): $("$U" --data-dir "$work/commit" commit-rate --seconds 3)"
-echo "sqlite single-row commits/s (tmpfs): $("$U" --data-dir "$ram/commit" commit-rate --seconds 3)"
-run tiny-max-disk "$work/d1" "$tiny" --concurrency 32
-run tiny-max-tmpfs "$ram/d1" "$tiny" --concurrency 32
-half=$(python3 -c "import json; r=[json.loads(l) for l in open('$results')]; print(round(min(x['end_to_end_per_s'] for x in r if x['scenario']=='tiny-max-disk')/2))")
-run "tiny-at-${half}-per-s-disk" "$work/d2" "$tiny" --rate "$half" --concurrency 32
-run tiny-at-500-per-s-tmpfs "$ram/d2" "$tiny" --rate 500 --concurrency 32
-run photo-max-disk "$work/d3" "$photo" --concurrency 4
+scenario() {
+  local name=$1; shift
+  case ",$SCENARIOS," in *",$name,"*) ;; *) return 0 ;; esac
+  local base=$1 image=$2; shift 2
+  for n in $(seq 1 "$RUNS"); do
+    echo "# $name, run $n of $RUNS" >&2
+    run "$name" "$n" "$base/$name.$n" "$image" "$@"
+  done
+}
 
-python3 - "$results" <<'PY'
-import json, sys
+echo "# sqlite single-row commits/s: disk $("$U" --data-dir "$work/commit" commit-rate --seconds 3 2>/dev/null | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["sqlite_commits_per_s"]))'), tmpfs $("$U" --data-dir "$ram/commit" commit-rate --seconds 3 2>/dev/null | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["sqlite_commits_per_s"]))')"
+# Overload: 32 connections, each uploading again as soon as it is answered (or its Retry-After
+# has passed): offered more than the engine can finish.
+scenario tiny-overload-disk "$work" "$tiny" --concurrency 32
+scenario tiny-overload-tmpfs "$ram" "$tiny" --concurrency 32
+scenario tiny-fixed-disk "$work" "$tiny" --rate "$FIXED_RATE" --concurrency 32
+scenario tiny-fixed-tmpfs "$ram" "$tiny" --rate "$FIXED_RATE" --concurrency 32
+scenario photo-overload-disk "$work" "$photo" --concurrency 4
+
+cp "$results" bench/.load.runs.jsonl
+python3 - "$results" "$FIXED_RATE" <<'PY'
+import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-cols = [("scenario", "{}"), ("uploads_per_s", "{:.0f}"), ("end_to_end_per_s", "{:.0f}"), ("notified_p50_ms", "{:.0f}"),
-        ("notified_p99_ms", "{:.0f}"), ("upload_p99_ms", "{:.1f}"), ("engine_cpu_ms_per_item", "{:.2f}"), ("failed_items", "{}")]
-print("| " + " | ".join(c for c, _ in cols) + " |")
-print("|" + "---|" * len(cols))
-for r in rows:
-    print("| " + " | ".join(f.format(r[c]) if r.get(c) is not None else "-" for c, f in cols) + " |")
+fixed = sys.argv[2]
+names = {
+    "tiny-overload-disk": "tiny JPEG (64x48), 32 connections as fast as they go, disk",
+    "tiny-overload-tmpfs": "tiny, 32 connections as fast as they go, tmpfs",
+    "tiny-fixed-disk": f"tiny at {fixed}/s, disk",
+    "tiny-fixed-tmpfs": f"tiny at {fixed}/s, tmpfs",
+    "photo-overload-disk": "real photo (Aqua.jpg, 2560x1600), 4 connections, disk",
+}
+cols = [("uploads_per_s", "{:.0f}"), ("end_to_end_per_s", "{:.0f}"), ("notified_p50_ms", "{:.0f}"),
+        ("notified_p99_ms", "{:.0f}"), ("engine_cpu_ms_per_item", "{:.2f}"), ("throttled", "{:.0f}"),
+        ("failed_items", "{:.0f}")]
+def cell(values, fmt):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    med = fmt.format(statistics.median(values))
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return med if lo == hi else f"{med} ({lo}–{hi})"
+print()
+print("| scenario | uploads/s | end to end/s | notified p50 ms | notified p99 ms | engine CPU ms/item | 503s (throttled) | failed |")
+print("| --- | --: | --: | --: | --: | --: | --: | --: |")
+order = list(dict.fromkeys(r["scenario"] for r in rows))
+median = {}
+for s in order:
+    runs = [r for r in rows if r["scenario"] == s]
+    median[s] = statistics.median(r["end_to_end_per_s"] for r in runs)
+    print(f"| {names.get(s, s)} | " + " | ".join(cell([r.get(c) for r in runs], f) for c, f in cols) + " |")
+print(f"\nmedian (min–max) of {len(runs)} runs each")
+for medium in ("disk", "tmpfs"):
+    over, at = median.get(f"tiny-overload-{medium}"), median.get(f"tiny-fixed-{medium}")
+    if over is not None and at is not None:
+        verdict = "no collapse" if over >= at else "COLLAPSE: overload finishes less than a fixed rate"
+        print(f"{medium}: end to end under overload {over:.0f}/s vs at {fixed}/s offered {at:.0f}/s: {verdict}")
 PY

@@ -239,6 +239,11 @@ pub struct LimitArgs {
     /// Bytes of upload bodies buffered across all requests at once (503 with Retry-After beyond).
     #[arg(long, env = "MAX_BUFFERED_BYTES", default_value_t = ServerLimits::DEFAULT.max_buffered_bytes)]
     pub max_buffered_bytes: usize,
+    /// Stream records of accepted work (each upload writes three) the engine may have left to
+    /// do before POST /upload and POST /uploads answer 503 with Retry-After.
+    #[arg(long, env = "MAX_BACKLOG", value_parser = clap::value_parser!(u64).range(1..),
+          default_value_t = crate::engine::DEFAULT_MAX_BACKLOG)]
+    pub max_backlog: u64,
 }
 
 impl LimitArgs {
@@ -283,6 +288,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.email = email;
             cfg.retry_backoff = Duration::from_secs_f64(retry_backoff);
             cfg.server = limits.limits();
+            cfg.max_backlog = limits.max_backlog;
             cfg.faults = crate::faults::Faults::from_env()?;
             cfg.durability = durability;
             cfg.process_memory_mb = process_memory_mb;

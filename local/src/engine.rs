@@ -69,7 +69,14 @@ pub struct EngineConfig {
     /// The process function's memory in MB, instead of its `MemorySize` in the template: the
     /// images in flight share it (imaging::budget).
     pub process_memory_mb: Option<u64>,
+    /// Stream records the slowest mapping may have left to read before `POST` requests are
+    /// refused with 503 (admission control; README, "Load").
+    pub max_backlog: u64,
 }
+
+/// Between about 700 uploads (three records each, once the engine is working them off) and 2000
+/// (none processed yet): a few seconds of work, so latency under overload stays in seconds.
+pub const DEFAULT_MAX_BACKLOG: u64 = 2000;
 
 impl EngineConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> EngineConfig {
@@ -85,6 +92,7 @@ impl EngineConfig {
             faults: Faults::default(),
             durability: Durability::default(),
             process_memory_mb: None,
+            max_backlog: DEFAULT_MAX_BACKLOG,
         }
     }
 }
@@ -122,6 +130,9 @@ pub struct Engine {
     data_dir: PathBuf,
     server: ServerLimits,
     faults: Faults,
+    /// The stream mappings' names, whose slowest reader the backlog is measured from.
+    stream_mappings: Arc<[String]>,
+    max_backlog: u64,
 }
 
 /// What a redrive did.
@@ -413,11 +424,13 @@ impl Engine {
         });
         let mut dispatchers = Vec::new();
         let mut functions = HashMap::new();
+        let mut stream_mappings = Vec::new();
         for (f, target) in [(process_fn, process), (notice_fn, notice)] {
             let mapping = f.stream.as_ref().ok_or_else(|| {
                 EngineError::Template(format!("{}: no DynamoDB event", f.logical_id))
             })?;
             functions.insert(mapping.name.clone(), f.binary.clone());
+            stream_mappings.push(mapping.name.clone());
             metrics.register_function(&f.binary);
             dispatchers.push(Arc::new(Mutex::new(
                 Dispatcher::new(
@@ -462,6 +475,11 @@ impl Engine {
             cfg.max_retry_backoff,
         )));
         let bucket_events = Arc::new(BucketEvents::new(db.clone(), store.bucket(), rules));
+        if cfg.max_backlog == 0 {
+            return Err(EngineError::Limits(
+                "max backlog must be at least 1 record".into(),
+            ));
+        }
         Ok(Engine {
             db,
             stream,
@@ -485,6 +503,8 @@ impl Engine {
             data_dir: cfg.data_dir,
             server: cfg.server,
             faults,
+            stream_mappings: stream_mappings.into(),
+            max_backlog: cfg.max_backlog,
         })
     }
 
@@ -504,7 +524,18 @@ impl Engine {
                 faults: self.faults.clone(),
             }),
             crate::http::ByteBudget::new(self.server.max_buffered_bytes),
+            crate::http::Admission {
+                stream: self.stream.clone(),
+                mappings: self.stream_mappings.clone(),
+                max_backlog: self.max_backlog,
+            },
         )
+    }
+
+    /// Stream records the slowest mapping has not read yet: what admission control bounds. On AWS
+    /// it counts what the mirror has copied so far (it polls four times a second).
+    pub async fn backlog(&self) -> anyhow::Result<u64> {
+        self.stream.backlog(&self.stream_mappings).await
     }
 
     /// Where the engine is reached (`http://127.0.0.1:3000`): links to objects start with it.
@@ -526,7 +557,8 @@ impl Engine {
     }
 
     /// Reads what DynamoDB Streams has that the mirror does not (AWS backend); 0 when embedded.
-    async fn poll_mirror(&self) -> anyhow::Result<usize> {
+    /// Returns how many records it copied.
+    pub async fn poll_mirror(&self) -> anyhow::Result<usize> {
         #[cfg(feature = "aws")]
         if let Some(mirror) = &self.mirror {
             return mirror.poll().await;

@@ -50,11 +50,37 @@ impl ByteBudget {
     }
 }
 
+/// How much accepted work the engine may hold before it refuses more: stream records that the
+/// slowest mapping has not read (each upload writes three: `uploaded`, `processed`, `notified`).
+#[derive(Clone)]
+pub struct Admission {
+    pub stream: embedded_adapters::sqlite::SqliteStream,
+    /// The stream mappings (template.yaml's), by name.
+    pub mappings: Arc<[String]>,
+    pub max_backlog: u64,
+}
+
+impl Admission {
+    /// `Some(backlog)` when it is at or over the bound. A backlog that cannot be read admits the
+    /// request: the upload itself then meets whatever is wrong with the table and says so.
+    async fn over(&self) -> Option<u64> {
+        match self.stream.backlog(&self.mappings).await {
+            Ok(backlog) if backlog >= self.max_backlog => Some(backlog),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "reading the backlog failed; admitting");
+                None
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Api {
     upload: Arc<upload::Deps>,
     metrics: Metrics,
     budget: ByteBudget,
+    admission: Admission,
 }
 
 pub fn router(
@@ -63,11 +89,13 @@ pub fn router(
     metrics: Metrics,
     objects: Option<crate::objects::Objects>,
     budget: ByteBudget,
+    admission: Admission,
 ) -> anyhow::Result<Router> {
     let api = Api {
         upload,
         metrics,
         budget,
+        admission,
     };
     let mut router = Router::new().route("/metrics", axum::routing::get(metrics_text));
     for route in routes {
@@ -106,6 +134,18 @@ fn json_error(status: StatusCode, message: &str) -> Response {
     resp
 }
 
+/// 503 with `Retry-After`, counted as a throttle.
+fn throttled(api: &Api, message: &str) -> Response {
+    api.metrics
+        .throttles
+        .with_label_values(&[crate::metrics::API_FUNCTION])
+        .inc();
+    let mut resp = json_error(StatusCode::SERVICE_UNAVAILABLE, message);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, RETRY_AFTER_S.into());
+    resp
+}
+
 fn too_large(limit: usize) -> Response {
     json_error(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -123,7 +163,8 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// A route that takes a body (`POST /upload`): check the declared length, reserve, read, invoke.
+/// A route that takes a body (`POST /upload`, `POST /uploads`): check the declared length and
+/// the backlog, reserve, read, invoke.
 async fn invoke_with_body(State(api): State<Api>, req: Request) -> Response {
     let limit = api.upload.max_upload_bytes;
     let (parts, body) = req.into_parts();
@@ -135,22 +176,33 @@ async fn invoke_with_body(State(api): State<Api>, req: Request) -> Response {
         // Chunked: it may run up to the limit.
         None => limit,
     };
+    if let Some(backlog) = api.admission.over().await {
+        tracing::debug!(
+            backlog,
+            max_backlog = api.admission.max_backlog,
+            "request refused: the backlog is full"
+        );
+        return throttled(
+            &api,
+            &format!(
+                "the engine has {backlog} stream records of accepted work to finish (its bound is {}); retry after {RETRY_AFTER_S} s",
+                api.admission.max_backlog
+            ),
+        );
+    }
     let Some(_reservation) = api.budget.try_reserve(reserve) else {
         tracing::warn!(
             reserve,
             budget = api.budget.total,
             "upload refused: the byte budget is spent"
         );
-        let mut resp = json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return throttled(
+            &api,
             &format!(
                 "the server is already buffering as many upload bytes as it may ({}); retry after {RETRY_AFTER_S} s",
                 api.budget.total
             ),
         );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, RETRY_AFTER_S.into());
-        return resp;
     };
     let declared = declared.map(|n| n as usize);
     let bytes = match read_body(body, declared, reserve, limit).await {

@@ -2,6 +2,10 @@
 //! as fast as `concurrency` connections allow or at a fixed rate, then waits for every accepted item
 //! to finish and reports throughput, upload->notified latency from the items' own timestamps, and
 //! the engine's CPU time per item (from /proc, when given its pid).
+//!
+//! A `503` is the engine asking for time (admission control, or its upload buffer full), not a
+//! failure: every sender waits out its `Retry-After` (1 s when absent) before the next upload,
+//! and the report counts them as `throttled`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +31,9 @@ pub struct LoadSpec {
 #[derive(Debug, Serialize)]
 pub struct LoadReport {
     pub accepted: usize,
+    /// 503s with (or without) Retry-After: the engine's back-pressure, waited out.
+    pub throttled: usize,
+    /// Other answers than 201 and 503.
     pub refused: usize,
     pub errors: usize,
     pub offered_per_s: f64,
@@ -40,6 +47,25 @@ pub struct LoadReport {
     pub notified_max_ms: f64,
     pub failed_items: usize,
     pub engine_cpu_ms_per_item: Option<f64>,
+}
+
+/// How long to wait after a 503 that names no Retry-After.
+const DEFAULT_BACK_OFF: Duration = Duration::from_secs(1);
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by the engine).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let s = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    s.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Sleeps until the engine's last Retry-After has passed; `true` if it had to wait.
+async fn wait_out(paused_until: &std::sync::Mutex<Instant>) -> bool {
+    let until = *paused_until.lock().expect("not poisoned");
+    if until <= Instant::now() {
+        return false;
+    }
+    tokio::time::sleep_until(until.into()).await;
+    true
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -70,6 +96,9 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
     let ids = Arc::new(Mutex::new(Vec::<String>::new()));
     let upload_ms = Arc::new(Mutex::new(Vec::<f64>::new()));
     let counts = Arc::new(Mutex::new((0usize, 0usize)));
+    let throttled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // No upload starts before this instant: pushed forward by every 503's Retry-After.
+    let paused_until = Arc::new(std::sync::Mutex::new(Instant::now()));
     let started = Instant::now();
     let deadline = started + spec.duration;
     let interval = (spec.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / spec.rate));
@@ -81,9 +110,11 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
             spec.content_type.clone(),
         );
         let (ids, upload_ms, counts) = (ids.clone(), upload_ms.clone(), counts.clone());
+        let (throttled, paused_until) = (throttled.clone(), paused_until.clone());
         move |http: reqwest::Client| {
             let (url, image, ct) = (url.clone(), image.clone(), ct.clone());
             let (ids, upload_ms, counts) = (ids.clone(), upload_ms.clone(), counts.clone());
+            let (throttled, paused_until) = (throttled.clone(), paused_until.clone());
             async move {
                 let t = Instant::now();
                 let resp = http
@@ -100,6 +131,12 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
                             ids.lock().await.push(id.to_owned());
                         }
                         upload_ms.lock().await.push(ms);
+                    }
+                    Ok(r) if r.status() == 503 => {
+                        throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let wait = retry_after(r.headers()).unwrap_or(DEFAULT_BACK_OFF);
+                        let mut until = paused_until.lock().expect("not poisoned");
+                        *until = (*until).max(Instant::now() + wait);
                     }
                     Ok(_) => counts.lock().await.0 += 1,
                     Err(_) => counts.lock().await.1 += 1,
@@ -118,6 +155,10 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
             let mut tasks = Vec::new();
             while Instant::now() < deadline {
                 tick.tick().await;
+                if wait_out(&paused_until).await {
+                    // The ticks missed while waiting are not sent in a burst afterwards.
+                    tick.reset();
+                }
                 let permit = gate.clone().acquire_owned().await?;
                 let fut = one(http.clone());
                 tasks.push(tokio::spawn(async move {
@@ -137,8 +178,13 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
                 .map(|_| {
                     let (http, sent_count) = (http.clone(), sent_count.clone());
                     let one = one.clone();
+                    let paused_until = paused_until.clone();
                     tokio::spawn(async move {
                         while Instant::now() < deadline {
+                            wait_out(&paused_until).await;
+                            if Instant::now() >= deadline {
+                                break;
+                            }
                             one(http.clone()).await;
                             sent_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
@@ -202,6 +248,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
     let (refused, errors) = *counts.lock().await;
     Ok(LoadReport {
         accepted: ids.len(),
+        throttled: throttled.load(std::sync::atomic::Ordering::Relaxed),
         refused,
         errors,
         offered_per_s: sent as f64 / sending,
@@ -239,4 +286,35 @@ pub fn sqlite_commit_rate(dir: &std::path::Path, duration: Duration) -> anyhow::
         n += 1;
     }
     Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            retry_after(&headers),
+            None,
+            "a date falls back to the default"
+        );
+    }
+
+    #[tokio::test]
+    async fn senders_wait_out_a_retry_after() {
+        let until = std::sync::Mutex::new(Instant::now() + Duration::from_millis(50));
+        let started = Instant::now();
+        assert!(wait_out(&until).await);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(!wait_out(&until).await, "past: no wait");
+    }
 }

@@ -5,6 +5,9 @@ use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
+/// The label of what the API's function (template.yaml's `upload`) counts.
+pub const API_FUNCTION: &str = "upload";
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -13,6 +16,9 @@ pub struct Metrics {
     pub records_filtered: IntCounterVec,
     pub errors: IntCounterVec,
     pub dead_letters: IntCounterVec,
+    /// Requests the API refused with 503 for want of capacity (backlog or buffer bytes), as
+    /// Lambda's Throttles; labelled `function="upload"`.
+    pub throttles: IntCounterVec,
     pub iterator_age: GaugeVec,
     pub duration: HistogramVec,
 }
@@ -53,6 +59,12 @@ impl Metrics {
             "pipeline_dead_letters_total",
             "Records sent to the on-failure destination.",
         );
+        let throttles = counter(
+            "pipeline_throttles_total",
+            "Requests refused with 503 and Retry-After: the backlog or the upload buffer is full.",
+        );
+        // The API's one function: its series exists from the start, at zero.
+        throttles.with_label_values(&[API_FUNCTION]);
         let iterator_age = GaugeVec::new(
             Opts::new(
                 "pipeline_iterator_age_seconds",
@@ -85,6 +97,7 @@ impl Metrics {
             records_filtered,
             errors,
             dead_letters,
+            throttles,
             iterator_age,
             duration,
         }

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "aws")]
 mod adapters;
+mod admission;
 mod api;
 mod browser;
 mod crash;

@@ -101,6 +101,31 @@ impl SqliteStream {
             .await
     }
 
+    /// Records in the stream that the slowest of `mappings` has not read yet: the work accepted
+    /// and not yet through the pipeline. Two index lookups per mapping, whatever the backlog; a
+    /// mapping that has never saved a checkpoint has read nothing.
+    pub async fn backlog(&self, mappings: &[String]) -> anyhow::Result<u64> {
+        let mappings = mappings.to_vec();
+        self.db
+            .call(move |c| {
+                let head: u64 = c
+                    .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM stream")?
+                    .query_row([], |r| r.get(0))?;
+                let mut slowest = head;
+                let mut stmt =
+                    c.prepare_cached("SELECT seq FROM checkpoints WHERE mapping = ?1")?;
+                for mapping in &mappings {
+                    let read: u64 = stmt
+                        .query_row([mapping], |r| r.get(0))
+                        .optional()?
+                        .unwrap_or(0);
+                    slowest = slowest.min(read);
+                }
+                Ok(head - slowest)
+            })
+            .await
+    }
+
     /// Moves every mapping back to the start of the stream (replay) or to its end (skip).
     pub async fn reset_checkpoints(&self, to_start: bool) -> anyhow::Result<u64> {
         self.db
