@@ -109,8 +109,12 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: items
-items: ## Scan the deployed table (one JSON item per line)
-	@$(STACKPY) items '$(STACK)'
+items: ## The deployed API's items, newest first, by its index queries (status=failed: only those)
+	@$(STACKPY) items '$(STACK)' '$(status)'
+
+.PHONY: export
+export: ## Export the whole deployed table by a consistent Scan (one JSON item per line)
+	@$(STACKPY) export '$(STACK)'
 
 .PHONY: local-items
 local-items: ## List the local engine's items (DATA_DIR=.data)

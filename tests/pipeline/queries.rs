@@ -150,8 +150,12 @@ async fn sqlite_and_dynamodb_local_give_the_same_pages() {
                 "no item twice"
             );
             // Every page but the last is full, and the last is not empty (unless all are).
-            let pages = want.len().div_ceil(limit).max(1);
-            assert_eq!(sqlite_ends.len() + 1, pages, "{selection:?}, limit {limit}");
+            let page_count = want.len().div_ceil(limit).max(1);
+            assert_eq!(
+                sqlite_ends.len() + 1,
+                page_count,
+                "{selection:?}, limit {limit}"
+            );
         }
     }
     assert_eq!(expected(Selection::All).len(), 70);
