@@ -94,8 +94,18 @@ bench-cold-start: ## The Lambda bootstraps' start to first event and RSS, vs Pyt
 	$(CARGO) build --release --locked -p upload -p process -p notice --bins
 	bench/cold_start.py --bin-dir "$${CARGO_TARGET_DIR:-target}/release" --python .tools/moto/bin/python
 
+.PHONY: bench-queries
+bench-queries: ## Finding items: SQLite pages at 1,000 vs 100,000 items; a page's read capacity vs a Scan on DynamoDB Local
+	scripts/build-deps.sh
+	scripts/tools.sh moto ddb
+	$(CARGO) bench --locked --profile local -p local --features aws --bench queries --no-run
+	scripts/standins.sh start
+	trap 'scripts/standins.sh stop' EXIT; \
+	eval "$$(scripts/standins.sh env)"; export STANDINS_REQUIRED=1; \
+	$(CARGO) bench --locked --profile local -p local --features aws --bench queries
+
 .PHONY: bench
-bench: bench-images bench-load bench-cold-start ## Every benchmark: images vs sharp and Pillow, engine load, cold start
+bench: bench-images bench-load bench-cold-start bench-queries ## Every benchmark: images vs sharp and Pillow, engine load, cold start, queries
 
 .PHONY: fuzz
 fuzz: ## Fuzz the upload parsing and the decoder for longer than make test does (FUZZ_CASES=20000)
@@ -115,8 +125,12 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: items
-items: ## Scan the deployed table (one JSON item per line)
-	@$(STACKPY) items '$(STACK)'
+items: ## The deployed API's items, newest first, by its index queries (status=failed: only those)
+	@$(STACKPY) items '$(STACK)' '$(status)'
+
+.PHONY: export
+export: ## Export the whole deployed table by a consistent Scan (one JSON item per line)
+	@$(STACKPY) export '$(STACK)'
 
 .PHONY: stalled
 stalled: ## The deployed items whose records were given up on (a Query on ByStalled)

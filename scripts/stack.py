@@ -3,7 +3,11 @@
 
     stack.py outputs STACK        print the outputs and the curl line
     stack.py output STACK KEY     print one output's value (nothing if the stack is gone)
-    stack.py items STACK          scan the table, one JSON item per line (plain JSON, like GET /items/{id})
+    stack.py items STACK [STATUS] the deployed API's GET /items, newest first, every page (index
+                                  queries, never a scan), one JSON item per line; STATUS: uploaded,
+                                  processed, notified, failed, pending or stalled
+    stack.py export STACK         the whole table by a consistent Scan, one JSON item per line (a
+                                  full export: reads, and pays for, every item)
     stack.py stalled STACK        the items marked stalled (records given up on), newest first, by
                                   a Query on the ByStalled index
     stack.py redrive STACK        clear every stall mark: each item's change goes through the stream,
@@ -16,6 +20,9 @@ Uses boto3 from the SAM CLI's venv, with the usual AWS_* credentials, profile an
 import json
 import os
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
@@ -80,6 +87,30 @@ def redrive(table):
     print(f"{cleared} item(s) offered again to their functions", file=sys.stderr)
 
 
+def api_items(out, status):
+    """Every item GET /items lists (with `status`, those at it), following the cursors."""
+    url = out.get("ItemsUrl") or sys.exit("the stack has no ItemsUrl output")
+    key = boto3.client("apigateway").get_api_key(apiKey=out["ApiKeyId"], includeValue=True)["value"]
+    cursor = None
+    while True:
+        params = {"limit": "100"}
+        if status:
+            params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
+        req = urllib.request.Request(f"{url}?{urllib.parse.urlencode(params)}", headers={"x-api-key": key})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                page = json.load(resp)
+        except urllib.error.HTTPError as e:
+            sys.exit(f"GET /items: {e.code} {e.read().decode(errors='replace')}")
+        for item in page["items"]:
+            yield item
+        cursor = page.get("next")
+        if not cursor:
+            return
+
+
 def main(argv):
     if len(argv) < 3:
         sys.exit(__doc__)
@@ -101,6 +132,11 @@ def main(argv):
             print(f"\nOr open {out['PageUrl']} in a browser: it asks for that key once.")
         print("\nConfirm the SNS subscription emails (notices, and alarms) first, or nothing arrives.")
     elif cmd == "items":
+        if not out:
+            sys.exit(f"stack {stack} not found")
+        for item in api_items(out, argv[3] if len(argv) > 3 else ""):
+            print(json.dumps(item, sort_keys=True))
+    elif cmd == "export":
         table = out.get("TableName") or sys.exit(f"stack {stack} not found")
         deser = TypeDeserializer()
         for page in boto3.client("dynamodb").get_paginator("scan").paginate(TableName=table, ConsistentRead=True):

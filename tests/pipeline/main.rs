@@ -17,5 +17,8 @@ mod helpers;
 #[cfg(feature = "aws")]
 mod lambda;
 mod memory;
+mod objects;
+#[cfg(feature = "aws")]
+mod queries;
 mod server;
 mod stand_ins;

@@ -9,12 +9,16 @@
 //! are few: their sparse index has one partition.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnConsumedCapacity, ReturnValue, ReturnValuesOnConditionCheckFailure,
+};
 use aws_sdk_dynamodb::Client;
 
 use state::{
@@ -55,6 +59,23 @@ fn status_pk(status: state::Status, id: ImageId) -> String {
 pub struct DynamoTable {
     client: Client,
     table: String,
+    reads: Arc<ReadMeter>,
+}
+
+/// What this table's index queries have read so far: `Query` calls, and the read capacity
+/// units DynamoDB says they consumed (`ReturnConsumedCapacity`, which costs nothing).
+#[derive(Debug, Default)]
+struct ReadMeter {
+    queries: AtomicU64,
+    /// Thousandths of a unit, so the sum stays exact for the half units of eventual reads.
+    milli_units: AtomicU64,
+}
+
+/// A reading of [`DynamoTable::reads`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reads {
+    pub queries: u64,
+    pub capacity_units: f64,
 }
 
 fn shards() -> impl Iterator<Item = char> {
@@ -79,6 +100,7 @@ impl DynamoTable {
             .expression_attribute_names("#pk", key)
             .expression_attribute_values(":pk", AttributeValue::S(cursor.partition.clone()))
             .scan_index_forward(false)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .limit(limit)
             .set_exclusive_start_key(cursor.start.take());
         req = match upper {
@@ -93,6 +115,11 @@ impl DynamoTable {
             .await
             .with_context(|| format!("Query {index_name} {} of {}", cursor.partition, self.table))
             .map_err(StateError::Unavailable)?;
+        self.reads.queries.fetch_add(1, Ordering::Relaxed);
+        if let Some(units) = out.consumed_capacity.and_then(|c| c.capacity_units) {
+            let milli = (units * 1000.0).round() as u64;
+            self.reads.milli_units.fetch_add(milli, Ordering::Relaxed);
+        }
         for image in out.items.unwrap_or_default() {
             let sort = match image.get(index::SORT) {
                 Some(AttributeValue::S(s)) => s.clone(),
@@ -109,6 +136,16 @@ impl DynamoTable {
         Self {
             client,
             table: table.into(),
+            reads: Default::default(),
+        }
+    }
+
+    /// The `Query` calls this table (and its clones) made so far, and the read capacity they
+    /// consumed: what a page costs, measured (`make bench-queries`).
+    pub fn reads(&self) -> Reads {
+        Reads {
+            queries: self.reads.queries.load(Ordering::Relaxed),
+            capacity_units: self.reads.milli_units.load(Ordering::Relaxed) as f64 / 1000.0,
         }
     }
 
@@ -225,7 +262,17 @@ impl ItemTable for DynamoTable {
                 None => break, // every shard is read to its end
             }
         }
-        let more = cursors.iter().any(|c| !c.buffered.is_empty() || !c.done);
+        // A shard that gave exactly as many items as it was asked for still has a
+        // LastEvaluatedKey, whether or not anything follows: look (one item each), so the last
+        // page says it is the last, as SQLite's does, rather than leading to an empty one.
+        if out.len() == q.limit && cursors.iter().all(|c| c.buffered.is_empty()) {
+            let peeks = cursors
+                .iter_mut()
+                .filter(|c| !c.done)
+                .map(|c| self.read_shard(index_name, key, upper.as_deref(), 1, c));
+            futures::future::try_join_all(peeks).await?;
+        }
+        let more = cursors.iter().any(|c| !c.buffered.is_empty());
         let next = if out.len() == q.limit && more {
             out.last().map(Position::of)
         } else {

@@ -9,6 +9,6 @@ pub mod streams;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use dynamo::{index, DynamoTable};
+pub use dynamo::{index, DynamoTable, Reads};
 pub use s3::S3Store;
 pub use sns::SnsNotifier;

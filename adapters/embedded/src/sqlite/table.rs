@@ -66,6 +66,31 @@ impl SqliteTable {
     }
 }
 
+impl SqliteTable {
+    /// Inserts many items, each as [`ItemTable::insert`] would (its row and its INSERT record), in
+    /// one transaction: all or none. For loading a table in bulk (the query benchmark); the
+    /// pipeline itself inserts one item per upload.
+    pub async fn insert_many(&self, items: Vec<Item>) -> Result<(), StateError> {
+        let seq = self
+            .db
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let mut last = None;
+                for item in &items {
+                    last = Some(insert_row(&tx, item)?);
+                }
+                tx.commit()?;
+                Ok(last)
+            })
+            .await
+            .map_err(unavailable)?;
+        if let Some(seq) = seq {
+            self.db.appended(seq);
+        }
+        Ok(())
+    }
+}
+
 /// Deletes every item whose `ttl` (epoch seconds) is before `now_s`, as DynamoDB's TTL does, each
 /// with its REMOVE record (old image only, `userIdentity` the DynamoDB service, as TTL deletions
 /// carry it). Returns how many it deleted.
@@ -111,6 +136,26 @@ impl SqliteTable {
     }
 }
 
+/// Writes a new item's row and its INSERT record; an existing id is [`StateError::Duplicate`].
+fn insert_row(tx: &rusqlite::Transaction<'_>, item: &Item) -> anyhow::Result<u64> {
+    let inserted = tx.execute(
+        "INSERT OR IGNORE INTO items (id, status, created_at, doc, ttl, stalled_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            item.id.to_string(),
+            item.status.as_str(),
+            item.created_at,
+            serde_json::to_string(item)?,
+            item.ttl,
+            item.stalled_at
+        ],
+    )?;
+    if inserted == 0 {
+        return Err(StateError::Duplicate(item.id).into());
+    }
+    Ok(append(tx, Change::Insert, None, item, item.created_at)?)
+}
+
 /// Appends the stream record of one change; returns its position.
 fn append(
     tx: &rusqlite::Transaction<'_>,
@@ -150,14 +195,7 @@ impl ItemTable for SqliteTable {
             .db
             .call(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let inserted = tx.execute(
-                    "INSERT OR IGNORE INTO items (id, status, created_at, doc, ttl) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![item.id.to_string(), item.status.as_str(), item.created_at, serde_json::to_string(&item)?, item.ttl],
-                )?;
-                if inserted == 0 {
-                    return Err(StateError::Duplicate(item.id).into());
-                }
-                let seq = append(&tx, Change::Insert, None, &item, item.created_at)?;
+                let seq = insert_row(&tx, &item)?;
                 tx.commit()?;
                 Ok(seq)
             })
