@@ -687,3 +687,77 @@ async fn the_page_asks_for_the_api_key_once_keeps_it_and_sends_it() {
 
     browser.close().await;
 }
+
+#[tokio::test]
+async fn an_iphone_heic_picked_in_the_page_reaches_notified_upright_with_its_thumbnail() {
+    if !cfg!(feature = "heic") {
+        return; // a build without HEIC input refuses it, as the README says
+    }
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let aws = world().await;
+    let mut env = aws.as_ref().map(|w| w.env()).unwrap_or_default();
+    if let Some(w) = &aws {
+        let queue = w.route_bucket_events().await;
+        env.push(("BUCKET_EVENTS_QUEUE_URL".into(), queue));
+    }
+    let data = tempfile::tempdir().unwrap();
+    let engine = spawn_binary(data.path(), &env).await;
+    if let Some(w) = &aws {
+        w.allow_uploads_from(&format!("http://{}", engine.addr))
+            .await;
+    }
+    let c = &browser.client;
+    c.goto(&format!("http://{}/", engine.addr)).await.unwrap();
+
+    // As an iPhone names it; the page takes it whatever type the browser gives the file.
+    let files = tempfile::tempdir().unwrap();
+    let heic = file_in(
+        files.path(),
+        "IMG_0001.HEIC",
+        &fixture("iphone_grid_1008x756.heic"),
+    );
+    c.find(Locator::Css("#file"))
+        .await
+        .unwrap()
+        .send_keys(&heic)
+        .await
+        .unwrap();
+    let id = browser
+        .until(
+            "the upload's card",
+            "const li = document.querySelector('#items li.card'); return li && li.dataset.id;",
+            vec![],
+        )
+        .await;
+    browser
+        .until(
+            "the card to say notified, with its thumbnail",
+            "const li = document.querySelector(`li[data-id='${arguments[0]}'][data-status=notified]`); \
+             const img = li && li.querySelector('.thumb img'); \
+             return img && img.complete && img.naturalWidth > 0;",
+            vec![id.clone()],
+        )
+        .await;
+    let item: Value = client()
+        .get(format!(
+            "http://{}/items/{}",
+            engine.addr,
+            id.as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(item["format"], "heic", "{item}");
+    // The file's quarter turn applied once: upright, taller than wide.
+    assert_eq!(
+        (item["width"].as_u64(), item["height"].as_u64()),
+        (Some(756), Some(1008)),
+        "{item}"
+    );
+    browser.close().await;
+}
