@@ -133,6 +133,35 @@ impl Browser {
         .await
     }
 
+    /// Picks `file` in the page's file input; returns the id of the card the upload makes.
+    pub async fn pick(&self, file: &str) -> Value {
+        self.client
+            .find(Locator::Css("#file"))
+            .await
+            .unwrap()
+            .send_keys(file)
+            .await
+            .unwrap();
+        self.until(
+            "the upload's card",
+            "const li = document.querySelector('#items li.card'); return li && li.dataset.id;",
+            vec![],
+        )
+        .await
+    }
+
+    /// Waits for the card of `id` to say notified, with its thumbnail loaded.
+    pub async fn notified_with_thumbnail(&self, id: &Value) {
+        self.until(
+            "the card to say notified, with its thumbnail",
+            "const li = document.querySelector(`li[data-id='${arguments[0]}'][data-status=notified]`); \
+             const img = li && li.querySelector('.thumb img'); \
+             return img && img.complete && img.naturalWidth > 0;",
+            vec![id.clone()],
+        )
+        .await;
+    }
+
     pub async fn eval(&self, script: &str, args: Vec<Value>) -> Value {
         self.client.execute(script, args).await.unwrap()
     }
@@ -644,29 +673,9 @@ async fn the_page_asks_for_the_api_key_once_keeps_it_and_sends_it() {
     // An upload carries the key (POST /uploads, then POST /upload, GET /items/{id} polls).
     let files = tempfile::tempdir().unwrap();
     let photo = file_in(files.path(), PHOTOS[0], &fixture(PHOTOS[0]));
-    c.find(Locator::Css("#file"))
-        .await
-        .unwrap()
-        .send_keys(&photo)
-        .await
-        .unwrap();
-    let id = browser
-        .until(
-            "the upload's card",
-            "const li = document.querySelector('#items li.card'); return li && li.dataset.id;",
-            vec![],
-        )
-        .await;
+    let id = browser.pick(&photo).await;
     engine.drain().await;
-    browser
-        .until(
-            "the card to say notified, with its thumbnail",
-            "const li = document.querySelector(`li[data-id='${arguments[0]}'][data-status=notified]`); \
-             const img = li && li.querySelector('.thumb img'); \
-             return img && img.complete && img.naturalWidth > 0;",
-            vec![id.clone()],
-        )
-        .await;
+    browser.notified_with_thumbnail(&id).await;
     assert_eq!(
         gw.refused.load(Ordering::SeqCst),
         2,
@@ -718,28 +727,8 @@ async fn an_iphone_heic_picked_in_the_page_reaches_notified_upright_with_its_thu
         "IMG_0001.HEIC",
         &fixture("iphone_grid_1008x756.heic"),
     );
-    c.find(Locator::Css("#file"))
-        .await
-        .unwrap()
-        .send_keys(&heic)
-        .await
-        .unwrap();
-    let id = browser
-        .until(
-            "the upload's card",
-            "const li = document.querySelector('#items li.card'); return li && li.dataset.id;",
-            vec![],
-        )
-        .await;
-    browser
-        .until(
-            "the card to say notified, with its thumbnail",
-            "const li = document.querySelector(`li[data-id='${arguments[0]}'][data-status=notified]`); \
-             const img = li && li.querySelector('.thumb img'); \
-             return img && img.complete && img.naturalWidth > 0;",
-            vec![id.clone()],
-        )
-        .await;
+    let id = browser.pick(&heic).await;
+    browser.notified_with_thumbnail(&id).await;
     let item: Value = client()
         .get(format!(
             "http://{}/items/{}",

@@ -125,6 +125,20 @@ pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
         .expect("CreateTable on DynamoDB Local");
 }
 
+/// An SQS queue's ARN, for subscriptions and notification rules.
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("GetQueueAttributes")
+        .attributes
+        .expect("queue attributes")[&QueueAttributeName::QueueArn]
+        .clone()
+}
+
 /// One test's resources on the stand-ins.
 pub struct AwsWorld {
     pub ddb_endpoint: String,
@@ -180,16 +194,7 @@ impl AwsWorld {
             .expect("CreateQueue")
             .queue_url
             .expect("a queue URL");
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("GetQueueAttributes")
-            .attributes
-            .expect("queue attributes")[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-            .clone();
+        let queue_arn = queue_arn(&sqs, &queue_url).await;
         sns.subscribe()
             .topic_arn(&topic_arn)
             .protocol("sqs")
@@ -226,17 +231,7 @@ impl AwsWorld {
             .expect("CreateQueue")
             .queue_url
             .expect("a queue URL");
-        let arn = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("GetQueueAttributes")
-            .attributes
-            .expect("queue attributes")[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-            .clone();
+        let arn = queue_arn(&self.sqs, &url).await;
         let rule = QueueConfiguration::builder()
             .queue_arn(arn)
             .events(Event::S3ObjectCreated)
