@@ -16,7 +16,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    all_items, client, eventually, fixture, spawn_binary, spawn_engine, world, PHOTOS,
+    all_items, client, eventually, fixture, item_at, spawn_binary, spawn_engine, world, PHOTOS,
 };
 
 /// Long enough for a debug build to process a photo on a shared 2-core machine.
@@ -265,14 +265,7 @@ async fn the_page_uploads_follows_filters_and_pages_items_in_chromium() {
             vec![json!(photo_id)],
         )
         .await;
-    let item: Value = http
-        .get(format!("{base}items/{photo_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let item = item_at(&http, engine.addr, &photo_id).await.unwrap();
     assert_eq!(item["status"], "notified");
     // The thumbnail the browser loaded is the rendition (fit 128x128), not the original.
     let (w, h) = (natural[0].as_u64().unwrap(), natural[1].as_u64().unwrap());
@@ -319,14 +312,7 @@ async fn the_page_uploads_follows_filters_and_pages_items_in_chromium() {
         )
         .await;
     let failed_id = failed[0].as_str().unwrap().to_owned();
-    let failed_item: Value = http
-        .get(format!("{base}items/{failed_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let failed_item = item_at(&http, engine.addr, &failed_id).await.unwrap();
     assert_eq!(failed_item["status"], "failed");
     assert_eq!(failed[1], failed_item["error"]);
     assert!(!failed_item["error"].as_str().unwrap().is_empty());
@@ -440,12 +426,7 @@ async fn the_page_uploads_follows_filters_and_pages_items_in_chromium() {
 
     // The placeholder: the item's own `placeholder` (a ThumbHash the process step made of its
     // smallest rendition) is drawn on the card as the thumbhash crate decodes it.
-    let item: Value = http
-        .get(format!("{base}items/{}", item["id"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let item = item_at(&http, engine.addr, item["id"].as_str().unwrap())
         .await
         .unwrap();
     let served = item["placeholder"]
@@ -729,16 +710,7 @@ async fn an_iphone_heic_picked_in_the_page_reaches_notified_upright_with_its_thu
     );
     let id = browser.pick(&heic).await;
     browser.notified_with_thumbnail(&id).await;
-    let item: Value = client()
-        .get(format!(
-            "http://{}/items/{}",
-            engine.addr,
-            id.as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let item = item_at(&client(), engine.addr, id.as_str().unwrap())
         .await
         .unwrap();
     assert_eq!(item["format"], "heic", "{item}");

@@ -4,7 +4,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::helpers::{
-    all_items, client, eventually, fixture, mail_notices, spawn_binary, world, PHOTOS,
+    all_items, client, eventually, fixture, item_at, mail_notices, spawn_binary, world, PHOTOS,
 };
 
 /// Uploads every photo to a running engine, then SIGKILLs it at once: items are caught between
@@ -244,14 +244,10 @@ async fn a_record_that_aborts_the_engine_is_dead_lettered_after_its_retries_not_
             bin = spawn_binary(dir.path(), &env).await;
             continue;
         }
-        let item: Value = match http
-            .get(format!("http://{}/items/{poisoned}", bin.addr))
-            .send()
+        // None: it died under us; the next round restarts it.
+        let item = item_at(&http, bin.addr, &poisoned)
             .await
-        {
-            Ok(resp) => resp.json().await.unwrap_or_default(),
-            Err(_) => Value::Null, // it died under us; the next round restarts it
-        };
+            .unwrap_or_default();
         if item["stalled_at"].is_i64() {
             break item;
         }
@@ -335,14 +331,7 @@ async fn a_crash_between_a_signed_put_and_its_notification_loses_nothing() {
         let http = http.clone();
         let id = id.clone();
         async move {
-            let item: Value = http
-                .get(format!("http://{addr}/items/{id}"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let item = item_at(&http, addr, &id).await?;
             (item["status"] == "notified").then_some(item)
         }
     })
@@ -401,14 +390,7 @@ async fn uploader_ingest_drops_files_that_a_running_engine_ingests() {
             let http = http.clone();
             let id = id.clone();
             async move {
-                let item: Value = http
-                    .get(format!("http://{addr}/items/{id}"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let item = item_at(&http, addr, &id).await?;
                 (item["status"] == "notified").then_some(())
             }
         },

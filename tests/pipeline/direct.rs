@@ -7,7 +7,7 @@ use std::io::Cursor;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{fixture, spawn_engine, TestEngine};
+use crate::helpers::{fixture, spawn_engine, statuses, TestEngine};
 
 /// A real photo larger than 10 MB, as a phone's would be: Aqua.jpg (2560x1600) at full detail
 /// six times over, mirrored, into a 7680x3200 picture, as a lossless PNG.
@@ -89,15 +89,6 @@ impl TestEngine {
         }
         resp
     }
-}
-
-fn statuses(item: &Value) -> Vec<&str> {
-    item["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap())
-        .collect()
 }
 
 #[tokio::test]

@@ -2,16 +2,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{eventually, fixture, spawn_engine, PHOTOS};
-
-fn statuses(item: &Value) -> Vec<&str> {
-    item["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap())
-        .collect()
-}
+use crate::helpers::{eventually, fixture, spawn_engine, statuses, PHOTOS};
 
 #[tokio::test]
 async fn real_photos_reach_notified_with_renditions_and_one_mail_each() {

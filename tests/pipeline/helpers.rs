@@ -176,6 +176,27 @@ impl TestEngine {
     }
 }
 
+/// One item of an engine at `addr` (`GET /items/{id}`); `None` if it does not answer with JSON.
+pub async fn item_at(http: &reqwest::Client, addr: SocketAddr, id: &str) -> Option<Value> {
+    http.get(format!("http://{addr}/items/{id}"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+/// The statuses an item went through, from its `history`.
+pub fn statuses(item: &Value) -> Vec<&str> {
+    item["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect()
+}
+
 /// Every item an engine at `addr` lists, paging through `GET /items`; `None` if it does not answer.
 pub async fn all_items(http: &reqwest::Client, addr: SocketAddr) -> Option<Vec<Value>> {
     let mut items = Vec::new();
