@@ -88,7 +88,7 @@ IMAGES=(p2_storm.jpg p2_storm_p3.jpg p12_base.jpg p12_prog.jpg p20_kleiber.jpg p
 [[ -z "${BENCH_IMAGES:-}" ]] || read -r -a IMAGES <<<"$BENCH_IMAGES"
 read -r -a RUN_SETS <<<"${BENCH_SETS:-default webp}"
 DEFAULT_SET=thumbnail:fit=128x128:jpeg,mobile:width=640:jpeg,avatar:fit=512x512:png
-declare -A SETS=([default]="$DEFAULT_SET" [webp]="$DEFAULT_SET,web:width=1280:webp")
+declare -A SETS=([default]="$DEFAULT_SET" [colour-cost]="$DEFAULT_SET" [webp]="$DEFAULT_SET,web:width=1280:webp")
 
 # -- runs ----------------------------------------------------------------------------------------
 run_one() { # ROUND IMAGE TOOL SET
@@ -119,6 +119,17 @@ for set in "${RUN_SETS[@]}"; do
     done
   done
 done
+
+# The colour step's cost: the same photo with and without its Display P3 profile, this project only,
+# alternated over more rounds than the tables use, so that the two are measured side by side.
+if [[ " ${IMAGES[*]} " == *" p2_storm.jpg "* && " ${IMAGES[*]} " == *" p2_storm_p3.jpg "* ]]; then
+  for round in $(seq 1 "${COLOUR_ROUNDS:-10}"); do
+    pair=(p2_storm.jpg p2_storm_p3.jpg)
+    (( round % 2 == 0 )) && pair=(p2_storm_p3.jpg p2_storm.jpg)
+    say "colour cost, round $round"
+    for image in "${pair[@]}"; do run_one "$round" "$image" this colour-cost; done
+  done
+fi
 
 echo
 echo "process step per image (header + EXIF + decode + colour + every rendition), warm-up $WARMUP, then"

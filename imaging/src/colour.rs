@@ -2,14 +2,16 @@
 //!
 //! The source profile is the embedded ICC profile (JPEG APP2, PNG `iCCP`), else for a PNG one made
 //! from its `cHRM` primaries and `gAMA` when those say something other than sRGB (an `sRGB` chunk
-//! says sRGB). The conversion runs once, on the decoded buffer (for a JPEG, at the DCT scale),
+//! says sRGB). A profile is read, checked and turned into a transform once, then kept for the next
+//! images that carry it (see [`source`]). The conversion runs once per image, on the decoded buffer (for a JPEG, at the DCT scale),
 //! before any rendition is resized, with `moxcms` (relative colorimetric intent, as LittleCMS's
 //! `-t 1`; for matrix profiles every intent is the same). A profile that is sRGB
 //! already (checked by converting a grid of colours through it) costs no pass over the pixels, and
 //! an image without any profile costs nothing at all. CMYK JPEGs with a CMYK profile go through it;
 //! without one they get the naive conversion in [`crate::decode`]. Gray images keep their values.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use moxcms::{
     Chromaticity, ColorPrimaries, ColorProfile, DataColorSpace, Layout, RenderingIntent,
@@ -20,14 +22,46 @@ use crate::probe::{Header, PngHeader};
 use crate::{ImageError, Pixels};
 
 /// How the decoded pixels must be converted to reach sRGB.
+#[derive(Clone)]
 pub enum Source {
     /// Already sRGB, or nothing says otherwise.
     Srgb,
-    /// RGB (or RGBA) in this profile, with its RGB to sRGB transform (made once, for the sRGB check
-    /// and the conversion both).
-    Rgb(Box<ColorProfile>, Arc<Transform8BitExecutor>),
+    /// RGB (or RGBA) in this profile.
+    Rgb(Arc<Conversion>),
     /// CMYK in this profile.
-    Cmyk(Box<ColorProfile>),
+    Cmyk(Arc<Conversion>),
+}
+
+/// A source profile and the transforms from it to sRGB, each made the first time it is needed and
+/// then shared by every image that carries the same profile (see [`source`]).
+pub struct Conversion {
+    profile: ColorProfile,
+    /// RGB to RGB (made up front: the sRGB check needs it) or CMYK to RGB (made on first use).
+    transform: OnceLock<Arc<Transform8BitExecutor>>,
+    /// RGBA to RGBA, for images with alpha.
+    with_alpha: OnceLock<Arc<Transform8BitExecutor>>,
+}
+
+impl Conversion {
+    fn new(profile: ColorProfile) -> Self {
+        Conversion {
+            profile,
+            transform: OnceLock::new(),
+            with_alpha: OnceLock::new(),
+        }
+    }
+
+    fn get_or_make(
+        cell: &OnceLock<Arc<Transform8BitExecutor>>,
+        make: impl FnOnce() -> Result<Arc<Transform8BitExecutor>, moxcms::CmsError>,
+    ) -> Result<Arc<Transform8BitExecutor>, ImageError> {
+        if let Some(t) = cell.get() {
+            return Ok(t.clone());
+        }
+        let t = make().map_err(cms_error)?;
+        // Two images racing here both make one; either is right.
+        Ok(cell.get_or_init(|| t).clone())
+    }
 }
 
 fn options() -> TransformOptions {
@@ -37,8 +71,59 @@ fn options() -> TransformOptions {
     }
 }
 
+/// Profiles resolved lately, most recent last. A camera or phone writes the same profile into every
+/// photo, so reading it, building its transform (a few lookup tables) and checking it against sRGB
+/// is done once per profile rather than once per image: that setup was most of what colour
+/// management cost on a 4 MP photo. Bounded in entries and in the size of a profile kept, so
+/// hostile profiles cost at most their one-off setup each.
+static RECENT: Mutex<VecDeque<(Box<[u8]>, Source)>> = Mutex::new(VecDeque::new());
+const RECENT_PROFILES: usize = 8;
+/// Larger profiles (CMYK press profiles with big tables, say) are resolved every time.
+const RECENT_PROFILE_MAX_BYTES: usize = 64 * 1024;
+
 /// What `header` says about the image's colours.
 pub fn source(header: &Header) -> Source {
+    let key = match (&header.icc, &header.png) {
+        (Some(icc), _) => [b"icc:".as_slice(), icc].concat(),
+        (None, Some(png)) => match png_profile_key(png) {
+            Some(key) => key,
+            None => return Source::Srgb,
+        },
+        (None, None) => return Source::Srgb,
+    };
+    if key.len() > RECENT_PROFILE_MAX_BYTES {
+        return resolve(header);
+    }
+    {
+        let mut recent = recent();
+        if let Some(i) = recent.iter().position(|(k, _)| **k == *key) {
+            let entry = recent.remove(i).expect("a position inside the queue");
+            let source = entry.1.clone();
+            recent.push_back(entry);
+            return source;
+        }
+    }
+    // Resolved outside the lock: the first image with a new profile does not hold up the others.
+    let source = resolve(header);
+    let mut recent = recent();
+    if !recent.iter().any(|(k, _)| **k == *key) {
+        if recent.len() == RECENT_PROFILES {
+            recent.pop_front();
+        }
+        recent.push_back((key.into_boxed_slice(), source.clone()));
+    }
+    source
+}
+
+fn recent() -> MutexGuard<'static, VecDeque<(Box<[u8]>, Source)>> {
+    // A panic elsewhere while holding it leaves the queue whole: entries are pushed complete.
+    RECENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// [`source`] without the cache.
+fn resolve(header: &Header) -> Source {
     let profile = match (&header.icc, &header.png) {
         (Some(icc), _) => match ColorProfile::new_from_slice(icc) {
             Ok(p) => p,
@@ -55,9 +140,13 @@ pub fn source(header: &Header) -> Source {
         (None, None) => return Source::Srgb,
     };
     match profile.color_space {
-        DataColorSpace::Cmyk => Source::Cmyk(Box::new(profile)),
+        DataColorSpace::Cmyk => Source::Cmyk(Arc::new(Conversion::new(profile))),
         DataColorSpace::Rgb => match rgb_transform(&profile, Layout::Rgb) {
-            Ok(t) if !is_identity(t.as_ref()) => Source::Rgb(Box::new(profile), t),
+            Ok(t) if !is_identity(t.as_ref()) => {
+                let conversion = Conversion::new(profile);
+                let _ = conversion.transform.set(t);
+                Source::Rgb(Arc::new(conversion))
+            }
             Ok(_) => Source::Srgb,
             Err(e) => {
                 tracing::debug!(error = ?e, "ICC profile without a transform; taken as sRGB");
@@ -66,6 +155,17 @@ pub fn source(header: &Header) -> Source {
         },
         _ => Source::Srgb,
     }
+}
+
+/// What [`png_profile`] depends on, as a cache key; `None` when it makes no profile.
+fn png_profile_key(png: &PngHeader) -> Option<Vec<u8>> {
+    png_profile(png)?;
+    let mut key = b"png:".to_vec();
+    key.extend(png.gamma.unwrap_or(0).to_le_bytes());
+    for v in png.chromaticities.iter().flatten() {
+        key.extend(v.to_le_bytes());
+    }
+    Some(key)
 }
 
 /// A profile from a PNG's `cHRM` and `gAMA`, when they differ from sRGB's (an `sRGB` chunk wins,
@@ -148,42 +248,52 @@ fn cms_error(e: moxcms::CmsError) -> ImageError {
     ))
 }
 
-/// RGB or RGBA pixels in `profile`, converted to sRGB by `rgb` (the profile's RGB transform) or,
-/// with alpha, a transform made for it (alpha kept). Gray pixels are returned as they are.
-pub fn rgb_to_srgb(
-    p: Pixels,
-    profile: &ColorProfile,
-    rgb: &Arc<Transform8BitExecutor>,
-) -> Result<Pixels, ImageError> {
+/// RGB or RGBA pixels in the conversion's profile, converted to sRGB (alpha kept). Gray pixels are
+/// returned as they are.
+pub fn rgb_to_srgb(p: Pixels, conversion: &Conversion) -> Result<Pixels, ImageError> {
     let t = match p.channels {
-        3 => rgb.clone(),
-        4 => rgb_transform(profile, Layout::Rgba).map_err(cms_error)?,
+        3 => Conversion::get_or_make(&conversion.transform, || {
+            rgb_transform(&conversion.profile, Layout::Rgb)
+        })?,
+        4 => Conversion::get_or_make(&conversion.with_alpha, || {
+            rgb_transform(&conversion.profile, Layout::Rgba)
+        })?,
         _ => return Ok(p),
     };
-    let mut out = vec![0u8; p.buf.len()];
-    t.transform(&p.buf, &mut out).map_err(cms_error)?;
-    Ok(Pixels { buf: out, ..p })
+    let mut p = p;
+    // In place, through a small buffer that stays in cache: a second image-sized buffer cost more
+    // in page faults and memory traffic than the conversion itself.
+    let mut scratch = vec![0u8; IN_PLACE_CHUNK.min(p.buf.len())];
+    for chunk in p.buf.chunks_mut(IN_PLACE_CHUNK) {
+        let out = &mut scratch[..chunk.len()];
+        t.transform(chunk, out).map_err(cms_error)?;
+        chunk.copy_from_slice(out);
+    }
+    Ok(p)
 }
 
+/// 48 KiB: whole RGB and RGBA pixels (a multiple of 12 bytes), within a core's L2 cache.
+const IN_PLACE_CHUNK: usize = 12 * 4096;
+
 /// CMYK samples as libjpeg gives them (inverted when an Adobe segment says so, as Photoshop writes
-/// them) through a CMYK `profile` to sRGB.
+/// them) through the conversion's CMYK profile to sRGB.
 pub fn cmyk_to_srgb(
     cmyk: &mut [u8],
     adobe_inverted: bool,
-    profile: &ColorProfile,
+    conversion: &Conversion,
 ) -> Result<Vec<u8>, ImageError> {
     if adobe_inverted {
         // ICC CMYK counts ink: 0 is none. Adobe's samples count paper: 255 is none.
         cmyk.iter_mut().for_each(|v| *v = 255 - *v);
     }
-    let t = profile
-        .create_transform_8bit(
+    let t = Conversion::get_or_make(&conversion.transform, || {
+        conversion.profile.create_transform_8bit(
             Layout::Rgba,
             &ColorProfile::new_srgb(),
             Layout::Rgb,
             options(),
         )
-        .map_err(cms_error)?;
+    })?;
     let mut out = vec![0u8; cmyk.len() / 4 * 3];
     t.transform(cmyk, &mut out).map_err(cms_error)?;
     Ok(out)

@@ -309,6 +309,28 @@ fn an_srgb_profile_or_none_costs_no_conversion() {
 }
 
 #[test]
+fn a_profile_is_resolved_once_for_every_image_that_carries_it() {
+    let p3 = ColorProfile::new_display_p3().encode().unwrap();
+    let adobe = ColorProfile::new_adobe_rgb().encode().unwrap();
+    let conversion = |pixels: &[[u8; 3]], icc: &[u8]| {
+        let header =
+            probe::probe(&with_icc_png(&patches(pixels), icc), &Settings::default()).unwrap();
+        match colour::source(&header) {
+            colour::Source::Rgb(c) => c,
+            _ => panic!("a wide-gamut profile taken as sRGB"),
+        }
+    };
+    let first = conversion(&PATCHES, &p3);
+    // Other pixels, the same profile: the same transform, not a new one.
+    let second = conversion(&[[10, 200, 30]], &p3);
+    assert!(std::sync::Arc::ptr_eq(&first, &second));
+    assert!(!std::sync::Arc::ptr_eq(
+        &first,
+        &conversion(&PATCHES, &adobe)
+    ));
+}
+
+#[test]
 fn a_png_with_linear_gamma_is_encoded_to_srgb() {
     // gAMA 100000 (gamma 1.0): a stored 128 is linear 0.5, which sRGB writes as 188.
     let plain = plain_png(&patches(&[[128, 128, 128]]));

@@ -110,7 +110,7 @@ fn decode_jpeg(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels,
     let (width, height) = (dim(scaled.0)?, dim(scaled.1)?);
     Ok(if cmyk {
         let rgb = match source {
-            Source::Cmyk(profile) => colour::cmyk_to_srgb(&mut buf, jpeg.adobe, profile)?,
+            Source::Cmyk(conversion) => colour::cmyk_to_srgb(&mut buf, jpeg.adobe, conversion)?,
             _ => cmyk_to_rgb(&buf, jpeg.adobe),
         };
         Pixels {

@@ -130,7 +130,7 @@ pub fn render_probed(
     let pixels = decode::decode(bytes, header, &source)?;
     // Before any resize: resampling mixes values, which is only right in the output's space.
     let pixels = match &source {
-        colour::Source::Rgb(profile, rgb) => colour::rgb_to_srgb(pixels, profile, rgb)?,
+        colour::Source::Rgb(conversion) => colour::rgb_to_srgb(pixels, conversion)?,
         _ => pixels,
     };
     // A HEIC's crop (clap) is applied by its decoder: size the renditions by what came out.
