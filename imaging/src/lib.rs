@@ -33,6 +33,7 @@ pub mod encode;
 #[cfg(feature = "hostile")]
 pub mod hostile;
 pub mod metadata;
+pub mod orientation;
 mod pixels;
 pub mod placeholder;
 pub mod probe;
@@ -141,7 +142,7 @@ pub fn render_probed(
         recomputed = probe::stored_targets(
             pixels.width,
             pixels.height,
-            image::metadata::Orientation::NoTransforms,
+            orientation::Orientation::NoTransforms,
             settings,
         );
         &recomputed
@@ -199,7 +200,7 @@ fn render_one(
         source,
     };
     let small = resize::resize(pixels, target).map_err(|e| encode_error(e.into()))?;
-    let small = resize::orient(small, header.orientation);
+    let small = orientation::orient(small, header.orientation);
     let quality = spec.quality(settings.jpeg_quality);
     let bytes = match spec.format {
         Format::Jpeg => encode::jpeg(&small, quality).map_err(BoxError::from),

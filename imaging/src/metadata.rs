@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use image::metadata::Orientation;
+use crate::orientation::Orientation;
 
 /// The EXIF Orientation tag (1..=8), or none.
 pub fn orientation(exif: &exif::Exif) -> Orientation {

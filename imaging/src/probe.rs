@@ -3,7 +3,7 @@
 //! to decode at, and what all of that will cost in memory ([`Estimate`]). An image over the pixel
 //! cap or the memory budget is refused here.
 
-use image::metadata::Orientation;
+use crate::orientation::Orientation;
 use state::media::{sniff, MediaType};
 
 use crate::budget::{self, Estimate, MIB};
@@ -85,7 +85,7 @@ impl PngHeader {
 impl Header {
     /// The size as displayed, after orientation.
     pub fn displayed_size(&self) -> (u32, u32) {
-        if swaps_axes(self.orientation) {
+        if self.orientation.swaps_axes() {
             (self.height, self.width)
         } else {
             (self.width, self.height)
@@ -530,17 +530,6 @@ fn check_pixels(width: u32, height: u32, settings: &Settings) -> Result<(), Imag
     Ok(())
 }
 
-/// Orientations 5 to 8 turn the image a quarter: displayed width is stored height.
-pub fn swaps_axes(o: Orientation) -> bool {
-    matches!(
-        o,
-        Orientation::Rotate90
-            | Orientation::Rotate270
-            | Orientation::Rotate90FlipH
-            | Orientation::Rotate270FlipH
-    )
-}
-
 /// Each rendition's size in the stored orientation, from the stored size and the orientation.
 pub(crate) fn stored_targets(
     width: u32,
@@ -548,7 +537,7 @@ pub(crate) fn stored_targets(
     o: Orientation,
     settings: &Settings,
 ) -> Vec<(u32, u32)> {
-    let swap = swaps_axes(o);
+    let swap = o.swaps_axes();
     let (dw, dh) = if swap {
         (height, width)
     } else {

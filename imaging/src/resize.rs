@@ -1,11 +1,8 @@
-//! Sizes and resampling: each rendition's box, Lanczos3 with `fast_image_resize`, then turning the
-//! (small) result upright.
+//! Sizes and resampling: each rendition's box, Lanczos3 with `fast_image_resize`.
 
 use fast_image_resize::images::{TypedImage, TypedImageRef};
 use fast_image_resize::pixels::{U8x3, U8x4, U8};
 use fast_image_resize::{FilterType, PixelTrait, ResizeAlg, ResizeOptions, Resizer};
-use image::metadata::Orientation;
-use image::DynamicImage;
 
 use crate::{Pixels, Size};
 
@@ -63,25 +60,4 @@ fn resize_typed<P: PixelTrait>(src: &Pixels, (w, h): (u32, u32)) -> Result<Vec<u
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
     Resizer::new().resize_typed(&from, &mut to, &options)?;
     Ok(buf)
-}
-
-/// Turns a (small) rendition upright.
-pub fn orient(p: Pixels, o: Orientation) -> Pixels {
-    if o == Orientation::NoTransforms {
-        return p;
-    }
-    let (w, h, channels) = (p.width, p.height, p.channels);
-    let mut image = match channels {
-        1 => image::GrayImage::from_raw(w, h, p.buf).map(DynamicImage::ImageLuma8),
-        3 => image::RgbImage::from_raw(w, h, p.buf).map(DynamicImage::ImageRgb8),
-        _ => image::RgbaImage::from_raw(w, h, p.buf).map(DynamicImage::ImageRgba8),
-    }
-    .expect("a buffer of width * height * channels");
-    image.apply_orientation(o);
-    Pixels {
-        width: image.width(),
-        height: image.height(),
-        channels,
-        buf: image.into_bytes(),
-    }
 }
