@@ -3,11 +3,11 @@
 //! The source profile is the embedded ICC profile (JPEG APP2, PNG `iCCP`), else for a PNG one made
 //! from its `cHRM` primaries and `gAMA` when those say something other than sRGB (an `sRGB` chunk
 //! says sRGB). A profile is read, checked and turned into a transform once, then kept for the next
-//! images that carry it (see [`source`]). The conversion runs once per image, on the decoded buffer (for a JPEG, at the DCT scale),
-//! before any rendition is resized, with `moxcms` (relative colorimetric intent, as LittleCMS's
-//! `-t 1`; for matrix profiles every intent is the same). A profile that is sRGB
-//! already (checked by converting a grid of colours through it) costs no pass over the pixels, and
-//! an image without any profile costs nothing at all. CMYK JPEGs with a CMYK profile go through it;
+//! images that carry it (see [`source`]). The conversion runs once per image, on the decoded buffer
+//! (for a JPEG, at the DCT scale), before any rendition is resized, with `moxcms` (relative
+//! colorimetric intent, as LittleCMS's `-t 1`; for matrix profiles every intent is the same). A
+//! profile that is sRGB already (checked by converting a grid of colours through it) costs no pass
+//! over the pixels, and an image without any profile costs nothing at all. CMYK JPEGs with a CMYK profile go through it;
 //! without one they get the naive conversion in [`crate::decode`]. Gray images keep their values.
 
 use std::collections::VecDeque;
@@ -84,16 +84,14 @@ const RECENT_PROFILE_MAX_BYTES: usize = 64 * 1024;
 /// What `header` says about the image's colours.
 pub fn source(header: &Header) -> Source {
     let key = match (&header.icc, &header.png) {
+        (Some(icc), _) if icc.len() > RECENT_PROFILE_MAX_BYTES => return resolve(header),
         (Some(icc), _) => [b"icc:".as_slice(), icc].concat(),
-        (None, Some(png)) => match png_profile_key(png) {
-            Some(key) => key,
+        (None, Some(png)) => match png_colorimetry(png) {
+            Some(colorimetry) => colorimetry.key(),
             None => return Source::Srgb,
         },
         (None, None) => return Source::Srgb,
     };
-    if key.len() > RECENT_PROFILE_MAX_BYTES {
-        return resolve(header);
-    }
     {
         let mut recent = recent();
         if let Some(i) = recent.iter().position(|(k, _)| **k == *key) {
@@ -133,8 +131,8 @@ fn resolve(header: &Header) -> Source {
                 return Source::Srgb;
             }
         },
-        (None, Some(png)) => match png_profile(png) {
-            Some(p) => p,
+        (None, Some(png)) => match png_colorimetry(png) {
+            Some(colorimetry) => colorimetry.profile(),
             None => return Source::Srgb,
         },
         (None, None) => return Source::Srgb,
@@ -157,20 +155,16 @@ fn resolve(header: &Header) -> Source {
     }
 }
 
-/// What [`png_profile`] depends on, as a cache key; `None` when it makes no profile.
-fn png_profile_key(png: &PngHeader) -> Option<Vec<u8>> {
-    png_profile(png)?;
-    let mut key = b"png:".to_vec();
-    key.extend(png.gamma.unwrap_or(0).to_le_bytes());
-    for v in png.chromaticities.iter().flatten() {
-        key.extend(v.to_le_bytes());
-    }
-    Some(key)
+/// What a PNG's `gAMA` and `cHRM` say where it differs from sRGB: the curve's exponent, and the
+/// white point and primaries (x, y pairs).
+struct PngColorimetry {
+    gamma: Option<f32>,
+    chromaticities: Option<[f64; 8]>,
 }
 
-/// A profile from a PNG's `cHRM` and `gAMA`, when they differ from sRGB's (an `sRGB` chunk wins,
-/// as the PNG specification says). Either alone takes sRGB's value for the other.
-fn png_profile(png: &PngHeader) -> Option<ColorProfile> {
+/// The PNG's colorimetry when its chunks say something other than sRGB (an `sRGB` chunk wins, as
+/// the PNG specification says); `None` otherwise. Either chunk alone takes sRGB's value for the other.
+fn png_colorimetry(png: &PngHeader) -> Option<PngColorimetry> {
     if png.srgb || !matches!(png.color_type, 2 | 3 | 6) {
         return None;
     }
@@ -181,42 +175,65 @@ fn png_profile(png: &PngHeader) -> Option<ColorProfile> {
         .map(|g| 100_000.0 / g as f32);
     let c = png.chromaticities.map(|c| c.map(|v| v as f64 / 100_000.0));
     let srgb_chromaticities = [0.3127, 0.329, 0.64, 0.33, 0.3, 0.6, 0.15, 0.06];
-    let c = c.filter(|c| {
+    let chromaticities = c.filter(|c| {
         c.iter()
             .zip(srgb_chromaticities)
             .any(|(a, b)| (a - b).abs() > 0.002)
     });
-    if gamma.is_none() && c.is_none() {
+    if gamma.is_none() && chromaticities.is_none() {
         return None;
     }
-    let mut profile = ColorProfile::new_srgb();
-    // Its CICP tag would stand for sRGB's curve over the one set below.
-    profile.cicp = None;
-    if let Some(c) = c {
-        let xy = |i: usize| Chromaticity {
-            x: c[i] as f32,
-            y: c[i + 1] as f32,
-        };
-        profile.update_rgb_colorimetry(
-            XyY {
-                x: c[0],
-                y: c[1],
-                yb: 1.0,
-            },
-            ColorPrimaries {
-                red: xy(2),
-                green: xy(4),
-                blue: xy(6),
-            },
-        );
+    Some(PngColorimetry {
+        gamma,
+        chromaticities,
+    })
+}
+
+impl PngColorimetry {
+    /// Everything [`Self::profile`] is made from, as the key of [`RECENT`].
+    fn key(&self) -> Vec<u8> {
+        let mut key = b"png:".to_vec();
+        if let Some(g) = self.gamma {
+            key.extend(b"g");
+            key.extend(g.to_le_bytes());
+        }
+        for v in self.chromaticities.iter().flatten() {
+            key.extend(v.to_le_bytes());
+        }
+        key
     }
-    if let Some(g) = gamma {
-        let curve = ToneReprCurve::Parametric(vec![g]);
-        profile.red_trc = Some(curve.clone());
-        profile.green_trc = Some(curve.clone());
-        profile.blue_trc = Some(curve);
+
+    /// sRGB's profile with this curve and these primaries.
+    fn profile(&self) -> ColorProfile {
+        let mut profile = ColorProfile::new_srgb();
+        // Its CICP tag would stand for sRGB's curve over the one set below.
+        profile.cicp = None;
+        if let Some(c) = self.chromaticities {
+            let xy = |i: usize| Chromaticity {
+                x: c[i] as f32,
+                y: c[i + 1] as f32,
+            };
+            profile.update_rgb_colorimetry(
+                XyY {
+                    x: c[0],
+                    y: c[1],
+                    yb: 1.0,
+                },
+                ColorPrimaries {
+                    red: xy(2),
+                    green: xy(4),
+                    blue: xy(6),
+                },
+            );
+        }
+        if let Some(g) = self.gamma {
+            let curve = ToneReprCurve::Parametric(vec![g]);
+            profile.red_trc = Some(curve.clone());
+            profile.green_trc = Some(curve.clone());
+            profile.blue_trc = Some(curve);
+        }
+        profile
     }
-    Some(profile)
 }
 
 fn rgb_transform(
