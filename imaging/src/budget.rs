@@ -25,9 +25,13 @@ pub struct Estimate {
     pub decode: u64,
     /// Colour conversion: its output buffer and the transform's tables.
     pub colour: u64,
-    /// The costliest rendition: resize coefficients and intermediate image, the rendition, its
-    /// turned copy, the encoder's buffers. Renditions are made one after another.
+    /// The renditions: resize coefficients and intermediate image, the rendition, its turned copy,
+    /// the encoder's buffers. The costliest one when they are made one after another; all of them
+    /// when they are made side by side ([`Header::renditions_side_by_side`](crate::probe::Header)).
     pub rendition: u64,
+    /// Every rendition at once: what `rendition` becomes when they are made side by side. Not
+    /// part of [`total`](Self::total) until then.
+    pub renditions_together: u64,
     /// Codec state, tables and allocator slack that do not grow with the image.
     pub fixed: u64,
 }
@@ -51,7 +55,7 @@ impl fmt::Display for Estimate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} MB: original {}, metadata {}, decode {}, colour {}, largest rendition {}, fixed {}",
+            "{} MB: original {}, metadata {}, decode {}, colour {}, renditions {}, fixed {}",
             mb(self.total()),
             mb(self.original),
             mb(self.metadata),

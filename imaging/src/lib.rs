@@ -149,11 +149,37 @@ pub fn render_probed(
     } else {
         &header.targets
     };
+    let jobs: Vec<_> = targets.iter().copied().zip(&settings.renditions).collect();
+    let orientation = header.orientation;
+    let render = |&(target, spec): &((u32, u32), &RenditionSpec)| {
+        render_one(&pixels, target, orientation, spec, settings)
+    };
+    let made: Vec<_> = if header.renditions_side_by_side {
+        // The first on this thread, each other one on a thread of its own: a photo's decode is
+        // serial, but its renditions are independent reads of the same buffer.
+        std::thread::scope(|scope| {
+            let others: Vec<_> = jobs[1..]
+                .iter()
+                .map(|job| scope.spawn(move || render(job)))
+                .collect();
+            let first = jobs.first().map(render);
+            first
+                .into_iter()
+                .chain(others.into_iter().map(|thread| {
+                    thread
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                }))
+                .collect()
+        })
+    } else {
+        jobs.iter().map(render).collect()
+    };
     let mut renditions = Vec::with_capacity(settings.renditions.len());
     // The smallest rendition's pixels, kept for the placeholder.
     let mut smallest: Option<Pixels> = None;
-    for (&target, spec) in targets.iter().zip(&settings.renditions) {
-        let (out, small) = render_one(&pixels, target, header, spec, settings)?;
+    for made in made {
+        let (out, small) = made?;
         renditions.push(out);
         if smallest
             .as_ref()
@@ -191,7 +217,7 @@ pub fn render_probed(
 fn render_one(
     pixels: &Pixels,
     target: (u32, u32),
-    header: &probe::Header,
+    orientation: orientation::Orientation,
     spec: &RenditionSpec,
     settings: &Settings,
 ) -> Result<(Output, Pixels), ImageError> {
@@ -200,7 +226,7 @@ fn render_one(
         source,
     };
     let small = resize::resize(pixels, target).map_err(|e| encode_error(e.into()))?;
-    let small = orientation::orient(small, header.orientation);
+    let small = orientation::orient(small, orientation);
     let quality = spec.quality(settings.jpeg_quality);
     let bytes = match spec.format {
         Format::Jpeg => encode::jpeg(&small, quality).map_err(BoxError::from),

@@ -25,6 +25,8 @@ pub struct Header {
     pub icc: Option<Vec<u8>>,
     /// What decoding and every rendition will allocate; within the budget.
     pub estimate: Estimate,
+    /// The renditions are made on threads of their own, side by side ([`probe`] decides).
+    pub renditions_side_by_side: bool,
 }
 
 /// What a JPEG's header tells the decoder.
@@ -113,6 +115,7 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         MediaType::Png => probe_png(bytes, settings)?,
         MediaType::Heic => probe_heic(bytes, settings)?,
     };
+    let mut header = header;
     let needed = header.estimate.total();
     if needed > settings.memory_budget {
         return Err(ImageError::OverBudget {
@@ -122,7 +125,35 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
             budget_mb: settings.memory_budget / MIB,
         });
     }
+    // Side by side when that pays (several renditions of a large decoded image, and cores to run
+    // them on) and the memory of all of them at once fits the budget; otherwise one after another.
+    let together = Estimate {
+        rendition: header.estimate.renditions_together,
+        ..header.estimate
+    };
+    if header.targets.len() > 1
+        && decoded_pixels(&header) >= SIDE_BY_SIDE_MIN_PIXELS
+        && together.total() <= settings.memory_budget
+        && cores() > 1
+    {
+        header.estimate = together;
+        header.renditions_side_by_side = true;
+    }
     Ok(header)
+}
+
+/// Below this many decoded pixels, starting threads costs about what the renditions do.
+const SIDE_BY_SIDE_MIN_PIXELS: u64 = 512 * 512;
+
+/// The pixels the decoder will produce: a JPEG's DCT-scaled size.
+fn decoded_pixels(header: &Header) -> u64 {
+    let denom = header.jpeg.as_ref().map_or(1, |j| u64::from(j.scale_denom));
+    u64::from(header.width).div_ceil(denom) * u64::from(header.height).div_ceil(denom)
+}
+
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn read_exif(tiff: Option<&[u8]>) -> Option<exif::Exif> {
@@ -206,6 +237,7 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         png: None,
         icc,
         estimate,
+        renditions_side_by_side: false,
     })
 }
 
@@ -252,12 +284,14 @@ fn jpeg_estimate(
     // TurboJPEG keeps the APP2 markers it saw; we keep the profile joined.
     let icc_len = icc.map_or(0, <[u8]>::len) as u64;
     let metadata = exif_cost(segments.exif) + icc_len * 2;
+    let renditions = renditions_cost((sw as u32, sh as u32), decoded_channels, targets, settings);
     Estimate {
         original: bytes.len() as u64,
         metadata,
         decode,
         colour: colour_cost(icc, (sw, sh), decoded_channels),
-        rendition: renditions_cost((sw as u32, sh as u32), decoded_channels, targets, settings),
+        rendition: renditions.0,
+        renditions_together: renditions.1,
         fixed: 2 * MIB,
     }
 }
@@ -272,14 +306,19 @@ fn colour_cost(icc: Option<&[u8]>, (w, h): (u64, u64), channels: u8) -> u64 {
     }
 }
 
-/// The costliest rendition: they are made one after another from the decoded buffer.
-fn renditions_cost(src: (u32, u32), channels: u8, targets: &[(u32, u32)], s: &Settings) -> u64 {
+/// The renditions from the decoded buffer: the costliest one (made one after another), and all
+/// of them (made side by side).
+fn renditions_cost(
+    src: (u32, u32),
+    channels: u8,
+    targets: &[(u32, u32)],
+    s: &Settings,
+) -> (u64, u64) {
     targets
         .iter()
         .zip(&s.renditions)
         .map(|(&dst, spec)| budget::rendition(src, channels, dst, spec.format))
-        .max()
-        .unwrap_or(0)
+        .fold((0, 0), |(max, sum), c| (max.max(c), sum.saturating_add(c)))
 }
 
 /// The scans of the main image: start-of-scan markers from the first scan to the first
@@ -402,12 +441,14 @@ fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
     let metadata = exif_cost(exif_block)
         + png.largest_exif_chunk as u64 * 2
         + icc.as_ref().map_or(0, |p| p.len() as u64 * 2);
+    let renditions = renditions_cost((width, height), rgb_channels, &targets, settings);
     let estimate = Estimate {
         original: bytes.len() as u64,
         metadata,
         decode,
         colour: colour_cost(icc.as_deref(), (w, h), rgb_channels),
-        rendition: renditions_cost((width, height), rgb_channels, &targets, settings),
+        rendition: renditions.0,
+        renditions_together: renditions.1,
         fixed: 2 * MIB,
     };
     Ok(Header {
@@ -421,6 +462,7 @@ fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         png: Some(png),
         icc,
         estimate,
+        renditions_side_by_side: false,
     })
 }
 
@@ -465,12 +507,14 @@ fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
     let decode = budget::pixels(w64, h64, 4 + 3 + 8) + 8 * MIB;
     let metadata =
         exif_cost(exif_block.as_deref()) + icc.as_ref().map_or(0, |p| p.len() as u64 * 2);
+    let renditions = renditions_cost((width, height), 4, &targets, settings);
     let estimate = Estimate {
         original: bytes.len() as u64,
         metadata,
         decode,
         colour: colour_cost(icc.as_deref(), (w64, h64), 4),
-        rendition: renditions_cost((width, height), 4, &targets, settings),
+        rendition: renditions.0,
+        renditions_together: renditions.1,
         fixed: 4 * MIB,
     };
     Ok(Header {
@@ -484,6 +528,7 @@ fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         png: None,
         icc,
         estimate,
+        renditions_side_by_side: false,
     })
 }
 

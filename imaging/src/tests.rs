@@ -141,6 +141,43 @@ fn a_photo_is_decoded_once_at_the_dct_scale_and_rendered_to_every_spec() {
     }
 }
 
+/// A `w` x `h` picture with detail everywhere (so that every resize and encoder has work to do).
+fn textured(w: u32, h: u32) -> DynamicImage {
+    DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| {
+        Rgb([(x * 7 + y) as u8, ((y * 5) ^ x) as u8, (x * y / 3) as u8])
+    }))
+}
+
+#[test]
+fn renditions_made_side_by_side_are_the_ones_made_one_after_another() {
+    let settings = Settings::default();
+    let large = jpeg(&textured(1400, 1000)); // decoded at 1/2: 700x500, over the threshold
+    let side_by_side = probe::probe(&large, &settings).unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(side_by_side.renditions_side_by_side, cores > 1);
+    if side_by_side.renditions_side_by_side {
+        // Memory is counted for all of them at once, and is more than the costliest one.
+        let estimate = side_by_side.estimate;
+        assert_eq!(estimate.rendition, estimate.renditions_together);
+        let mut one_after_another = probe::probe(&large, &settings).unwrap();
+        one_after_another.renditions_side_by_side = false;
+        let a = render_probed(&large, &side_by_side, &settings).unwrap();
+        let b = render_probed(&large, &one_after_another, &settings).unwrap();
+        let outputs = |r: &Rendered| -> Vec<(String, Vec<u8>)> {
+            r.renditions
+                .iter()
+                .map(|o| (o.spec.name.clone(), o.bytes.to_vec()))
+                .collect()
+        };
+        assert_eq!(outputs(&a), outputs(&b));
+        assert_eq!(a.placeholder, b.placeholder);
+    }
+    // A small image is not worth the threads.
+    let small = probe::probe(&jpeg(&red_left_blue_right()), &settings).unwrap();
+    assert!(!small.renditions_side_by_side);
+    assert!(small.estimate.rendition < small.estimate.renditions_together);
+}
+
 #[test]
 fn a_rendition_looks_like_its_original() {
     // Progressive photo, decoded at 1/2 (800 wide for a 640 rendition); compare the mobile rendition
