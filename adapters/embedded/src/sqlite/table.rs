@@ -44,15 +44,15 @@ impl SqliteTable {
                     return Ok(None);
                 }
                 let next = change(&current);
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE items SET doc = ?1, stalled_at = ?2 WHERE id = ?3 AND status = ?4",
-                    params![
-                        serde_json::to_string(&next)?,
-                        next.stalled_at,
-                        id.to_string(),
-                        current.status.as_str()
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    serde_json::to_string(&next)?,
+                    next.stalled_at,
+                    id.to_string(),
+                    current.status.as_str()
+                ])?;
                 let seq = append(&tx, Change::Modify, Some(&current), &next, state::now_ms())?;
                 tx.commit()?;
                 Ok(Some(seq))
@@ -138,18 +138,19 @@ impl SqliteTable {
 
 /// Writes a new item's row and its INSERT record; an existing id is [`StateError::Duplicate`].
 fn insert_row(tx: &rusqlite::Transaction<'_>, item: &Item) -> anyhow::Result<u64> {
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO items (id, status, created_at, doc, ttl, stalled_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO items (id, status, created_at, doc, ttl, stalled_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
             item.id.to_string(),
             item.status.as_str(),
             item.created_at,
             serde_json::to_string(item)?,
             item.ttl,
             item.stalled_at
-        ],
-    )?;
+        ])?;
     if inserted == 0 {
         return Err(StateError::Duplicate(item.id).into());
     }
@@ -165,10 +166,12 @@ fn append(
     at_ms: i64,
 ) -> rusqlite::Result<u64> {
     let record = change_record(change, old, Some(new), at_ms, REGION, STREAM_ARN);
-    tx.execute(
-        "INSERT INTO stream (item_id, created_ms, record) VALUES (?1, ?2, ?3)",
-        params![new.id.to_string(), at_ms, lambda_json(&record).to_string()],
-    )?;
+    tx.prepare_cached("INSERT INTO stream (item_id, created_ms, record) VALUES (?1, ?2, ?3)")?
+        .execute(params![
+            new.id.to_string(),
+            at_ms,
+            lambda_json(&record).to_string()
+        ])?;
     Ok(tx.last_insert_rowid() as u64)
 }
 
@@ -288,9 +291,10 @@ impl ItemTable for SqliteTable {
                 };
                 let next = t.apply_to(&current);
                 // The same condition DynamoDB checks, in SQL.
-                let changed = tx.execute(
+                let changed = tx.prepare_cached(
                     "UPDATE items SET status = ?1, doc = ?2, stalled_at = NULL, ttl = NULL WHERE id = ?3 AND status = ?4",
-                    params![
+                )?
+                .execute(params![
                         next.status.as_str(),
                         serde_json::to_string(&next)?,
                         id.to_string(),
