@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
+use serde::Deserialize;
 
 use crate::{
     Checkpoints, Cursor, DeadLetter, InFlight, MappingConfig, MappingError, Observer, RecordSource,
@@ -435,7 +436,8 @@ fn event_of(batch: &[SourceRecord]) -> Result<Event, String> {
     let records = batch
         .iter()
         .map(|r| {
-            serde_json::from_value::<EventRecord>(r.record.clone()).map_err(|e| {
+            // From the borrowed value: no copy of the record to take apart.
+            EventRecord::deserialize(&r.record).map_err(|e| {
                 format!(
                     "record at {} is not a DynamoDB stream record: {e}",
                     r.position
