@@ -10,6 +10,7 @@ use bytes::Bytes;
 use percent_encoding::utf8_percent_encode;
 use state::{ObjectInfo, ObjectStore, SignedUpload, StateError};
 
+use crate::in_place;
 use crate::signed::{UploadGrant, UploadSigner};
 
 #[derive(Debug, Clone)]
@@ -84,7 +85,8 @@ impl ObjectStore for FileStore {
     async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), StateError> {
         let path = self.path_of(key)?;
         let fsync = self.fsync;
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let small = !fsync && body.len() as u64 <= in_place::IN_PLACE_BYTES;
+        in_place::run(small, move || -> anyhow::Result<()> {
             let dir = path.parent().context("object path has a parent")?;
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
@@ -97,21 +99,33 @@ impl ObjectStore for FileStore {
             Ok(())
         })
         .await
-        .map_err(StateError::unavailable)?
         .map_err(|e| StateError::Unavailable(e.context(format!("writing object {key}"))))
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StateError> {
+        use std::io::Read;
         let path = self.path_of(key)?;
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(Bytes::from(bytes)),
+        // Opened in place (microseconds); read in place when small, else on a blocking thread.
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(StateError::ObjectMissing(key.to_owned()))
+                return Err(StateError::ObjectMissing(key.to_owned()))
             }
-            Err(e) => Err(StateError::unavailable(
-                anyhow::Error::new(e).context(format!("reading object {key}")),
-            )),
-        }
+            Err(e) => {
+                return Err(StateError::unavailable(
+                    anyhow::Error::new(e).context(format!("opening object {key}")),
+                ))
+            }
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        in_place::run(len <= in_place::IN_PLACE_BYTES, move || {
+            let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(1 << 30));
+            let mut file = file;
+            file.read_to_end(&mut bytes)?;
+            Ok(Bytes::from(bytes))
+        })
+        .await
+        .map_err(|e| StateError::Unavailable(e.context(format!("reading object {key}"))))
     }
 
     async fn link(&self, key: &str) -> Result<String, StateError> {

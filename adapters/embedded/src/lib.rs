@@ -7,6 +7,7 @@
 //! `tests/contract.rs` holds them to the same contract suite as the in-memory and AWS adapters.
 
 pub mod files;
+mod in_place;
 pub mod mailbox;
 pub mod signed;
 pub mod sqlite;

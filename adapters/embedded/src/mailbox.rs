@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use lettre::message::{header::ContentType, Mailbox as Address, Message};
 use state::{Notice, Notifier, StateError};
 
+use crate::in_place;
 use crate::sqlite::Database;
 
 #[derive(Clone)]
@@ -77,7 +78,7 @@ impl Notifier for Mailbox {
             .map_err(StateError::Unavailable)?;
         let dir = self.dir.clone();
         let fsync = self.fsync;
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        in_place::run(!fsync, move || -> anyhow::Result<()> {
             if path.exists() {
                 return Ok(()); // delivered before this retry
             }
@@ -95,7 +96,6 @@ impl Notifier for Mailbox {
             Ok(())
         })
         .await
-        .map_err(StateError::unavailable)?
         .map_err(|e| StateError::Unavailable(e.context("delivering the mail")))?;
         Ok(message_id)
     }

@@ -114,7 +114,8 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         Err(e) => return Err(e),
     };
     let settings = deps.settings.clone();
-    let probed = tokio::task::spawn_blocking(move || {
+    let small = original.len() <= SMALL_IMAGE_BYTES;
+    let probed = off_the_runtime_unless(small, move || {
         probe::probe(&original, &settings).map(|header| (original, header))
     })
     .await;
@@ -125,8 +126,9 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
     };
     let _memory = deps.memory.reserve(header.estimate.total()).await;
     let settings = deps.settings.clone();
+    let small = small && u64::from(header.width) * u64::from(header.height) <= SMALL_IMAGE_PIXELS;
     let rendered =
-        tokio::task::spawn_blocking(move || render_probed(&original, &header, &settings)).await;
+        off_the_runtime_unless(small, move || render_probed(&original, &header, &settings)).await;
     let rendered = match rendered {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return fail(deps, &item, e.to_string()).await,
@@ -149,6 +151,35 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
     }
     transition::processed(deps.table.as_ref(), item.id, facts).await?;
     Ok(())
+}
+
+/// Images this small are probed and rendered in place, on the runtime's thread: that takes well
+/// under a millisecond, less than the two context switches of a blocking thread cost under load.
+const SMALL_IMAGE_BYTES: usize = 64 * 1024;
+const SMALL_IMAGE_PIXELS: u64 = 256 * 256;
+
+/// Runs `f` on a blocking thread, or in place when `in_place`; a panic (a decoder's) is caught
+/// either way, so one image cannot take the batch down.
+async fn off_the_runtime_unless<T: Send + 'static>(
+    in_place: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    if in_place {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .map_err(|panic| panic_message(&*panic));
+    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|join| join.to_string())
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    format!("panicked: {what}")
 }
 
 async fn fail(deps: &Deps, item: &Item, error: String) -> Result<(), StateError> {
