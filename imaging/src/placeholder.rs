@@ -23,7 +23,7 @@ pub fn thumbhash(p: &Pixels) -> Result<String, ResizeError> {
             height: MAX_SIDE,
         },
     );
-    let small = resize::resize(p, (w, h))?;
+    let small = resize::average(p, (w, h))?;
     let rgba: Vec<u8> = match small.channels {
         1 => small.buf.iter().flat_map(|&v| [v, v, v, 255]).collect(),
         3 => small

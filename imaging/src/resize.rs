@@ -33,14 +33,29 @@ pub fn target_size(width: u32, height: u32, size: Size) -> (u32, u32) {
 }
 
 /// Lanczos3 with `fast_image_resize` (AVX2/SSE4.1/NEON); alpha is premultiplied while resizing.
-pub fn resize(src: &Pixels, (w, h): (u32, u32)) -> Result<Pixels, ResizeError> {
+pub fn resize(src: &Pixels, size: (u32, u32)) -> Result<Pixels, ResizeError> {
+    resize_with(src, size, FilterType::Lanczos3)
+}
+
+/// An area average (box filter): for the placeholder, which is a blur anyway. Its weights cost
+/// nothing to compute, where Lanczos3's take a sine each, which for a tiny image is most of the
+/// resize.
+pub fn average(src: &Pixels, size: (u32, u32)) -> Result<Pixels, ResizeError> {
+    resize_with(src, size, FilterType::Box)
+}
+
+fn resize_with(
+    src: &Pixels,
+    (w, h): (u32, u32),
+    filter: FilterType,
+) -> Result<Pixels, ResizeError> {
     if (w, h) == (src.width, src.height) {
         return Ok(src.clone());
     }
     let buf = match src.channels {
-        1 => resize_typed::<U8>(src, (w, h))?,
-        3 => resize_typed::<U8x3>(src, (w, h))?,
-        _ => resize_typed::<U8x4>(src, (w, h))?,
+        1 => resize_typed::<U8>(src, (w, h), filter)?,
+        3 => resize_typed::<U8x3>(src, (w, h), filter)?,
+        _ => resize_typed::<U8x4>(src, (w, h), filter)?,
     };
     Ok(Pixels {
         width: w,
@@ -53,11 +68,15 @@ pub fn resize(src: &Pixels, (w, h): (u32, u32)) -> Result<Pixels, ResizeError> {
 /// The typed entry point for the three pixel types there are: the untyped `Resizer::resize`
 /// instantiates every convolution for every pixel type the crate knows (16-bit, float, two
 /// channels...) in this crate, which was 85% of its code and most of the first `make run` build.
-fn resize_typed<P: PixelTrait>(src: &Pixels, (w, h): (u32, u32)) -> Result<Vec<u8>, ResizeError> {
+fn resize_typed<P: PixelTrait>(
+    src: &Pixels,
+    (w, h): (u32, u32),
+    filter: FilterType,
+) -> Result<Vec<u8>, ResizeError> {
     let from = TypedImageRef::<P>::from_buffer(src.width, src.height, &src.buf)?;
     let mut buf = vec![0u8; w as usize * h as usize * usize::from(src.channels)];
     let mut to = TypedImage::<P>::from_buffer(w, h, &mut buf)?;
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
     Resizer::new().resize_typed(&from, &mut to, &options)?;
     Ok(buf)
 }
