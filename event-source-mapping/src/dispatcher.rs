@@ -437,7 +437,7 @@ fn event_of(batch: &[SourceRecord]) -> Result<Event, String> {
         .iter()
         .map(|r| {
             // From the borrowed value: no copy of the record to take apart.
-            EventRecord::deserialize(&r.record).map_err(|e| {
+            EventRecord::deserialize(&*r.record).map_err(|e| {
                 format!(
                     "record at {} is not a DynamoDB stream record: {e}",
                     r.position

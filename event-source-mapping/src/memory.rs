@@ -32,7 +32,7 @@ impl MemorySource {
         records.push(SourceRecord {
             position,
             created_ms,
-            record,
+            record: record.into(),
         });
         self.changes.send_replace(position);
         position

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -7,11 +9,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One stream record as a mapping reads it: its position in the source (increasing, gaps allowed),
 /// when it was written, and the JSON Lambda would deliver (which the filters match against).
+/// Shared: every mapping on a stream reads the same records, and a source may parse each once.
 #[derive(Debug, Clone)]
 pub struct SourceRecord {
     pub position: u64,
     pub created_ms: i64,
-    pub record: Value,
+    pub record: Arc<Value>,
 }
 
 /// Where a mapping's records come from.

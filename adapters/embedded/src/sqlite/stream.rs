@@ -1,5 +1,8 @@
 //! The stream table as the mappings' record source, and their checkpoints and dead letters.
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use event_source_mapping::{
     BoxError, Checkpoints, Cursor, DeadLetter, InFlight, RecordSource, SourceRecord,
@@ -14,6 +17,38 @@ use super::{sequence_number, Database};
 #[derive(Clone)]
 pub struct SqliteStream {
     db: Database,
+    parsed: Arc<Mutex<Parsed>>,
+}
+
+/// The records parsed last, newest at the back. Every mapping reads every record (to filter it),
+/// at about the same place in the stream, so each record is parsed once rather than once a mapping
+/// (JSON parsing was the largest part of reading the stream under load). A kept record is the
+/// stored one: rows are never rewritten, and `seq` is AUTOINCREMENT, never reused.
+#[derive(Default)]
+struct Parsed {
+    records: VecDeque<(u64, Arc<Value>)>,
+}
+
+/// Records kept parsed: a few batches' scans of every mapping, a few MB at most.
+const PARSED_RECORDS: usize = 1024;
+
+impl Parsed {
+    fn get(&self, seq: u64) -> Option<Arc<Value>> {
+        let i = self.records.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
+        Some(self.records[i].1.clone())
+    }
+
+    /// Keeps `record` if it is newer than every record kept (reads go forward; an older one is a
+    /// re-read after a reset, not worth reordering for).
+    fn keep(&mut self, seq: u64, record: &Arc<Value>) {
+        if self.records.back().is_some_and(|(last, _)| *last >= seq) {
+            return;
+        }
+        if self.records.len() == PARSED_RECORDS {
+            self.records.pop_front();
+        }
+        self.records.push_back((seq, record.clone()));
+    }
 }
 
 /// One record a mapping gave up on, as stored.
@@ -29,7 +64,10 @@ pub struct DeadLetterRow {
 
 impl SqliteStream {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self {
+            db,
+            parsed: Default::default(),
+        }
     }
 
     /// Every dead letter, oldest first.
@@ -146,6 +184,18 @@ impl SqliteStream {
     }
 }
 
+/// A stored record as Lambda delivers it. The embedded table's records get their position on read
+/// (a row's seq is only known after its insert); records mirrored from DynamoDB Streams keep their
+/// own.
+fn parse(seq: u64, text: &str) -> serde_json::Result<Value> {
+    let mut record: Value = serde_json::from_str(text)?;
+    if record["dynamodb"]["SequenceNumber"].is_null() {
+        record["eventID"] = json!(format!("{seq:032x}"));
+        record["dynamodb"]["SequenceNumber"] = json!(sequence_number(seq));
+    }
+    Ok(record)
+}
+
 fn save(c: &rusqlite::Connection, mapping: &str, cursor: Cursor) -> rusqlite::Result<()> {
     let f = cursor.in_flight;
     c.prepare_cached(
@@ -169,6 +219,7 @@ fn save(c: &rusqlite::Connection, mapping: &str, cursor: Cursor) -> rusqlite::Re
 #[async_trait]
 impl RecordSource for SqliteStream {
     async fn read(&self, after: u64, limit: usize) -> Result<Vec<SourceRecord>, BoxError> {
+        let parsed = self.parsed.clone();
         let records = self
             .db
             .call(move |c| {
@@ -180,14 +231,18 @@ impl RecordSource for SqliteStream {
                 })?;
                 rows.map(|row| {
                     let (seq, created_ms, text) = row?;
-                    let mut record: Value = serde_json::from_str(&text)?;
-                    // The embedded table's records get their position on read (a row's seq is
-                    // only known after its insert); records mirrored from DynamoDB Streams keep
-                    // their own.
-                    if record["dynamodb"]["SequenceNumber"].is_null() {
-                        record["eventID"] = json!(format!("{seq:032x}"));
-                        record["dynamodb"]["SequenceNumber"] = json!(sequence_number(seq));
-                    }
+                    let known = parsed.lock().expect("parsed records lock").get(seq);
+                    let record = match known {
+                        Some(record) => record,
+                        None => {
+                            let record = Arc::new(parse(seq, &text)?);
+                            parsed
+                                .lock()
+                                .expect("parsed records lock")
+                                .keep(seq, &record);
+                            record
+                        }
+                    };
                     Ok(SourceRecord {
                         position: seq,
                         created_ms,
