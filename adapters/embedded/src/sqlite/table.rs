@@ -166,12 +166,12 @@ fn append(
     at_ms: i64,
 ) -> rusqlite::Result<u64> {
     let record = change_record(change, old, Some(new), at_ms, REGION, STREAM_ARN);
+    // serde_json::to_string writes into one buffer; Value's Display goes through fmt a piece at a
+    // time, which was 4% of the engine's CPU under load.
+    let json = serde_json::to_string(&lambda_json(&record))
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     tx.prepare_cached("INSERT INTO stream (item_id, created_ms, record) VALUES (?1, ?2, ?3)")?
-        .execute(params![
-            new.id.to_string(),
-            at_ms,
-            lambda_json(&record).to_string()
-        ])?;
+        .execute(params![new.id.to_string(), at_ms, json])?;
     Ok(tx.last_insert_rowid() as u64)
 }
 
