@@ -12,7 +12,7 @@ CARGO=${CARGO:-cargo}
 RUN_S=${SECONDS_PER_RUN:-10}
 RUNS=${RUNS:-3}
 # The fixed offered rate, uploads/s (tiny images): one the engine sustains, to compare overload with.
-FIXED_RATE=${FIXED_RATE:-150}
+FIXED_RATE=${FIXED_RATE:-500}
 SCENARIOS=${SCENARIOS:-tiny-overload-disk,tiny-overload-tmpfs,tiny-fixed-disk,tiny-fixed-tmpfs,photo-overload-disk}
 $CARGO build --profile local --quiet -p local --bin uploader
 U=${CARGO_TARGET_DIR:-$PWD/target}/local/uploader
