@@ -414,7 +414,7 @@ impl Engine {
         let notice: Arc<dyn StreamFunction> = Arc::new(NoticeFunction(notice::Deps {
             table: table.clone(),
             notifier: notifier.clone(),
-            concurrency: 8,
+            concurrency: notice::CONCURRENCY,
         }));
 
         let stream = SqliteStream::new(db.clone());

@@ -12,6 +12,11 @@ use aws_lambda_events::streams::DynamoDbEventResponse;
 use lambda_runtime::LambdaEvent;
 use state::{transition, Item, ItemTable, Notice, Notifier, StateError, Status};
 
+/// Notices of one batch published at once. It also bounds the duplicates a crash can cause on AWS:
+/// every publish that completed before the function died, and was not yet marked `notified`, is
+/// sent again on the retry (standard SNS topics do not deduplicate).
+pub const CONCURRENCY: usize = 8;
+
 pub struct Deps {
     pub table: Arc<dyn ItemTable>,
     pub notifier: Arc<dyn Notifier>,

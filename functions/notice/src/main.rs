@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
             table_name,
         )),
         notifier: Arc::new(SnsNotifier::new(aws_sdk_sns::Client::new(&aws), topic_arn)),
-        concurrency: 8,
+        concurrency: notice::CONCURRENCY,
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<_>| async move {
