@@ -324,13 +324,16 @@ async fn the_page_uploads_follows_filters_and_pages_items_in_chromium() {
         .map(|name| file_in(files.path(), name, &fixture(name)))
         .collect();
     input.send_keys(&more.join("\n")).await.unwrap();
+    // And the upload rows gone (each leaves 4 s after its upload): until then the layout still
+    // moves, and a click can land on what slid under the pointer.
     browser
         .until(
-            "every card to be notified or failed, and polling to stop",
+            "every card to be notified or failed, polling to stop and the upload rows to leave",
             "const cards = [...document.querySelectorAll('#items li.card')]; \
              return cards.length === 5 && cards.every(li => li.dataset.status === 'notified' || li.dataset.status === 'failed') \
                && document.body.dataset.polling === 'off' \
-               && document.getElementById('live-text').textContent === 'Up to date';",
+               && document.getElementById('live-text').textContent === 'Up to date' \
+               && document.querySelectorAll('#transfers li').length === 0;",
             vec![],
         )
         .await;
