@@ -79,12 +79,8 @@ fn decode_jpeg(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels,
     decompressor
         .set_scaling_factor(scale)
         .map_err(decode_error)?;
-    // libjpeg's scaled size: rounded up.
-    let denom = jpeg.scale_denom as usize;
-    let scaled = (
-        (header.width as usize).div_ceil(denom),
-        (header.height as usize).div_ceil(denom),
-    );
+    let scaled = header.decoded_size();
+    let scaled = (scaled.0 as usize, scaled.1 as usize);
     let cmyk = jpeg.components == 4;
     let (format, channels) = match jpeg.components {
         1 => (turbojpeg::PixelFormat::GRAY, 1),

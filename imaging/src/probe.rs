@@ -93,6 +93,13 @@ impl Header {
             (self.width, self.height)
         }
     }
+
+    /// The size the decoder produces, in the stored orientation: for a JPEG, libjpeg's DCT-scaled
+    /// size (rounded up).
+    pub fn decoded_size(&self) -> (u32, u32) {
+        let denom = self.jpeg.as_ref().map_or(1, |j| j.scale_denom);
+        (self.width.div_ceil(denom), self.height.div_ceil(denom))
+    }
 }
 
 /// The largest ICC profile taken. Real ones are a few hundred bytes (matrix profiles) to about
@@ -110,12 +117,11 @@ const EXIF_BYTES_PER_BYTE: u64 = 130;
 
 /// Reads and checks the header of `bytes`.
 pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
-    let header = match sniff(bytes)? {
+    let mut header = match sniff(bytes)? {
         MediaType::Jpeg => probe_jpeg(bytes, settings)?,
         MediaType::Png => probe_png(bytes, settings)?,
         MediaType::Heic => probe_heic(bytes, settings)?,
     };
-    let mut header = header;
     let needed = header.estimate.total();
     if needed > settings.memory_budget {
         return Err(ImageError::OverBudget {
@@ -132,7 +138,10 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         ..header.estimate
     };
     if header.targets.len() > 1
-        && decoded_pixels(&header) >= SIDE_BY_SIDE_MIN_PIXELS
+        && {
+            let (w, h) = header.decoded_size();
+            u64::from(w) * u64::from(h) >= SIDE_BY_SIDE_MIN_PIXELS
+        }
         && together.total() <= settings.memory_budget
         && cores() > 1
     {
@@ -144,12 +153,6 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
 
 /// Below this many decoded pixels, starting threads costs about what the renditions do.
 const SIDE_BY_SIDE_MIN_PIXELS: u64 = 512 * 512;
-
-/// The pixels the decoder will produce: a JPEG's DCT-scaled size.
-fn decoded_pixels(header: &Header) -> u64 {
-    let denom = header.jpeg.as_ref().map_or(1, |j| u64::from(j.scale_denom));
-    u64::from(header.width).div_ceil(denom) * u64::from(header.height).div_ceil(denom)
-}
 
 fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
