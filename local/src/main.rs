@@ -2,5 +2,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    local::allocator::return_freed_memory_at_once();
     local::cli::main()
 }

@@ -1,0 +1,51 @@
+//! The engine's allocator is mimalloc (`main.rs`). By default mimalloc keeps freed memory of its
+//! arenas for 100 ms before it returns it to the OS, so that it can hand it out again. For the small
+//! allocations of requests and stream records that is what makes it fast; for the tens of MB an
+//! image is decoded into, it means a freed image still counts in the process's RSS while the next
+//! image is decoded into fresh pages on another thread. With the whole hostile corpus in flight that
+//! put the engine's peak RSS 10% over the process function's memory, which the image budget promises
+//! to stay within (`tests/pipeline/memory.rs`). Purging at once keeps that promise; it cost nothing
+//! measurable in `uploader load` (issue 13).
+
+/// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (`include/mimalloc.h`): the bindings do not
+/// name it. `tests/allocator.rs` checks that setting it has the effect described above.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Makes mimalloc return memory to the OS as soon as it is freed. Call before any other thread runs.
+pub fn return_freed_memory_at_once() {
+    // SAFETY: mimalloc's options are plain integers; this runs before the runtime starts its threads.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Resident bytes of this process, from `/proc/self/statm` (in pages of 4 KiB on Linux x86-64
+    /// and arm64 as built here).
+    fn resident_bytes() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    }
+
+    #[test]
+    fn a_freed_image_leaves_the_resident_set_at_once() {
+        const IMAGE: usize = 256 << 20;
+        super::return_freed_memory_at_once();
+        // SAFETY: a plain allocation of IMAGE bytes, written, then freed once.
+        let (held, after) = unsafe {
+            let p = libmimalloc_sys::mi_malloc(IMAGE).cast::<u8>();
+            assert!(!p.is_null());
+            std::ptr::write_bytes(p, 1, IMAGE);
+            let held = resident_bytes();
+            libmimalloc_sys::mi_free(p.cast());
+            (held, resident_bytes())
+        };
+        assert!(
+            held - after.min(held) >= (IMAGE as u64) * 3 / 4,
+            "RSS went from {} MB to {} MB when a {} MB block was freed",
+            held >> 20,
+            after >> 20,
+            IMAGE >> 20
+        );
+    }
+}
