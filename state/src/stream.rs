@@ -136,6 +136,38 @@ pub fn change_record(
     region: &str,
     stream_arn: &str,
 ) -> EventRecord {
+    let mut record = unsized_record(change, old, new, at_ms, region, stream_arn);
+    record.change.size_bytes = json_len(&lambda_json(&record));
+    record
+}
+
+/// [`change_record`] as the JSON Lambda delivers ([`lambda_json`]), built once: what a stream that
+/// stores records as JSON appends.
+pub fn change_record_json(
+    change: Change,
+    old: Option<&Item>,
+    new: Option<&Item>,
+    at_ms: i64,
+    region: &str,
+    stream_arn: &str,
+) -> serde_json::Value {
+    let mut json = lambda_json(&unsized_record(change, old, new, at_ms, region, stream_arn));
+    let size = json_len(&json);
+    if let Some(change) = json.get_mut("dynamodb").and_then(|c| c.as_object_mut()) {
+        change.insert("SizeBytes".to_owned(), size.into());
+    }
+    json
+}
+
+/// The record with `SizeBytes` 0: its size is that of its own JSON, which needs the rest first.
+fn unsized_record(
+    change: Change,
+    old: Option<&Item>,
+    new: Option<&Item>,
+    at_ms: i64,
+    region: &str,
+    stream_arn: &str,
+) -> EventRecord {
     let id = new.or(old).map(|i| i.id.to_string()).unwrap_or_default();
     let mut stream = StreamRecord::default();
     stream.approximate_creation_date_time =
@@ -155,11 +187,27 @@ pub fn change_record(
     record.aws_region = region.to_owned();
     record.event_name = change.event_name().to_owned();
     record.event_source = Some("aws:dynamodb".to_owned());
-    record.event_version = Some("1.1".to_owned());
     record.event_source_arn = Some(stream_arn.to_owned());
+    record.event_version = Some("1.1".to_owned());
     record.change = stream;
-    record.change.size_bytes = lambda_json(&record).to_string().len() as i64;
     record
+}
+
+/// Bytes of `json` written compactly, counted without building the string.
+fn json_len(json: &serde_json::Value) -> i64 {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, json).expect("a JSON value serialises");
+    count.0 as i64
 }
 
 /// A record as the JSON Lambda delivers: an image the change does not have (no `OldImage` on an
@@ -200,6 +248,37 @@ mod tests {
             "eventID": seq.to_string(), "eventName": "MODIFY", "awsRegion": "local",
             "dynamodb": {"Keys": {"id": {"S": id}}, "NewImage": image, "SequenceNumber": seq.to_string(), "SizeBytes": 1}
         })
+    }
+
+    #[test]
+    fn a_change_records_json_built_once_is_the_records_own() {
+        let old = Item::uploaded(
+            crate::NewUpload {
+                id: crate::ImageId::generate(),
+                bucket_name: "b".into(),
+                object_key: "uploads/x.jpg".into(),
+                content_type: "image/jpeg".into(),
+                size: 3,
+            },
+            1_700_000_000_000,
+        );
+        let mut new = old.clone();
+        new.status = crate::Status::Processed;
+        for (change, old, new) in [
+            (Change::Insert, None, Some(&old)),
+            (Change::Modify, Some(&old), Some(&new)),
+            (Change::Remove, Some(&new), None),
+        ] {
+            let record = change_record(change, old, new, 1_700_000_000_123, "local", "arn:s");
+            let json = change_record_json(change, old, new, 1_700_000_000_123, "local", "arn:s");
+            assert_eq!(json, lambda_json(&record), "{change:?}");
+            let size = json["dynamodb"]["SizeBytes"].as_i64().unwrap();
+            let mut unsized_json = json.clone();
+            unsized_json["dynamodb"]["SizeBytes"] = 0.into();
+            assert_eq!(size, unsized_json.to_string().len() as i64, "{change:?}");
+            let back: EventRecord = serde_json::from_value(json).unwrap();
+            assert_eq!(back.event_name, change.event_name());
+        }
     }
 
     const A: &str = "0b8ef5a4-0000-4000-8000-00000000000a";

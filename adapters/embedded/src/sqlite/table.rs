@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
-use state::stream::{change_record, lambda_json, Change};
+use state::stream::{change_record, change_record_json, lambda_json, Change};
 use state::{
     ImageId, Item, ItemTable, Outcome, Page, Position, Query, Selection, Stall, StateError, Status,
     Transition,
@@ -117,7 +117,11 @@ impl SqliteTable {
                     record.user_identity = Some(service);
                     tx.execute(
                         "INSERT INTO stream (item_id, created_ms, record) VALUES (?1, ?2, ?3)",
-                        params![item.id.to_string(), at, lambda_json(&record).to_string()],
+                        params![
+                            item.id.to_string(),
+                            at,
+                            serde_json::to_string(&lambda_json(&record))?
+                        ],
                     )?;
                     last = Some((tx.last_insert_rowid() as u64, docs.len()));
                 }
@@ -165,10 +169,10 @@ fn append(
     new: &Item,
     at_ms: i64,
 ) -> rusqlite::Result<u64> {
-    let record = change_record(change, old, Some(new), at_ms, REGION, STREAM_ARN);
+    let record = change_record_json(change, old, Some(new), at_ms, REGION, STREAM_ARN);
     // serde_json::to_string writes into one buffer; Value's Display goes through fmt a piece at a
     // time, which was 4% of the engine's CPU under load.
-    let json = serde_json::to_string(&lambda_json(&record))
+    let json = serde_json::to_string(&record)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     tx.prepare_cached("INSERT INTO stream (item_id, created_ms, record) VALUES (?1, ?2, ?3)")?
         .execute(params![new.id.to_string(), at_ms, json])?;
