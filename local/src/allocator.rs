@@ -8,7 +8,7 @@
 //! measurable in `uploader load` (issue 13).
 
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (`include/mimalloc.h`): the bindings do not
-/// name it. `tests/allocator.rs` checks that setting it has the effect described above.
+/// name it. The test below checks that setting it has the effect described above.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Makes mimalloc return memory to the OS as soon as it is freed. Call before any other thread runs.
@@ -19,12 +19,15 @@ pub fn return_freed_memory_at_once() {
 
 #[cfg(test)]
 mod tests {
-    /// Resident bytes of this process, from `/proc/self/statm` (in pages of 4 KiB on Linux x86-64
-    /// and arm64 as built here).
+    /// Resident bytes of this process (`VmRSS` in `/proc/self/status`, in kB whatever the page size).
     fn resident_bytes() -> u64 {
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-        pages * 4096
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kb * 1024
     }
 
     #[test]
