@@ -229,17 +229,15 @@ impl RecordSource for SqliteStream {
                 let rows = stmt.query_map(params![after, limit as i64], |r| {
                     Ok((r.get::<_, u64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
                 })?;
+                // Held for the whole read: the database's lock already serialises reads.
+                let mut parsed = parsed.lock().expect("parsed records lock");
                 rows.map(|row| {
                     let (seq, created_ms, text) = row?;
-                    let known = parsed.lock().expect("parsed records lock").get(seq);
-                    let record = match known {
+                    let record = match parsed.get(seq) {
                         Some(record) => record,
                         None => {
                             let record = Arc::new(parse(seq, &text)?);
-                            parsed
-                                .lock()
-                                .expect("parsed records lock")
-                                .keep(seq, &record);
+                            parsed.keep(seq, &record);
                             record
                         }
                     };
