@@ -137,11 +137,9 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         rendition: header.estimate.renditions_together,
         ..header.estimate
     };
+    let (decoded_w, decoded_h) = header.decoded_size();
     if header.targets.len() > 1
-        && {
-            let (w, h) = header.decoded_size();
-            u64::from(w) * u64::from(h) >= SIDE_BY_SIDE_MIN_PIXELS
-        }
+        && u64::from(decoded_w) * u64::from(decoded_h) >= SIDE_BY_SIDE_MIN_PIXELS
         && together.total() <= settings.memory_budget
         && cores() > 1
     {
