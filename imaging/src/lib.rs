@@ -87,6 +87,7 @@ impl ImageError {
 }
 
 /// One rendition, encoded.
+#[derive(Clone)]
 pub struct Output {
     pub spec: RenditionSpec,
     pub bytes: Bytes,
@@ -149,7 +150,29 @@ pub fn render_probed(
     } else {
         &header.targets
     };
-    let jobs: Vec<_> = targets.iter().copied().zip(&settings.renditions).collect();
+    let wanted: Vec<_> = targets.iter().copied().zip(&settings.renditions).collect();
+    // Renditions that come out the same are encoded once: an image smaller than several renditions
+    // is kept at its size in each, and the same pixels at the same settings make the same bytes.
+    let same_output = |&(target, spec): &((u32, u32), &RenditionSpec)| {
+        let quality = match spec.format {
+            Format::Png => None,
+            _ => Some(spec.quality(settings.jpeg_quality)),
+        };
+        let speed = (spec.format == Format::Avif).then(|| spec.speed());
+        (target, spec.format, quality, speed)
+    };
+    let mut jobs: Vec<((u32, u32), &RenditionSpec)> = Vec::with_capacity(wanted.len());
+    let job_of: Vec<usize> = wanted
+        .iter()
+        .map(|w| {
+            jobs.iter()
+                .position(|j| same_output(j) == same_output(w))
+                .unwrap_or_else(|| {
+                    jobs.push(*w);
+                    jobs.len() - 1
+                })
+        })
+        .collect();
     let orientation = header.orientation;
     let render = |&(target, spec): &((u32, u32), &RenditionSpec)| {
         render_one(&pixels, target, orientation, spec, settings)
@@ -175,19 +198,20 @@ pub fn render_probed(
     } else {
         jobs.iter().map(render).collect()
     };
-    let mut renditions = Vec::with_capacity(settings.renditions.len());
-    // The smallest rendition's pixels, kept for the placeholder.
-    let mut smallest: Option<Pixels> = None;
-    for made in made {
-        let (out, small) = made?;
-        renditions.push(out);
-        if smallest
-            .as_ref()
-            .is_none_or(|s| s.buf.len() > small.buf.len())
-        {
-            smallest = Some(small);
-        }
-    }
+    let made = made.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let renditions = wanted
+        .iter()
+        .zip(&job_of)
+        .map(|(&(_, spec), &job)| Output {
+            spec: spec.clone(),
+            ..made[job].0.clone()
+        })
+        .collect();
+    // The smallest rendition's pixels, for the placeholder.
+    let smallest = made
+        .into_iter()
+        .map(|(_, pixels)| pixels)
+        .min_by_key(|pixels| pixels.buf.len());
     let placeholder = smallest
         .as_ref()
         .map(placeholder::thumbhash)

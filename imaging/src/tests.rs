@@ -804,3 +804,39 @@ fn the_placeholder_is_a_thumbhash_of_the_picture() {
     let aspect = thumbhash::thumb_hash_to_approximate_aspect_ratio(&hash).unwrap();
     assert!((aspect - 2.0).abs() < 0.3, "{aspect}");
 }
+
+#[test]
+fn renditions_that_come_out_the_same_are_encoded_once() {
+    // 200x100 fits inside all three, so each keeps the image's size.
+    let settings = Settings::parse(
+        "thumb:fit=256x256:jpeg,mobile:width=640:jpeg,sharper:width=800:jpeg:q=95,avatar:fit=512x512:png",
+        crate::settings::DEFAULT_MAX_PIXELS,
+    )
+    .unwrap();
+    let r = render(&jpeg(&red_left_blue_right()), &settings).unwrap();
+    let names: Vec<_> = r.renditions.iter().map(|o| o.spec.name.as_str()).collect();
+    assert_eq!(names, ["thumb", "mobile", "sharper", "avatar"]);
+    let (thumb, mobile) = (rendition(&r, "thumb"), rendition(&r, "mobile"));
+    assert_eq!((thumb.width, thumb.height), (200, 100));
+    assert_eq!((mobile.width, mobile.height), (200, 100));
+    // One encoding, shared: the same buffer, not two equal ones.
+    assert_eq!(thumb.bytes.as_ptr(), mobile.bytes.as_ptr());
+    assert_eq!(mobile.spec.name, "mobile");
+    // Another quality or format is another encoding.
+    let sharper = rendition(&r, "sharper");
+    assert_ne!(sharper.bytes, thumb.bytes);
+    assert!(rendition(&r, "avatar").bytes.starts_with(b"\x89PNG"));
+}
+
+#[test]
+fn renditions_of_different_sizes_are_each_encoded() {
+    let settings = Settings::parse(
+        "small:fit=64x64:jpeg,large:width=640:jpeg",
+        crate::settings::DEFAULT_MAX_PIXELS,
+    )
+    .unwrap();
+    let r = render(&jpeg(&red_left_blue_right()), &settings).unwrap();
+    let (small, large) = (rendition(&r, "small"), rendition(&r, "large"));
+    assert_eq!((small.width, large.width), (64, 200));
+    assert_ne!(small.bytes.as_ptr(), large.bytes.as_ptr());
+}
