@@ -141,8 +141,10 @@ pub fn change_record(
     record
 }
 
-/// [`change_record`] as the JSON Lambda delivers ([`lambda_json`]), built once: what a stream that
-/// stores records as JSON appends.
+/// [`change_record`] as the JSON text Lambda delivers ([`lambda_json`]), written straight from the
+/// items: what a stream that stores records as JSON appends. The same JSON as the typed record
+/// turned into a `serde_json::Value`, without building that tree (which, with its drop, was most of
+/// a transition's record under load).
 pub fn change_record_json(
     change: Change,
     old: Option<&Item>,
@@ -150,13 +152,62 @@ pub fn change_record_json(
     at_ms: i64,
     region: &str,
     stream_arn: &str,
-) -> serde_json::Value {
-    let mut json = lambda_json(&unsized_record(change, old, new, at_ms, region, stream_arn));
-    let size = json_len(&json);
-    if let Some(change) = json.get_mut("dynamodb").and_then(|c| c.as_object_mut()) {
-        change.insert("SizeBytes".to_owned(), size.into());
-    }
-    json
+) -> String {
+    let id = new.or(old).map(|i| i.id.to_string()).unwrap_or_default();
+    let mut record = StoredRecord {
+        aws_region: region,
+        dynamodb: StoredChange {
+            approximate_creation_date_time: chrono::DateTime::from_timestamp_millis(at_ms)
+                .unwrap_or_default()
+                .timestamp(),
+            keys: HashMap::from([("id", HashMap::from([("S", id.as_str())]))]),
+            new_image: new.map(Item::to_image),
+            old_image: old.map(Item::to_image),
+            size_bytes: 0,
+            stream_view_type: "NEW_AND_OLD_IMAGES",
+        },
+        event_id: "",
+        event_name: change.event_name(),
+        event_source: "aws:dynamodb",
+        event_source_arn: stream_arn,
+        event_version: "1.1",
+    };
+    // `SizeBytes` is the size of the record's JSON with `SizeBytes` 0, as [`change_record`] has it.
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, &record).expect("a stream record serialises");
+    record.dynamodb.size_bytes = count.0 as i64;
+    serde_json::to_string(&record).expect("a stream record serialises")
+}
+
+/// The fields [`lambda_json`] keeps of a change record, in its names.
+#[derive(serde::Serialize)]
+struct StoredRecord<'a> {
+    #[serde(rename = "awsRegion")]
+    aws_region: &'a str,
+    dynamodb: StoredChange<'a>,
+    #[serde(rename = "eventID")]
+    event_id: &'a str,
+    #[serde(rename = "eventName")]
+    event_name: &'a str,
+    #[serde(rename = "eventSource")]
+    event_source: &'a str,
+    #[serde(rename = "eventSourceARN")]
+    event_source_arn: &'a str,
+    #[serde(rename = "eventVersion")]
+    event_version: &'a str,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StoredChange<'a> {
+    approximate_creation_date_time: i64,
+    keys: HashMap<&'a str, HashMap<&'a str, &'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_image: Option<serde_dynamo::Item>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_image: Option<serde_dynamo::Item>,
+    size_bytes: i64,
+    stream_view_type: &'a str,
 }
 
 /// The record with `SizeBytes` 0: its size is that of its own JSON, which needs the rest first.
@@ -195,19 +246,22 @@ fn unsized_record(
 
 /// Bytes of `json` written compactly, counted without building the string.
 fn json_len(json: &serde_json::Value) -> i64 {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
     let mut count = Count(0);
     serde_json::to_writer(&mut count, json).expect("a JSON value serialises");
     count.0 as i64
+}
+
+/// A writer that only counts what it is given.
+struct Count(usize);
+
+impl std::io::Write for Count {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A record as the JSON Lambda delivers: an image the change does not have (no `OldImage` on an
@@ -264,13 +318,28 @@ mod tests {
         );
         let mut new = old.clone();
         new.status = crate::Status::Processed;
+        // Every kind of attribute, and text that needs escaping.
+        new.width = Some(640);
+        new.renditions = Some([("thumbnail".into(), "processed/x/t.jpg".into())].into());
+        new.exif = Some([("model".into(), "Ca\"non \\ é\n\u{1}".into())].into());
+        new.placeholder = Some("3PcNNYSFeXh/d3eld0iHZoZgVwh2".into());
+        new.ttl = Some(1_700_000_600);
+        new.stalled_at = Some(-5);
         for (change, old, new) in [
             (Change::Insert, None, Some(&old)),
             (Change::Modify, Some(&old), Some(&new)),
             (Change::Remove, Some(&new), None),
         ] {
             let record = change_record(change, old, new, 1_700_000_000_123, "local", "arn:s");
-            let json = change_record_json(change, old, new, 1_700_000_000_123, "local", "arn:s");
+            let json: serde_json::Value = serde_json::from_str(&change_record_json(
+                change,
+                old,
+                new,
+                1_700_000_000_123,
+                "local",
+                "arn:s",
+            ))
+            .unwrap();
             assert_eq!(json, lambda_json(&record), "{change:?}");
             let size = json["dynamodb"]["SizeBytes"].as_i64().unwrap();
             let mut unsized_json = json.clone();
