@@ -1,5 +1,5 @@
-//! The small traits the functions depend on. Each has an AWS adapter ([`crate::aws`]) and an
-//! embedded one (the `local` crate).
+//! The small traits the functions depend on. Each has an AWS adapter (`adapters/aws`) and an
+//! embedded one (`adapters/embedded`).
 
 use async_trait::async_trait;
 use bytes::Bytes;

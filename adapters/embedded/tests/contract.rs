@@ -1,28 +1,106 @@
 //! The contract suite on the embedded adapters: SQLite for the table, files for the bucket, the
 //! mailbox for the topic.
 
-use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
 
 use embedded_adapters::files::FileStore;
 use embedded_adapters::mailbox::Mailbox;
 use embedded_adapters::sqlite::{Database, SqliteTable};
 use state::contract::{Received, Subscriber};
-use state::{ItemTable, Notifier, ObjectStore};
+use state::{
+    ImageId, Item, ItemTable, Notifier, ObjectInfo, ObjectStore, Outcome, Page, Query,
+    SignedUpload, Stall, StateError, Status, Transition,
+};
+use tempfile::TempDir;
 
-/// Each test gets its own folder, kept for the life of the process (tests are short).
-fn dir() -> &'static Path {
-    Box::leak(Box::new(tempfile::tempdir().unwrap())).path()
+/// An adapter with the folder it keeps its files in, removed when the adapter is dropped (at the
+/// end of its test), so the suite leaves nothing behind in the temp directory.
+struct InFolder<T> {
+    adapter: T,
+    _folder: TempDir,
+}
+
+#[async_trait]
+impl<T: ItemTable> ItemTable for InFolder<T> {
+    async fn insert(&self, item: &Item) -> Result<(), StateError> {
+        self.adapter.insert(item).await
+    }
+    async fn get(&self, id: ImageId) -> Result<Option<Item>, StateError> {
+        self.adapter.get(id).await
+    }
+    async fn query(&self, q: &Query) -> Result<Page, StateError> {
+        self.adapter.query(q).await
+    }
+    async fn advance(&self, id: ImageId, t: &Transition) -> Result<Outcome, StateError> {
+        self.adapter.advance(id, t).await
+    }
+    async fn mark_stalled(
+        &self,
+        id: ImageId,
+        status: Status,
+        stall: &Stall,
+    ) -> Result<bool, StateError> {
+        self.adapter.mark_stalled(id, status, stall).await
+    }
+    async fn clear_stalled(&self, id: ImageId) -> Result<bool, StateError> {
+        self.adapter.clear_stalled(id).await
+    }
+}
+
+#[async_trait]
+impl<T: ObjectStore> ObjectStore for InFolder<T> {
+    fn bucket(&self) -> &str {
+        self.adapter.bucket()
+    }
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StateError> {
+        self.adapter.put(key, body, content_type).await
+    }
+    async fn get(&self, key: &str) -> Result<Bytes, StateError> {
+        self.adapter.get(key).await
+    }
+    async fn link(&self, key: &str) -> Result<String, StateError> {
+        self.adapter.link(key).await
+    }
+    async fn head(&self, key: &str) -> Result<ObjectInfo, StateError> {
+        self.adapter.head(key).await
+    }
+    async fn get_prefix(&self, key: &str, len: usize) -> Result<Bytes, StateError> {
+        self.adapter.get_prefix(key, len).await
+    }
+    async fn signed_upload(
+        &self,
+        key: &str,
+        size: u64,
+        content_type: &str,
+        valid_for: Duration,
+    ) -> Result<SignedUpload, StateError> {
+        self.adapter
+            .signed_upload(key, size, content_type, valid_for)
+            .await
+    }
 }
 
 async fn table() -> Arc<dyn ItemTable> {
-    let db = Database::open(&dir().join("pipeline.db")).unwrap();
-    Arc::new(SqliteTable::new(db))
+    let folder = tempfile::tempdir().unwrap();
+    let db = Database::open(&folder.path().join("pipeline.db")).unwrap();
+    Arc::new(InFolder {
+        adapter: SqliteTable::new(db),
+        _folder: folder,
+    })
 }
 
 async fn store() -> Arc<dyn ObjectStore> {
+    let folder = tempfile::tempdir().unwrap();
     let signer = embedded_adapters::signed::UploadSigner::new(b"the contract suite's test secret");
-    Arc::new(FileStore::new(&dir().join("objects"), "images", false).with_signer(signer))
+    let files = FileStore::new(&folder.path().join("objects"), "images", false).with_signer(signer);
+    Arc::new(InFolder {
+        adapter: files,
+        _folder: folder,
+    })
 }
 
 state::table_contract!(table, 128);
@@ -30,6 +108,7 @@ state::store_contract!(store);
 
 struct MailFolder {
     mailbox: Arc<Mailbox>,
+    _folder: TempDir,
     seen: std::sync::Mutex<usize>,
 }
 
@@ -67,12 +146,14 @@ impl Subscriber for MailFolder {
 }
 
 async fn mail_folder() -> Arc<dyn Subscriber> {
-    let d = dir();
+    let folder = tempfile::tempdir().unwrap();
+    let d = folder.path();
     let db = Database::open(&d.join("pipeline.db")).unwrap();
     let mailbox = Mailbox::new(db, d.join("mail"), "you@example.com", false).unwrap();
     Arc::new(MailFolder {
         mailbox: Arc::new(mailbox),
         seen: std::sync::Mutex::new(0),
+        _folder: folder,
     })
 }
 
@@ -83,7 +164,8 @@ fn the_mailbox_delivers_what_is_published() {
 
 #[tokio::test]
 async fn the_mailbox_writes_one_mail_per_dedup_key() {
-    let d = dir();
+    let folder = tempfile::tempdir().unwrap();
+    let d = folder.path();
     let db = Database::open(&d.join("pipeline.db")).unwrap();
     let mailbox = Mailbox::new(db, d.join("mail"), "you@example.com", false).unwrap();
     let notice = state::Notice {
