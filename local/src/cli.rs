@@ -244,6 +244,12 @@ pub struct LimitArgs {
     #[arg(long, env = "MAX_BACKLOG", value_parser = clap::value_parser!(u64).range(1..),
           default_value_t = crate::engine::DEFAULT_MAX_BACKLOG)]
     pub max_backlog: u64,
+    /// Seconds of accepted work, at the rate the pipeline has been getting through it, the engine
+    /// may have left to do before POST /upload and POST /uploads answer 503 with Retry-After
+    /// (from 100 records behind; below that only --max-backlog counts).
+    #[arg(long, env = "MAX_BACKLOG_SECONDS", value_parser = parse_seconds,
+          default_value_t = crate::engine::DEFAULT_MAX_BACKLOG_SECONDS.as_secs_f64())]
+    pub max_backlog_seconds: f64,
 }
 
 impl LimitArgs {
@@ -301,6 +307,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.retry_backoff = Duration::from_secs_f64(retry_backoff);
             cfg.server = limits.limits();
             cfg.max_backlog = limits.max_backlog;
+            cfg.max_backlog_seconds = Duration::from_secs_f64(limits.max_backlog_seconds);
             cfg.faults = crate::faults::Faults::from_env()?;
             cfg.durability = durability;
             cfg.process_memory_mb = process_memory_mb;

@@ -70,13 +70,18 @@ pub struct EngineConfig {
     /// images in flight share it (imaging::budget).
     pub process_memory_mb: Option<u64>,
     /// Stream records the slowest mapping may have left to read before `POST` requests are
-    /// refused with 503 (admission control; README, "Load").
+    /// refused with 503 (admission control, `crate::admission`; README, "Load").
     pub max_backlog: u64,
+    /// Seconds of work the backlog may hold, at the rate the slowest mapping reads it, before
+    /// `POST` requests are refused with 503.
+    pub max_backlog_seconds: Duration,
 }
 
 /// Between about 700 uploads (three records each, once the engine is working them off) and 2000
-/// (none processed yet): a few seconds of work, so latency under overload stays in seconds.
+/// (none processed yet): what a backlog may cost in disk and memory, whatever it holds.
 pub const DEFAULT_MAX_BACKLOG: u64 = 2000;
+/// A few seconds, so latency under overload stays in seconds whatever the images.
+pub const DEFAULT_MAX_BACKLOG_SECONDS: Duration = Duration::from_secs(5);
 
 impl EngineConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> EngineConfig {
@@ -93,6 +98,7 @@ impl EngineConfig {
             durability: Durability::default(),
             process_memory_mb: None,
             max_backlog: DEFAULT_MAX_BACKLOG,
+            max_backlog_seconds: DEFAULT_MAX_BACKLOG_SECONDS,
         }
     }
 }
@@ -133,6 +139,7 @@ pub struct Engine {
     /// The stream mappings' names, whose slowest reader the backlog is measured from.
     stream_mappings: Arc<[String]>,
     max_backlog: u64,
+    max_backlog_seconds: Duration,
 }
 
 /// What a redrive did.
@@ -505,6 +512,7 @@ impl Engine {
             faults,
             stream_mappings: stream_mappings.into(),
             max_backlog: cfg.max_backlog,
+            max_backlog_seconds: cfg.max_backlog_seconds,
         })
     }
 
@@ -524,11 +532,12 @@ impl Engine {
                 faults: self.faults.clone(),
             }),
             crate::http::ByteBudget::new(self.server.max_buffered_bytes),
-            crate::http::Admission {
-                stream: self.stream.clone(),
-                mappings: self.stream_mappings.clone(),
-                max_backlog: self.max_backlog,
-            },
+            crate::admission::Admission::new(
+                self.stream.clone(),
+                self.stream_mappings.clone(),
+                self.max_backlog,
+                self.max_backlog_seconds,
+            ),
         )
     }
 

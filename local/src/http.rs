@@ -19,6 +19,7 @@ use http_body_util::BodyExt;
 use lambda_http::{Body, RequestExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::admission::Admission;
 use crate::metrics::Metrics;
 use crate::server::BodyError;
 use crate::template::Route;
@@ -47,31 +48,6 @@ impl ByteBudget {
     pub fn try_reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
         let n = u32::try_from(bytes).ok()?;
         self.bytes.clone().try_acquire_many_owned(n).ok()
-    }
-}
-
-/// How much accepted work the engine may hold before it refuses more: stream records that the
-/// slowest mapping has not read (each upload writes three: `uploaded`, `processed`, `notified`).
-#[derive(Clone)]
-pub struct Admission {
-    pub stream: embedded_adapters::sqlite::SqliteStream,
-    /// The stream mappings (template.yaml's), by name.
-    pub mappings: Arc<[String]>,
-    pub max_backlog: u64,
-}
-
-impl Admission {
-    /// `Some(backlog)` when it is at or over the bound. A backlog that cannot be read admits the
-    /// request: the upload itself then meets whatever is wrong with the table and says so.
-    async fn over(&self) -> Option<u64> {
-        match self.stream.backlog(&self.mappings).await {
-            Ok(backlog) if backlog >= self.max_backlog => Some(backlog),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "reading the backlog failed; admitting");
-                None
-            }
-        }
     }
 }
 
@@ -176,19 +152,9 @@ async fn invoke_with_body(State(api): State<Api>, req: Request) -> Response {
         // Chunked: it may run up to the limit.
         None => limit,
     };
-    if let Some(backlog) = api.admission.over().await {
-        tracing::debug!(
-            backlog,
-            max_backlog = api.admission.max_backlog,
-            "request refused: the backlog is full"
-        );
-        return throttled(
-            &api,
-            &format!(
-                "the engine has {backlog} stream records of accepted work to finish (its bound is {}); retry after {RETRY_AFTER_S} s",
-                api.admission.max_backlog
-            ),
-        );
+    if let Some(why) = api.admission.refusal().await {
+        tracing::debug!(%why, "request refused: the backlog is full");
+        return throttled(&api, &format!("{why}; retry after {RETRY_AFTER_S} s"));
     }
     let Some(_reservation) = api.budget.try_reserve(reserve) else {
         tracing::warn!(

@@ -5,6 +5,7 @@
 //! With feature `aws`, the same engine runs the handlers on DynamoDB, S3 and SNS instead
 //! ([`aws_backend`]); `make test` runs the pipeline suite both ways.
 
+pub mod admission;
 pub mod allocator;
 #[cfg(feature = "aws")]
 pub mod aws_backend;

@@ -1,6 +1,7 @@
-//! Admission control: once the stream holds `max_backlog` records the mappings have not read,
-//! `POST /upload` and `POST /uploads` answer 503 with Retry-After and store nothing; once the
-//! backlog is worked off they are accepted again, and everything accepted before is finished.
+//! Admission control: once the stream holds `max_backlog` records the mappings have not read, or
+//! more seconds of work than `max_backlog_seconds` at the rate they read it, `POST /upload` and
+//! `POST /uploads` answer 503 with Retry-After and store nothing; once the backlog is worked off
+//! they are accepted again, and everything accepted before is finished.
 
 use std::time::Duration;
 
@@ -23,6 +24,18 @@ async fn backlog_reaching(app: &TestEngine, at_least: u64) -> u64 {
         },
     )
     .await
+}
+
+/// FreshFlower.jpg at 64x48: a hundred and more of them are processed in moments, even by a test
+/// build.
+fn tiny_jpeg() -> Vec<u8> {
+    let small = image::load_from_memory(&fixture("FreshFlower.jpg"))
+        .unwrap()
+        .thumbnail(64, 48)
+        .to_rgb8();
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    small.write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
+    jpeg.into_inner()
 }
 
 async fn assert_throttled(resp: reqwest::Response) {
@@ -101,4 +114,57 @@ async fn uploads_past_the_backlog_bound_get_503_and_are_accepted_again_once_it_d
     }
     assert_eq!(app.notices().await.len(), accepted.len(), "one notice each");
     assert_eq!(app.metric("pipeline_throttles_total", "upload").await, 2.0);
+}
+
+#[tokio::test]
+async fn a_backlog_nothing_is_reading_is_refused_by_the_seconds_bound_long_before_the_count() {
+    use local::admission::MIN_RECORDS_FOR_SECONDS;
+    let app = spawn_engine_with(|cfg| cfg.max_backlog_seconds = Duration::from_secs(1)).await;
+    let photo = tiny_jpeg();
+    for _ in 0..MIN_RECORDS_FOR_SECONDS {
+        app.upload_ok(photo.clone()).await;
+    }
+    backlog_reaching(&app, MIN_RECORDS_FOR_SECONDS).await;
+
+    // Processing is held back, so the stream is read at 0 records/s: infinite seconds of work. The
+    // engine says so once it has watched the rate for long enough (half a second); until then the
+    // count (2000) is the only bound.
+    let refused = eventually(
+        Duration::from_secs(30),
+        "an upload to be refused",
+        || async {
+            let resp = app.upload(photo.clone(), "image/jpeg").await;
+            if resp.status() == 503 {
+                return Some(resp);
+            }
+            assert_eq!(resp.status(), 201, "accepted while under the bounds");
+            None
+        },
+    )
+    .await;
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    let why = body["error"].as_str().unwrap();
+    assert!(why.contains("has not read any"), "{why}");
+    app.engine.poll_mirror().await.unwrap();
+    let backlog = app.engine.backlog().await.unwrap();
+    assert!(
+        backlog < 2000 / 4,
+        "refused at {backlog} records, far below the count bound"
+    );
+
+    // Worked off, everything accepted is finished, and uploads are accepted again.
+    app.drain().await;
+    let id = app.upload_ok(photo.clone()).await;
+    app.drain().await;
+    assert_eq!(app.item(&id).await["status"], "notified");
+    let items = app.items().await;
+    assert!(
+        items.len() as u64 > MIN_RECORDS_FOR_SECONDS,
+        "{}",
+        items.len()
+    );
+    for item in &items {
+        assert_eq!(item["status"], "notified", "{}", item["id"]);
+    }
 }

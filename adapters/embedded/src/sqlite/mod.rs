@@ -24,7 +24,7 @@ mod table;
 
 pub use migrations::{migrations, V1};
 pub use mirror::ShardPosition;
-pub use stream::{DeadLetterRow, SqliteStream};
+pub use stream::{DeadLetterRow, SqliteStream, Unread};
 pub use table::SqliteTable;
 
 /// The table's stream ARN as the local records name it.

@@ -51,6 +51,20 @@ impl Parsed {
     }
 }
 
+/// The stream's last position, and the position the slowest mapping has read to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unread {
+    pub head: u64,
+    pub read: u64,
+}
+
+impl Unread {
+    /// Records written and not yet read by the slowest mapping.
+    pub fn records(&self) -> u64 {
+        self.head - self.read
+    }
+}
+
 /// One record a mapping gave up on, as stored.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeadLetterRow {
@@ -140,9 +154,15 @@ impl SqliteStream {
     }
 
     /// Records in the stream that the slowest of `mappings` has not read yet: the work accepted
-    /// and not yet through the pipeline. Two index lookups per mapping, whatever the backlog; a
-    /// mapping that has never saved a checkpoint has read nothing.
+    /// and not yet through the pipeline.
     pub async fn backlog(&self, mappings: &[String]) -> anyhow::Result<u64> {
+        Ok(self.unread(mappings).await?.records())
+    }
+
+    /// Where the stream ends and where the slowest of `mappings` has read to. Two index lookups
+    /// per mapping, whatever the backlog; a mapping that has never saved a checkpoint has read
+    /// nothing.
+    pub async fn unread(&self, mappings: &[String]) -> anyhow::Result<Unread> {
         let mappings = mappings.to_vec();
         self.db
             .call(move |c| {
@@ -159,7 +179,10 @@ impl SqliteStream {
                         .unwrap_or(0);
                     slowest = slowest.min(read);
                 }
-                Ok(head - slowest)
+                Ok(Unread {
+                    head,
+                    read: slowest,
+                })
             })
             .await
     }
