@@ -30,8 +30,8 @@ pub struct Admission {
     stream: SqliteStream,
     /// The stream mappings (template.yaml's), by name.
     mappings: Arc<[String]>,
-    pub max_records: u64,
-    pub max_seconds: Duration,
+    max_records: u64,
+    max_seconds: Duration,
     reads: Arc<Mutex<ReadRate>>,
 }
 
@@ -164,10 +164,11 @@ impl ReadRate {
 mod tests {
     use super::*;
 
-    fn unread(records: u64) -> Unread {
+    /// `backlog` records behind a mapping that has read to `read`.
+    fn behind(read: u64, backlog: u64) -> Unread {
         Unread {
-            head: 1000 + records,
-            read: 1000,
+            head: read + backlog,
+            read,
         }
     }
 
@@ -175,38 +176,43 @@ mod tests {
 
     #[test]
     fn the_record_bound_holds_whatever_the_rate() {
-        assert!(judge(unread(2000), Some(1e9), 2000, FIVE_S).is_some());
-        assert!(judge(unread(2000), None, 2000, FIVE_S).is_some());
-        assert!(judge(unread(1999), None, 2000, FIVE_S).is_none());
+        assert!(judge(behind(1000, 2000), Some(1e9), 2000, FIVE_S).is_some());
+        assert!(judge(behind(1000, 2000), None, 2000, FIVE_S).is_some());
+        assert!(judge(behind(1000, 1999), None, 2000, FIVE_S).is_none());
     }
 
     #[test]
     fn a_backlog_of_more_seconds_than_the_bound_is_refused() {
         // 600 records at 100/s: 6 s of work.
-        let why = judge(unread(600), Some(100.0), 2000, FIVE_S).expect("refused");
+        let why = judge(behind(1000, 600), Some(100.0), 2000, FIVE_S).expect("refused");
         assert!(why.contains("about 6 s"), "{why}");
         // 400 at 100/s: 4 s.
-        assert!(judge(unread(400), Some(100.0), 2000, FIVE_S).is_none());
+        assert!(judge(behind(1000, 400), Some(100.0), 2000, FIVE_S).is_none());
     }
 
     #[test]
     fn small_backlogs_and_unknown_rates_are_judged_by_the_count_alone() {
         // A mapping waiting out a retry reads nothing, but a few records behind is no overload.
-        assert!(judge(unread(MIN_RECORDS_FOR_SECONDS - 1), Some(0.0), 2000, FIVE_S).is_none());
-        assert!(judge(unread(1500), None, 2000, FIVE_S).is_none());
-        let why = judge(unread(MIN_RECORDS_FOR_SECONDS), Some(0.0), 2000, FIVE_S).expect("refused");
+        assert!(judge(
+            behind(1000, MIN_RECORDS_FOR_SECONDS - 1),
+            Some(0.0),
+            2000,
+            FIVE_S
+        )
+        .is_none());
+        assert!(judge(behind(1000, 1500), None, 2000, FIVE_S).is_none());
+        let why = judge(
+            behind(1000, MIN_RECORDS_FOR_SECONDS),
+            Some(0.0),
+            2000,
+            FIVE_S,
+        )
+        .expect("refused");
         assert!(why.contains("has not read any"), "{why}");
     }
 
     fn at(t0: Instant, ms: u64) -> Instant {
         t0 + Duration::from_millis(ms)
-    }
-
-    fn behind(read: u64, backlog: u64) -> Unread {
-        Unread {
-            head: read + backlog,
-            read,
-        }
     }
 
     #[test]
