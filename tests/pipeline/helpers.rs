@@ -56,8 +56,16 @@ pub const PHOTOS: [&str; 4] = [
     "Spring.png",
 ];
 
+/// A client that drops a pooled connection before any test's server would close it as idle (1 s
+/// at the least, 5 s by default): a request sent on a connection the server is closing at that
+/// moment fails with a reset (seen once in CI, after a table outage's retries kept a test quiet
+/// for longer than the idle timeout).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap()
 }
 
 pub struct TestEngine {
