@@ -88,8 +88,15 @@ impl ObjectStore for FileStore {
         let small = !fsync && body.len() as u64 <= in_place::IN_PLACE_BYTES;
         in_place::run(small, move || -> anyhow::Result<()> {
             let dir = path.parent().context("object path has a parent")?;
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            // Most folders exist already: creating them first cost a mkdir and a stat per object.
+            let mut tmp = match tempfile::NamedTempFile::new_in(dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    tempfile::NamedTempFile::new_in(dir)?
+                }
+                made => made?,
+            };
             tmp.write_all(&body)?;
             if fsync {
                 tmp.as_file().sync_all()?;

@@ -249,28 +249,29 @@ impl RecordSource for SqliteStream {
                 let mut stmt = c.prepare_cached(
                     "SELECT seq, created_ms, record FROM stream WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )?;
-                let rows = stmt.query_map(params![after, limit as i64], |r| {
-                    Ok((r.get::<_, u64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
-                })?;
+                let mut rows = stmt.query(params![after, limit as i64])?;
                 // Held for the whole read: the database's lock already serialises reads.
                 let mut parsed = parsed.lock().expect("parsed records lock");
-                rows.map(|row| {
-                    let (seq, created_ms, text) = row?;
+                let mut records = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let seq: u64 = row.get(0)?;
+                    // A record the other mapping has read is parsed already: its text is not
+                    // even copied out of SQLite.
                     let record = match parsed.get(seq) {
                         Some(record) => record,
                         None => {
-                            let record = Arc::new(parse(seq, &text)?);
+                            let record = Arc::new(parse(seq, row.get_ref(2)?.as_str()?)?);
                             parsed.keep(seq, &record);
                             record
                         }
                     };
-                    Ok(SourceRecord {
+                    records.push(SourceRecord {
                         position: seq,
-                        created_ms,
+                        created_ms: row.get(1)?,
                         record,
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()
+                    });
+                }
+                Ok(records)
             })
             .await?;
         Ok(records)
