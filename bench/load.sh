@@ -22,7 +22,7 @@ ram=$(mktemp -d /dev/shm/uploader-load.XXXXXX)
 pids=()
 # On ext4 without a journal (this project's build machine), a new inode skips the ones deleted in
 # the last 60-300 s, so a disk run started within 5 minutes of the last bench's cleanup (about 1.5
-# GB of small files) spends its CPU in inode allocation: 312 against 607 tiny items/s, measured.
+# GB of small files) spends its CPU in inode allocation: 312 against 720 tiny items/s six minutes later.
 # The cleanup leaves the time it ran, and the next bench says when it starts inside that window.
 cleaned_at=bench/.load.cleaned-at
 cleanup() {
