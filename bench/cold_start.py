@@ -226,9 +226,11 @@ def main():
     table = {"TABLE_NAME": "image-pipeline-ImagesTable-EXAMPLE"}
     bucket = {"BUCKET_NAME": "image-pipeline-imagesbucket-example"}
     topic = {"TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:image-pipeline-NoticeTopic-EXAMPLE"}
+    # The template resolves CURSOR_KEY from Secrets Manager into the upload function's environment.
+    cursor = {"CURSOR_KEY": "a cold-start key for page cursors"}
     programs = [
         *(Program(name, [os.path.join(args.bin_dir, name)], lambda_env(api, home, name, own))
-          for name, own in [("upload", {**table, **bucket}), ("process", {**table, **bucket}),
+          for name, own in [("upload", {**table, **bucket, **cursor}), ("process", {**table, **bucket}),
                             ("notice", {**table, **topic})]),
         Program(PEER, [args.python, os.path.join(HERE, "cold_start_peer.py")],
                 lambda_env(api, home, "python-peer", {**table, **bucket, **topic})),
