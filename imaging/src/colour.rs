@@ -266,8 +266,14 @@ fn cms_error(e: moxcms::CmsError) -> ImageError {
 }
 
 /// RGB or RGBA pixels in the conversion's profile, converted to sRGB (alpha kept). Gray pixels are
-/// returned as they are.
-pub fn rgb_to_srgb(p: Pixels, conversion: &Conversion) -> Result<Pixels, ImageError> {
+/// returned as they are. With `two_threads`, each half of the image is converted on a thread of its
+/// own: the conversion is the one serial step between the decode and the renditions made side by
+/// side, and on two cores it took 7% of a 2.5 MP photo's CPU time (`perf`, p2_storm_p3).
+pub fn rgb_to_srgb(
+    p: Pixels,
+    conversion: &Conversion,
+    two_threads: bool,
+) -> Result<Pixels, ImageError> {
     let t = match p.channels {
         3 => Conversion::get_or_make(&conversion.transform, || {
             rgb_transform(&conversion.profile, Layout::Rgb)
@@ -277,14 +283,32 @@ pub fn rgb_to_srgb(p: Pixels, conversion: &Conversion) -> Result<Pixels, ImageEr
         })?,
         _ => return Ok(p),
     };
-    let mut p = p;
     // In place, through a small buffer that stays in cache: a second image-sized buffer cost more
     // in page faults and memory traffic than the conversion itself.
-    let mut scratch = vec![0u8; IN_PLACE_CHUNK.min(p.buf.len())];
-    for chunk in p.buf.chunks_mut(IN_PLACE_CHUNK) {
-        let out = &mut scratch[..chunk.len()];
-        t.transform(chunk, out).map_err(cms_error)?;
-        chunk.copy_from_slice(out);
+    let convert = |part: &mut [u8]| -> Result<(), ImageError> {
+        let mut scratch = vec![0u8; IN_PLACE_CHUNK.min(part.len())];
+        for chunk in part.chunks_mut(IN_PLACE_CHUNK) {
+            let out = &mut scratch[..chunk.len()];
+            t.transform(chunk, out).map_err(cms_error)?;
+            chunk.copy_from_slice(out);
+        }
+        Ok(())
+    };
+    let mut p = p;
+    let chunks = p.buf.len().div_ceil(IN_PLACE_CHUNK);
+    if two_threads && chunks >= 2 {
+        // Split on a chunk boundary, which is a pixel boundary for RGB and RGBA alike.
+        let (first, second) = p.buf.split_at_mut(chunks / 2 * IN_PLACE_CHUNK);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| convert(second));
+            let here = convert(first);
+            let there = other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            here.and(there)
+        })?;
+    } else {
+        convert(&mut p.buf)?;
     }
     Ok(p)
 }

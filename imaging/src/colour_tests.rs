@@ -331,6 +331,38 @@ fn a_profile_is_resolved_once_for_every_image_that_carries_it() {
 }
 
 #[test]
+fn a_conversion_split_over_two_threads_is_the_one_made_on_one() {
+    let p3 = ColorProfile::new_display_p3().encode().unwrap();
+    let header =
+        probe::probe(&with_icc_png(&patches(&PATCHES), &p3), &Settings::default()).unwrap();
+    let colour::Source::Rgb(conversion) = colour::source(&header) else {
+        panic!("Display P3 taken as sRGB");
+    };
+    // Every 8-bit colour, and a tail that is not a whole chunk, with and without alpha.
+    for channels in [3u8, 4] {
+        let pixels = (1 << 24) + 777;
+        let buf: Vec<u8> = (0..pixels as u32)
+            .flat_map(|i| {
+                let [_, r, g, b] = i.to_be_bytes();
+                [r, g, b, (i % 251) as u8]
+                    .into_iter()
+                    .take(channels as usize)
+            })
+            .collect();
+        let image = || Pixels {
+            width: pixels as u32,
+            height: 1,
+            channels,
+            buf: buf.clone(),
+        };
+        let one = colour::rgb_to_srgb(image(), &conversion, false).unwrap();
+        let two = colour::rgb_to_srgb(image(), &conversion, true).unwrap();
+        assert_ne!(one.buf, buf, "nothing was converted");
+        assert!(one.buf == two.buf, "{channels} channels: the halves differ");
+    }
+}
+
+#[test]
 fn a_png_with_linear_gamma_is_encoded_to_srgb() {
     // gAMA 100000 (gamma 1.0): a stored 128 is linear 0.5, which sRGB writes as 188.
     let plain = plain_png(&patches(&[[128, 128, 128]]));

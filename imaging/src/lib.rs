@@ -132,7 +132,10 @@ pub fn render_probed(
     let pixels = decode::decode(bytes, header, &source)?;
     // Before any resize: resampling mixes values, which is only right in the output's space.
     let pixels = match &source {
-        colour::Source::Rgb(conversion) => colour::rgb_to_srgb(pixels, conversion)?,
+        colour::Source::Rgb(conversion) => {
+            let two_threads = probe::worth_a_second_thread(pixels.width, pixels.height);
+            colour::rgb_to_srgb(pixels, conversion, two_threads)?
+        }
         _ => pixels,
     };
     // A HEIC's crop (clap) is applied by its decoder: size the renditions by what came out.

@@ -139,9 +139,8 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
     };
     let (decoded_w, decoded_h) = header.decoded_size();
     if header.targets.len() > 1
-        && u64::from(decoded_w) * u64::from(decoded_h) >= SIDE_BY_SIDE_MIN_PIXELS
+        && worth_a_second_thread(decoded_w, decoded_h)
         && together.total() <= settings.memory_budget
-        && cores() > 1
     {
         header.estimate = together;
         header.renditions_side_by_side = true;
@@ -151,6 +150,12 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
 
 /// Below this many decoded pixels, starting threads costs about what the renditions do.
 const SIDE_BY_SIDE_MIN_PIXELS: u64 = 512 * 512;
+
+/// Whether work on a decoded image this large is worth splitting over a second thread: the
+/// machine has a second core, and the image is large enough to pay for starting a thread.
+pub(crate) fn worth_a_second_thread(width: u32, height: u32) -> bool {
+    u64::from(width) * u64::from(height) >= SIDE_BY_SIDE_MIN_PIXELS && cores() > 1
+}
 
 fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
