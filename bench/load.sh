@@ -45,8 +45,9 @@ else
 fi
 echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(uname -srm), $cores x $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
 echo "# $pinning; $RUNS runs of ${RUN_S} s per scenario; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-if [ -f "$cleaned_at" ] && [ $(($(date +%s) - $(cat "$cleaned_at"))) -lt 300 ]; then
-  echo "# warning: the last bench deleted its files $(($(date +%s) - $(cat "$cleaned_at"))) s ago; on ext4" \
+since_cleanup=$([ -f "$cleaned_at" ] && echo $(($(date +%s) - $(cat "$cleaned_at"))) || echo 300)
+if [ "$since_cleanup" -lt 300 ]; then
+  echo "# warning: the last bench deleted its files $since_cleanup s ago; on ext4" \
     "without a journal the disk rows are slowed for up to 300 s after that (bench/load.sh, cleanup)"
 fi
 
