@@ -1,6 +1,8 @@
 //! WAL checkpoints happen off the writers' path: the shared connection never checkpoints in a
 //! commit, and a thread of the database's own copies the WAL into the database file as it grows.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use embedded_adapters::sqlite::{Database, SqliteTable};
@@ -56,13 +58,13 @@ async fn under_continuous_writes_the_wal_starts_over_instead_of_growing() {
     // Two writers committing back to back, as under load, so that every passive checkpoint
     // overlaps commits: only the checkpointer's catch-up under the engine's connection lets the
     // WAL start over.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..2)
         .map(|_| {
             let (table, stop) = (SqliteTable::new(db.clone()), stop.clone());
             tokio::spawn(async move {
                 let mut items = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) {
                     table.insert(&state::contract::new_item()).await.unwrap();
                     items += 1;
                     // The insert runs in place and never yields: let the runtime drive its timers.
@@ -76,7 +78,7 @@ async fn under_continuous_writes_the_wal_starts_over_instead_of_growing() {
     while wal_restarts(&path) < 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let mut items = 0;
     for writer in writers {
         items += writer.await.unwrap();
