@@ -32,6 +32,7 @@ pub mod decode;
 pub mod encode;
 #[cfg(feature = "hostile")]
 pub mod hostile;
+pub mod jpeg_memory;
 pub mod metadata;
 pub mod orientation;
 mod pixels;

@@ -840,3 +840,42 @@ fn renditions_of_different_sizes_are_each_encoded() {
     assert_eq!((small.width, large.width), (64, 200));
     assert_ne!(small.bytes.as_ptr(), large.bytes.as_ptr());
 }
+
+/// `picture` as a JPEG by libjpeg-turbo, at 4:2:0 and quality 90, baseline or progressive.
+fn turbo_jpeg(picture: &RgbImage, progressive: bool) -> Vec<u8> {
+    let mut c = turbojpeg::Compressor::new().unwrap();
+    c.set_quality(90).unwrap();
+    c.set_subsamp(turbojpeg::Subsamp::Sub2x2).unwrap();
+    c.set_progressive(progressive).unwrap();
+    c.compress_to_vec(turbojpeg::Image {
+        pixels: picture.as_raw().as_slice(),
+        width: picture.width() as usize,
+        pitch: picture.width() as usize * 3,
+        height: picture.height() as usize,
+        format: turbojpeg::PixelFormat::RGB,
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_progressive_photo_decodes_through_huge_page_pools_to_the_pixels_of_its_baseline_twin() {
+    // 2048x1024 at 4:2:0: the luma's whole-image coefficient buffer alone is 4 MiB, over the 2 MiB
+    // from which jpeg_memory.c maps a pool of its own (and zeroes nothing itself: libjpeg does).
+    let picture = textured(2048, 1024).to_rgb8();
+    let (baseline, progressive) = (turbo_jpeg(&picture, false), turbo_jpeg(&picture, true));
+    let settings = Settings::default();
+    let before = jpeg_memory::huge_page_pools();
+    let from_progressive = render(&progressive, &settings).unwrap();
+    let after = jpeg_memory::huge_page_pools();
+    assert!(after > before, "no pool was mapped by jpeg_memory.c");
+    // The same coefficients, entropy-coded in one scan or in several: the same renditions.
+    let from_baseline = render(&baseline, &settings).unwrap();
+    for (p, b) in from_progressive
+        .renditions
+        .iter()
+        .zip(&from_baseline.renditions)
+    {
+        assert_eq!(p.bytes, b.bytes, "{}", p.spec.name);
+    }
+    assert_eq!(from_progressive.placeholder, from_baseline.placeholder);
+}
