@@ -35,6 +35,15 @@ size_t imaging_jpeg_huge_page_pools(void)
   return __atomic_load_n(&huge_page_pools, __ATOMIC_RELAXED);
 }
 
+/* What a request for `size` bytes from jpeg_get_large takes: a whole number of huge pages for a
+ * large pool, else `size` (give or take malloc's own few bytes). The memory budget counts this. */
+size_t imaging_jpeg_pool_footprint(size_t size)
+{
+  if (size < HUGE_PAGE || size > SIZE_MAX / 2)
+    return size;
+  return (size + HEADER + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+}
+
 void *jpeg_get_small(j_common_ptr cinfo, size_t sizeofobject)
 {
   (void)cinfo;
@@ -53,7 +62,7 @@ void *jpeg_get_large(j_common_ptr cinfo, size_t sizeofobject)
   (void)cinfo;
   if (sizeofobject < HUGE_PAGE || sizeofobject > SIZE_MAX / 2)
     return malloc(sizeofobject);
-  size_t length = (sizeofobject + HEADER + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+  size_t length = imaging_jpeg_pool_footprint(sizeofobject);
   /* One huge page more than needed, so that a 2 MiB-aligned run of `length` bytes is inside. */
   size_t mapped = length + HUGE_PAGE;
   char *map = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

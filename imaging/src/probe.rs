@@ -7,7 +7,7 @@ use crate::orientation::Orientation;
 use state::media::{sniff, MediaType};
 
 use crate::budget::{self, Estimate, MIB};
-use crate::{metadata, resize::target_size, ImageError, Settings};
+use crate::{jpeg_memory, metadata, resize::target_size, ImageError, Settings};
 
 /// An image's header, read and checked against the budget.
 pub struct Header {
@@ -270,15 +270,17 @@ fn jpeg_estimate(
         let bh = (h * vs).div_ceil(vmax * 8).div_ceil(vs) * vs;
         (bw, bh, vs)
     };
-    // 64 coefficients of 2 bytes a block: the whole image when there are several scans, else one
-    // row of MCUs.
+    // 64 coefficients of 2 bytes a block: the whole image when there are several scans (a pool
+    // per component), else one row of MCUs. Each in a pool as `jpeg_memory.c` maps it.
     let coefficients: u64 = comps
         .iter()
         .map(blocks)
-        .map(|(bw, bh, vs)| bw * if jpeg.multi_scan { bh } else { vs } * 128)
+        .map(|(bw, bh, vs)| {
+            jpeg_memory::pool_footprint(bw * if jpeg.multi_scan { bh } else { vs } * 128)
+        })
         .sum();
     // Sample rows for upsampling and colour conversion: at most a few MCU rows of full width.
-    let rows = w * u64::from(frame.components) * 16 * vmax * 3;
+    let rows = jpeg_memory::pool_footprint(w * u64::from(frame.components) * 16 * vmax * 3);
     let channels = u64::from(jpeg.components);
     let mut decode = budget::pixels(sw, sh, channels) + coefficients + rows;
     let decoded_channels = if jpeg.components == 4 {

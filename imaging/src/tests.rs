@@ -879,3 +879,22 @@ fn a_progressive_photo_decodes_through_huge_page_pools_to_the_pixels_of_its_base
     }
     assert_eq!(from_progressive.placeholder, from_baseline.placeholder);
 }
+
+#[test]
+fn the_budget_counts_a_large_pool_in_whole_huge_pages() {
+    const MIB: u64 = 1 << 20;
+    // Small pools are malloc's: their size, with libjpeg's header.
+    assert_eq!(jpeg_memory::pool_footprint(1000), 1064);
+    assert_eq!(jpeg_memory::pool_footprint(2 * MIB - 65), 2 * MIB - 1);
+    // From 2 MiB on, whole huge pages, never less than asked for.
+    assert_eq!(jpeg_memory::pool_footprint(2 * MIB - 64), 4 * MIB);
+    assert_eq!(jpeg_memory::pool_footprint(53_000_000), 52 * MIB);
+    for bytes in [2 * MIB, 3 * MIB + 7, 100 * MIB - 128, 100 * MIB] {
+        let footprint = jpeg_memory::pool_footprint(bytes);
+        assert_eq!(footprint % (2 * MIB), 0, "{bytes}");
+        assert!(
+            footprint >= bytes + 64 && footprint < bytes + 64 + 2 * MIB + 64,
+            "{bytes}"
+        );
+    }
+}
