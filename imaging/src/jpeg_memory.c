@@ -73,7 +73,7 @@ void *jpeg_get_large(j_common_ptr cinfo, size_t sizeofobject)
     munmap(map, (size_t)(start - map));
   if (map + mapped > start + length)
     munmap(start + length, (size_t)(map + mapped - (start + length)));
-  /* Advice only: where huge pages are off, this fails and the block works as before. */
+  /* Advice only: where huge pages are off (or not built in), it changes nothing. */
   (void)madvise(start, length, MADV_HUGEPAGE);
   *(size_t *)start = length;
   __atomic_add_fetch(&huge_page_pools, 1, __ATOMIC_RELAXED);
