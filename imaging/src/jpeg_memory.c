@@ -35,11 +35,17 @@ size_t imaging_jpeg_huge_page_pools(void)
   return __atomic_load_n(&huge_page_pools, __ATOMIC_RELAXED);
 }
 
+/* Whether a pool of `size` bytes gets a mapping of its own (else it is malloc's). */
+static int mapped_alone(size_t size)
+{
+  return size >= HUGE_PAGE && size <= SIZE_MAX / 2;
+}
+
 /* What a request for `size` bytes from jpeg_get_large takes: a whole number of huge pages for a
  * large pool, else `size` (give or take malloc's own few bytes). The memory budget counts this. */
 size_t imaging_jpeg_pool_footprint(size_t size)
 {
-  if (size < HUGE_PAGE || size > SIZE_MAX / 2)
+  if (!mapped_alone(size))
     return size;
   return (size + HEADER + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
 }
@@ -60,7 +66,7 @@ void jpeg_free_small(j_common_ptr cinfo, void *object, size_t sizeofobject)
 void *jpeg_get_large(j_common_ptr cinfo, size_t sizeofobject)
 {
   (void)cinfo;
-  if (sizeofobject < HUGE_PAGE || sizeofobject > SIZE_MAX / 2)
+  if (!mapped_alone(sizeofobject))
     return malloc(sizeofobject);
   size_t length = imaging_jpeg_pool_footprint(sizeofobject);
   /* One huge page more than needed, so that a 2 MiB-aligned run of `length` bytes is inside. */
@@ -83,7 +89,7 @@ void *jpeg_get_large(j_common_ptr cinfo, size_t sizeofobject)
 void jpeg_free_large(j_common_ptr cinfo, void *object, size_t sizeofobject)
 {
   (void)cinfo;
-  if (sizeofobject < HUGE_PAGE || sizeofobject > SIZE_MAX / 2) {
+  if (!mapped_alone(sizeofobject)) {
     free(object);
     return;
   }
