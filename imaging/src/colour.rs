@@ -299,14 +299,9 @@ pub fn rgb_to_srgb(
     if two_threads && chunks >= 2 {
         // Split on a chunk boundary, which is a pixel boundary for RGB and RGBA alike.
         let (first, second) = p.buf.split_at_mut(chunks / 2 * IN_PLACE_CHUNK);
-        std::thread::scope(|scope| {
-            let other = scope.spawn(|| convert(second));
-            let here = convert(first);
-            let there = other
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            here.and(there)
-        })?;
+        crate::side_by_side(vec![first, second], convert)
+            .into_iter()
+            .collect::<Result<(), _>>()?;
     } else {
         convert(&mut p.buf)?;
     }

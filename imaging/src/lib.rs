@@ -182,23 +182,8 @@ pub fn render_probed(
         render_one(&pixels, target, orientation, spec, settings)
     };
     let made: Vec<_> = if header.renditions_side_by_side {
-        // The first on this thread, each other one on a thread of its own: a photo's decode is
-        // serial, but its renditions are independent reads of the same buffer.
-        std::thread::scope(|scope| {
-            let others: Vec<_> = jobs[1..]
-                .iter()
-                .map(|job| scope.spawn(move || render(job)))
-                .collect();
-            let first = jobs.first().map(render);
-            first
-                .into_iter()
-                .chain(others.into_iter().map(|thread| {
-                    thread
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                }))
-                .collect()
-        })
+        // A photo's decode is serial, but its renditions are independent reads of the same buffer.
+        side_by_side(jobs.iter().collect(), render)
     } else {
         jobs.iter().map(render).collect()
     };
@@ -272,6 +257,26 @@ fn render_one(
         },
         small,
     ))
+}
+
+/// `f` of each item, the first on this thread and each other one on a thread of its own, the
+/// results in the items' order. A panic on another thread is raised again on this one.
+pub(crate) fn side_by_side<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let f = &f;
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else {
+        return Vec::new();
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = items.map(|item| scope.spawn(move || f(item))).collect();
+        std::iter::once(f(first))
+            .chain(others.into_iter().map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }))
+            .collect()
+    })
 }
 
 #[cfg(test)]
