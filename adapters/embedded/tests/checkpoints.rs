@@ -14,7 +14,7 @@ async fn the_wal_is_copied_into_the_database_by_the_checkpointer_not_by_commits(
     let path = dir.path().join("pipeline.db");
     let db = Database::open(&path).unwrap();
     let autocheckpoint: i64 = db
-        .call(|c| Ok(c.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?))
+        .read(|c| Ok(c.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?))
         .await
         .unwrap();
     assert_eq!(autocheckpoint, 0, "commits must not checkpoint");

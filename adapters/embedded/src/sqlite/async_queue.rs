@@ -23,8 +23,8 @@ impl Database {
     ) -> anyhow::Result<Vec<i64>> {
         let queue = queue.to_owned();
         let ids = self
-            .call(move |c| {
-                let tx = c.transaction()?;
+            .write(move |c| {
+                let tx = c.savepoint()?;
                 let now = state::now_ms();
                 let due = if held { HELD } else { now };
                 let mut ids = Vec::with_capacity(records.len());
@@ -47,8 +47,8 @@ impl Database {
 
     /// Makes held events due now.
     pub async fn release(&self, ids: Vec<i64>) -> anyhow::Result<()> {
-        self.call(move |c| {
-            let tx = c.transaction()?;
+        self.write(move |c| {
+            let tx = c.savepoint()?;
             let now = state::now_ms();
             for id in &ids {
                 tx.execute(
@@ -67,7 +67,7 @@ impl Database {
     /// Events held since before `before_ms`: their objects' writes were cut short (a crash), or
     /// are slow.
     pub async fn held(&self, before_ms: i64) -> anyhow::Result<Vec<(i64, Value)>> {
-        self.call(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare(
                 "SELECT id, record FROM async_events WHERE next_at_ms = ?1 AND created_ms < ?2 ORDER BY id",
             )?;
@@ -85,7 +85,7 @@ impl Database {
 
     /// Forgets a held event whose object never arrived.
     pub async fn drop_held(&self, id: i64) -> anyhow::Result<()> {
-        self.call(move |c| {
+        self.write(move |c| {
             c.execute(
                 "DELETE FROM async_events WHERE id = ?1 AND next_at_ms = ?2",
                 params![id, HELD],
@@ -98,7 +98,7 @@ impl Database {
     /// How many events wait in `queue`.
     pub async fn queued(&self, queue: &str) -> anyhow::Result<u64> {
         let queue = queue.to_owned();
-        self.call(move |c| {
+        self.read(move |c| {
             Ok(c.query_row(
                 "SELECT COUNT(*) FROM async_events WHERE queue = ?1",
                 [queue],
@@ -119,7 +119,7 @@ impl AsyncQueue for Database {
     ) -> Result<Vec<QueuedEvent>, BoxError> {
         let queue = queue.to_owned();
         let events = self
-            .call(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached(
                     "SELECT id, created_ms, attempts, record FROM async_events
                      WHERE queue = ?1 AND next_at_ms <= ?2 ORDER BY next_at_ms, id LIMIT ?3",
@@ -145,7 +145,7 @@ impl AsyncQueue for Database {
     async fn next_due(&self, queue: &str) -> Result<Option<i64>, BoxError> {
         let queue = queue.to_owned();
         let at = self
-            .call(move |c| {
+            .read(move |c| {
                 Ok(c.query_row(
                     "SELECT MIN(next_at_ms) FROM async_events WHERE queue = ?1 AND next_at_ms < ?2",
                     params![queue, HELD],
@@ -157,7 +157,7 @@ impl AsyncQueue for Database {
     }
 
     async fn attempt(&self, id: i64) -> Result<(), BoxError> {
-        self.call(move |c| {
+        self.write(move |c| {
             c.execute(
                 "UPDATE async_events SET attempts = attempts + 1 WHERE id = ?1",
                 [id],
@@ -169,7 +169,7 @@ impl AsyncQueue for Database {
     }
 
     async fn done(&self, id: i64) -> Result<(), BoxError> {
-        self.call(move |c| {
+        self.write(move |c| {
             c.execute("DELETE FROM async_events WHERE id = ?1", [id])?;
             Ok(())
         })
@@ -178,7 +178,7 @@ impl AsyncQueue for Database {
     }
 
     async fn retry_at(&self, id: i64, at_ms: i64) -> Result<(), BoxError> {
-        self.call(move |c| {
+        self.write(move |c| {
             c.execute(
                 "UPDATE async_events SET next_at_ms = ?1 WHERE id = ?2",
                 params![at_ms, id],
@@ -196,8 +196,8 @@ impl AsyncQueue for Database {
         reason: String,
     ) -> Result<(), BoxError> {
         let queue = queue.to_owned();
-        self.call(move |c| {
-            let tx = c.transaction()?;
+        self.write(move |c| {
+            let tx = c.savepoint()?;
             tx.execute(
                 "INSERT INTO dead_letters (mapping, seq, reason, created_ms, record) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![queue, event.id, reason, state::now_ms(), event.record.to_string()],

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::params;
 
 use super::Database;
 
@@ -26,8 +26,8 @@ impl Database {
         done: bool,
     ) -> anyhow::Result<()> {
         let last_seq = self
-            .call(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .write(move |c| {
+                let tx = c.savepoint()?;
                 let mut last = None;
                 for (item_id, created_ms, record) in &records {
                     tx.execute(
@@ -54,7 +54,7 @@ impl Database {
     }
 
     pub async fn shard_positions(&self) -> anyhow::Result<HashMap<String, ShardPosition>> {
-        self.call(|c| {
+        self.read(|c| {
             let mut stmt = c.prepare("SELECT shard_id, last_sequence, done FROM shards")?;
             let rows = stmt.query_map([], |r| {
                 Ok((

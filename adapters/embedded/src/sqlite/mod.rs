@@ -60,6 +60,10 @@ impl std::str::FromStr for Durability {
 #[derive(Clone)]
 pub struct Database {
     conn: Arc<Mutex<Connection>>,
+    /// Calls waiting for the next group commit.
+    pending: Arc<Mutex<Pending>>,
+    /// Group commits made (batches whose transaction committed).
+    commits: Arc<std::sync::atomic::AtomicU64>,
     changes: Arc<watch::Sender<u64>>,
     queued: Arc<watch::Sender<u64>>,
     fsync: bool,
@@ -91,6 +95,10 @@ impl Database {
         // Every statement of the hot paths stays prepared (rusqlite keeps 16 by default; parsing
         // SQL again was 8% of the engine's CPU under load).
         conn.set_prepared_statement_cache_capacity(64);
+        // The indexes that items are found by (their ids are random) outgrow SQLite's default 2 MB
+        // of cached pages within a minute of load; every miss is a read, and a page read to be
+        // changed is written to the WAL again.
+        conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
         migrations()
             .to_latest(&mut conn)
             .with_context(|| format!("migrating {}", path.display()))?;
@@ -101,6 +109,8 @@ impl Database {
         checkpointer(path, Arc::downgrade(&changes), Arc::downgrade(&conn))?;
         Ok(Database {
             conn,
+            pending: Default::default(),
+            commits: Default::default(),
             changes,
             queued: Arc::new(watch::channel(0).0),
             fsync: durability == Durability::Power,
@@ -109,13 +119,14 @@ impl Database {
 
     /// The schema version (`user_version`).
     pub async fn schema_version(&self) -> anyhow::Result<u32> {
-        self.call(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+        self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
             .await
     }
 
-    /// Runs `f` with the connection. Without fsync a call takes microseconds, less than handing it
-    /// to a blocking thread would, so it runs in place; with fsync it goes to a blocking thread.
-    pub async fn call<T, F>(&self, f: F) -> anyhow::Result<T>
+    /// Runs `f`, which only reads, with the connection. A read takes microseconds, less than
+    /// handing it to a blocking thread would, so it runs in place; with fsync it goes to a
+    /// blocking thread, as the connection may be held by a commit waiting for the disk.
+    pub async fn read<T, F>(&self, f: F) -> anyhow::Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
@@ -137,13 +148,104 @@ impl Database {
         .context("database task")?
     }
 
+    /// Runs `f` with the connection, in the next group commit: the calls made while one runs are
+    /// run one after another in a single transaction, and each gets its answer once that
+    /// transaction has committed. A commit costs the same for one write as for many (SQLite's
+    /// locks, the WAL frames of the pages they share, and with fsync the sync), and under load the
+    /// pipeline makes several writes an item. Each call runs in a savepoint of its own, so an
+    /// error or a panic undoes its writes and leaves the batch's other calls as they were.
+    ///
+    /// Writes made one after another wait for a commit each: work that can go on together (the
+    /// records of a batch) should make its writes together.
+    pub async fn write<T, F>(&self, f: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
+    {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let call: Call = Box::new(move |conn| {
+            let result = conn.and_then(f);
+            let succeeded = result.is_ok();
+            let answer: Answer = Box::new(move |committed: Result<(), &anyhow::Error>| {
+                let result = match committed {
+                    Ok(()) => result,
+                    Err(e) => result.and_then(|_| Err(anyhow::anyhow!("committing: {e:#}"))),
+                };
+                let _ = answer.send(result);
+            });
+            (succeeded, answer)
+        });
+        let start = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.calls.push(call);
+            !std::mem::replace(&mut pending.committing, true)
+        };
+        if start {
+            tokio::spawn(self.clone().commit_batches());
+        }
+        answered
+            .await
+            .map_err(|_| anyhow::anyhow!("the database call panicked, or its runtime stopped"))?
+    }
+
+    /// Runs the waiting calls in batches, one transaction each, until none are left.
+    async fn commit_batches(self) {
+        // Dropped unfinished (its runtime shut down), this task hands the waiting calls on to the
+        // next write's.
+        let mut handover = Handover {
+            pending: &self.pending,
+            finished: false,
+        };
+        loop {
+            // The tasks that are ready now make their calls before this batch is taken.
+            behind_the_ready_tasks().await;
+            let calls = {
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if pending.calls.is_empty() {
+                    pending.committing = false;
+                    handover.finished = true;
+                    return;
+                }
+                std::mem::take(&mut pending.calls)
+            };
+            let conn = self.conn.clone();
+            let committed = if self.fsync {
+                // A synced commit waits for the disk: not on the runtime's threads.
+                let batch = tokio::task::spawn_blocking(move || commit_batch(&conn, calls));
+                batch.await.unwrap_or_else(|_| {
+                    tracing::error!("a database batch panicked");
+                    false
+                })
+            } else {
+                // Without fsync a batch takes microseconds a call, less than handing it to a
+                // blocking thread would.
+                commit_batch(&conn, calls)
+            };
+            if committed {
+                self.commits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// How many group commits this handle's writes have made: fewer than its writes when they
+    /// came together.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Wakes when the stream grows.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
 
+    /// Callers of one batch hear their answers in any order, so the newest position wins.
     fn appended(&self, seq: u64) {
-        self.changes.send_replace(seq);
+        self.changes.send_if_modified(|head| {
+            let newer = seq > *head;
+            *head = (*head).max(seq);
+            newer
+        });
     }
 
     /// Wakes when an asynchronous event is enqueued (in this process).
@@ -156,6 +258,117 @@ impl Database {
     }
 }
 
+/// Returns once every task that was ready to run has had its turn: the task wakes itself, which
+/// puts it at the back of its worker's queue. (`tokio::task::yield_now` waits for the worker to
+/// look for I/O, which under load is up to 61 tasks later, and every write in the pipeline waits
+/// for its batch.)
+async fn behind_the_ready_tasks() {
+    let mut woken = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut woken, true) {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// A call waiting for a batch: given the connection (or why there is none), it runs and returns
+/// whether it succeeded and how to answer once the batch's commit is known.
+type Call = Box<dyn FnOnce(anyhow::Result<&mut Connection>) -> (bool, Answer) + Send>;
+type Answer = Box<dyn FnOnce(Result<(), &anyhow::Error>) + Send>;
+
+#[derive(Default)]
+struct Pending {
+    calls: Vec<Call>,
+    /// Whether a task is committing batches (and will take these calls).
+    committing: bool,
+}
+
+struct Handover<'a> {
+    pending: &'a Mutex<Pending>,
+    finished: bool,
+}
+
+impl Drop for Handover<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .committing = false;
+        }
+    }
+}
+
+/// Runs `calls` in one transaction and answers each once it has committed. Each call runs in a
+/// savepoint of its own, so an error or a panic undoes exactly its writes and the others go on (a
+/// call that panics answers nothing, and its caller hears so). Should the batch's transaction not
+/// begin, each call's savepoint is a transaction of its own, as if it had been alone. Whether the
+/// batch's transaction committed.
+fn commit_batch(conn: &Mutex<Connection>, calls: Vec<Call>) -> bool {
+    let mut conn = match conn.lock() {
+        Ok(conn) => conn,
+        Err(_) => {
+            let poisoned = anyhow::anyhow!("database lock poisoned");
+            for call in calls {
+                call(Err(anyhow::anyhow!("database lock poisoned"))).1(Err(&poisoned));
+            }
+            return false;
+        }
+    };
+    let batched = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+    let mut answers = Vec::with_capacity(calls.len());
+    for call in calls {
+        if let Err(e) = statement(&conn, "SAVEPOINT call") {
+            let e = anyhow::Error::new(e).context("starting a savepoint");
+            call(Err(anyhow::anyhow!("{e:#}"))).1(Err(&e));
+            continue;
+        }
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(Ok(&mut conn))));
+        let kept = match ran {
+            Ok((true, answer)) => {
+                answers.push(answer);
+                true
+            }
+            Ok((false, answer)) => {
+                answers.push(answer);
+                false
+            }
+            Err(_) => false,
+        };
+        if !kept {
+            let _ = statement(&conn, "ROLLBACK TO call");
+        }
+        if let Err(e) = statement(&conn, "RELEASE call") {
+            tracing::error!(error = %e, "releasing a savepoint");
+        }
+    }
+    let committed = if batched {
+        conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            anyhow::Error::new(e)
+        })
+    } else {
+        Ok(())
+    };
+    drop(conn);
+    for answer in answers {
+        answer(committed.as_ref().map(|_| ()));
+    }
+    batched && committed.is_ok()
+}
+
+/// Runs one of the batch's own statements, prepared once.
+fn statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// The connection's page cache, in KiB: the indexes of a few hundred thousand items.
+const PAGE_CACHE_KIB: i64 = 32 * 1024;
+
 /// How often the checkpointer looks for new writes to copy from the WAL into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
@@ -165,7 +378,7 @@ const WAL_SIZE_LIMIT: i64 = 64 << 20;
 
 /// Copies the WAL into the database on a thread and connection of its own, a few times a second
 /// while the stream grows. SQLite's automatic checkpoint runs inside the commit that fills the WAL
-/// and syncs the disk twice; calls run in place on the runtime's workers, so on the engine's one
+/// and syncs the disk twice; commits run in place on the runtime's workers, so on the engine's one
 /// core that commit stalled the whole engine (on this disk, with a quarter of the core idle under
 /// load). A passive checkpoint takes no lock a writer or reader waits for. The thread ends once
 /// the last handle of the database is dropped.

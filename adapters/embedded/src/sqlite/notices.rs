@@ -11,8 +11,8 @@ impl Database {
         subject: String,
         body: String,
     ) -> anyhow::Result<String> {
-        self.call(move |c| {
-            let tx = c.transaction()?;
+        self.write(move |c| {
+            let tx = c.savepoint()?;
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO notices (dedup_key, message_id, subject, body, published_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?

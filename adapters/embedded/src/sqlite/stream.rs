@@ -104,7 +104,7 @@ impl SqliteStream {
     /// Records that the failure consumer has handled dead letter `id`.
     pub async fn consumed_dead_letter(&self, id: i64) -> anyhow::Result<()> {
         self.db
-            .call(move |c| {
+            .write(move |c| {
                 c.execute(
                     "UPDATE dead_letters SET consumed_ms = ?1 WHERE id = ?2",
                     params![state::now_ms(), id],
@@ -116,7 +116,7 @@ impl SqliteStream {
 
     async fn letters(&self, sql: &'static str) -> anyhow::Result<Vec<DeadLetterRow>> {
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached(sql)?;
                 let rows = stmt.query_map([], |r| {
                     Ok((
@@ -146,7 +146,7 @@ impl SqliteStream {
 
     pub async fn remove_dead_letter(&self, id: i64) -> anyhow::Result<()> {
         self.db
-            .call(move |c| {
+            .write(move |c| {
                 c.execute("DELETE FROM dead_letters WHERE id = ?1", [id])?;
                 Ok(())
             })
@@ -165,7 +165,7 @@ impl SqliteStream {
     pub async fn unread(&self, mappings: &[String]) -> anyhow::Result<Unread> {
         let mappings = mappings.to_vec();
         self.db
-            .call(move |c| {
+            .read(move |c| {
                 let head: u64 = c
                     .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM stream")?
                     .query_row([], |r| r.get(0))?;
@@ -190,7 +190,7 @@ impl SqliteStream {
     /// Moves every mapping back to the start of the stream (replay) or to its end (skip).
     pub async fn reset_checkpoints(&self, to_start: bool) -> anyhow::Result<u64> {
         self.db
-            .call(move |c| {
+            .write(move |c| {
                 let target: u64 = if to_start {
                     0
                 } else {
@@ -245,7 +245,7 @@ impl RecordSource for SqliteStream {
         let parsed = self.parsed.clone();
         let records = self
             .db
-            .call(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached(
                     "SELECT seq, created_ms, record FROM stream WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )?;
@@ -288,7 +288,7 @@ impl Checkpoints for SqliteStream {
         let mapping = mapping.to_owned();
         let cursor = self
             .db
-            .call(move |c| {
+            .read(move |c| {
                 let row = c
                     .prepare_cached(
                         "SELECT seq, in_flight_first, in_flight_attempts, in_flight_limit
@@ -325,7 +325,7 @@ impl Checkpoints for SqliteStream {
     async fn save(&self, mapping: &str, cursor: Cursor) -> Result<(), BoxError> {
         let mapping = mapping.to_owned();
         self.db
-            .call(move |c| Ok(save(c, &mapping, cursor)?))
+            .write(move |c| Ok(save(c, &mapping, cursor)?))
             .await?;
         Ok(())
     }
@@ -338,8 +338,8 @@ impl Checkpoints for SqliteStream {
     ) -> Result<(), BoxError> {
         let mapping = mapping.to_owned();
         self.db
-            .call(move |c| {
-                let tx = c.transaction()?;
+            .write(move |c| {
+                let tx = c.savepoint()?;
                 for l in &letters {
                     tx.execute(
                         "INSERT INTO dead_letters (mapping, seq, reason, created_ms, record) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -1,7 +1,7 @@
 //! The items table port over [`Database`]: each write and its stream record in one transaction.
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 use state::stream::{change_record, change_record_json, lambda_json, Change};
 use state::{
     ImageId, Item, ItemTable, Outcome, Page, Position, Query, Selection, Stall, StateError, Status,
@@ -31,8 +31,8 @@ impl SqliteTable {
     ) -> Result<bool, StateError> {
         let seq = self
             .db
-            .call(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .write(move |c| {
+                let tx = c.savepoint()?;
                 let doc: Option<String> = tx
                     .prepare_cached("SELECT doc FROM items WHERE id = ?1")?
                     .query_row([id.to_string()], |r| r.get(0))
@@ -73,8 +73,8 @@ impl SqliteTable {
     pub async fn insert_many(&self, items: Vec<Item>) -> Result<(), StateError> {
         let seq = self
             .db
-            .call(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .write(move |c| {
+                let tx = c.savepoint()?;
                 let mut last = None;
                 for item in &items {
                     last = Some(insert_row(&tx, item)?);
@@ -98,8 +98,8 @@ impl SqliteTable {
     pub async fn expire(&self, now_s: i64) -> Result<usize, StateError> {
         let last = self
             .db
-            .call(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .write(move |c| {
+                let tx = c.savepoint()?;
                 let docs: Vec<String> = tx
                     .prepare_cached("SELECT doc FROM items WHERE ttl IS NOT NULL AND ttl < ?1")?
                     .query_map([now_s], |r| r.get(0))?
@@ -141,7 +141,7 @@ impl SqliteTable {
 }
 
 /// Writes a new item's row and its INSERT record; an existing id is [`StateError::Duplicate`].
-fn insert_row(tx: &rusqlite::Transaction<'_>, item: &Item) -> anyhow::Result<u64> {
+fn insert_row(tx: &rusqlite::Connection, item: &Item) -> anyhow::Result<u64> {
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO items (id, status, created_at, doc, ttl, stalled_at)
@@ -163,7 +163,7 @@ fn insert_row(tx: &rusqlite::Transaction<'_>, item: &Item) -> anyhow::Result<u64
 
 /// Appends the stream record of one change; returns its position.
 fn append(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     change: Change,
     old: Option<&Item>,
     new: &Item,
@@ -196,8 +196,8 @@ impl ItemTable for SqliteTable {
         let item = item.clone();
         let seq = self
             .db
-            .call(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .write(move |c| {
+                let tx = c.savepoint()?;
                 let seq = insert_row(&tx, &item)?;
                 tx.commit()?;
                 Ok(seq)
@@ -211,7 +211,7 @@ impl ItemTable for SqliteTable {
     async fn get(&self, id: ImageId) -> Result<Option<Item>, StateError> {
         let doc: Option<String> = self
             .db
-            .call(move |c| {
+            .read(move |c| {
                 Ok(c.prepare_cached("SELECT doc FROM items WHERE id = ?1")?
                     .query_row([id.to_string()], |r| r.get(0))
                     .optional()?)
@@ -225,7 +225,7 @@ impl ItemTable for SqliteTable {
         let q = *q;
         let docs: Vec<String> = self
             .db
-            .call(move |c| {
+            .read(move |c| {
                 // Strictly after the cursor: row values compare (created_at, id) in index order.
                 let (at, id) = match q.after {
                     Some(p) => (p.created_at, p.id.to_string()),
@@ -278,8 +278,8 @@ impl ItemTable for SqliteTable {
         let t = t.clone();
         let (outcome, seq) = self
             .db
-            .call(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .write(move |c| {
+                let tx = c.savepoint()?;
                 let doc: Option<String> = tx
                     .prepare_cached("SELECT doc FROM items WHERE id = ?1")?
                     .query_row([id.to_string()], |r| r.get(0))
