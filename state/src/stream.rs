@@ -154,7 +154,7 @@ pub fn change_record_json(
     stream_arn: &str,
 ) -> String {
     let id = new.or(old).map(|i| i.id.to_string()).unwrap_or_default();
-    let mut record = StoredRecord {
+    let record = StoredRecord {
         aws_region: region,
         dynamodb: StoredChange {
             approximate_creation_date_time: chrono::DateTime::from_timestamp_millis(at_ms)
@@ -172,11 +172,18 @@ pub fn change_record_json(
         event_source_arn: stream_arn,
         event_version: "1.1",
     };
-    // `SizeBytes` is the size of the record's JSON with `SizeBytes` 0, as [`change_record`] has it.
-    let mut count = Count(0);
-    serde_json::to_writer(&mut count, &record).expect("a stream record serialises");
-    record.dynamodb.size_bytes = count.0 as i64;
-    serde_json::to_string(&record).expect("a stream record serialises")
+    // `SizeBytes` is the size of the record's JSON with `SizeBytes` 0, as [`change_record`] has it:
+    // written once with 0, then the 0 replaced. It is the last field but one of `dynamodb`, after
+    // the images, and in them every value is an object, so the last match is that field.
+    let zero = serde_json::to_string(&record).expect("a stream record serialises");
+    const SIZE: &str = "\"SizeBytes\":0,\"StreamViewType\"";
+    let at = zero.rfind(SIZE).expect("a stream record has SizeBytes") + "\"SizeBytes\":".len();
+    let size = zero.len().to_string();
+    let mut json = String::with_capacity(zero.len() + size.len());
+    json.push_str(&zero[..at]);
+    json.push_str(&size);
+    json.push_str(&zero[at + 1..]);
+    json
 }
 
 /// The fields [`lambda_json`] keeps of a change record, in its names.
@@ -321,7 +328,14 @@ mod tests {
         // Every kind of attribute, and text that needs escaping.
         new.width = Some(640);
         new.renditions = Some([("thumbnail".into(), "processed/x/t.jpg".into())].into());
-        new.exif = Some([("model".into(), "Ca\"non \\ é\n\u{1}".into())].into());
+        new.exif = Some(
+            [
+                ("model".into(), "Ca\"non \\ é\n\u{1}".into()),
+                // What the size is written into, as text of an attribute.
+                ("note".into(), "\"SizeBytes\":0,\"StreamViewType\"".into()),
+            ]
+            .into(),
+        );
         new.placeholder = Some("3PcNNYSFeXh/d3eld0iHZoZgVwh2".into());
         new.ttl = Some(1_700_000_600);
         new.stalled_at = Some(-5);
