@@ -68,6 +68,10 @@ run() {
   "${load_on[@]}" "$U" load --url "http://127.0.0.1:$port" --image "$image" --seconds "$RUN_S" --pid "$pid" "$@" \
     | python3 -c "import json,sys; r=json.load(sys.stdin); r['scenario']='$name'; r['run']=$n; print(json.dumps(r))" >>"$results"
   kill "$pid"; wait "$pid" 2>/dev/null || true
+  # The run's files are written back now, not during the next run: a 60 s tiny run leaves about
+  # 1.5 GB of dirty pages, and the run after it paid for their writeback in its own CPU (1,110
+  # items/s for the first of three 60 s runs, 960/s for the two after it, 2026-11-23 04:10 UTC).
+  sync
   # Every run's files stay until the end (about 1.5 GB with the photo runs): this disk's ext4 has no
   # journal, so for up to 6 minutes after a file is deleted every new inode is checked against it
   # (recently_deleted() in perf), and deleting a run's files before the next run would charge that
