@@ -24,18 +24,16 @@ impl Database {
         let queue = queue.to_owned();
         let ids = self
             .write(move |c| {
-                let tx = c.savepoint()?;
                 let now = state::now_ms();
                 let due = if held { HELD } else { now };
                 let mut ids = Vec::with_capacity(records.len());
                 for record in &records {
-                    tx.prepare_cached(
+                    c.prepare_cached(
                         "INSERT INTO async_events (queue, created_ms, next_at_ms, record) VALUES (?1, ?2, ?3, ?4)",
                     )?
                     .execute(params![queue, now, due, record.to_string()])?;
-                    ids.push(tx.last_insert_rowid());
+                    ids.push(c.last_insert_rowid());
                 }
-                tx.commit()?;
                 Ok(ids)
             })
             .await?;
@@ -48,15 +46,13 @@ impl Database {
     /// Makes held events due now.
     pub async fn release(&self, ids: Vec<i64>) -> anyhow::Result<()> {
         self.write(move |c| {
-            let tx = c.savepoint()?;
             let now = state::now_ms();
             for id in &ids {
-                tx.execute(
+                c.execute(
                     "UPDATE async_events SET next_at_ms = ?1 WHERE id = ?2 AND next_at_ms = ?3",
                     params![now, id, HELD],
                 )?;
             }
-            tx.commit()?;
             Ok(())
         })
         .await?;
@@ -197,13 +193,11 @@ impl AsyncQueue for Database {
     ) -> Result<(), BoxError> {
         let queue = queue.to_owned();
         self.write(move |c| {
-            let tx = c.savepoint()?;
-            tx.execute(
+            c.execute(
                 "INSERT INTO dead_letters (mapping, seq, reason, created_ms, record) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![queue, event.id, reason, state::now_ms(), event.record.to_string()],
             )?;
-            tx.execute("DELETE FROM async_events WHERE id = ?1", [event.id])?;
-            tx.commit()?;
+            c.execute("DELETE FROM async_events WHERE id = ?1", [event.id])?;
             Ok(())
         })
         .await?;

@@ -27,23 +27,21 @@ impl Database {
     ) -> anyhow::Result<()> {
         let last_seq = self
             .write(move |c| {
-                let tx = c.savepoint()?;
                 let mut last = None;
                 for (item_id, created_ms, record) in &records {
-                    tx.execute(
+                    c.execute(
                         "INSERT INTO stream (item_id, created_ms, record) VALUES (?1, ?2, ?3)",
                         params![item_id, created_ms, record.to_string()],
                     )?;
-                    last = Some(tx.last_insert_rowid() as u64);
+                    last = Some(c.last_insert_rowid() as u64);
                 }
-                tx.execute(
+                c.execute(
                     "INSERT INTO shards (shard_id, last_sequence, done) VALUES (?1, ?2, ?3)
                      ON CONFLICT (shard_id) DO UPDATE SET
                        last_sequence = COALESCE(excluded.last_sequence, shards.last_sequence),
                        done = excluded.done",
                     params![shard_id, last_sequence, done],
                 )?;
-                tx.commit()?;
                 Ok(last)
             })
             .await?;

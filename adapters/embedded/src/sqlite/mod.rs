@@ -328,13 +328,9 @@ fn commit_batch(conn: &Mutex<Connection>, calls: Vec<Call>) -> bool {
         }
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(Ok(&mut conn))));
         let kept = match ran {
-            Ok((true, answer)) => {
+            Ok((succeeded, answer)) => {
                 answers.push(answer);
-                true
-            }
-            Ok((false, answer)) => {
-                answers.push(answer);
-                false
+                succeeded
             }
             Err(_) => false,
         };

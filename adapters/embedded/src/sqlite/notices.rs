@@ -12,15 +12,13 @@ impl Database {
         body: String,
     ) -> anyhow::Result<String> {
         self.write(move |c| {
-            let tx = c.savepoint()?;
-            tx.prepare_cached(
+            c.prepare_cached(
                 "INSERT OR IGNORE INTO notices (dedup_key, message_id, subject, body, published_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![dedup_key, fresh, subject, body, state::now_ms()])?;
-            let id: String = tx
+            let id: String = c
                 .prepare_cached("SELECT message_id FROM notices WHERE dedup_key = ?1")?
                 .query_row([&dedup_key], |r| r.get(0))?;
-            tx.commit()?;
             Ok(id)
         })
         .await

@@ -339,15 +339,13 @@ impl Checkpoints for SqliteStream {
         let mapping = mapping.to_owned();
         self.db
             .write(move |c| {
-                let tx = c.savepoint()?;
                 for l in &letters {
-                    tx.execute(
+                    c.execute(
                         "INSERT INTO dead_letters (mapping, seq, reason, created_ms, record) VALUES (?1, ?2, ?3, ?4, ?5)",
                         params![mapping, l.record.position, l.reason, state::now_ms(), l.record.record.to_string()],
                     )?;
                 }
-                save(&tx, &mapping, cursor)?;
-                tx.commit()?;
+                save(c, &mapping, cursor)?;
                 Ok(())
             })
             .await?;

@@ -32,8 +32,7 @@ impl SqliteTable {
         let seq = self
             .db
             .write(move |c| {
-                let tx = c.savepoint()?;
-                let doc: Option<String> = tx
+                let doc: Option<String> = c
                     .prepare_cached("SELECT doc FROM items WHERE id = ?1")?
                     .query_row([id.to_string()], |r| r.get(0))
                     .optional()?;
@@ -44,7 +43,7 @@ impl SqliteTable {
                     return Ok(None);
                 }
                 let next = change(&current);
-                tx.prepare_cached(
+                c.prepare_cached(
                     "UPDATE items SET doc = ?1, stalled_at = ?2 WHERE id = ?3 AND status = ?4",
                 )?
                 .execute(params![
@@ -53,8 +52,7 @@ impl SqliteTable {
                     id.to_string(),
                     current.status.as_str()
                 ])?;
-                let seq = append(&tx, Change::Modify, Some(&current), &next, state::now_ms())?;
-                tx.commit()?;
+                let seq = append(c, Change::Modify, Some(&current), &next, state::now_ms())?;
                 Ok(Some(seq))
             })
             .await
@@ -74,12 +72,10 @@ impl SqliteTable {
         let seq = self
             .db
             .write(move |c| {
-                let tx = c.savepoint()?;
                 let mut last = None;
                 for item in &items {
-                    last = Some(insert_row(&tx, item)?);
+                    last = Some(insert_row(c, item)?);
                 }
-                tx.commit()?;
                 Ok(last)
             })
             .await
@@ -99,15 +95,14 @@ impl SqliteTable {
         let last = self
             .db
             .write(move |c| {
-                let tx = c.savepoint()?;
-                let docs: Vec<String> = tx
+                let docs: Vec<String> = c
                     .prepare_cached("SELECT doc FROM items WHERE ttl IS NOT NULL AND ttl < ?1")?
                     .query_map([now_s], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
                 let mut last = None;
                 for doc in &docs {
                     let item = read_item(doc)?;
-                    tx.execute("DELETE FROM items WHERE id = ?1", [item.id.to_string()])?;
+                    c.execute("DELETE FROM items WHERE id = ?1", [item.id.to_string()])?;
                     let at = state::now_ms();
                     let mut record =
                         change_record(Change::Remove, Some(&item), None, at, REGION, STREAM_ARN);
@@ -115,7 +110,7 @@ impl SqliteTable {
                     service.type_ = "Service".into();
                     service.principal_id = "dynamodb.amazonaws.com".into();
                     record.user_identity = Some(service);
-                    tx.execute(
+                    c.execute(
                         "INSERT INTO stream (item_id, created_ms, record) VALUES (?1, ?2, ?3)",
                         params![
                             item.id.to_string(),
@@ -123,9 +118,8 @@ impl SqliteTable {
                             serde_json::to_string(&lambda_json(&record))?
                         ],
                     )?;
-                    last = Some((tx.last_insert_rowid() as u64, docs.len()));
+                    last = Some((c.last_insert_rowid() as u64, docs.len()));
                 }
-                tx.commit()?;
                 Ok(last)
             })
             .await
@@ -141,8 +135,8 @@ impl SqliteTable {
 }
 
 /// Writes a new item's row and its INSERT record; an existing id is [`StateError::Duplicate`].
-fn insert_row(tx: &rusqlite::Connection, item: &Item) -> anyhow::Result<u64> {
-    let inserted = tx
+fn insert_row(c: &rusqlite::Connection, item: &Item) -> anyhow::Result<u64> {
+    let inserted = c
         .prepare_cached(
             "INSERT OR IGNORE INTO items (id, status, created_at, doc, ttl, stalled_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -158,21 +152,21 @@ fn insert_row(tx: &rusqlite::Connection, item: &Item) -> anyhow::Result<u64> {
     if inserted == 0 {
         return Err(StateError::Duplicate(item.id).into());
     }
-    Ok(append(tx, Change::Insert, None, item, item.created_at)?)
+    Ok(append(c, Change::Insert, None, item, item.created_at)?)
 }
 
 /// Appends the stream record of one change; returns its position.
 fn append(
-    tx: &rusqlite::Connection,
+    c: &rusqlite::Connection,
     change: Change,
     old: Option<&Item>,
     new: &Item,
     at_ms: i64,
 ) -> rusqlite::Result<u64> {
     let json = change_record_json(change, old, Some(new), at_ms, REGION, STREAM_ARN);
-    tx.prepare_cached("INSERT INTO stream (item_id, created_ms, record) VALUES (?1, ?2, ?3)")?
+    c.prepare_cached("INSERT INTO stream (item_id, created_ms, record) VALUES (?1, ?2, ?3)")?
         .execute(params![new.id.to_string(), at_ms, json])?;
-    Ok(tx.last_insert_rowid() as u64)
+    Ok(c.last_insert_rowid() as u64)
 }
 
 fn read_item(doc: &str) -> Result<Item, StateError> {
@@ -197,9 +191,7 @@ impl ItemTable for SqliteTable {
         let seq = self
             .db
             .write(move |c| {
-                let tx = c.savepoint()?;
-                let seq = insert_row(&tx, &item)?;
-                tx.commit()?;
+                let seq = insert_row(c, &item)?;
                 Ok(seq)
             })
             .await
@@ -279,8 +271,7 @@ impl ItemTable for SqliteTable {
         let (outcome, seq) = self
             .db
             .write(move |c| {
-                let tx = c.savepoint()?;
-                let doc: Option<String> = tx
+                let doc: Option<String> = c
                     .prepare_cached("SELECT doc FROM items WHERE id = ?1")?
                     .query_row([id.to_string()], |r| r.get(0))
                     .optional()?;
@@ -291,7 +282,7 @@ impl ItemTable for SqliteTable {
                 };
                 let next = t.apply_to(&current);
                 // The same condition DynamoDB checks, in SQL.
-                let changed = tx.prepare_cached(
+                let changed = c.prepare_cached(
                     "UPDATE items SET status = ?1, doc = ?2, stalled_at = NULL, ttl = NULL WHERE id = ?3 AND status = ?4",
                 )?
                 .execute(params![
@@ -304,8 +295,7 @@ impl ItemTable for SqliteTable {
                 if changed == 0 {
                     return Ok((t.classify(id, Some(current))?, None));
                 }
-                let seq = append(&tx, Change::Modify, Some(&current), &next, t.at())?;
-                tx.commit()?;
+                let seq = append(c, Change::Modify, Some(&current), &next, t.at())?;
                 Ok((Outcome::Applied(next), Some(seq)))
             })
             .await
