@@ -29,10 +29,18 @@ pub fn decode(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels, 
         MediaType::Jxl => crate::formats::jxl::decode(bytes, header),
         MediaType::Avif => crate::formats::avif::decode(bytes, header),
         // The first frame, composited as players show it.
-        MediaType::Gif | MediaType::Apng => crate::animation::frames(bytes, header)?
+        MediaType::Gif => crate::animation::frames(bytes, header)?
             .next_frame()?
             .map(|f| f.pixels)
             .ok_or_else(|| ImageError::decode("an animation without frames")),
+        // An APNG whose animation control is broken is shown as its default image, as by
+        // players that do not animate.
+        MediaType::Apng => {
+            match crate::animation::frames(bytes, header).and_then(|mut f| f.next_frame()) {
+                Ok(Some(frame)) => Ok(frame.pixels),
+                Ok(None) | Err(_) => decode_png(bytes, header),
+            }
+        }
     }
 }
 

@@ -125,6 +125,8 @@ pub fn process_file(file: &Path, out: &Path, settings: &imaging::Settings) -> Va
         "exif": rendered.exif,
         "renditions": renditions,
         "placeholder": rendered.placeholder,
+        "frames": rendered.frames,
+        "duration_ms": rendered.duration_ms,
         "memory_estimate_bytes": estimate,
     })
 }

@@ -46,6 +46,8 @@ pub fn facts() -> ProcessedFacts {
         renditions: BTreeMap::from([("thumbnail".into(), "processed/x/thumbnail.jpg".into())]),
         exif: BTreeMap::from([("make".into(), "Canon".into())]),
         placeholder: Some("1QcSHQRnh493V4dIh4eXh1h4kJUI".into()),
+        frames: Some(12),
+        duration_ms: Some(1_200),
     }
 }
 
@@ -98,6 +100,7 @@ pub async fn a_transition_applies_once_with_its_history(table: Arc<dyn ItemTable
     assert_eq!(after.renditions, Some(facts().renditions));
     assert_eq!(after.exif, Some(facts().exif));
     assert_eq!(after.placeholder, facts().placeholder);
+    assert_eq!((after.frames, after.duration_ms), (Some(12), Some(1_200)));
     assert_eq!(after.history.len(), 2);
     assert_eq!(after.history[1].status, Status::Processed);
     assert_eq!(after.history[1].at, after.updated_at);

@@ -13,6 +13,7 @@ mod direct;
 mod events;
 mod faults;
 mod flow;
+mod formats;
 mod helpers;
 #[cfg(feature = "aws")]
 mod lambda;

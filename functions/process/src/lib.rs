@@ -140,6 +140,8 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         format: rendered.format.name().to_owned(),
         exif: rendered.exif,
         placeholder: rendered.placeholder,
+        frames: rendered.frames,
+        duration_ms: rendered.duration_ms,
         ..Default::default()
     };
     for out in rendered.renditions {

@@ -58,9 +58,9 @@ pub enum UploadError {
     Empty,
     #[error("body is {size} bytes; the limit is {limit}")]
     TooLarge { size: u64, limit: u64 },
-    #[error("invalid reservation: {0}; send JSON {{\"size\": <bytes>, \"content_type\": \"image/jpeg\" or \"image/png\"}}")]
+    #[error("invalid reservation: {0}; send JSON {{\"size\": <bytes>, \"content_type\": \"image/jpeg\"}} (or another of {taken})", taken = media::accepted_content_types())]
     BadReservation(String),
-    #[error("content type {0:?} is not taken: image/jpeg or image/png")]
+    #[error("content type {0:?} is not taken: one of {taken}", taken = media::accepted_content_types())]
     UnsupportedType(String),
     #[error(transparent)]
     NotAnImage(#[from] NotAnImage),

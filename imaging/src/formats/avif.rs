@@ -222,6 +222,15 @@ fn be64(b: &[u8], at: usize) -> Option<u64> {
 /// The first track whose handler is `pict` or `vide`, and whose samples are AV1 (`av01`).
 /// Sample tables are taken only up to [`MAX_SAMPLES`].
 fn track(bytes: &[u8]) -> Result<Option<Track>, ImageError> {
+    track_of(bytes, &[b"pict", b"vide"])
+}
+
+/// The alpha track of a sequence: an auxiliary video track (`auxv`) of AV1 samples.
+fn alpha_track(bytes: &[u8]) -> Result<Option<Track>, ImageError> {
+    track_of(bytes, &[b"auxv"])
+}
+
+fn track_of(bytes: &[u8], handlers: &[&[u8; 4]]) -> Result<Option<Track>, ImageError> {
     let Some(moov) = boxes(bytes).find(|(k, _)| k == b"moov").map(|(_, c)| c) else {
         return Ok(None);
     };
@@ -234,7 +243,7 @@ fn track(bytes: &[u8]) -> Result<Option<Track>, ImageError> {
             continue;
         };
         let handler = child(mdia, b"hdlr").and_then(|h| h.get(8..12));
-        if !matches!(handler, Some(b"pict" | b"vide")) {
+        if !handlers.iter().any(|h| handler == Some(&h[..])) {
             continue;
         }
         let mdhd = child(mdia, b"mdhd").ok_or_else(|| bad("no mdhd"))?;
@@ -424,7 +433,12 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
     // eight reference pictures. Then the assembled RGB(A) image, the alpha plane, the RGBA merge
     // and the cropped copy.
     let per_picture = largest * 24 + 4 * MIB;
-    let pictures = if animation.is_some() { 9 } else { 1 };
+    // A sequence's alpha track has a decoder and references of its own.
+    let pictures = match (&animation, alpha_track(bytes)?) {
+        (Some(_), Some(_)) => 18,
+        (Some(_), None) => 9,
+        _ => 1,
+    };
     let decode = per_picture * pictures + budget::pixels(cw, ch, 4 + 1 + 4 + 4) + 8 * MIB;
     let channels = if has_alpha || animation.is_some() {
         4
@@ -585,22 +599,30 @@ pub(crate) fn decode(bytes: &[u8], header: &Header) -> Result<Pixels, ImageError
     Ok(crop(pixels, s.crop))
 }
 
-/// The samples of an image sequence, each decoded in turn (they reference each other).
+/// The samples of an image sequence, each decoded in turn (they reference each other), with
+/// the samples of its alpha track when it has one.
 pub struct Frames<'a> {
     bytes: &'a [u8],
     track: Track,
     decoder: Decoder,
+    alpha: Option<(Track, Decoder)>,
     next: usize,
 }
 
 impl<'a> Frames<'a> {
     pub fn new(bytes: &'a [u8], _header: &Header) -> Result<Frames<'a>, ImageError> {
         let track = track(bytes)?.ok_or_else(|| avif_error("no AV1 track"))?;
-        let decoder = Decoder::new(u64::from(track.width) * u64::from(track.height))?;
+        let pixels = u64::from(track.width) * u64::from(track.height);
+        let decoder = Decoder::new(pixels)?;
+        let alpha = match alpha_track(bytes)? {
+            Some(a) if a.samples.len() == track.samples.len() => Some((a, Decoder::new(pixels)?)),
+            _ => None,
+        };
         Ok(Frames {
             bytes,
             track,
             decoder,
+            alpha,
             next: 0,
         })
     }
@@ -612,26 +634,42 @@ impl FrameSource for Frames<'_> {
             let i = self.next;
             self.next += 1;
             let data = sample(self.bytes, self.track.samples[i])?;
+            let alpha = match &mut self.alpha {
+                Some((track, decoder)) => {
+                    let data = sample(self.bytes, track.samples[i])?;
+                    decoder.decode(data)?.map(|p| av1::alpha8(&p)).transpose()?
+                }
+                None => None,
+            };
             let Some(picture) = self.decoder.decode(data)? else {
                 continue;
             };
             let (m, full) = picture.matrix_and_range();
             let (buf, ch) = av1::to_rgb8(&picture, m, full)?;
             let (w, h) = (picture.width(), picture.height());
-            let pixels = formats::pixels(w, h, ch, buf);
-            let rgba = if pixels.channels == 3 {
-                Pixels {
-                    width: w,
-                    height: h,
-                    channels: 4,
-                    buf: pixels
-                        .buf
-                        .chunks_exact(3)
-                        .flat_map(|c| [c[0], c[1], c[2], 255])
-                        .collect(),
-                }
+            drop(picture);
+            let rgb: Vec<u8> = if ch == 1 {
+                buf.iter().flat_map(|&v| [v, v, v]).collect()
             } else {
-                pixels
+                buf
+            };
+            let alpha = alpha.filter(|a| a.len() == rgb.len() / 3);
+            let buf = match alpha {
+                Some(a) => rgb
+                    .chunks_exact(3)
+                    .zip(a)
+                    .flat_map(|(c, a)| [c[0], c[1], c[2], a])
+                    .collect(),
+                None => rgb
+                    .chunks_exact(3)
+                    .flat_map(|c| [c[0], c[1], c[2], 255])
+                    .collect(),
+            };
+            let rgba = Pixels {
+                width: w,
+                height: h,
+                channels: 4,
+                buf,
             };
             return Ok(Some(Frame {
                 pixels: rgba,

@@ -73,8 +73,7 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
         _ => None,
     });
     let exif = probe::read_exif(exif_block.as_deref());
-    let (w, h) = (u64::from(width), u64::from(height));
-    let decode = budget::pixels(w, h, DECODER_BYTES_PER_PIXEL) + bytes.len() as u64 * 2 + 8 * MIB;
+    let decode = limit_of(width, height) + bytes.len() as u64 * 2;
     let animation =
         (image.image_header().metadata.animation.is_some() && frames > 1).then_some(Animation {
             frames,
@@ -103,13 +102,14 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
     ))
 }
 
-/// What the decoder may allocate for `header`'s image: its share of the estimate.
+/// What the decoder may allocate for a `width` x `height` image: its share of the estimate. The
+/// fixed part covers its per-group buffers, which do not shrink with a small image.
+fn limit_of(width: u32, height: u32) -> u64 {
+    budget::pixels(u64::from(width), u64::from(height), DECODER_BYTES_PER_PIXEL) + 48 * MIB
+}
+
 fn limit(header: &Header) -> u64 {
-    budget::pixels(
-        u64::from(header.width),
-        u64::from(header.height),
-        DECODER_BYTES_PER_PIXEL,
-    ) + 8 * MIB
+    limit_of(header.width, header.height)
 }
 
 fn render(

@@ -135,7 +135,27 @@ pub(crate) fn decode(bytes: &[u8], header: &Header, source: &Source) -> Result<P
         ColorType::Palette(_) => Some(d.get_tag_u16_vec(Tag::ColorMap).map_err(tiff_error)?),
         _ => None,
     };
-    let image = d.read_image().map_err(tiff_error)?;
+    // Separate planes (PlanarConfiguration 2) are read whole and interleaved below.
+    let planar = d
+        .find_tag_unsigned::<u16>(Tag::PlanarConfiguration)
+        .ok()
+        .flatten()
+        == Some(2);
+    let associated_alpha = d
+        .find_tag_unsigned_vec::<u16>(Tag::ExtraSamples)
+        .ok()
+        .flatten()
+        .is_some_and(|v| v.first() == Some(&1));
+    let mut image = match color.bit_depth() {
+        16 => DecodingResult::U16(Vec::new()),
+        _ => DecodingResult::U8(Vec::new()),
+    };
+    d.read_image_to_buffer(&mut image).map_err(tiff_error)?;
+    let image = if planar {
+        interleave(image, samples as usize)
+    } else {
+        image
+    };
     let n = (w * h * samples) as usize;
     let mut samples8: Vec<u8> = match (image, color.bit_depth()) {
         (DecodingResult::U8(v), 8) => v,
@@ -179,6 +199,9 @@ pub(crate) fn decode(bytes: &[u8], header: &Header, source: &Source) -> Result<P
         }
         ColorType::GrayA(_) => formats::pixels(width, height, 2, samples8),
         ColorType::RGB(_) => formats::pixels(width, height, 3, samples8),
+        ColorType::RGBA(_) if associated_alpha => {
+            formats::pixels(width, height, 4, unpremultiply(samples8))
+        }
         ColorType::RGBA(_) => formats::pixels(width, height, 4, samples8),
         ColorType::YCbCr(_) => formats::pixels(width, height, 3, ycbcr_to_rgb(samples8)),
         ColorType::CMYK(_) => {
@@ -221,4 +244,36 @@ fn ycbcr_to_rgb(mut buf: Vec<u8>) -> Vec<u8> {
         px[2] = (y + 1.772 * cb).round().clamp(0.0, 255.0) as u8;
     }
     buf
+}
+
+/// Planes one after another to samples interleaved per pixel.
+fn interleave(image: DecodingResult, samples: usize) -> DecodingResult {
+    fn go<T: Copy + Default>(v: Vec<T>, samples: usize) -> Vec<T> {
+        let n = v.len() / samples;
+        let mut out = vec![T::default(); n * samples];
+        for (s, plane) in v.chunks_exact(n).enumerate() {
+            for (i, &x) in plane.iter().enumerate() {
+                out[i * samples + s] = x;
+            }
+        }
+        out
+    }
+    match image {
+        DecodingResult::U8(v) => DecodingResult::U8(go(v, samples)),
+        DecodingResult::U16(v) => DecodingResult::U16(go(v, samples)),
+        other => other,
+    }
+}
+
+/// Colour premultiplied by alpha (TIFF's associated alpha) to straight colour.
+fn unpremultiply(mut rgba: Vec<u8>) -> Vec<u8> {
+    for px in rgba.chunks_exact_mut(4) {
+        let a = u16::from(px[3]);
+        if a != 0 && a != 255 {
+            for c in &mut px[..3] {
+                *c = ((u16::from(*c) * 255 + a / 2) / a).min(255) as u8;
+            }
+        }
+    }
+    rgba
 }
