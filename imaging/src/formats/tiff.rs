@@ -122,8 +122,21 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
     ))
 }
 
-/// The first page, at 8 bits. CMYK goes through `source`'s CMYK profile when there is one.
+/// The first page, at 8 bits. CMYK goes through `source`'s CMYK profile when there is one. The
+/// `tiff` crate asserts on some layouts it does not take (separate planes of some sizes): that is
+/// this image's error, not the process's.
 pub(crate) fn decode(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels, ImageError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_page(bytes, header, source)
+    }))
+    .unwrap_or_else(|_| {
+        Err(ImageError::decode(
+            "TIFF: a layout the decoder does not take",
+        ))
+    })
+}
+
+fn decode_page(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels, ImageError> {
     let (w, h) = (u64::from(header.width), u64::from(header.height));
     let mut d = decoder(bytes, budget::pixels(w, h, 8))?;
     if d.dimensions().map_err(tiff_error)? != (header.width, header.height) {
