@@ -31,15 +31,15 @@ run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.da
 	$(UPLOADER) --data-dir '$(DATA_DIR)' serve --addr '$(ADDR)'
 
 .PHONY: test
-test: ## Run every test (installs Chromium; starts DynamoDB Local and moto on loopback, stops them after)
+test: ## Run every test (installs Chromium and the reference decoders; starts DynamoDB Local and moto on loopback, stops them after)
 	scripts/build-deps.sh
 	scripts/browser-deps.sh
-	scripts/tools.sh validate moto ddb
+	scripts/tools.sh validate moto ddb reference
 	scripts/validate-template.sh
 	$(CARGO) build --workspace --bins --locked --features local/aws,local/heic,local/avif
 	scripts/standins.sh start
 	trap 'scripts/standins.sh stop' EXIT; \
-	eval "$$(scripts/standins.sh env)"; export STANDINS_REQUIRED=1 BROWSER_REQUIRED=1; \
+	eval "$$(scripts/standins.sh env)"; export STANDINS_REQUIRED=1 BROWSER_REQUIRED=1 REFERENCE_REQUIRED=1; \
 	$(CARGO) test --workspace --locked --features local/aws,local/heic,local/avif; \
 	echo "== the pipeline tests again, on DynamoDB Local + moto (PIPELINE_BACKEND=aws)"; \
 	PIPELINE_BACKEND=aws $(CARGO) test --locked -p local --features aws,heic,avif --test pipeline

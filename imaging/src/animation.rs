@@ -353,4 +353,52 @@ mod tests {
             "cleared by the third frame's disposal"
         );
     }
+
+    fn fixture(path: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/../tests/fixtures/conformance/{path}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_animated_rendition_is_an_animated_webp_of_at_most_its_cap() {
+        let settings = crate::Settings::parse(
+            "still:fit=64x64:jpeg,loop:fit=64x64:webp:animated=3",
+            50_000_000,
+        )
+        .unwrap();
+        for file in [
+            "gif/dispose_prev.gif",
+            "apng/dispose_op_none.png",
+            "webp/random_lossy.webp",
+            "avif/star-8bpc.avifs",
+        ] {
+            let rendered = crate::render(&fixture(file), &settings).unwrap();
+            let frames = rendered.frames.unwrap();
+            assert!(frames > 1 && rendered.duration_ms.is_some(), "{file}");
+            let out = &rendered.renditions[1].bytes;
+            let decoder = image_webp::WebPDecoder::new(std::io::Cursor::new(out.as_ref())).unwrap();
+            assert!(decoder.is_animated(), "{file}");
+            assert_eq!(decoder.num_frames(), frames.min(3), "{file}");
+            let (w, h) = decoder.dimensions();
+            assert!(
+                w <= 64 && h <= 64 && (w == 64 || h == 64),
+                "{file}: {w}x{h}"
+            );
+            // The still is the first frame, as a JPEG.
+            assert_eq!(&rendered.renditions[0].bytes[..2], &[0xFF, 0xD8], "{file}");
+        }
+    }
+
+    #[test]
+    fn a_still_input_asked_for_animation_gives_a_still_webp() {
+        let settings = crate::Settings::parse("loop:fit=64x64:webp:animated", 50_000_000).unwrap();
+        let rendered = crate::render(&fixture("webp/lossless1.webp"), &settings).unwrap();
+        assert_eq!(rendered.frames, None);
+        let out = &rendered.renditions[0].bytes;
+        let decoder = image_webp::WebPDecoder::new(std::io::Cursor::new(out.as_ref())).unwrap();
+        assert!(!decoder.is_animated());
+    }
 }
