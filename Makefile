@@ -21,7 +21,8 @@ help: ## List the targets
 
 # The engine as `make run` builds it: the `local` profile (optimised, no LTO) and no AWS SDK.
 UPLOADER := target/local/uploader
-# Cargo features of `local` for run: HEIC input by default; add avif for AVIF renditions.
+# Cargo features of `local` for run: HEIC input by default; add avif for AVIF input and renditions
+# (rav1d and rav1e: several minutes more of a first build, docs/formats.md "Build").
 FEATURES ?= heic
 
 .PHONY: run

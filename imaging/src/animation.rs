@@ -49,6 +49,7 @@ pub fn frames<'a>(
         MediaType::Apng => Ok(Box::new(formats::apng::Frames::new(bytes, header)?)),
         MediaType::Webp => Ok(Box::new(formats::webp::Frames::new(bytes)?)),
         MediaType::Jxl => Ok(Box::new(formats::jxl::Frames::new(bytes, header)?)),
+        #[cfg(feature = "avif")]
         MediaType::Avif => Ok(Box::new(formats::avif::Frames::new(bytes, header)?)),
         other => Err(ImageError::decode(format!(
             "{other} has no frames to animate"

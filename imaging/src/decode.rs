@@ -27,7 +27,10 @@ pub fn decode(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels, 
         MediaType::Webp => crate::formats::webp::decode(bytes, header),
         MediaType::Tiff => crate::formats::tiff::decode(bytes, header, source),
         MediaType::Jxl => crate::formats::jxl::decode(bytes, header),
+        #[cfg(feature = "avif")]
         MediaType::Avif => crate::formats::avif::decode(bytes, header),
+        #[cfg(not(feature = "avif"))]
+        MediaType::Avif => Err(ImageError::decode("this build has no AVIF decoder")),
         // The first frame, composited as players show it.
         MediaType::Gif => crate::animation::frames(bytes, header)?
             .next_frame()?

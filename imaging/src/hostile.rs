@@ -87,7 +87,7 @@ pub fn corpus() -> Vec<Hostile> {
         ),
         h(
             "gif-20000-frames.gif",
-            "an animated GIF of 20,000 one-pixel frames (60 kB)",
+            "an animated GIF of 20,000 one-pixel frames (460 kB)",
             gif_frames(64, 64, 20_000),
         ),
         h(

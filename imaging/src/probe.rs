@@ -126,7 +126,14 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         MediaType::Heic => probe_heic(bytes, settings)?,
         MediaType::Webp => crate::formats::webp::probe(bytes, settings)?,
         MediaType::Gif => crate::formats::gif::probe(bytes, settings)?,
+        #[cfg(feature = "avif")]
         MediaType::Avif => crate::formats::avif::probe(bytes, settings)?,
+        #[cfg(not(feature = "avif"))]
+        MediaType::Avif => {
+            return Err(ImageError::decode(
+                "AVIF input needs the `avif` feature, which this build was made without",
+            ))
+        }
         MediaType::Tiff => crate::formats::tiff::probe(bytes, settings)?,
         MediaType::Apng => crate::formats::apng::probe(bytes, settings)?,
         MediaType::Jxl => crate::formats::jxl::probe(bytes, settings)?,

@@ -31,7 +31,7 @@ const KNOWN: [(&str, &str); 41] = [
     ("avif/xmp_tags_orientation.avif", "design: an orientation in XMP is not applied (irot/imir are AVIF's orientation; browsers ignore XMP); Pillow applies it"),
     ("gif/dispose_bgnd.gif", "design: disposal to background clears to transparent, as browsers do; Pillow paints the background colour"),
     ("gif/test_extents.gif", "design: a frame larger than the logical screen is clipped to it, as browsers do; Pillow grows the image"),
-    ("gif/test_extents_transparency.gif", "gap: a frame whose descriptor follows a malformed extension is not counted"),
+    ("gif/test_extents_transparency.gif", "design: the file holds a second GIF header after its first image; the walk stops there (no trailer), Pillow reads on"),
     ("apng/chunk_no_fctl.png", "design: an APNG whose frame controls are missing is shown as its default image; Pillow refuses it"),
     ("apng/chunk_multi_actl.png", "gap: a second acTL chunk is not ignored as Pillow ignores it"),
     ("apng/syntax_num_frames_low.png", "gap: frames past acTL's count are counted (Pillow stops at the count)"),
@@ -189,6 +189,10 @@ fn every_suite_file_decodes_as_the_reference_decoder_does() {
     };
     let mut table = BTreeMap::new();
     for suite in SUITES {
+        if suite == "avif" && !cfg!(feature = "avif") {
+            eprintln!("conformance: the avif suite needs the `avif` feature");
+            continue;
+        }
         let dir = root().join(suite);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()
@@ -245,6 +249,9 @@ fn every_suite_file_decodes_as_the_reference_decoder_does() {
                     .map_err(fail),
             };
             let key = format!("{suite}/{name}");
+            if !cfg!(feature = "avif") && name.ends_with(".avif") {
+                continue; // the orientation suite's irot/imir files
+            }
             let known = KNOWN.iter().find(|(f, _)| *f == key);
             match (verdict, known) {
                 (Ok(psnr), None) => {

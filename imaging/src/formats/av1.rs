@@ -26,12 +26,9 @@ fn rav1d_error(what: &str, code: i32) -> ImageError {
     ImageError::decode(format!("AV1: {what} (rav1d error {})", code.unsigned_abs()))
 }
 
-/// dav1d's "try again": the decoder wants its output read before it takes more data.
-const EAGAIN: i32 = -(libc_eagain() as i32);
-
-const fn libc_eagain() -> u32 {
-    11
-}
+/// dav1d's "try again" (`DAV1D_ERR(EAGAIN)`, EAGAIN being 11 on Linux): the decoder wants its
+/// output read before it takes more data, or has no picture yet.
+const EAGAIN: i32 = -11;
 
 /// A rav1d decoder context.
 pub struct Decoder {

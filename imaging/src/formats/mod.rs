@@ -7,7 +7,9 @@
 //! the probe's estimate has been checked against the budget.
 
 pub mod apng;
+#[cfg(feature = "avif")]
 pub mod av1;
+#[cfg(feature = "avif")]
 pub mod avif;
 pub mod gif;
 pub mod jxl;
