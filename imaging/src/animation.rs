@@ -382,7 +382,9 @@ mod tests {
             let out = &rendered.renditions[1].bytes;
             let decoder = image_webp::WebPDecoder::new(std::io::Cursor::new(out.as_ref())).unwrap();
             assert!(decoder.is_animated(), "{file}");
-            assert_eq!(decoder.num_frames(), frames.min(3), "{file}");
+            // libwebp merges a frame identical to the one before it (adding up their durations).
+            let n = decoder.num_frames();
+            assert!(n >= 2 && n <= frames.min(3), "{file}: {n} frames of {frames}");
             let (w, h) = decoder.dimensions();
             assert!(
                 w <= 64 && h <= 64 && (w == 64 || h == 64),
