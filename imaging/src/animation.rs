@@ -384,7 +384,10 @@ mod tests {
             assert!(decoder.is_animated(), "{file}");
             // libwebp merges a frame identical to the one before it (adding up their durations).
             let n = decoder.num_frames();
-            assert!(n >= 2 && n <= frames.min(3), "{file}: {n} frames of {frames}");
+            assert!(
+                n >= 2 && n <= frames.min(3),
+                "{file}: {n} frames of {frames}"
+            );
             let (w, h) = decoder.dimensions();
             assert!(
                 w <= 64 && h <= 64 && (w == 64 || h == 64),

@@ -190,7 +190,7 @@ impl Picture {
         let wide = self.bit_depth() > 8;
         let stride = self.0.stride[usize::from(n > 0)];
         let unit = if wide { 2 } else { 1 };
-        if stride <= 0 || (stride as usize) < w * unit || stride as usize % unit != 0 {
+        if stride <= 0 || (stride as usize) < w * unit || !(stride as usize).is_multiple_of(unit) {
             return Err(ImageError::decode("AV1: a plane's stride"));
         }
         let stride = stride as usize / unit;
@@ -302,7 +302,7 @@ pub fn to_rgb8(p: &Picture, matrix: u8, full_range: bool) -> Result<(Vec<u8>, u8
                 return [(pos, 1.0), (pos, 0.0)];
             }
             let c = pos / 2;
-            let other = if pos % 2 == 0 {
+            let other = if pos.is_multiple_of(2) {
                 c.saturating_sub(1)
             } else {
                 c + 1

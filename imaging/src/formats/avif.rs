@@ -362,7 +362,7 @@ fn track_of(bytes: &[u8], handlers: &[&[u8; 4]]) -> Result<Option<Track>, ImageE
     Ok(None)
 }
 
-fn sample<'a>(bytes: &'a [u8], (offset, size): (u64, u32)) -> Result<&'a [u8], ImageError> {
+fn sample(bytes: &[u8], (offset, size): (u64, u32)) -> Result<&[u8], ImageError> {
     usize::try_from(offset)
         .ok()
         .and_then(|o| bytes.get(o..o.checked_add(size as usize)?))
@@ -466,6 +466,9 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
     ))
 }
 
+/// 8-bit samples, their channels (1 or 3), and the size they cover.
+type Decoded = (Vec<u8>, u8, (u32, u32));
+
 /// Decodes an `av01` item or a `grid` of them into gray or RGB (`channels` 1 or 3 at the
 /// picture's own), at the item's coded size.
 fn decode_item(
@@ -474,7 +477,7 @@ fn decode_item(
     decoder: &mut Decoder,
     matrix: Option<u16>,
     gray: bool,
-) -> Result<(Vec<u8>, u8, (u32, u32)), ImageError> {
+) -> Result<Decoded, ImageError> {
     let item = file.item(id).map_err(avif_error)?;
     let to_8bit = |p: &Picture| -> Result<(Vec<u8>, u8), ImageError> {
         if gray {
