@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::condition::{parse_conditions, Condition};
 use crate::error::{invalid, FilterError, MAX_OR_COMBINATIONS};
+use crate::event::Reach;
 use crate::json::Json;
 
 /// One combination as a tree: the path `a.b.c` is the node reached by `a`, `b`, `c`.
@@ -80,16 +81,18 @@ pub(crate) fn compile(entries: &[(String, Json)]) -> Result<Vec<RuleNode>, Filte
     Ok(rules.into_iter().map(FlatRule::into_tree).collect())
 }
 
-/// How many levels the deepest path of these rules has.
-pub(crate) fn depth(rules: &[RuleNode]) -> usize {
-    fn node_depth(node: &RuleNode) -> usize {
-        node.children
-            .values()
-            .map(|c| 1 + node_depth(c))
-            .max()
-            .unwrap_or(0)
+/// How deep the rules' paths go and which field names they use.
+pub(crate) fn reach(rules: &[RuleNode]) -> Reach {
+    fn visit(node: &RuleNode, level: usize, reach: &mut Reach) {
+        reach.depth = reach.depth.max(level);
+        for (name, child) in &node.children {
+            reach.names.insert(name.clone());
+            visit(child, level + 1, reach);
+        }
     }
-    rules.iter().map(node_depth).max().unwrap_or(0)
+    let mut reach = Reach::default();
+    rules.iter().for_each(|rule| visit(rule, 0, &mut reach));
+    reach
 }
 
 fn join(path: &str, key: &str) -> String {

@@ -2,9 +2,10 @@
 //!
 //! AWS flattens a record into dotted paths, so `{"a.b": 1}` and `{"a": {"b": 1}}` both hold the
 //! field `a.b`. This view splits every key at its dots and merges the objects that meet at one
-//! path, keeping arrays as they are (matching needs their elements apart).
+//! path, keeping arrays as they are (matching needs their elements apart). Like AWS's engine,
+//! it keeps only the fields a pattern can name.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -21,20 +22,36 @@ pub(crate) enum Node<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Fields<'a>(HashMap<&'a str, Found<'a>>);
 
+/// What patterns can name: how many levels deep, and with which field names.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Reach {
+    pub(crate) depth: usize,
+    pub(crate) names: HashSet<String>,
+}
+
 impl<'a> Node<'a> {
-    /// The view of `value`, down to `depth` levels of fields: deeper fields cannot be named by
-    /// a pattern of that depth, so they are left out (which also bounds what a hostile key like
-    /// `"a.a.a…"` costs).
-    pub(crate) fn new(value: &'a Value, depth: usize) -> Node<'a> {
+    /// The view of `value` as far as `reach` goes. A field deeper than the deepest pattern
+    /// path, or with a name no pattern uses, cannot be named, so it is left out; that also
+    /// bounds what a large record or a hostile key like `"a.a.a…"` costs.
+    pub(crate) fn new(value: &'a Value, reach: &Reach) -> Node<'a> {
+        Node::within(value, reach, reach.depth)
+    }
+
+    fn within(value: &'a Value, reach: &Reach, depth: usize) -> Node<'a> {
         match value {
             Value::Object(map) => {
                 let mut fields = Fields::default();
                 for (key, value) in map {
-                    fields.insert_dotted(key, value, depth);
+                    fields.insert_dotted(key, value, reach, depth);
                 }
                 Node::Object(fields)
             }
-            Value::Array(items) => Node::Array(items.iter().map(|v| Node::new(v, depth)).collect()),
+            Value::Array(items) => Node::Array(
+                items
+                    .iter()
+                    .map(|v| Node::within(v, reach, depth))
+                    .collect(),
+            ),
             scalar => Node::Scalar(scalar),
         }
     }
@@ -45,18 +62,21 @@ impl<'a> Fields<'a> {
         self.0.get(name).map_or(&[], Vec::as_slice)
     }
 
-    /// Adds `value` under the dotted `key`, within `depth` levels.
-    fn insert_dotted(&mut self, key: &'a str, value: &'a Value, depth: usize) {
-        let levels = key.split('.').count();
-        if levels > depth {
-            return;
+    /// Adds `value` under the dotted `key`, if a pattern can name it within `depth` levels.
+    fn insert_dotted(&mut self, key: &'a str, value: &'a Value, reach: &Reach, depth: usize) {
+        let mut levels = 0;
+        for segment in key.split('.') {
+            levels += 1;
+            if levels > depth || !reach.names.contains(segment) {
+                return;
+            }
         }
         let mut segments = key.split('.');
         let last = segments
             .next_back()
             .expect("split yields at least one segment");
         let parent = segments.fold(self, |fields, segment| fields.object_at(segment));
-        parent.push(last, Node::new(value, depth - levels));
+        parent.push(last, Node::within(value, reach, depth - levels));
     }
 
     /// The object at `name`, created if none is there yet.
@@ -111,10 +131,17 @@ mod tests {
         }
     }
 
+    fn reach(depth: usize, names: &[&str]) -> Reach {
+        Reach {
+            depth,
+            names: names.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
     #[test]
     fn dotted_keys_and_nested_objects_merge() {
         let value = json!({"a.b": 1, "a": {"c": 2, "b": 3}});
-        let node = Node::new(&value, 5);
+        let node = Node::new(&value, &reach(5, &["a", "b", "c"]));
         let a = object(root(&node).get("a"));
         assert!(matches!(a.get("b"), [Node::Scalar(_), Node::Scalar(_)]));
         assert!(matches!(a.get("c"), [Node::Scalar(_)]));
@@ -123,9 +150,19 @@ mod tests {
     #[test]
     fn fields_past_the_depth_are_left_out() {
         let value = json!({"a.b.c": 1, "x": {"y": {"z": 2}}});
-        let node = Node::new(&value, 2);
+        let node = Node::new(&value, &reach(2, &["a", "b", "c", "x", "y", "z"]));
         assert!(root(&node).get("a").is_empty());
         let y = object(object(root(&node).get("x")).get("y"));
         assert!(y.get("z").is_empty());
+    }
+
+    #[test]
+    fn fields_no_pattern_names_are_left_out() {
+        let value = json!({"a": {"b": 1, "other": 2}, "a.other": 3, "unused": 4});
+        let node = Node::new(&value, &reach(5, &["a", "b"]));
+        assert!(root(&node).get("unused").is_empty());
+        let a = object(root(&node).get("a"));
+        assert!(matches!(a.get("b"), [Node::Scalar(_)]));
+        assert!(a.get("other").is_empty());
     }
 }

@@ -123,7 +123,7 @@ pub use error::{
 };
 
 use compile::RuleNode;
-use event::Node;
+use event::{Node, Reach};
 use json::Json;
 
 /// One filter pattern.
@@ -131,14 +131,16 @@ use json::Json;
 pub struct Pattern {
     /// One per `$or` combination; the pattern matches when any does.
     rules: Vec<RuleNode>,
-    /// Levels of the deepest field path, which bounds how much of a record matters.
-    depth: usize,
+    /// The part of a record the rules can name.
+    reach: Reach,
 }
 
 /// The filter patterns of one event source mapping.
 #[derive(Debug, Clone, Default)]
 pub struct FilterCriteria {
     patterns: Vec<Pattern>,
+    /// The part of a record any of the patterns can name.
+    reach: Reach,
 }
 
 impl Pattern {
@@ -152,12 +154,12 @@ impl Pattern {
             other => return Err(FilterError::NotAnObject(other.type_name())),
         };
         let rules = compile::compile(&entries)?;
-        let depth = compile::depth(&rules);
-        Ok(Pattern { rules, depth })
+        let reach = compile::reach(&rules);
+        Ok(Pattern { rules, reach })
     }
 
     pub fn matches(&self, record: &Value) -> bool {
-        self.matches_view(&Node::new(record, self.depth))
+        self.matches_view(&Node::new(record, &self.reach))
     }
 
     fn matches_view(&self, record: &Node<'_>) -> bool {
@@ -167,7 +169,7 @@ impl Pattern {
 
 impl FilterCriteria {
     pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<FilterCriteria, FilterError> {
-        let patterns = patterns
+        let patterns: Vec<Pattern> = patterns
             .iter()
             .enumerate()
             .map(|(index, p)| {
@@ -177,15 +179,21 @@ impl FilterCriteria {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(FilterCriteria { patterns })
+        let reach = Reach {
+            depth: patterns.iter().map(|p| p.reach.depth).max().unwrap_or(0),
+            names: patterns
+                .iter()
+                .flat_map(|p| p.reach.names.iter().cloned())
+                .collect(),
+        };
+        Ok(FilterCriteria { patterns, reach })
     }
 
     pub fn matches(&self, record: &Value) -> bool {
         if self.patterns.is_empty() {
             return true;
         }
-        let depth = self.patterns.iter().map(|p| p.depth).max().unwrap_or(0);
-        let view = Node::new(record, depth);
+        let view = Node::new(record, &self.reach);
         self.patterns.iter().any(|p| p.matches_view(&view))
     }
 
