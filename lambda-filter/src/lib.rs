@@ -69,9 +69,9 @@
 //!   `{"a": {"b": ...}}`, and the record key `"a.b"` is named by the pattern `{"a": {"b": ...}}`.
 //!   Objects that meet at one path merge.
 //! * **Numbers compare as numbers** when both sides are JSON numbers with an exact double value:
-//!   `[300]` matches `300.0`. Integers past 2^53 (which a double would round) compare by
-//!   value only with the same integer, and are refused as `numeric` bounds or `anything-but`
-//!   numbers, as AWS refuses them.
+//!   `[300]` matches `300.0`. An integer a double cannot hold exactly (past 2^53, such as
+//!   9007199254740993) equals only the same integer, and is refused as a `numeric` bound or an
+//!   `anything-but` number, as AWS refuses it.
 //! * **A repeated key is accepted, and the last one wins**, per field path: `{"a": [1], "a": [2]}`
 //!   is `{"a": [2]}`, while `{"x": {"a": [1]}, "x": {"b": [2]}}` keeps both `x.a` and `x.b`
 //!   (AWS reads the pattern as a stream of paths). A field repeated inside a `$or` branch
