@@ -303,7 +303,10 @@ fn an_srgb_profile_or_none_costs_no_conversion() {
     let srgb = ColorProfile::new_srgb().encode().unwrap();
     for bytes in [with_icc_png(&img, &srgb), plain_png(&img)] {
         let header = probe::probe(&bytes, &Settings::default()).unwrap();
-        assert!(matches!(colour::source(&header), colour::Source::Srgb));
+        assert!(matches!(
+            colour::source(&header).source,
+            colour::Source::Srgb
+        ));
         assert_eq!(rendered_patches(&bytes, PATCHES.len()), PATCHES.to_vec());
     }
 }
@@ -315,7 +318,7 @@ fn a_profile_is_resolved_once_for_every_image_that_carries_it() {
     let conversion = |pixels: &[[u8; 3]], icc: &[u8]| {
         let header =
             probe::probe(&with_icc_png(&patches(pixels), icc), &Settings::default()).unwrap();
-        match colour::source(&header) {
+        match colour::source(&header).source {
             colour::Source::Rgb(c) => c,
             _ => panic!("a wide-gamut profile taken as sRGB"),
         }
@@ -335,7 +338,7 @@ fn a_conversion_split_over_two_threads_is_the_one_made_on_one() {
     let p3 = ColorProfile::new_display_p3().encode().unwrap();
     let header =
         probe::probe(&with_icc_png(&patches(&PATCHES), &p3), &Settings::default()).unwrap();
-    let colour::Source::Rgb(conversion) = colour::source(&header) else {
+    let colour::Source::Rgb(conversion) = colour::source(&header).source else {
         panic!("Display P3 taken as sRGB");
     };
     // Every 8-bit colour, and a tail that is not a whole chunk, with and without alpha.
@@ -401,7 +404,7 @@ fn an_iphone_style_heic_is_decoded_upright_once_and_in_srgb() {
     let header = probe::probe(HEIC, &Settings::default()).unwrap();
     let profile = ColorProfile::new_from_slice(header.icc.as_deref().expect("a profile")).unwrap();
     assert!(
-        matches!(colour::source(&header), colour::Source::Rgb(..)),
+        matches!(colour::source(&header).source, colour::Source::Rgb(..)),
         "P3, not sRGB"
     );
 

@@ -40,6 +40,7 @@ pub mod placeholder;
 pub mod probe;
 pub mod resize;
 pub mod settings;
+pub mod turbo;
 
 pub use budget::{Estimate, MemoryPlan};
 pub use pixels::Pixels;
@@ -114,7 +115,13 @@ pub struct Rendered {
     pub estimate: Estimate,
     /// ThumbHash of the smallest rendition, base64: [`placeholder`].
     pub placeholder: Option<String>,
+    /// Broken ancillary parts that were skipped (a profile, EXIF), in a few words each: the image
+    /// was rendered without them. At most [`MAX_WARNINGS`].
+    pub warnings: Vec<String>,
 }
+
+/// The most warnings an image reports: items stay small whatever a file holds.
+pub const MAX_WARNINGS: usize = 8;
 
 /// The whole process step on one image in memory: probe, one decode, every rendition.
 pub fn render(bytes: &[u8], settings: &Settings) -> Result<Rendered, ImageError> {
@@ -129,7 +136,11 @@ pub fn render_probed(
     header: &probe::Header,
     settings: &Settings,
 ) -> Result<Rendered, ImageError> {
-    let source = colour::source(header);
+    let colour = colour::source(header);
+    let mut warnings = header.warnings.clone();
+    warnings.extend(colour.warning.clone());
+    warnings.truncate(MAX_WARNINGS);
+    let source = colour.source;
     let pixels = decode::decode(bytes, header, &source)?;
     // Before any resize: resampling mixes values, which is only right in the output's space.
     let pixels = match &source {
@@ -209,7 +220,13 @@ pub fn render_probed(
             name: "placeholder".into(),
             source: e.into(),
         })?;
-    let (width, height) = header.displayed_size();
+    // A HEIC is shown as its decoder gave it (crop, rotation and mirror applied); its header's
+    // size is the coded picture's, before any `clap` crop.
+    let (width, height) = if header.format == MediaType::Heic {
+        (pixels.width, pixels.height)
+    } else {
+        header.displayed_size()
+    };
     Ok(Rendered {
         width,
         height,
@@ -224,6 +241,7 @@ pub fn render_probed(
         decoded_height: pixels.height,
         estimate: header.estimate,
         placeholder,
+        warnings,
     })
 }
 
