@@ -337,7 +337,12 @@ fn resolve_lcms(icc: &[u8]) -> Resolved {
     let profile = match lcms2::Profile::new_icc(icc) {
         Ok(p) => p,
         // As browsers and libjpeg do: an unreadable profile is no profile.
-        Err(e) => return Resolved::ignored(format!("ICC profile unreadable ({e}); taken as sRGB")),
+        Err(e) => {
+            return Resolved::ignored(format!(
+                "ICC profile unreadable ({}); taken as sRGB",
+                first_line(&e.to_string())
+            ))
+        }
     };
     let conversion = Conversion::lcms(icc);
     match profile.color_space() {
@@ -360,7 +365,10 @@ fn resolve_lcms(icc: &[u8]) -> Resolved {
                     source: Source::Cmyk(Arc::new(conversion)),
                     warning: None,
                 },
-                Err(e) => Resolved::ignored(format!("CMYK ICC profile not usable ({e})")),
+                Err(e) => Resolved::ignored(format!(
+                    "CMYK ICC profile not usable ({}); naive CMYK conversion",
+                    first_line(&e.to_string())
+                )),
             }
         }
         lcms2::ColorSpaceSignature::GrayData => Resolved::srgb(),
@@ -380,9 +388,21 @@ fn resolve_rgb(conversion: Conversion) -> Resolved {
         },
         Err(e) => {
             tracing::debug!(error = %e, "ICC profile without a transform; taken as sRGB");
-            Resolved::ignored(format!("ICC profile not usable ({e}); taken as sRGB"))
+            Resolved::ignored(format!(
+                "ICC profile not usable ({}); taken as sRGB",
+                first_line(&e.to_string())
+            ))
         }
     }
+}
+
+/// A library's message up to its first line break (LittleCMS adds a paragraph of guesses).
+fn first_line(message: &str) -> &str {
+    message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('.')
 }
 
 /// Whether a profile has an A2B (device to PCS) table, which LittleCMS uses in preference to a
@@ -537,7 +557,8 @@ fn cms_error(e: moxcms::CmsError) -> ImageError {
 
 fn lcms_error(e: lcms2::Error) -> ImageError {
     ImageError::decode(format!(
-        "colour conversion through the embedded profile: {e}"
+        "colour conversion through the embedded profile: {}",
+        first_line(&e.to_string())
     ))
 }
 

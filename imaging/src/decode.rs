@@ -4,19 +4,8 @@
 
 use crate::colour::{self, Source};
 use crate::probe::Header;
-use crate::{turbo, ImageError, Pixels};
+use crate::{jpeg_decode, ImageError, Pixels};
 use state::media::MediaType;
-
-/// libjpeg warnings that leave every pixel in place. TurboJPEG reports warnings as failures, so
-/// these are recognised by their text (each has a test with a file that triggers it, so a
-/// libjpeg-turbo upgrade that rewords one fails a test, not users' photos). Every other warning
-/// (bad Huffman codes, premature end) means grey or smeared rows, and is an error.
-pub const BENIGN_LIBJPEG_WARNINGS: [&str; 4] = [
-    "extraneous bytes before marker",
-    "unknown JFIF revision",
-    "Unknown Adobe color transform",
-    "bad ICC marker",
-];
 
 /// Decodes the image `header` describes. CMYK goes to RGB through `source`'s CMYK profile when
 /// there is one; every other colour conversion is the caller's ([`crate::colour`]).
@@ -75,13 +64,13 @@ fn decode_error(e: impl Into<crate::BoxError>) -> ImageError {
 fn decode_jpeg(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels, ImageError> {
     let jpeg = header.jpeg.as_ref().expect("a JPEG header");
     let layout = match jpeg.components {
-        1 => turbo::Layout::Gray,
+        1 => jpeg_decode::Layout::Gray,
         // libjpeg converts YCCK to CMYK but never CMYK to RGB; that is done below.
-        4 => turbo::Layout::Cmyk,
-        _ => turbo::Layout::Rgb,
+        4 => jpeg_decode::Layout::Cmyk,
+        _ => jpeg_decode::Layout::Rgb,
     };
     // The probe counted the scans; this holds libjpeg to that count whatever it finds.
-    let decoded = turbo::decompress(
+    let decoded = jpeg_decode::decompress(
         bytes,
         (header.width, header.height),
         jpeg.precision,
@@ -90,18 +79,12 @@ fn decode_jpeg(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels,
         crate::probe::MAX_JPEG_SCANS as u32,
     )
     .map_err(decode_error)?;
-    if let Some(warning) = &decoded.warning {
-        if !BENIGN_LIBJPEG_WARNINGS
-            .iter()
-            .any(|b| warning.message.contains(b))
-        {
-            return Err(ImageError::decode(warning.message.clone()));
-        }
-        tracing::debug!(warning = %warning.message, "libjpeg warning; image kept");
+    if let Some(warning) = &decoded.first_warning {
+        tracing::debug!(%warning, count = decoded.benign_warnings, "libjpeg warning; image kept");
     }
     let (width, height) = (dim(decoded.width)?, dim(decoded.height)?);
     let mut buf = decoded.buf;
-    Ok(if layout == turbo::Layout::Cmyk {
+    Ok(if layout == jpeg_decode::Layout::Cmyk {
         let rgb = match source {
             Source::Cmyk(conversion) => colour::cmyk_to_srgb(&mut buf, jpeg.adobe, conversion)?,
             _ => cmyk_to_rgb(&buf, jpeg.adobe),

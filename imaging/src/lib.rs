@@ -32,6 +32,7 @@ pub mod decode;
 pub mod encode;
 #[cfg(feature = "hostile")]
 pub mod hostile;
+mod jpeg_decode;
 pub mod jpeg_memory;
 pub mod metadata;
 pub mod orientation;
@@ -40,7 +41,6 @@ pub mod placeholder;
 pub mod probe;
 pub mod resize;
 pub mod settings;
-pub mod turbo;
 
 pub use budget::{Estimate, MemoryPlan};
 pub use pixels::Pixels;
@@ -120,8 +120,10 @@ pub struct Rendered {
     pub warnings: Vec<String>,
 }
 
-/// The most warnings an image reports: items stay small whatever a file holds.
+/// The most warnings an image reports, and the longest one: items stay small whatever a file
+/// holds.
 pub const MAX_WARNINGS: usize = 8;
+pub const MAX_WARNING_CHARS: usize = 200;
 
 /// The whole process step on one image in memory: probe, one decode, every rendition.
 pub fn render(bytes: &[u8], settings: &Settings) -> Result<Rendered, ImageError> {
@@ -137,9 +139,16 @@ pub fn render_probed(
     settings: &Settings,
 ) -> Result<Rendered, ImageError> {
     let colour = colour::source(header);
-    let mut warnings = header.warnings.clone();
-    warnings.extend(colour.warning.clone());
-    warnings.truncate(MAX_WARNINGS);
+    let warnings: Vec<String> = header
+        .warnings
+        .iter()
+        .chain(&colour.warning)
+        .take(MAX_WARNINGS)
+        .map(|w| match w.char_indices().nth(MAX_WARNING_CHARS) {
+            Some((end, _)) => format!("{}...", &w[..end]),
+            None => w.clone(),
+        })
+        .collect();
     let source = colour.source;
     let pixels = decode::decode(bytes, header, &source)?;
     // Before any resize: resampling mixes values, which is only right in the output's space.
@@ -299,5 +308,7 @@ pub(crate) fn side_by_side<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R +
 
 #[cfg(test)]
 mod colour_tests;
+#[cfg(test)]
+mod forgiving_tests;
 #[cfg(test)]
 mod tests;

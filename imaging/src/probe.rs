@@ -410,22 +410,11 @@ fn join_icc_chunks(chunks: &[&[u8]], warnings: &mut Vec<String>) -> Option<Vec<u
     let count = chunks[0].get(1).copied().unwrap_or(0);
     let mut ordered: Vec<&[u8]> = chunks.to_vec();
     ordered.sort_by_key(|c| c.first().copied().unwrap_or(0));
-    let whole = usize::from(count) == ordered.len()
-        && ordered
-            .iter()
-            .enumerate()
-            .all(|(i, c)| c.len() >= 2 && usize::from(c[0]) == i + 1 && c[1] == count);
-    if !whole {
-        let numbers: Vec<String> = chunks
-            .iter()
-            .map(|c| match c {
-                [seq, of, ..] => format!("{seq}/{of}"),
-                _ => "?".into(),
-            })
-            .collect();
+    if let Some(why) = icc_chunks_fault(&ordered, count) {
         warnings.push(format!(
-            "ICC profile chunks inconsistent ({}); profile not used, taken as sRGB",
-            numbers.join(", ")
+            "ICC profile in {} APP2 chunks that do not make a whole ({why}); profile not used, \
+             taken as sRGB",
+            chunks.len()
         ));
         return None;
     }
@@ -435,6 +424,31 @@ fn join_icc_chunks(chunks: &[&[u8]], warnings: &mut Vec<String>) -> Option<Vec<u
             .flat_map(|c| c[2..].iter().copied())
             .collect(),
     )
+}
+
+/// What is wrong with a set of ICC chunks, sorted by sequence number, that should number 1 to
+/// `count`; `None` when they make a whole profile.
+fn icc_chunks_fault(ordered: &[&[u8]], count: u8) -> Option<String> {
+    if ordered.iter().any(|c| c.len() < 2) {
+        return Some("a chunk without its numbers".into());
+    }
+    if let Some(c) = ordered.iter().find(|c| c[1] != count) {
+        return Some(format!("counts {} and {count} disagree", c[1]));
+    }
+    if ordered.first().is_some_and(|c| c[0] == 0) {
+        return Some("a chunk numbered 0".into());
+    }
+    if let Some(c) = ordered.windows(2).find(|w| w[0][0] == w[1][0]) {
+        return Some(format!("chunk {} repeated", c[0][0]));
+    }
+    if let Some(c) = ordered.iter().find(|c| c[0] > count) {
+        return Some(format!("chunk {} of {count}", c[0]));
+    }
+    if ordered.len() < usize::from(count) {
+        let missing = (1..=count).find(|n| !ordered.iter().any(|c| c[0] == *n));
+        return Some(format!("chunk {} of {count} missing", missing.unwrap_or(0)));
+    }
+    None
 }
 
 /// A PNG's chunks, walked by their lengths up to the image data: no chunk is copied or inflated
