@@ -77,7 +77,8 @@ pub struct Conversion {
 enum Engine {
     /// Matrix/TRC profiles.
     Moxcms {
-        profile: ColorProfile,
+        /// Boxed: a profile is 2.6 KB, a LittleCMS conversion a few pointers.
+        profile: Box<ColorProfile>,
         /// RGB to RGB (made up front: the sRGB check needs it).
         rgb: OnceLock<Arc<Transform8BitExecutor>>,
         /// RGBA to RGBA, for images with alpha.
@@ -148,7 +149,7 @@ impl Conversion {
     fn moxcms(profile: ColorProfile) -> Self {
         Conversion {
             engine: Engine::Moxcms {
-                profile,
+                profile: Box::new(profile),
                 rgb: OnceLock::new(),
                 rgba: OnceLock::new(),
             },

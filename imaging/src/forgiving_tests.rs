@@ -240,6 +240,10 @@ fn a_12_bit_jpeg_is_decoded_to_8_bits() {
         .unwrap(),
     );
     assert_like_reference("monkey12.jpg", &img, &original);
+    // 12-bit samples scale in the DCT too: a 20-pixel thumbnail decodes it at 1/8.
+    let settings = Settings::parse("tiny:fit=20x20:png", 1 << 30).unwrap();
+    let r = render(&bytes, &settings).unwrap();
+    assert_eq!((r.decoded_width, r.decoded_height), (149u32.div_ceil(8), 227u32.div_ceil(8)));
 }
 
 #[cfg(feature = "heic")]
@@ -327,8 +331,10 @@ fn a_heic_whose_tiles_are_over_the_pixel_cap_is_refused_from_its_header() {
     let largest = probe::probe(&bytes, &Settings::default())
         .unwrap()
         .heic_largest_picture;
-    let mut settings = Settings::default();
-    settings.max_pixels = largest - 1;
+    let settings = Settings {
+        max_pixels: largest - 1,
+        ..Settings::default()
+    };
     assert!(settings.max_pixels >= 29 * 100);
     let err = probe::probe(&bytes, &settings).err().expect("refused");
     assert!(err.to_string().contains("HEIC codes a picture of"), "{err}");
