@@ -86,7 +86,11 @@ fn imaging(c: &mut Criterion) {
         .unwrap();
     let mut out = vec![0u8; whole.buf.len()];
     c.bench_function("colour/4 MP through a LUT profile: moxcms", |b| {
-        b.iter(|| moxcms_lut.transform(black_box(&whole.buf), &mut out).unwrap())
+        b.iter(|| {
+            moxcms_lut
+                .transform(black_box(&whole.buf), &mut out)
+                .unwrap()
+        })
     });
     let matrix = bench::rgb_conversion(&with_p3).expect("a conversion");
     c.bench_function("colour/4 MP through Display P3: moxcms", |b| {

@@ -243,7 +243,10 @@ fn a_12_bit_jpeg_is_decoded_to_8_bits() {
     // 12-bit samples scale in the DCT too: a 20-pixel thumbnail decodes it at 1/8.
     let settings = Settings::parse("tiny:fit=20x20:png", 1 << 30).unwrap();
     let r = render(&bytes, &settings).unwrap();
-    assert_eq!((r.decoded_width, r.decoded_height), (149u32.div_ceil(8), 227u32.div_ceil(8)));
+    assert_eq!(
+        (r.decoded_width, r.decoded_height),
+        (149u32.div_ceil(8), 227u32.div_ceil(8))
+    );
 }
 
 #[cfg(feature = "heic")]
