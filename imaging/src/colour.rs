@@ -322,10 +322,8 @@ fn resolve_icc(icc: &[u8]) -> Resolved {
                 resolved => resolved,
             }
         }
-        Ok(p) if !matches!(p.color_space, DataColorSpace::Rgb | DataColorSpace::Cmyk) => {
-            // Gray profiles go with gray images, which keep their values ([`fit`]).
-            Resolved::srgb()
-        }
+        // Gray profiles go with gray images, which keep their values ([`fit`]).
+        Ok(p) if p.color_space == DataColorSpace::Gray => Resolved::srgb(),
         Ok(_) => resolve_lcms(icc),
         Err(e) => {
             tracing::debug!(error = ?e, "moxcms cannot read the ICC profile; LittleCMS tries");

@@ -755,3 +755,46 @@ fn turbo_decoded(jpeg: &[u8], format: turbojpeg::PixelFormat) -> Vec<u8> {
     d.decompress(jpeg, out.as_deref_mut()).unwrap();
     out.pixels
 }
+
+/// RGBA through a LUT profile (LittleCMS): the colours as RGB's, the alpha as it was, on one
+/// thread or two.
+#[test]
+fn rgba_through_a_lut_profile_keeps_its_alpha() {
+    let icc = icc_fixture("sRGB_v4_ICC_preference.icc");
+    let header = probe::probe(
+        &with_icc_png(&patches(&PATCHES), &icc),
+        &Settings::default(),
+    )
+    .unwrap();
+    let colour::Source::Rgb(conversion) = colour::source(&header).source else {
+        panic!("a LUT profile taken as sRGB");
+    };
+    assert_eq!(conversion.engine(), "littlecms");
+    let (_, _, rgb) = photo_and_grid();
+    let pixels = rgb.len() / 3;
+    let rgba: Vec<u8> = rgb
+        .chunks_exact(3)
+        .enumerate()
+        .flat_map(|(i, p)| [p[0], p[1], p[2], (i % 256) as u8])
+        .collect();
+    let image = |channels: u8, buf: &[u8]| Pixels {
+        width: pixels as u32,
+        height: 1,
+        channels,
+        buf: buf.to_vec(),
+    };
+    let want = colour::rgb_to_srgb(image(3, &rgb), &conversion, false).unwrap();
+    assert_ne!(want.buf, rgb, "nothing was converted");
+    for two_threads in [false, true] {
+        let got = colour::rgb_to_srgb(image(4, &rgba), &conversion, two_threads).unwrap();
+        for (i, (px, want)) in got
+            .buf
+            .chunks_exact(4)
+            .zip(want.buf.chunks_exact(3))
+            .enumerate()
+        {
+            assert_eq!(&px[..3], want, "pixel {i}");
+            assert_eq!(px[3], (i % 256) as u8, "alpha of pixel {i}");
+        }
+    }
+}
