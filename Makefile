@@ -30,14 +30,17 @@ FEATURES ?= heic
 #   make run RENDITIONS='thumbnail:fit=128x128:jpeg,web:width=1280:webp'
 #   make deploy email=you@example.com renditions='thumbnail:fit=128x128:jpeg,web:width=1280:webp'
 # Parameter:VARIABLE:variable. The engine reads the first six from the template too; the others
-# configure AWS resources only (the lifecycle rule, alarms, the usage plan).
+# configure AWS resources only (the lifecycle rule, alarms, the usage plan, the CDN, the API's
+# throttles and logs).
 LOCAL_PARAMETERS := Renditions:RENDITIONS:renditions MaxPixels:MAX_PIXELS:max_pixels \
   MaxUploadBytes:MAX_UPLOAD_BYTES:max_upload_bytes MaxObjectBytes:MAX_OBJECT_BYTES:max_object_bytes \
   UploadUrlMinutes:UPLOAD_URL_MINUTES:upload_url_minutes LinkMinutes:LINK_MINUTES:link_minutes
 AWS_PARAMETERS := OperatorEmail:OPERATOR_EMAIL:operator_email OriginalsDays:ORIGINALS_DAYS:originals_days \
   ApiThrottleRate:API_THROTTLE_RATE:api_throttle_rate ApiThrottleBurst:API_THROTTLE_BURST:api_throttle_burst \
   ApiQuotaPerDay:API_QUOTA_PER_DAY:api_quota_per_day \
-  IteratorAgeAlarmSeconds:ITERATOR_AGE_ALARM_SECONDS:iterator_age_alarm_seconds
+  IteratorAgeAlarmSeconds:ITERATOR_AGE_ALARM_SECONDS:iterator_age_alarm_seconds \
+  RenditionAccess:RENDITION_ACCESS:rendition_access PageThrottleRate:PAGE_THROTTLE_RATE:page_throttle_rate \
+  PageThrottleBurst:PAGE_THROTTLE_BURST:page_throttle_burst ApiAccessLogs:API_ACCESS_LOGS:api_access_logs
 # 'Parameter=value' for each parameter of the list $(1) that has a value (the lower-case name wins).
 parameter_value = $(or $($(word 3,$(1))),$($(word 2,$(1))))
 parameters = $(foreach p,$(1),$(if $(call parameter_value,$(subst :, ,$(p))),'$(word 1,$(subst :, ,$(p)))=$(call parameter_value,$(subst :, ,$(p)))'))
@@ -53,7 +56,7 @@ run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.da
 test: ## Run every test (installs Chromium; starts DynamoDB Local and moto on loopback, stops them after)
 	scripts/build-deps.sh
 	scripts/browser-deps.sh
-	scripts/tools.sh validate moto ddb
+	scripts/tools.sh validate checkov moto ddb
 	scripts/validate-template.sh
 	$(CARGO) build --workspace --bins --locked --features local/aws,local/heic,local/avif
 	scripts/standins.sh start
@@ -64,8 +67,8 @@ test: ## Run every test (installs Chromium; starts DynamoDB Local and moto on lo
 	PIPELINE_BACKEND=aws $(CARGO) test --locked -p local --features aws,heic,avif --test pipeline
 
 .PHONY: validate
-validate: ## Check template.yaml offline: sam validate (+lint), cfn-lint, translated cfn-lint, filters, IAM
-	scripts/tools.sh validate
+validate: ## Check template.yaml offline: sam validate (+lint), cfn-lint, translated cfn-lint, filters, IAM, the CDN and API edge, checkov
+	scripts/tools.sh validate checkov
 	scripts/validate-template.sh
 
 .PHONY: build
@@ -82,10 +85,15 @@ check-stack: # The bucket is named <STACK>-images-<account>-<region>: S3 wants i
 	       "(the bucket <STACK>-images-<account>-<region> must be a valid S3 name)" >&2; exit 2; }
 
 .PHONY: deploy
+# Signed renditions (the default) need the stack's signing key: made on the first deploy, its
+# private half kept in Secrets Manager (stack.py cdn-key), its public half passed as CdnPublicKey.
 deploy: check-stack build ## Deploy to AWS: make deploy email=you@example.com [renditions=...] (prints the API, its key and a curl line)
+	cdn_key=; \
+	if [ '$(call parameter_value,- RENDITION_ACCESS rendition_access)' != public ]; then \
+	  cdn_key=$$($(STACKPY) cdn-key '$(STACK)'); fi; \
 	$(SAM) deploy --stack-name '$(STACK)' --resolve-s3 --capabilities CAPABILITY_IAM \
 	  --no-confirm-changeset --no-fail-on-empty-changeset \
-	  --parameter-overrides 'Email=$(email)' $(call parameters,$(LOCAL_PARAMETERS) $(AWS_PARAMETERS))
+	  --parameter-overrides 'Email=$(email)' $$cdn_key $(call parameters,$(LOCAL_PARAMETERS) $(AWS_PARAMETERS))
 	@$(STACKPY) outputs '$(STACK)'
 
 .PHONY: outputs
@@ -93,10 +101,11 @@ outputs: ## Show the deployed stack's outputs and curl line
 	@$(STACKPY) outputs '$(STACK)'
 
 .PHONY: undeploy
-undeploy: ## Empty the bucket and delete the stack
+undeploy: ## Empty the bucket, delete the stack, schedule its CDN signing key's deletion
 	scripts/tools.sh validate
 	$(STACKPY) empty-bucket '$(STACK)'
 	$(SAM) delete --stack-name '$(STACK)' --no-prompts
+	$(STACKPY) delete-cdn-key '$(STACK)'
 
 .PHONY: bench-images
 bench-images: ## The process step vs sharp and Pillow on real photos (fetched into bench/.cache/)
