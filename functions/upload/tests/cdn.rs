@@ -256,3 +256,85 @@ async fn on_aws_the_keys_come_from_secrets_manager_once_at_start() {
         "{err}"
     );
 }
+
+/// `make deploy`'s key (scripts/stack.py cdn-key, on moto): one the function reads and signs with,
+/// whose public half, as the template rebuilds it from CdnPublicKey, checks those signatures.
+#[tokio::test]
+async fn the_key_make_deploy_makes_is_the_one_the_function_signs_with() {
+    use aws_adapters::testing::{endpoints, sdk, unique};
+    use base64::Engine as _;
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::signature::Verifier;
+    let Some((_, moto)) = endpoints() else {
+        return eprintln!("skipped: needs the AWS stand-ins (make test starts them)");
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".tools/venv/bin/python");
+    assert!(python.exists(), "{} is missing: scripts/tools.sh validate", python.display());
+    let stack = unique("stack");
+    let stack_py = |cmd: &str| {
+        let out = std::process::Command::new(&python)
+            .arg(root.join("scripts/stack.py"))
+            .args([cmd, stack.as_str()])
+            .env("AWS_ENDPOINT_URL", &moto)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let parameter = stack_py("cdn-key");
+    let lines = parameter.strip_prefix("CdnPublicKey=").unwrap();
+    // What the template's RenditionsPublicKey makes of it.
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.replace(',', "\n")
+    );
+    let public = rsa::PublicKey::from_public_key_pem(&pem).unwrap();
+    // A second deploy keeps the key; so does one after make undeploy scheduled its deletion.
+    assert_eq!(stack_py("cdn-key"), parameter);
+    stack_py("delete-cdn-key");
+    assert_eq!(stack_py("cdn-key"), parameter);
+
+    let aws = sdk(&moto).await;
+    let cfg = Config {
+        table_name: "t".into(),
+        bucket_name: "b".into(),
+        max_upload_bytes: 1 << 20,
+        max_object_bytes: upload::DEFAULT_MAX_OBJECT_BYTES,
+        upload_url_ttl: upload::DEFAULT_UPLOAD_URL_TTL,
+        cursor_key: CursorKeySource::Given(CursorKey::new("a key that is long enough").unwrap()),
+        link_ttl: Duration::from_secs(900),
+        cdn: Some(Cdn {
+            url: CDN.into(),
+            // As template.yaml names it.
+            signing: Some(CdnSigning {
+                key_pair_id: "K2JCJMDEHXQW5F".into(),
+                private_key_secret: format!("{stack}/cdn-signing-key"),
+            }),
+        }),
+    };
+    let deps = upload::aws::deps(cfg, &aws).await.unwrap();
+    let id = ImageId::generate();
+    let link = deps
+        .store
+        .link(&format!("processed/{id}/thumbnail.jpg"))
+        .await
+        .unwrap();
+    let (url, query) = link.split_once("?Expires=").unwrap();
+    let (expires, rest) = query.split_once("&Signature=").unwrap();
+    let signature = rest.split_once("&Key-Pair-Id=").unwrap().0;
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(signature.replace('-', "+").replace('_', "=").replace('~', "/"))
+        .unwrap();
+    let policy = CloudFrontSigner::canned_policy(url, expires.parse().unwrap());
+    rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(public)
+        .verify(
+            policy.as_bytes(),
+            &rsa::pkcs1v15::Signature::try_from(signature.as_slice()).unwrap(),
+        )
+        .unwrap();
+}
