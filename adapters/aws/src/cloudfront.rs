@@ -102,9 +102,8 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// Signed links kept, at most, unless set: an RSA signature costs about a millisecond, a page of
-/// items signs one per rendition, and a link is the same URL for a whole window, so repeated pages
-/// reuse them.
+/// Signed links kept, at most, unless set: a page of items needs an RSA signature per rendition,
+/// and a link is the same URL for a whole window, so repeated pages reuse them.
 pub const SIGNED_LINKS_KEPT: usize = 4096;
 
 /// An object store whose links to renditions are the CDN's; everything else is the inner store's.
