@@ -401,7 +401,8 @@ def _edge_problems(res, overrides):
             for method, op in methods.items():
                 if not isinstance(op, dict) or any("api_key" in s for s in op.get("security") or []):
                     continue
-                encoded = path if path == "/" else path.replace("/", "~1").replace("~1", "/", 1)
+                # MethodSettings' form: "/" for the root, else "/~1items~1{id}" for "/items/{id}".
+                encoded = path if path == "/" else "/" + path.replace("/", "~1")
                 throttled = [s for s in settings if s.get("ResourcePath") in (encoded, "/*")
                              and s.get("HttpMethod") in (method.upper(), "*")
                              and s.get("ThrottlingRateLimit") and s.get("ThrottlingBurstLimit")]
