@@ -17,12 +17,15 @@
     stack.py cdn-key STACK        the key that signs the stack's rendition URLs: the secret
                                   STACK/cdn-signing-key, made on first use (a 2048-bit RSA key, made
                                   here in memory, never written to disk), and printed as the template
-                                  parameter CdnPublicKey=<its public PEM's lines, joined by commas>
+                                  parameter CdnPublicKey=<fingerprint>:<its public PEM's lines, joined
+                                  by commas>
     stack.py delete-cdn-key STACK schedule that secret's deletion (7 days; cdn-key takes it back)
 
 Uses boto3 (and, for cdn-key, cryptography) from the SAM CLI's venv, with the usual AWS_*
 credentials, profile and region.
 """
+import base64
+import hashlib
 import json
 import os
 import sys
@@ -121,7 +124,8 @@ def cdn_key(stack):
     public = serialization.load_pem_private_key(pem.encode(), password=None).public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     lines = [line for line in public.splitlines() if line and not line.startswith("-----")]
-    return "CdnPublicKey=" + ",".join(lines)
+    fingerprint = hashlib.sha256(base64.b64decode("".join(lines))).hexdigest()[:16]
+    return f"CdnPublicKey={fingerprint}:" + ",".join(lines)
 
 
 def delete_cdn_key(stack):

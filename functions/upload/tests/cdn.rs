@@ -270,7 +270,11 @@ async fn the_key_make_deploy_makes_is_the_one_the_function_signs_with() {
     };
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = root.join(".tools/venv/bin/python");
-    assert!(python.exists(), "{} is missing: scripts/tools.sh validate", python.display());
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/tools.sh validate",
+        python.display()
+    );
     let stack = unique("stack");
     let stack_py = |cmd: &str| {
         let out = std::process::Command::new(&python)
@@ -283,11 +287,25 @@ async fn the_key_make_deploy_makes_is_the_one_the_function_signs_with() {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
     let parameter = stack_py("cdn-key");
-    let lines = parameter.strip_prefix("CdnPublicKey=").unwrap();
+    let (fingerprint, lines) = parameter
+        .strip_prefix("CdnPublicKey=")
+        .unwrap()
+        .split_once(':')
+        .unwrap();
+    // It names the CloudFront public key (letters and digits only).
+    assert_eq!(fingerprint.len(), 16);
+    assert!(
+        fingerprint.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{fingerprint}"
+    );
     // What the template's RenditionsPublicKey makes of it.
     let pem = format!(
         "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
@@ -328,7 +346,12 @@ async fn the_key_make_deploy_makes_is_the_one_the_function_signs_with() {
     let (expires, rest) = query.split_once("&Signature=").unwrap();
     let signature = rest.split_once("&Key-Pair-Id=").unwrap().0;
     let signature = base64::engine::general_purpose::STANDARD
-        .decode(signature.replace('-', "+").replace('_', "=").replace('~', "/"))
+        .decode(
+            signature
+                .replace('-', "+")
+                .replace('_', "=")
+                .replace('~', "/"),
+        )
         .unwrap();
     let policy = CloudFrontSigner::canned_policy(url, expires.parse().unwrap());
     rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(public)
