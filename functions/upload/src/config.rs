@@ -13,7 +13,8 @@ pub struct Config {
     pub max_object_bytes: u64,
     pub upload_url_ttl: std::time::Duration,
     pub cursor_key: CursorKeySource,
-    /// How long links to objects (presigned GET URLs) stay valid.
+    /// How long links to objects stay valid: presigned GET URLs for this long, signed CDN links
+    /// for this to twice it.
     pub link_ttl: std::time::Duration,
     /// The CloudFront distribution in front of the renditions, if there is one.
     pub cdn: Option<Cdn>,
