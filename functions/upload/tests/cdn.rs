@@ -78,6 +78,7 @@ async fn processed_item(deps: &Deps, table: &MemoryTable) -> String {
         ]),
         exif: BTreeMap::new(),
         placeholder: None,
+        warnings: Vec::new(),
     };
     state::transition::processed(table, id.parse::<ImageId>().unwrap(), facts)
         .await
