@@ -393,6 +393,14 @@ mod tests {
                 w <= 64 && h <= 64 && (w == 64 || h == 64),
                 "{file}: {w}x{h}"
             );
+            // Frames left out past the cap are not dropped silently.
+            let capped = format!("animated rendition loop has the first 3 of {frames} frames");
+            assert_eq!(
+                rendered.warnings.iter().any(|w| w.starts_with(&capped)),
+                frames > 3,
+                "{file}: {:?}",
+                rendered.warnings
+            );
             // The still is the first frame, as a JPEG.
             assert_eq!(&rendered.renditions[0].bytes[..2], &[0xFF, 0xD8], "{file}");
         }
@@ -403,6 +411,7 @@ mod tests {
         let settings = crate::Settings::parse("loop:fit=64x64:webp:animated", 50_000_000).unwrap();
         let rendered = crate::render(&fixture("webp/lossless1.webp"), &settings).unwrap();
         assert_eq!(rendered.frames, None);
+        assert_eq!(rendered.warnings, Vec::<String>::new());
         let out = &rendered.renditions[0].bytes;
         let decoder = image_webp::WebPDecoder::new(std::io::Cursor::new(out.as_ref())).unwrap();
         assert!(!decoder.is_animated());

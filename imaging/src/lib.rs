@@ -34,6 +34,7 @@ pub mod encode;
 pub mod formats;
 #[cfg(feature = "hostile")]
 pub mod hostile;
+mod jpeg_decode;
 pub mod jpeg_memory;
 pub mod metadata;
 pub mod orientation;
@@ -131,7 +132,15 @@ pub struct Rendered {
     /// For an animated input: its frames, and one loop's length in milliseconds.
     pub frames: Option<u32>,
     pub duration_ms: Option<u64>,
+    /// Broken ancillary parts that were skipped (a profile, EXIF), in a few words each: the image
+    /// was rendered without them. At most [`MAX_WARNINGS`].
+    pub warnings: Vec<String>,
 }
+
+/// The most warnings an image reports, and the longest one: items stay small whatever a file
+/// holds.
+pub const MAX_WARNINGS: usize = 8;
+pub const MAX_WARNING_CHARS: usize = 200;
 
 /// The whole process step on one image in memory: probe, one decode, every rendition.
 pub fn render(bytes: &[u8], settings: &Settings) -> Result<Rendered, ImageError> {
@@ -146,7 +155,14 @@ pub fn render_probed(
     header: &probe::Header,
     settings: &Settings,
 ) -> Result<Rendered, ImageError> {
-    let source = colour::source(header);
+    let colour = colour::source(header);
+    let mut warnings: Vec<String> = header
+        .warnings
+        .iter()
+        .chain(&colour.warning)
+        .cloned()
+        .collect();
+    let source = colour.source;
     let pixels = decode::decode(bytes, header, &source)?;
     // A first frame is RGBA on its canvas; most are opaque.
     let pixels = if header.animation.is_some() {
@@ -226,9 +242,25 @@ pub fn render_probed(
                 spec: spec.clone(),
                 ..made[job].0.clone()
             }),
-            None => render_animated(bytes, header, &source, target, spec, settings),
+            None => render_animated(
+                bytes,
+                header,
+                &source,
+                target,
+                spec,
+                settings,
+                &mut warnings,
+            ),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let warnings = warnings
+        .into_iter()
+        .take(MAX_WARNINGS)
+        .map(|w| match w.char_indices().nth(MAX_WARNING_CHARS) {
+            Some((end, _)) => format!("{}...", &w[..end]),
+            None => w,
+        })
+        .collect();
     // The smallest rendition's pixels, for the placeholder.
     let (decoded_width, decoded_height) = decoded_size;
     let smallest = made
@@ -243,7 +275,13 @@ pub fn render_probed(
             name: "placeholder".into(),
             source: e.into(),
         })?;
-    let (width, height) = header.displayed_size();
+    // A HEIC is shown as its decoder gave it (crop, rotation and mirror applied); its header's
+    // size is the coded picture's, before any `clap` crop.
+    let (width, height) = if header.format == MediaType::Heic {
+        decoded_size
+    } else {
+        header.displayed_size()
+    };
     Ok(Rendered {
         width,
         height,
@@ -260,11 +298,13 @@ pub fn render_probed(
         placeholder,
         frames: header.animation.map(|a| a.frames),
         duration_ms: header.animation.map(|a| a.duration_ms),
+        warnings,
     })
 }
 
 /// An animated WebP of the frames of an animated input, up to the spec's cap: each frame
 /// composited, converted to sRGB, resized, turned upright and encoded before the next is decoded.
+/// Frames left out past the cap are said in `warnings`.
 fn render_animated(
     bytes: &[u8],
     header: &probe::Header,
@@ -272,6 +312,7 @@ fn render_animated(
     target: (u32, u32),
     spec: &RenditionSpec,
     settings: &Settings,
+    warnings: &mut Vec<String>,
 ) -> Result<Output, ImageError> {
     let encode_error = |source: ImageError| ImageError::Encode {
         name: spec.name.clone(),
@@ -280,13 +321,16 @@ fn render_animated(
     let cap = u32::from(spec.animated.unwrap_or(animation::DEFAULT_FRAME_CAP));
     let total = header.animation.map_or(1, |a| a.frames);
     if total > cap {
-        // TODO(warnings): say so in the item's `warnings` once that attribute exists.
         tracing::warn!(
             rendition = %spec.name,
             frames = total,
             cap,
             "animated rendition keeps the first frames only"
         );
+        warnings.push(format!(
+            "animated rendition {} has the first {cap} of {total} frames (its frame cap)",
+            spec.name
+        ));
     }
     let mut frames = animation::frames(bytes, header)?;
     let mut encoder: Option<animation::WebpAnimation> = None;
@@ -387,5 +431,7 @@ pub(crate) fn side_by_side<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R +
 
 #[cfg(test)]
 mod colour_tests;
+#[cfg(test)]
+mod forgiving_tests;
 #[cfg(test)]
 mod tests;

@@ -127,6 +127,7 @@ pub fn process_file(file: &Path, out: &Path, settings: &imaging::Settings) -> Va
         "placeholder": rendered.placeholder,
         "frames": rendered.frames,
         "duration_ms": rendered.duration_ms,
+        "warnings": rendered.warnings,
         "memory_estimate_bytes": estimate,
     })
 }

@@ -138,6 +138,10 @@ pub struct Item {
     pub frames: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// Broken ancillary parts processing skipped (a profile, EXIF), a short sentence each: the
+    /// renditions were made without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,6 +235,7 @@ impl Item {
             placeholder: None,
             frames: None,
             duration_ms: None,
+            warnings: Vec::new(),
             message_id: None,
             notified_at: None,
             error: None,
@@ -295,6 +300,8 @@ pub struct ProcessedFacts {
     pub frames: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Milliseconds since the epoch, the unit of every timestamp in an item.

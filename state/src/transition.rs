@@ -94,6 +94,8 @@ pub struct Updates<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notified_at: Option<i64>,
@@ -132,6 +134,7 @@ impl Transition {
             placeholder: None,
             frames: None,
             duration_ms: None,
+            warnings: None,
             message_id: None,
             notified_at: None,
             error: None,
@@ -151,6 +154,7 @@ impl Transition {
                 u.placeholder = f.placeholder.as_deref();
                 u.frames = f.frames;
                 u.duration_ms = f.duration_ms;
+                u.warnings = (!f.warnings.is_empty()).then_some(f.warnings.as_slice());
             }
             Change::Notified { message_id } => {
                 u.message_id = Some(message_id);
@@ -198,6 +202,7 @@ impl Transition {
                 next.placeholder = f.placeholder.clone();
                 next.frames = f.frames;
                 next.duration_ms = f.duration_ms;
+                next.warnings = f.warnings.clone();
             }
             Change::Notified { message_id } => {
                 next.message_id = Some(message_id.clone());

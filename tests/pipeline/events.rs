@@ -236,6 +236,7 @@ async fn notice_mails_once_however_often_the_processed_record_comes() {
         placeholder: None,
         frames: None,
         duration_ms: None,
+        warnings: Vec::new(),
     };
     state::transition::processed(table.as_ref(), item.id, facts)
         .await

@@ -142,6 +142,7 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         placeholder: rendered.placeholder,
         frames: rendered.frames,
         duration_ms: rendered.duration_ms,
+        warnings: rendered.warnings,
         ..Default::default()
     };
     for out in rendered.renditions {

@@ -19,7 +19,7 @@ use super::av1::{self, Decoder, Picture};
 use crate::animation::{Animation, Frame, FrameSource};
 use crate::budget::{self, Estimate, MIB};
 use crate::orientation::Orientation;
-use crate::probe::{self, Header, MAX_ICC_BYTES};
+use crate::probe::{self, Header};
 use crate::{formats, ImageError, Pixels, Settings};
 
 const ALPHA_URNS: [&str; 2] = [
@@ -43,7 +43,8 @@ struct Still {
     orientation: Orientation,
     alpha: Option<ItemId>,
     nclx: Option<(u16, u16, u16, bool)>,
-    icc: Option<Vec<u8>>,
+    /// The `colr` profile, or why it cannot be read.
+    icc: Result<Option<Vec<u8>>, String>,
     /// The largest single AV1 picture to decode (a grid's tile, or the image).
     largest_picture: u64,
 }
@@ -153,8 +154,8 @@ fn still(file: &HeifFile<'_>) -> Result<Still, ImageError> {
     });
     let icc = file
         .icc_profile(id)
-        .map_err(avif_error)?
-        .map(<[u8]>::to_vec);
+        .map(|p| p.map(<[u8]>::to_vec))
+        .map_err(|e| e.to_string());
     Ok(Still {
         id,
         coded,
@@ -380,14 +381,13 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
     let file = HeifFile::parse(bytes).ok();
     let still = file.as_ref().map(still).transpose()?;
     let track = track(bytes)?;
+    let mut warnings = Vec::new();
     let (coded, crop, orientation, icc, largest, has_alpha) = match (&still, &track) {
         (Some(s), _) => {
+            // A profile that cannot be used costs the profile, as in a HEIC.
             let icc = match &s.icc {
-                Some(p) if p.len() > MAX_ICC_BYTES => {
-                    return Err(avif_error(format!("an ICC profile of {} bytes", p.len())))
-                }
-                Some(p) => Some(p.clone()),
-                None => s.nclx.and_then(|(p, t, m, f)| cicp_profile(p, t, m, f)),
+                Ok(None) => s.nclx.and_then(|(p, t, m, f)| cicp_profile(p, t, m, f)),
+                read => probe::usable_icc(read.as_ref().map(Option::as_ref), &mut warnings),
             };
             (
                 s.coded,
@@ -462,6 +462,7 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
             hd.orientation = orientation;
             hd.icc = icc;
             hd.animation = animation;
+            hd.warnings = warnings;
         },
     ))
 }

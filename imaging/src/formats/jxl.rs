@@ -10,7 +10,7 @@ use state::media::MediaType;
 
 use crate::animation::{Animation, Frame, FrameSource};
 use crate::budget::{self, Estimate, MIB};
-use crate::probe::{self, Header, MAX_ICC_BYTES};
+use crate::probe::{self, Header};
 use crate::{formats, ImageError, Pixels, Settings};
 
 /// jxl-oxide's buffers per pixel of a frame, as measured on photos (VarDCT) and on lossless art
@@ -67,12 +67,20 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
         .filter_map(|i| image.frame_header(i))
         .map(|f| ticks_ms(&image, f.duration))
         .sum();
-    let icc = Some(image.rendered_icc()).filter(|p| !p.is_empty() && p.len() <= MAX_ICC_BYTES);
-    let exif_block = image.aux_boxes().first_exif().ok().and_then(|e| match e {
-        jxl_oxide::AuxBoxData::Data(raw) => Some(raw.payload().to_vec()),
-        _ => None,
-    });
-    let exif = probe::read_exif(exif_block.as_deref());
+    let mut warnings = Vec::new();
+    let icc = probe::usable_icc(
+        Ok::<_, ImageError>(Some(image.rendered_icc()).filter(|p| !p.is_empty())),
+        &mut warnings,
+    );
+    let exif_block = match image.aux_boxes().first_exif() {
+        Ok(jxl_oxide::AuxBoxData::Data(raw)) => Some(raw.payload().to_vec()),
+        Ok(_) => None,
+        Err(e) => {
+            warnings.push(format!("EXIF unreadable ({e}); skipped"));
+            None
+        }
+    };
+    let exif = probe::read_exif(exif_block.as_deref(), &mut warnings);
     let decode = limit_of(width, height) + bytes.len() as u64 * 2;
     let animation =
         (image.image_header().metadata.animation.is_some() && frames > 1).then_some(Animation {
@@ -96,6 +104,7 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
         settings,
         |hd| {
             hd.exif = exif;
+            hd.warnings = warnings;
             hd.icc = icc;
             hd.animation = animation;
         },

@@ -78,10 +78,12 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
     probe::check_pixels(width, height, settings)?;
     let color = d.colortype().map_err(tiff_error)?;
     let (sample_bytes, samples) = layout(color)?;
-    let icc = d
-        .find_tag(Tag::IccProfile)
-        .map_err(tiff_error)?
-        .and_then(|v| v.into_u8_vec().ok());
+    let mut warnings = Vec::new();
+    let icc = probe::usable_icc(
+        d.find_tag(Tag::IccProfile)
+            .and_then(|v| v.map(|v| v.into_u8_vec()).transpose()),
+        &mut warnings,
+    );
     let orientation_tag = d.find_tag_unsigned::<u16>(Tag::Orientation).ok().flatten();
     let blob = formats::exif_blob(
         ascii(&mut d, Tag::Make).as_deref(),
@@ -89,7 +91,7 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
         ascii(&mut d, Tag::DateTime).as_deref(),
         orientation_tag.filter(|o| (1..=8).contains(o)),
     );
-    let exif = probe::read_exif(blob.as_deref());
+    let exif = probe::read_exif(blob.as_deref(), &mut warnings);
     let orientation = exif
         .as_ref()
         .map_or(Orientation::NoTransforms, metadata::orientation);
@@ -117,7 +119,12 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
         |hd| {
             hd.orientation = orientation;
             hd.exif = exif;
+            hd.warnings = warnings;
             hd.icc = icc;
+            // CMYK goes to RGB through a CMYK profile; other pixels are gray or RGB by channels.
+            if matches!(color, ColorType::CMYK(_)) {
+                hd.model = colour::Model::Cmyk;
+            }
         },
     ))
 }

@@ -24,13 +24,18 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
     let mut d = decoder(bytes)?;
     let (width, height) = d.dimensions();
     probe::check_pixels(width, height, settings)?;
-    let icc = d.icc_profile().map_err(ImageError::decode)?;
-    let exif_block = d.exif_metadata().ok().flatten();
+    // A metadata chunk over the decoder's limit, or cut short, costs that chunk, not the image.
+    let mut warnings = Vec::new();
+    let icc = probe::usable_icc(d.icc_profile(), &mut warnings);
+    let exif_block = d.exif_metadata().unwrap_or_else(|e| {
+        warnings.push(format!("EXIF unreadable ({e}); skipped"));
+        None
+    });
     let exif_block = exif_block.map(|e| match e.strip_prefix(b"Exif\0\0") {
         Some(rest) => rest.to_vec(),
         None => e,
     });
-    let exif = probe::read_exif(exif_block.as_deref());
+    let exif = probe::read_exif(exif_block.as_deref(), &mut warnings);
     let orientation = exif
         .as_ref()
         .map_or(Orientation::NoTransforms, metadata::orientation);
@@ -71,6 +76,7 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
         |hd| {
             hd.orientation = orientation;
             hd.exif = exif;
+            hd.warnings = warnings;
             hd.icc = icc;
             hd.animation = animation;
         },
