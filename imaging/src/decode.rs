@@ -70,6 +70,7 @@ fn decode_error(e: impl Into<crate::BoxError>) -> ImageError {
 
 fn decode_jpeg(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels, ImageError> {
     let jpeg = header.jpeg.as_ref().expect("a JPEG header");
+    crate::jpeg_memory::install();
     let mut decompressor = turbojpeg::Decompressor::new().map_err(decode_error)?;
     // The probe counted the scans; this holds libjpeg to that count whatever it finds.
     decompressor
@@ -88,7 +89,7 @@ fn decode_jpeg(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels,
         4 => (turbojpeg::PixelFormat::CMYK, 4),
         _ => (turbojpeg::PixelFormat::RGB, 3),
     };
-    let mut buf = vec![0u8; scaled.0 * scaled.1 * channels];
+    let mut buf = crate::pixels::buffer(scaled.0 * scaled.1 * channels);
     let image = turbojpeg::Image {
         pixels: buf.as_mut_slice(),
         width: scaled.0,
@@ -159,7 +160,7 @@ fn decode_png(bytes: &[u8], header: &Header) -> Result<Pixels, ImageError> {
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| ImageError::decode("PNG too large for this machine's address space"))?;
-    let mut buf = vec![0u8; size];
+    let mut buf = crate::pixels::buffer(size);
     let info = reader.next_frame(&mut buf).map_err(decode_error)?;
     buf.truncate(info.buffer_size());
     let (width, height) = (info.width, info.height);
