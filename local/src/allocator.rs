@@ -19,7 +19,8 @@ pub fn return_freed_memory_at_once() {
 }
 
 /// Turns transparent huge pages off for this process (`PR_SET_THP_DISABLE`), whatever the
-/// machine's setting. mimalloc marks its arenas for them, and with freed memory purged at once
+/// machine's setting; mimalloc is built not to mark its arenas for them (its `no_thp` feature),
+/// which also covers what it allocates before `main`. With them, and freed memory purged at once,
 /// every reuse faulted a 2 MiB page in again, zeroed whole: on a batch of 4 MP photos 15% more CPU
 /// (all of it in the kernel) and 45 MB of peak RSS against 25 MB, for no gain in the image code,
 /// which keeps its large buffers between images anyway (`imaging::keep_at_most`; figures in
