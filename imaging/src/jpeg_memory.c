@@ -94,7 +94,8 @@ void *jpeg_get_large(j_common_ptr cinfo, size_t sizeofobject)
     take_fn take = __atomic_load_n(&take_kept, __ATOMIC_ACQUIRE);
     header.buffer = take(sizeofobject + HEADER, &header.length, &header.capacity);
     block = header.buffer;
-    __atomic_add_fetch(&kept_pools, 1, __ATOMIC_RELAXED);
+    if (block != NULL)
+      __atomic_add_fetch(&kept_pools, 1, __ATOMIC_RELAXED);
   } else {
     block = malloc(sizeofobject + HEADER);
   }

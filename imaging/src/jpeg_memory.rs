@@ -27,9 +27,13 @@ pub(crate) fn install() {
     INSTALLED.call_once(|| unsafe { imaging_jpeg_install(take, give_back) });
 }
 
-/// A kept buffer (or a new one) of at least `size` bytes, handed to C as its raw parts.
+/// A kept buffer (or a new one) of at least `size` bytes, handed to C as its raw parts; null when
+/// the memory cannot be had, which libjpeg reports as an error.
 unsafe extern "C" fn take(size: usize, length: *mut usize, capacity: *mut usize) -> *mut u8 {
-    let mut buf = std::mem::ManuallyDrop::new(crate::pixels::buffer(size));
+    let Some(buf) = crate::pixels::try_buffer(size) else {
+        return std::ptr::null_mut();
+    };
+    let mut buf = std::mem::ManuallyDrop::new(buf);
     // SAFETY: jpeg_memory.c passes pointers to two locals of its own.
     unsafe {
         *length = buf.len();

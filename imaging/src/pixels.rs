@@ -51,14 +51,28 @@ pub(crate) const SMALLEST_KEPT: usize = 64 << 10;
 /// `len` bytes, from a kept buffer when one fits, else newly allocated. The contents are
 /// unspecified (zero where new): every caller writes the whole buffer.
 pub(crate) fn buffer(len: usize) -> Vec<u8> {
+    try_buffer(len).unwrap_or_else(|| vec![0; len])
+}
+
+/// [`buffer`], or `None` where the memory cannot be had (for libjpeg, which reports that as an
+/// error of the image rather than an abort of the process).
+pub(crate) fn try_buffer(len: usize) -> Option<Vec<u8>> {
     if len >= SMALLEST_KEPT {
         if let Some(mut buf) = kept().take(len) {
             // Within the capacity: a truncation, or zeroes over pages already faulted in.
             buf.resize(len, 0);
-            return buf;
+            return Some(buf);
         }
     }
-    vec![0; len]
+    if len == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(len).ok()?;
+    // SAFETY: a layout of `len` > 0 bytes; a null pointer is the failure handled here.
+    let at = unsafe { std::alloc::alloc_zeroed(layout) };
+    // SAFETY: `at` comes from the global allocator with the layout of a Vec<u8> of `len` elements,
+    // all initialised (to zero), which the Vec now owns.
+    (!at.is_null()).then(|| unsafe { Vec::from_raw_parts(at, len, len) })
 }
 
 /// An empty buffer of at least `capacity`, from a kept one when one fits.
@@ -239,6 +253,30 @@ mod tests {
             (3 << 20) + 4096,
             "the 4 KiB not asked for are still counted"
         );
+    }
+
+    #[test]
+    fn a_loan_that_never_comes_back_is_forgotten_in_the_end() {
+        let mut kept = pool(100 << 20);
+        let mut lost = Vec::new();
+        for _ in 0..MOST_ON_LOAN + 8 {
+            kept.put(vec![0; 2 << 20]);
+            // Taken for less than it holds, and never given back (dropped on an error path).
+            lost.push(kept.take(1 << 20).unwrap());
+        }
+        assert_eq!(kept.larger_than_asked.len(), MOST_ON_LOAN);
+        assert_eq!(
+            kept.bytes,
+            MOST_ON_LOAN << 20,
+            "only the loans still remembered"
+        );
+    }
+
+    #[test]
+    fn memory_that_cannot_be_had_is_none_rather_than_an_abort() {
+        assert!(try_buffer(isize::MAX as usize).is_none());
+        assert_eq!(try_buffer(100 << 10).unwrap().len(), 100 << 10);
+        assert!(try_buffer(0).unwrap().is_empty());
     }
 
     #[test]
