@@ -63,10 +63,8 @@ if [[ "$(cat "$CACHE/node/.stamp" 2>/dev/null)" != "$SHARP_PIN" ]]; then
   echo "$SHARP_PIN" >"$CACHE/node/.stamp"
 fi
 say "building process-bench and uploader (release)"
-"$CARGO" build --profile local --quiet -p imaging --features bench --bin process-bench
-"$CARGO" build --profile local --quiet -p local --bin uploader
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/local/process-bench"
-UPLOADER="${CARGO_TARGET_DIR:-$ROOT/target}/local/uploader"
+BIN=$(CARGO="$CARGO" "$ROOT/scripts/cargo-exe.sh" --profile local --quiet -p imaging --features bench --bin process-bench)
+UPLOADER=$(CARGO="$CARGO" "$ROOT/scripts/cargo-exe.sh" --profile local --quiet -p local --bin uploader)
 
 # -- photos --------------------------------------------------------------------------------------
 for pkg in "${PACKAGES[@]}"; do

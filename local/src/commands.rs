@@ -131,6 +131,7 @@ pub fn process_file(
         "exif": rendered.exif,
         "renditions": renditions,
         "placeholder": rendered.placeholder,
+        "warnings": rendered.warnings,
         "memory_estimate_bytes": estimate,
     })
 }

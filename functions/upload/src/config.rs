@@ -12,9 +12,44 @@ pub struct Config {
     pub max_upload_bytes: usize,
     pub max_object_bytes: u64,
     pub upload_url_ttl: std::time::Duration,
-    pub cursor_key: CursorKey,
-    /// How long links to objects (presigned GET URLs) stay valid.
+    pub cursor_key: CursorKeySource,
+    /// How long links to objects stay valid: presigned GET URLs for this long, signed CDN links
+    /// for this to twice it.
     pub link_ttl: std::time::Duration,
+    /// The CloudFront distribution in front of the renditions, if there is one.
+    pub cdn: Option<Cdn>,
+}
+
+/// Where the key that signs page cursors comes from.
+#[derive(Debug, Clone)]
+pub enum CursorKeySource {
+    /// A Secrets Manager secret (name or ARN), read at cold start: what the stack gives
+    /// (`CURSOR_KEY_SECRET`), so the key is never in the function's configuration.
+    Secret(String),
+    /// The key itself (`CURSOR_KEY`): for running the bootstrap outside the stack.
+    Given(CursorKey),
+}
+
+/// The distribution that serves renditions (`CDN_URL`, e.g. `https://d111111abcdef8.cloudfront.net`).
+#[derive(Debug, Clone)]
+pub struct Cdn {
+    pub url: String,
+    /// Set when the distribution only serves signed URLs (`CDN_KEY_PAIR_ID`,
+    /// `CDN_SIGNING_KEY_SECRET`); unset, its URLs are plain and never expire.
+    pub signing: Option<CdnSigning>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CdnSigning {
+    /// The CloudFront public key's id, in the distribution's trusted key group.
+    pub key_pair_id: String,
+    /// The Secrets Manager secret holding its private key (PEM), read at cold start.
+    pub private_key_secret: String,
+}
+
+/// A variable's value, absent when unset or empty (the template passes "" for "none").
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 impl Config {
@@ -42,11 +77,16 @@ impl Config {
                 ),
                 Err(_) => DEFAULT_UPLOAD_URL_TTL,
             },
-            // A secret the stack generates (Secrets Manager), handed over at deploy time.
-            cursor_key: CursorKey::new(
-                std::env::var("CURSOR_KEY").context("CURSOR_KEY is not set")?,
-            )
-            .context("CURSOR_KEY must be at least 16 bytes")?,
+            cursor_key: match (var("CURSOR_KEY_SECRET"), var("CURSOR_KEY")) {
+                (Some(secret), None) => CursorKeySource::Secret(secret),
+                (None, Some(key)) => CursorKeySource::Given(
+                    CursorKey::new(key).context("CURSOR_KEY must be at least 16 bytes")?,
+                ),
+                (None, None) => anyhow::bail!("CURSOR_KEY_SECRET (or CURSOR_KEY) is not set"),
+                (Some(_), Some(_)) => {
+                    anyhow::bail!("CURSOR_KEY_SECRET and CURSOR_KEY are both set: give one")
+                }
+            },
             link_ttl: std::time::Duration::from_secs(
                 60 * match std::env::var("LINK_MINUTES") {
                     Ok(v) => v
@@ -55,6 +95,22 @@ impl Config {
                     Err(_) => 15,
                 },
             ),
+            cdn: match var("CDN_URL") {
+                None => None,
+                Some(url) => Some(Cdn {
+                    url,
+                    signing: match (var("CDN_KEY_PAIR_ID"), var("CDN_SIGNING_KEY_SECRET")) {
+                        (Some(key_pair_id), Some(private_key_secret)) => Some(CdnSigning {
+                            key_pair_id,
+                            private_key_secret,
+                        }),
+                        (None, None) => None,
+                        _ => anyhow::bail!(
+                            "CDN_KEY_PAIR_ID and CDN_SIGNING_KEY_SECRET go together: both, or neither"
+                        ),
+                    },
+                }),
+            },
         })
     }
 }

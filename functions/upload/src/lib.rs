@@ -17,10 +17,12 @@ use state::{
     now_ms, ImageId, Item, ItemTable, NewUpload, ObjectStore, Query, Selection, StateError, Status,
 };
 
+#[cfg(feature = "lambda")]
+pub mod aws;
 mod config;
 mod cursor;
 pub mod page;
-pub use config::Config;
+pub use config::{Cdn, CdnSigning, Config, CursorKeySource};
 pub use cursor::{CursorError, CursorKey};
 
 /// What one upload may weigh unless configured: about 4.5 MB, because Lambda's 6 MB request
