@@ -1,6 +1,9 @@
 //! The small traits the functions depend on. Each has an AWS adapter (`adapters/aws`) and an
 //! embedded one (`adapters/embedded`).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -10,7 +13,8 @@ use crate::{ImageId, Item, Page, Query, Stall, StateError, Status, Transition};
 /// The items table.
 #[async_trait]
 pub trait ItemTable: Send + Sync {
-    /// Writes a new `uploaded` item; an existing id is [`StateError::Duplicate`].
+    /// Writes a new item (`uploaded`, or a `pending` reservation); an existing id is
+    /// [`StateError::Duplicate`].
     async fn insert(&self, item: &Item) -> Result<(), StateError>;
     /// Reads one item, strongly consistent.
     async fn get(&self, id: ImageId) -> Result<Option<Item>, StateError>;
@@ -110,4 +114,39 @@ pub trait GivenUpRecords: Send + Sync {
         &self,
         batch: &GivenUpBatch,
     ) -> Result<Vec<aws_lambda_events::dynamodb::EventRecord>, StateError>;
+}
+
+/// How long an object's link stays valid where links expire (S3's presigned GETs), unless a
+/// function's configuration says otherwise.
+pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Where a function finds the ports its configuration names: the table, bucket and topic by the
+/// names its environment gives, and the stream's given-up records. On Lambda, an SDK client for
+/// each (`aws_adapters::AwsResources`); in the local engine, the ports of its backend. A function's
+/// `Deps::new(config, resources)` is the same code on both.
+pub trait Resources: Send + Sync {
+    /// The items table called `name`.
+    fn table(&self, name: &str) -> Result<Arc<dyn ItemTable>, ResourceError>;
+    /// The bucket called `name`, whose links ([`ObjectStore::link`]) stay valid for `links_valid_for`
+    /// where they expire.
+    fn bucket(
+        &self,
+        name: &str,
+        links_valid_for: Duration,
+    ) -> Result<Arc<dyn ObjectStore>, ResourceError>;
+    /// The topic whose ARN is `arn`.
+    fn topic(&self, arn: &str) -> Result<Arc<dyn Notifier>, ResourceError>;
+    /// The table stream's records, read back for an on-failure message.
+    fn given_up_records(&self) -> Result<Arc<dyn GivenUpRecords>, ResourceError>;
+}
+
+/// A resource a function's configuration names that its host does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("no {kind} {name:?} here ({have})")]
+pub struct ResourceError {
+    /// `table`, `bucket`, `topic`, `stream`.
+    pub kind: &'static str,
+    pub name: String,
+    /// What the host has instead, for the message.
+    pub have: String,
 }

@@ -14,7 +14,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use state::media::{self, NotAnImage};
 use state::{
-    now_ms, ImageId, Item, ItemTable, NewUpload, ObjectStore, Query, Selection, StateError, Status,
+    now_ms, ImageId, Item, ItemTable, NewUpload, ObjectStore, Query, ResourceError, Resources,
+    Selection, StateError, Status,
 };
 
 mod config;
@@ -52,15 +53,29 @@ pub struct Deps {
     pub cursor_key: CursorKey,
 }
 
+impl Deps {
+    /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally).
+    pub fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+        Ok(Deps {
+            table: resources.table(&config.table_name)?,
+            store: resources.bucket(&config.bucket_name, config.link_ttl)?,
+            max_upload_bytes: config.max_upload_bytes,
+            max_object_bytes: config.max_object_bytes,
+            upload_url_ttl: config.upload_url_ttl,
+            cursor_key: config.cursor_key,
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     #[error("empty body: send the image bytes, e.g. curl --data-binary @photo.jpg")]
     Empty,
     #[error("body is {size} bytes; the limit is {limit}")]
     TooLarge { size: u64, limit: u64 },
-    #[error("invalid reservation: {0}; send JSON {{\"size\": <bytes>, \"content_type\": \"image/jpeg\" or \"image/png\"}}")]
+    #[error("invalid reservation: {0}; send JSON {{\"size\": <bytes>, \"content_type\": <the image's type, e.g. \"image/jpeg\">}}")]
     BadReservation(String),
-    #[error("content type {0:?} is not taken: image/jpeg or image/png")]
+    #[error("content type {0:?} is not an image type this pipeline takes; declare the type of the image you send, e.g. image/jpeg")]
     UnsupportedType(String),
     #[error(transparent)]
     NotAnImage(#[from] NotAnImage),
