@@ -1,8 +1,12 @@
 //! The AWS adapters of the ports: each takes a ready SDK client and names (no environment, no
-//! endpoints; those are chosen in a function's `main` or the engine's wiring). `tests/contract.rs`
+//! endpoints; those are chosen in a function's `main` or the engine's wiring). [`AwsResources`]
+//! makes the clients a Lambda function's configuration names. `tests/contract.rs`
 //! holds them to the contract suite on DynamoDB Local and moto.
 
 mod dynamo;
+#[cfg(feature = "provision")]
+pub mod provision;
+mod resources;
 mod s3;
 mod sns;
 pub mod streams;
@@ -10,5 +14,6 @@ pub mod streams;
 pub mod testing;
 
 pub use dynamo::{index, DynamoTable, Reads};
+pub use resources::AwsResources;
 pub use s3::S3Store;
 pub use sns::SnsNotifier;
