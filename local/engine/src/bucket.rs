@@ -1,15 +1,16 @@
 //! The bucket's event notifications, on one machine: when an object is created, every rule of
 //! template.yaml's `Type: S3` events that matches its key (events, prefix, suffix; nothing
-//! restated in Rust) queues an `s3:ObjectCreated:Put` event for its function, as S3 sends it
-//! (`aws_lambda_events` S3 event record, key URL-encoded). The queue is durable; the functions'
-//! asynchronous invokers deliver it at least once.
+//! restated in Rust) queues an `s3:ObjectCreated:Put` event for the rule's function, as S3 sends
+//! it (`aws_lambda_events` S3 event record, key URL-encoded). Whichever functions the template
+//! gives such events are notified. The queue is durable; the functions' asynchronous invokers
+//! deliver it at least once.
 
 use aws_lambda_events::s3::{
     S3Bucket, S3Entity, S3EventRecord, S3Object, S3RequestParameters, S3UserIdentity,
 };
 use embedded_adapters::sqlite::Database;
 
-use crate::template::NotificationRule;
+use sam_template::NotificationRule;
 
 /// The event name of a plain PUT, as S3 writes it in records (rules say `s3:ObjectCreated:*`).
 pub const OBJECT_CREATED_PUT: &str = "ObjectCreated:Put";
@@ -27,6 +28,16 @@ pub fn encoded_key(key: &str) -> String {
         .map(|segment| form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>())
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// The key an event names, decoded ([`encoded_key`]'s inverse: `red+flower.jpg` is
+/// `red flower.jpg`); `None` if it does not decode to UTF-8.
+pub fn decoded_key(encoded: &str) -> Option<String> {
+    let plus_as_space = encoded.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8()
+        .ok()
+        .map(|key| key.into_owned())
 }
 
 impl BucketEvents {
@@ -129,7 +140,7 @@ impl BucketEvents {
         for (id, record) in self.db.held(before).await? {
             let key = record["s3"]["object"]["key"]
                 .as_str()
-                .map(ingest::decoded_key)
+                .and_then(decoded_key)
                 .unwrap_or_default();
             match store.head(&key).await {
                 Ok(_) => {
@@ -158,5 +169,31 @@ impl Held {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_encoded_as_s3_encodes_them_and_decoded_back() {
+        for key in [
+            "ingest/red flower.jpg",
+            "ingest/a+b=c&d.png",
+            "ingest/été/ü.JPG",
+        ] {
+            let encoded = encoded_key(key);
+            assert!(!encoded.contains(' '), "{encoded}");
+            assert_eq!(decoded_key(&encoded).as_deref(), Some(key));
+        }
+        assert_eq!(
+            encoded_key("ingest/red flower.jpg"),
+            "ingest/red+flower.jpg"
+        );
+        assert_eq!(
+            decoded_key("ingest%2Fred+flower.jpg").as_deref(),
+            Some("ingest/red flower.jpg")
+        );
     }
 }
