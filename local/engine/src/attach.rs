@@ -12,13 +12,14 @@ use embedded_adapters::sqlite::{Database, QueuePolicy, SqliteStream};
 use event_source_mapping::async_invoke::{AsyncInvoker, AsyncRuntime};
 use event_source_mapping::queue::{QueuePoller, QueueRuntime};
 use event_source_mapping::{Backoff, Dispatcher, MappingRuntime, Observer, Target};
-use sam_template::{Function, NotificationRule, Resource, Route, Source, Template};
+use sam_template::{Function, Resource, Source, Template};
 use tokio::sync::Mutex;
 
-use crate::error::EngineError;
-use crate::error::HostError;
+use crate::bucket::Notified;
+use crate::error::{EngineError, HostError};
 use crate::failure_queue::{FailureQueue, Given, Source as FailureSource};
-use crate::host::{ApiFunction, Handler, Registry};
+use crate::host::{Handler, Registry};
+use crate::http::ApiRoute;
 use crate::resources::{LocalResources, Site};
 use crate::runner::{self, Runner};
 
@@ -39,12 +40,12 @@ pub struct Host<'a> {
 /// The functions, attached.
 #[derive(Default)]
 pub struct Hosted {
-    pub routes: Vec<(Route, Arc<dyn ApiFunction>)>,
+    pub routes: Vec<ApiRoute>,
     pub runners: Vec<Arc<dyn Runner>>,
     /// The queue mappings' runners (also in `runners`): a redrive consumes them first.
     pub failure_queues: Vec<Arc<dyn Runner>>,
     /// The bucket's notification rules, each with the asynchronous queue of its function.
-    pub bucket_rules: Vec<(NotificationRule, String)>,
+    pub bucket_rules: Vec<Notified>,
     /// The stream mappings, whose slowest reader admission control measures the backlog by.
     pub stream_mappings: Vec<String>,
     /// The asynchronous queues (their dead letters are events, which a redrive queues again).
@@ -91,7 +92,10 @@ fn attach_function(
             kind,
         };
         match (&event.source, &handler) {
-            (Source::Api(route), Handler::Api(f)) => hosted.routes.push((route.clone(), f.clone())),
+            (Source::Api(route), Handler::Api(f)) => hosted.routes.push(ApiRoute {
+                route: route.clone(),
+                function: f.clone(),
+            }),
             (Source::Stream { table, mapping }, Handler::Stream(f)) => {
                 if host.resources_kind(table) != Some("table") {
                     return Err(not_ours(table, "table"));
@@ -135,9 +139,10 @@ fn attach_function(
                     hosted.async_queues.insert(config.name.clone());
                     invoker = Some(made);
                 }
-                hosted
-                    .bucket_rules
-                    .push((rule.clone(), config.name.clone()));
+                hosted.bucket_rules.push(Notified {
+                    rule: rule.clone(),
+                    queue: config.name.clone(),
+                });
             }
             (Source::Queue(mapping), Handler::Queue(f)) => {
                 let Some(Resource::Queue(spec)) = host.template.resources.get(&mapping.queue)

@@ -19,7 +19,23 @@ pub const OBJECT_CREATED_PUT: &str = "ObjectCreated:Put";
 pub struct BucketEvents {
     db: Database,
     bucket: String,
-    rules: Vec<(NotificationRule, String)>,
+    rules: Vec<Notified>,
+}
+
+/// A rule of the bucket's notifications, and the asynchronous queue of the function it invokes.
+#[derive(Debug, Clone)]
+pub struct Notified {
+    pub rule: NotificationRule,
+    pub queue: String,
+}
+
+/// What [`BucketEvents::recover`] did with the events an interrupted write left held.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Their objects are there: due now.
+    pub released: usize,
+    /// Their objects never arrived: forgotten.
+    pub dropped: usize,
 }
 
 /// A key as S3 puts it in an event: URL-encoded (form style: a space is `+`), `/` kept.
@@ -41,11 +57,7 @@ pub fn decoded_key(encoded: &str) -> Option<String> {
 }
 
 impl BucketEvents {
-    pub fn new(
-        db: Database,
-        bucket: impl Into<String>,
-        rules: Vec<(NotificationRule, String)>,
-    ) -> Self {
+    pub fn new(db: Database, bucket: impl Into<String>, rules: Vec<Notified>) -> Self {
         BucketEvents {
             db,
             bucket: bucket.into(),
@@ -53,14 +65,13 @@ impl BucketEvents {
         }
     }
 
-    /// The queues whose rules match a PUT of `key`.
-    pub fn queues_for(&self, key: &str) -> Vec<(&NotificationRule, &str)> {
+    /// The rules (with their queues) that match a PUT of `key`.
+    pub fn matching(&self, key: &str) -> impl Iterator<Item = &Notified> {
         let encoded = encoded_key(key);
-        self.rules
-            .iter()
-            .filter(|(rule, _)| rule.matches(&format!("s3:{OBJECT_CREATED_PUT}"), &encoded))
-            .map(|(rule, queue)| (rule, queue.as_str()))
-            .collect()
+        self.rules.iter().filter(move |n| {
+            n.rule
+                .matches(&format!("s3:{OBJECT_CREATED_PUT}"), &encoded)
+        })
     }
 
     /// The event S3 sends for a PUT of `key` (`size` bytes, `etag` the MD5 in hex).
@@ -112,9 +123,9 @@ impl BucketEvents {
     /// start: never an object without its event, never an event before its object.
     pub async fn object_created(&self, key: &str, size: u64, etag: &str) -> anyhow::Result<Held> {
         let mut ids = Vec::new();
-        for (rule, queue) in self.queues_for(key) {
-            let record = serde_json::to_value(self.record(rule, key, size, etag))?;
-            ids.extend(self.db.enqueue(queue, vec![record], true).await?);
+        for notified in self.matching(key) {
+            let record = serde_json::to_value(self.record(&notified.rule, key, size, etag))?;
+            ids.extend(self.db.enqueue(&notified.queue, vec![record], true).await?);
         }
         Ok(Held(ids))
     }
@@ -134,8 +145,8 @@ impl BucketEvents {
         &self,
         store: &dyn state::ObjectStore,
         held_for: std::time::Duration,
-    ) -> anyhow::Result<(usize, usize)> {
-        let (mut released, mut dropped) = (0, 0);
+    ) -> anyhow::Result<Recovered> {
+        let mut recovered = Recovered::default();
         let before = state::now_ms() - held_for.as_millis() as i64;
         for (id, record) in self.db.held(before).await? {
             let key = record["s3"]["object"]["key"]
@@ -145,16 +156,16 @@ impl BucketEvents {
             match store.head(&key).await {
                 Ok(_) => {
                     self.db.release(vec![id]).await?;
-                    released += 1;
+                    recovered.released += 1;
                 }
                 Err(state::StateError::ObjectMissing(_)) => {
                     self.db.drop_held(id).await?;
-                    dropped += 1;
+                    recovered.dropped += 1;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok((released, dropped))
+        Ok(recovered)
     }
 }
 

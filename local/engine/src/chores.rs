@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use state::ObjectStore;
 
 use crate::backend::BackendState;
-use crate::bucket::BucketEvents;
+use crate::bucket::{BucketEvents, Recovered};
 use crate::runner::{Pace, Runner};
 
 /// Deletes expired reservations, as DynamoDB's TTL does (it takes minutes to days there; here a
@@ -35,11 +35,11 @@ impl Runner for Housekeeping {
         if expired > 0 {
             tracing::info!(reservations = expired, "expired reservations deleted");
         }
-        let (released, dropped) = self.bucket.recover(self.store.as_ref(), HELD_FOR).await?;
-        if released + dropped > 0 {
+        let recovered = self.bucket.recover(self.store.as_ref(), HELD_FOR).await?;
+        if recovered != Recovered::default() {
             tracing::warn!(
-                released,
-                dropped,
+                released = recovered.released,
+                dropped = recovered.dropped,
                 "bucket events held by an interrupted write recovered"
             );
         }

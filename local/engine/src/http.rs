@@ -53,10 +53,16 @@ impl ByteBudget {
     }
 }
 
+/// One of the template's routes, and the function behind it.
+#[derive(Clone)]
+pub struct ApiRoute {
+    pub route: Route,
+    pub function: Arc<dyn ApiFunction>,
+}
+
 /// What the API serves.
 pub struct Api {
-    /// The template's routes, each with its function.
-    pub routes: Vec<(Route, Arc<dyn ApiFunction>)>,
+    pub routes: Vec<ApiRoute>,
     pub metrics: Metrics,
     /// The embedded bucket's `/objects/...`, if there is one.
     pub objects: Option<crate::objects::Objects>,
@@ -79,7 +85,7 @@ pub fn router(api: Api) -> anyhow::Result<Router> {
         admission: api.admission,
     };
     let mut router = Router::new().route("/metrics", axum::routing::get(metrics_text));
-    for (route, function) in &api.routes {
+    for ApiRoute { route, function } in &api.routes {
         let method: Method = route.method.parse()?;
         let filter = MethodFilter::try_from(method.clone())
             .map_err(|e| anyhow::anyhow!("route {} {}: {e}", route.method, route.path))?;
@@ -102,8 +108,8 @@ pub fn router(api: Api) -> anyhow::Result<Router> {
     }
     // Unknown paths get the first function's own JSON 404, as API Gateway hands the template's
     // one API function every path it does not route.
-    if let Some((_, first)) = api.routes.first() {
-        let first = first.clone();
+    if let Some(first) = api.routes.first() {
+        let first = first.function.clone();
         router = router.fallback(move |req: Request| invoke_without_body(first, req));
     }
     let router = router.with_state(shared);

@@ -152,7 +152,7 @@ impl Engine {
         let largest_body = hosted
             .routes
             .iter()
-            .map(|(_, f)| f.max_body_bytes())
+            .map(|r| r.function.max_body_bytes())
             .max()
             .unwrap_or(0);
         cfg.server.validate(largest_body)?;
