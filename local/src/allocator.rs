@@ -5,7 +5,7 @@
 //! image is decoded into fresh pages on another thread. With the whole hostile corpus in flight that
 //! put the engine's peak RSS 10% over the process function's memory, which the image budget promises
 //! to stay within (`tests/pipeline/memory.rs`). Purging at once keeps that promise. It costs nothing
-//! measurable on tiny images in `uploader load`, and 10-13% more CPU per photo: every image buffer
+//! measurable on tiny images in `bench-tools load`, and 10-13% more CPU per photo: every image buffer
 //! is faulted in fresh (README, Load).
 
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (`include/mimalloc.h`): the bindings do not
