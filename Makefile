@@ -1,6 +1,6 @@
 # The image-upload pipeline. `make run` runs it all on this machine; `make test` proves it.
-# Every tool a target needs is installed by that target into ignored folders (.tools/), so a fresh
-# clone on a fresh machine needs only Rust, Python 3, Node and Java (see README, Requirements).
+# Every tool a target needs is installed by that target (into ignored folders, .tools/, or with
+# apt-get); what each needs beforehand is in README.md, Requirements.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -20,15 +20,37 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 # The engine as `make run` builds it: the `local` profile (optimised, no LTO) and no AWS SDK.
-UPLOADER := target/local/uploader
+# scripts/cargo-exe.sh prints where cargo put it (CARGO_TARGET_DIR and build.target-dir included).
+UPLOADER = CARGO='$(CARGO)' scripts/cargo-exe.sh --locked $(1) --profile local -p local --bin uploader --features '$(FEATURES)'
 # Cargo features of `local` for run: HEIC input by default; add avif for AVIF renditions.
 FEATURES ?= heic
 
+# Template parameters that `make run` and `make deploy` pass on when given, each as a make (or
+# environment) variable named as the function's environment variable, in upper or lower case:
+#   make run RENDITIONS='thumbnail:fit=128x128:jpeg,web:width=1280:webp'
+#   make deploy email=you@example.com renditions='thumbnail:fit=128x128:jpeg,web:width=1280:webp'
+# Parameter:VARIABLE:variable. The engine reads the first six from the template too; the others
+# configure AWS resources only (the lifecycle rule, alarms, the usage plan, the CDN, the API's
+# throttles and logs).
+LOCAL_PARAMETERS := Renditions:RENDITIONS:renditions MaxPixels:MAX_PIXELS:max_pixels \
+  MaxUploadBytes:MAX_UPLOAD_BYTES:max_upload_bytes MaxObjectBytes:MAX_OBJECT_BYTES:max_object_bytes \
+  UploadUrlMinutes:UPLOAD_URL_MINUTES:upload_url_minutes LinkMinutes:LINK_MINUTES:link_minutes
+AWS_PARAMETERS := OperatorEmail:OPERATOR_EMAIL:operator_email OriginalsDays:ORIGINALS_DAYS:originals_days \
+  ApiThrottleRate:API_THROTTLE_RATE:api_throttle_rate ApiThrottleBurst:API_THROTTLE_BURST:api_throttle_burst \
+  ApiQuotaPerDay:API_QUOTA_PER_DAY:api_quota_per_day \
+  IteratorAgeAlarmSeconds:ITERATOR_AGE_ALARM_SECONDS:iterator_age_alarm_seconds \
+  RenditionAccess:RENDITION_ACCESS:rendition_access PageThrottleRate:PAGE_THROTTLE_RATE:page_throttle_rate \
+  PageThrottleBurst:PAGE_THROTTLE_BURST:page_throttle_burst ApiAccessLogs:API_ACCESS_LOGS:api_access_logs
+# 'Parameter=value' for each parameter of the list $(1) that has a value (the lower-case name wins).
+parameter_value = $(or $($(word 3,$(1))),$($(word 2,$(1))))
+parameters = $(foreach p,$(1),$(if $(call parameter_value,$(subst :, ,$(p))),'$(word 1,$(subst :, ,$(p)))=$(call parameter_value,$(subst :, ,$(p)))'))
+
 .PHONY: run
-run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.data)
+run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.data RENDITIONS=...)
 	scripts/build-deps.sh
-	$(CARGO) build --locked --profile local -p local --bin uploader --features '$(FEATURES)'
-	$(UPLOADER) --data-dir '$(DATA_DIR)' serve --addr '$(ADDR)'
+	uploader=$$($(call UPLOADER)); \
+	exec "$$uploader" --data-dir '$(DATA_DIR)' serve --addr '$(ADDR)' \
+	  $(foreach p,$(call parameters,$(LOCAL_PARAMETERS)),--parameter $(p))
 
 .PHONY: run-dynamodb
 run-dynamodb: ## The same on DynamoDB Local + moto (started here, stopped on Ctrl-C); prints the aws CLI lines to inspect the items
@@ -41,7 +63,7 @@ run-dynamodb: ## The same on DynamoDB Local + moto (started here, stopped on Ctr
 test: ## Run every test (installs Chromium; starts DynamoDB Local and moto on loopback, stops them after)
 	scripts/build-deps.sh
 	scripts/browser-deps.sh
-	scripts/tools.sh validate moto ddb
+	scripts/tools.sh validate checkov moto ddb
 	scripts/validate-template.sh
 	$(CARGO) build --workspace --bins --locked --features local/aws,local/heic,local/avif
 	scripts/standins.sh start
@@ -52,12 +74,12 @@ test: ## Run every test (installs Chromium; starts DynamoDB Local and moto on lo
 	PIPELINE_BACKEND=aws $(CARGO) test --locked -p local --features aws,heic,avif --test pipeline
 
 .PHONY: validate
-validate: ## Check template.yaml offline: sam validate (+lint), cfn-lint, translated cfn-lint, filters, IAM
-	scripts/tools.sh validate
+validate: ## Check template.yaml offline: sam validate (+lint), cfn-lint, translated cfn-lint, filters, IAM, the CDN and API edge, checkov
+	scripts/tools.sh validate checkov
 	scripts/validate-template.sh
 
 .PHONY: build
-build: ## Build the three functions for Lambda (arm64, provided.al2023) with sam + cargo-lambda
+build: ## Build the five functions for Lambda (arm64, provided.al2023) with sam + cargo-lambda
 	scripts/build-deps.sh
 	scripts/tools.sh validate lambda
 	$(SAM) build --template template.yaml
@@ -70,9 +92,15 @@ check-stack: # The bucket is named <STACK>-images-<account>-<region>: S3 wants i
 	       "(the bucket <STACK>-images-<account>-<region> must be a valid S3 name)" >&2; exit 2; }
 
 .PHONY: deploy
-deploy: check-stack build ## Deploy to AWS: make deploy email=you@example.com (prints the Upload API and curl line)
+# Signed renditions (the default) need the stack's signing key: made on the first deploy, its
+# private half kept in Secrets Manager (stack.py cdn-key), its public half passed as CdnPublicKey.
+deploy: check-stack build ## Deploy to AWS: make deploy email=you@example.com [renditions=...] (prints the API, its key and a curl line)
+	cdn_key=; \
+	if [ '$(call parameter_value,- RENDITION_ACCESS rendition_access)' != public ]; then \
+	  cdn_key=$$($(STACKPY) cdn-key '$(STACK)'); fi; \
 	$(SAM) deploy --stack-name '$(STACK)' --resolve-s3 --capabilities CAPABILITY_IAM \
-	  --no-confirm-changeset --no-fail-on-empty-changeset --parameter-overrides 'Email=$(email)'
+	  --no-confirm-changeset --no-fail-on-empty-changeset \
+	  --parameter-overrides 'Email=$(email)' $$cdn_key $(call parameters,$(LOCAL_PARAMETERS) $(AWS_PARAMETERS))
 	@$(STACKPY) outputs '$(STACK)'
 
 .PHONY: outputs
@@ -80,10 +108,11 @@ outputs: ## Show the deployed stack's outputs and curl line
 	@$(STACKPY) outputs '$(STACK)'
 
 .PHONY: undeploy
-undeploy: ## Empty the bucket and delete the stack
+undeploy: ## Empty the bucket, delete the stack, schedule its CDN signing key's deletion
 	scripts/tools.sh validate
 	$(STACKPY) empty-bucket '$(STACK)'
 	$(SAM) delete --stack-name '$(STACK)' --no-prompts
+	$(STACKPY) delete-cdn-key '$(STACK)'
 
 .PHONY: bench-images
 bench-images: ## The process step vs sharp and Pillow on real photos (fetched into bench/.cache/)
@@ -91,15 +120,15 @@ bench-images: ## The process step vs sharp and Pillow on real photos (fetched in
 	CARGO='$(CARGO)' bench/run.sh
 
 .PHONY: bench-load
-bench-load: ## Load the running engine over HTTP: items/s end to end, latency, CPU per item
+bench-load: ## Start the engine and load it over HTTP: items/s end to end, latency, CPU per item
 	bench/load.sh
 
 .PHONY: bench-cold-start
 bench-cold-start: ## The Lambda bootstraps' start to first event and RSS, vs Python + boto3 (RUNS=20)
 	scripts/build-deps.sh
 	scripts/tools.sh moto
-	$(CARGO) build --release --locked -p upload -p process -p notice --bins
-	bench/cold_start.py --bin-dir "$${CARGO_TARGET_DIR:-target}/release" --python .tools/moto/bin/python
+	bootstrap=$$(CARGO='$(CARGO)' scripts/cargo-exe.sh --release --locked -p upload -p process -p notice --bins); \
+	bench/cold_start.py --bin-dir "$$(dirname "$$bootstrap")" --python .tools/moto/bin/python
 
 .PHONY: bench-queries
 bench-queries: ## Finding items: SQLite pages at 1,000 vs 100,000 items; a page's read capacity vs a Scan on DynamoDB Local
@@ -149,5 +178,5 @@ redrive: ## Offer the deployed stalled items to their functions again (clears th
 
 .PHONY: local-items
 local-items: ## List the local engine's items (DATA_DIR=.data)
-	$(CARGO) build --locked --quiet --profile local -p local --bin uploader --features '$(FEATURES)'
-	$(UPLOADER) --data-dir '$(DATA_DIR)' items
+	uploader=$$($(call UPLOADER,--quiet)); \
+	"$$uploader" --data-dir '$(DATA_DIR)' items

@@ -15,9 +15,8 @@ RUNS=${RUNS:-3}
 # The fixed offered rate, uploads/s (tiny images): one the engine sustains, to compare overload with.
 FIXED_RATE=${FIXED_RATE:-500}
 SCENARIOS=${SCENARIOS:-tiny-overload-disk,tiny-overload-tmpfs,tiny-fixed-disk,tiny-fixed-tmpfs,photo-overload-disk}
-$CARGO build --profile local --quiet -p local --bin uploader -p bench-tools --bin bench-tools
-U=${CARGO_TARGET_DIR:-$PWD/target}/local/uploader
-B=${CARGO_TARGET_DIR:-$PWD/target}/local/bench-tools
+U=$(CARGO="$CARGO" scripts/cargo-exe.sh --profile local --quiet -p local --bin uploader)
+B=$(CARGO="$CARGO" scripts/cargo-exe.sh --profile local --quiet -p bench-tools --bin bench-tools)
 work=$(mktemp -d "$PWD/bench/.load.XXXXXX")
 ram=$(mktemp -d /dev/shm/uploader-load.XXXXXX)
 pids=()

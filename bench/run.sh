@@ -55,8 +55,7 @@ if [[ "$(cat "$CACHE/node/.stamp" 2>/dev/null)" != "$SHARP_PIN" ]]; then
   echo "$SHARP_PIN" >"$CACHE/node/.stamp"
 fi
 say "building process-bench (release)"
-"$CARGO" build --profile local --quiet -p imaging --features bench --bin process-bench
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/local/process-bench"
+BIN=$(CARGO="$CARGO" "$ROOT/scripts/cargo-exe.sh" --profile local --quiet -p imaging --features bench --bin process-bench)
 
 # -- photos --------------------------------------------------------------------------------------
 for pkg in "${PACKAGES[@]}"; do

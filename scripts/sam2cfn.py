@@ -11,6 +11,16 @@
   sam2cfn.py iam OUT.json                  least privilege: no Allow statement with Action "*" / "svc:*" (or
                                             NotAction) in any IAM role/policy, no managed policy ARN containing
                                             "FullAccess".
+  sam2cfn.py edge OUT.json                 what the API and the CDN expose, under the parameters' defaults and
+                                            under each choice that changes it: the renditions' distribution
+                                            reads the bucket through OAC only, from /processed, over HTTPS; the
+                                            bucket lets CloudFront (that distribution, AWS:SourceArn) read
+                                            processed/* and nothing else; the default keeps rendition URLs
+                                            signed (a trusted key group); renditions are sent with a year's
+                                            Cache-Control; every method without an API key has a stage
+                                            throttle; access logs are off by default and go to a log group
+                                            with a retention when on; no function's environment holds a
+                                            secret, and secretsmanager:GetSecretValue names its secrets.
 Each prints nothing on success and a list of problems (exit 1) on failure.
 """
 import copy
@@ -209,8 +219,227 @@ def check_iam(translated_path):
     return problems
 
 
+NO_VALUE = object()
+
+
+def resolve(node, params, conditions):
+    """`node` with every Fn::If decided and Ref to a parameter replaced by its value; a
+    Ref AWS::NoValue (and what held it) is dropped."""
+    if isinstance(node, dict):
+        if list(node) == ["Ref"] and node["Ref"] == "AWS::NoValue":
+            return NO_VALUE
+        if list(node) == ["Ref"] and node["Ref"] in params:
+            return params[node["Ref"]]
+        if list(node) == ["Fn::If"]:
+            cond, yes, no = node["Fn::If"]
+            return resolve(yes if conditions[cond] else no, params, conditions)
+        out = {}
+        for k, v in node.items():
+            v = resolve(v, params, conditions)
+            if v is not NO_VALUE:
+                out[k] = v
+        return out
+    if isinstance(node, list):
+        return [v for v in (resolve(v, params, conditions) for v in node) if v is not NO_VALUE]
+    return node
+
+
+def evaluate_conditions(tpl, params):
+    """Every condition's value for `params`: Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition."""
+    defs = tpl.get("Conditions") or {}
+    values = {}
+
+    def value(node):
+        if isinstance(node, dict) and len(node) == 1:
+            (fn, arg), = node.items()
+            if fn == "Fn::Equals":
+                a, b = (resolve(x, params, {}) for x in arg)
+                return a == b
+            if fn == "Fn::Not":
+                return not value(arg[0])
+            if fn == "Fn::And":
+                return all(value(x) for x in arg)
+            if fn == "Fn::Or":
+                return any(value(x) for x in arg)
+            if fn == "Condition":
+                return named(arg)
+        raise ValueError(f"condition not understood: {json.dumps(node)}")
+
+    def named(name):
+        if name not in values:
+            values[name] = value(defs[name])
+        return values[name]
+
+    for name in defs:
+        named(name)
+    return values
+
+
+def deployed(tpl, overrides=None):
+    """The template's resources as CloudFormation would create them for the parameters' defaults
+    with `overrides`: resources whose condition is false left out, Fn::If decided."""
+    params = {k: str(v.get("Default", "")) for k, v in (tpl.get("Parameters") or {}).items()}
+    params.update(overrides or {})
+    conditions = evaluate_conditions(tpl, params)
+    out = {}
+    for name, r in (tpl.get("Resources") or {}).items():
+        if r.get("Condition") and not conditions[r["Condition"]]:
+            continue
+        out[name] = resolve(r, params, conditions)
+    return out
+
+
+def _refers_to(node, name):
+    """Whether `node` is, or is a Sub/Join/GetAtt built from, a reference to resource `name`."""
+    text = json.dumps(node)
+    return (f'"Ref": "{name}"' in text or f'"Fn::GetAtt": ["{name}"' in text
+            or "${" + name + "}" in text or "${" + name + "." in text)
+
+
+def _bucket_name(node):
+    return "-images-" in json.dumps(node)
+
+
+def check_edge(translated_path):
+    with open(translated_path, encoding="utf-8") as f:
+        tpl = json.load(f)
+    problems = []
+    param_defaults = {k: v.get("Default") for k, v in (tpl.get("Parameters") or {}).items()}
+    if param_defaults.get("RenditionAccess") != "signed":
+        problems.append("RenditionAccess must default to signed: renditions stay private unless asked")
+    if param_defaults.get("ApiAccessLogs") != "false":
+        problems.append("ApiAccessLogs must default to false (it needs the account-level CloudWatch role)")
+    for overrides in ({}, {"RenditionAccess": "public"}, {"ApiAccessLogs": "true"}):
+        where = "defaults" + "".join(f", {k}={v}" for k, v in overrides.items())
+        problems += [f"[{where}] {p}" for p in _edge_problems(deployed(tpl, overrides), overrides)]
+    return problems
+
+
+def _edge_problems(res, overrides):
+    problems = []
+    of_type = lambda t: {n: r.get("Properties") or {} for n, r in res.items() if r.get("Type") == t}
+    distributions = of_type("AWS::CloudFront::Distribution")
+    oacs = of_type("AWS::CloudFront::OriginAccessControl")
+    if len(distributions) != 1:
+        return [f"expected one CloudFront distribution, found {sorted(distributions)}"]
+    (cdn_name, cdn), = distributions.items()
+    config = cdn.get("DistributionConfig") or {}
+
+    # The distribution: OAC to /processed only, HTTPS, read-only methods.
+    for origin in config.get("Origins") or []:
+        oid = origin.get("Id")
+        if not _bucket_name(origin.get("DomainName")):
+            problems.append(f"{cdn_name} origin {oid}: not the images bucket")
+            continue
+        oac = origin.get("OriginAccessControlId")
+        oac_name = next((n for n in oacs if _refers_to(oac, n)), None)
+        if oac_name is None:
+            problems.append(f"{cdn_name} origin {oid}: no Origin Access Control")
+        else:
+            c = oacs[oac_name].get("OriginAccessControlConfig") or {}
+            if (c.get("OriginAccessControlOriginType"), c.get("SigningBehavior"), c.get("SigningProtocol")) != (
+                    "s3", "always", "sigv4"):
+                problems.append(f"{oac_name}: must be an s3 OAC that always signs with sigv4")
+        if (origin.get("S3OriginConfig") or {}).get("OriginAccessIdentity"):
+            problems.append(f"{cdn_name} origin {oid}: a legacy origin access identity; use OAC")
+        if origin.get("OriginPath") != "/processed":
+            problems.append(f"{cdn_name} origin {oid}: OriginPath must be /processed (renditions only)")
+    behaviors = [config.get("DefaultCacheBehavior") or {}] + list(config.get("CacheBehaviors") or [])
+    signed = overrides.get("RenditionAccess", "signed") == "signed"
+    for b in behaviors:
+        where = f"{cdn_name} behaviour {b.get('PathPattern', 'default')}"
+        if b.get("ViewerProtocolPolicy") not in ("https-only", "redirect-to-https"):
+            problems.append(f"{where}: viewers must use HTTPS")
+        if set(b.get("AllowedMethods") or ["GET", "HEAD"]) - {"GET", "HEAD", "OPTIONS"}:
+            problems.append(f"{where}: only GET and HEAD (renditions are read-only)")
+        if signed and not b.get("TrustedKeyGroups"):
+            problems.append(f"{where}: signed renditions need a trusted key group")
+        if not signed and b.get("TrustedKeyGroups"):
+            problems.append(f"{where}: public renditions must not need signed URLs")
+        headers = next((p for n, p in of_type("AWS::CloudFront::ResponseHeadersPolicy").items()
+                        if _refers_to(b.get("ResponseHeadersPolicyId"), n)), None)
+        items = ((headers or {}).get("ResponseHeadersPolicyConfig", {}).get("CustomHeadersConfig") or {}).get(
+            "Items") or []
+        cache_control = next((h.get("Value", "") for h in items if h.get("Header", "").lower() == "cache-control"), "")
+        if "max-age=31536000" not in cache_control or "immutable" not in cache_control:
+            problems.append(f"{where}: renditions need Cache-Control max-age=31536000, immutable ({cache_control!r})")
+        if signed and "private" not in cache_control:
+            problems.append(f"{where}: signed renditions are private to their viewer ({cache_control!r})")
+
+    # The bucket policy: CloudFront, by that distribution only, reads processed/* only; nothing public.
+    grants = 0
+    for name, props in of_type("AWS::S3::BucketPolicy").items():
+        for i, st in enumerate(_as_list((props.get("PolicyDocument") or {}).get("Statement") or [])):
+            if st.get("Effect") != "Allow":
+                continue
+            where = f"{name}.Statement[{i}]"
+            principal = st.get("Principal")
+            if principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS", []))):
+                problems.append(f"{where}: allows everyone")
+                continue
+            if "cloudfront.amazonaws.com" not in json.dumps(principal):
+                continue
+            grants += 1
+            if _as_list(st.get("Action")) != ["s3:GetObject"]:
+                problems.append(f"{where}: CloudFront may only s3:GetObject")
+            for r in _as_list(st.get("Resource")):
+                arn = r.get("Fn::Sub", "") if isinstance(r, dict) else r
+                if not (isinstance(arn, str) and _bucket_name(arn) and arn.endswith("/processed/*")):
+                    problems.append(f"{where}: CloudFront may read processed/* only, not {json.dumps(r)}")
+            source = ((st.get("Condition") or {}).get("StringEquals") or {}).get("AWS:SourceArn")
+            if not _refers_to(source, cdn_name):
+                problems.append(f"{where}: needs StringEquals AWS:SourceArn of {cdn_name}")
+    if grants != 1:
+        problems.append(f"expected one bucket policy grant to CloudFront, found {grants}")
+
+    # The API: every method that needs no key is throttled by the stage.
+    for api_name, api in of_type("AWS::ApiGateway::RestApi").items():
+        paths = (api.get("Body") or {}).get("paths") or {}
+        settings = [s for n, st in of_type("AWS::ApiGateway::Stage").items() if _refers_to(st.get("RestApiId"), api_name)
+                    for s in st.get("MethodSettings") or []]
+        for path, methods in paths.items():
+            for method, op in methods.items():
+                if not isinstance(op, dict) or any("api_key" in s for s in op.get("security") or []):
+                    continue
+                # MethodSettings' form: "/" for the root, else "/~1items~1{id}" for "/items/{id}".
+                encoded = path if path == "/" else "/" + path.replace("/", "~1")
+                throttled = [s for s in settings if s.get("ResourcePath") in (encoded, "/*")
+                             and s.get("HttpMethod") in (method.upper(), "*")
+                             and s.get("ThrottlingRateLimit") and s.get("ThrottlingBurstLimit")]
+                if not throttled:
+                    problems.append(f"{api_name} {method.upper()} {path}: needs no key, so needs a stage throttle")
+    logs = overrides.get("ApiAccessLogs") == "true"
+    for name, stage in of_type("AWS::ApiGateway::Stage").items():
+        setting = stage.get("AccessLogSetting")
+        if not logs and setting:
+            problems.append(f"{name}: access logs must be off by default")
+        if logs:
+            groups = of_type("AWS::Logs::LogGroup")
+            group = next((g for n, g in groups.items() if _refers_to((setting or {}).get("DestinationArn"), n)), None)
+            if group is None or not group.get("RetentionInDays"):
+                problems.append(f"{name}: access logs on, but not to a log group of the stack with a retention")
+
+    # Secrets: never in a function's environment; read by name.
+    for name, props in of_type("AWS::Lambda::Function").items():
+        for var, val in ((props.get("Environment") or {}).get("Variables") or {}).items():
+            text = json.dumps(val)
+            if "{{resolve:secretsmanager" in text or "{{resolve:ssm-secure" in text or var == "CURSOR_KEY":
+                problems.append(f"{name}: {var} puts a secret in the environment; read it at cold start")
+    for name, props in of_type("AWS::IAM::Role").items():
+        for p in props.get("Policies") or []:
+            for st in _as_list((p.get("PolicyDocument") or {}).get("Statement") or []):
+                if st.get("Effect") == "Allow" and any("secretsmanager:" in a for a in _as_list(st.get("Action"))):
+                    for r in _as_list(st.get("Resource")):
+                        text = json.dumps(r)
+                        arn = r.get("Fn::Sub", "") if isinstance(r, dict) else r
+                        if arn == "*" or (isinstance(arn, str) and arn.replace("??????", "").endswith("*")):
+                            problems.append(f"{name}: secretsmanager on {text}: name the secret")
+    return problems
+
+
 def main(argv):
-    cmds = {"translate": (translate, 2), "filters": (check_filters, 2), "iam": (check_iam, 1)}
+    cmds = {"translate": (translate, 2), "filters": (check_filters, 2), "iam": (check_iam, 1),
+            "edge": (check_edge, 1)}
     if not argv or argv[0] not in cmds or len(argv) - 1 != cmds[argv[0]][1]:
         sys.exit(__doc__)
     fn, _ = cmds[argv[0]]

@@ -14,9 +14,18 @@
                                   and the filters offer it to the function that gave up on it again
     stack.py empty-bucket STACK   delete every object in the stack's bucket (CloudFormation cannot
                                   delete a bucket that holds objects)
+    stack.py cdn-key STACK        the key that signs the stack's rendition URLs: the secret
+                                  STACK/cdn-signing-key, made on first use (a 2048-bit RSA key, made
+                                  here in memory, never written to disk), and printed as the template
+                                  parameter CdnPublicKey=<fingerprint>:<its public PEM's lines, joined
+                                  by commas>
+    stack.py delete-cdn-key STACK schedule that secret's deletion (7 days; cdn-key takes it back)
 
-Uses boto3 from the SAM CLI's venv, with the usual AWS_* credentials, profile and region.
+Uses boto3 (and, for cdn-key, cryptography) from the SAM CLI's venv, with the usual AWS_*
+credentials, profile and region.
 """
+import base64
+import hashlib
 import json
 import os
 import sys
@@ -87,6 +96,47 @@ def redrive(table):
     print(f"{cleared} item(s) offered again to their functions", file=sys.stderr)
 
 
+def cdn_key_name(stack):
+    return f"{stack}/cdn-signing-key"  # template.yaml: UploadRole, CDN_SIGNING_KEY_SECRET
+
+
+def cdn_key(stack):
+    """The CdnPublicKey parameter for the stack's signing key, making the key if there is none."""
+    # `cryptography` comes with the SAM CLI (through pyOpenSSL).
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    client = boto3.client("secretsmanager")
+    name = cdn_key_name(stack)
+    try:
+        if client.describe_secret(SecretId=name).get("DeletedDate"):
+            client.restore_secret(SecretId=name)  # make undeploy scheduled it; the stack is back
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        client.create_secret(Name=name, SecretString=pem,
+                             Description=f"Signs the rendition URLs of stack {stack} (CloudFront key group)")
+        print(f"made the rendition signing key: secret {name}", file=sys.stderr)
+    pem = client.get_secret_value(SecretId=name)["SecretString"]
+    public = serialization.load_pem_private_key(pem.encode(), password=None).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    lines = [line for line in public.splitlines() if line and not line.startswith("-----")]
+    fingerprint = hashlib.sha256(base64.b64decode("".join(lines))).hexdigest()[:16]
+    return f"CdnPublicKey={fingerprint}:" + ",".join(lines)
+
+
+def delete_cdn_key(stack):
+    try:
+        boto3.client("secretsmanager").delete_secret(SecretId=cdn_key_name(stack), RecoveryWindowInDays=7)
+        print(f"scheduled the deletion of secret {cdn_key_name(stack)} (7 days)", file=sys.stderr)
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+
+
 def api_items(out, status):
     """Every item GET /items lists (with `status`, those at it), following the cursors."""
     url = out.get("ItemsUrl") or sys.exit("the stack has no ItemsUrl output")
@@ -115,6 +165,10 @@ def main(argv):
     if len(argv) < 3:
         sys.exit(__doc__)
     cmd, stack = argv[1], argv[2]
+    if cmd == "cdn-key":
+        return print(cdn_key(stack))
+    if cmd == "delete-cdn-key":
+        return delete_cdn_key(stack)
     out = outputs(stack)
     if cmd == "output":
         print(out.get(argv[3], ""))

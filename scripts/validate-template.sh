@@ -12,7 +12,13 @@
 #   (e) filter patterns         FilterCriteria patterns: JSON object, <= 4096 chars, array leaves, real
 #                               record fields; every generated EventSourceMapping kept its FilterCriteria
 #   (f) least privilege         no Allow Action "*"/"svc:*" in generated roles, no *FullAccess managed policy
-# Installs its tools on first use (scripts/tools.sh validate). The translated template is left in
+#   (g) the edge                the renditions' CDN (OAC, /processed only, HTTPS, signed by default, a year's
+#                               Cache-Control), the bucket policy (CloudFront reads processed/* only, from
+#                               that distribution), a throttle on every keyless method, access logs off by
+#                               default, no secret in a function's environment (scripts/sam2cfn.py edge)
+#   (h) checkov                 third-party security checks; deliberate trade-offs skipped by id, each with
+#                               its reason, in .checkov.yaml
+# Installs its tools on first use (scripts/tools.sh validate checkov). The translated template is left in
 # .tools/validate/NAME.cfn.json.
 set -euo pipefail
 
@@ -20,7 +26,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TEMPLATE=${1:-$ROOT/template.yaml}
 [[ -f "$TEMPLATE" ]] || { echo "validate-template.sh: no such template: $TEMPLATE" >&2; exit 2; }
 
-"$ROOT/scripts/tools.sh" validate
+"$ROOT/scripts/tools.sh" validate checkov
 BIN="$ROOT/.tools/venv/bin"
 
 # Offline and credential-free whatever the caller's environment holds.
@@ -63,3 +69,7 @@ check "(c) cfn-lint" "$BIN/cfn-lint" "${LINT_IGNORE[@]}" -- "$TEMPLATE"
 check "(d) SAM->CFN (aws-sam-translator) + cfn-lint" translate_and_lint
 check "(e) FilterCriteria patterns + EventSourceMappings" "$BIN/python" "$ROOT/scripts/sam2cfn.py" filters "$TEMPLATE" "$CFN"
 check "(f) least-privilege IAM" "$BIN/python" "$ROOT/scripts/sam2cfn.py" iam "$CFN"
+check "(g) CDN, bucket policy, API throttles and logs, secrets" "$BIN/python" "$ROOT/scripts/sam2cfn.py" edge "$CFN"
+# --skip-download: checkov otherwise fetches check metadata from its vendor; nothing here goes online.
+check "(h) checkov" "$ROOT/.tools/checkov/bin/checkov" --quiet --compact --skip-download \
+  --config-file "$ROOT/.checkov.yaml" --framework cloudformation -f "$TEMPLATE"

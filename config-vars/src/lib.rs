@@ -29,6 +29,28 @@ pub enum ConfigError {
         #[source]
         source: BoxError,
     },
+    /// A secret refused by its parser: the value is not shown.
+    #[error("{key} (a secret, not shown) is not {expected}")]
+    SecretRefused { key: String, expected: &'static str },
+    /// Keys that go together, or exclude each other, given otherwise.
+    #[error("{}: {rule}", keys.join(" and "))]
+    Combination {
+        keys: Vec<String>,
+        rule: &'static str,
+    },
+}
+
+impl ConfigError {
+    /// The keys the error is about.
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            ConfigError::Missing { key }
+            | ConfigError::Invalid { key, .. }
+            | ConfigError::Refused { key, .. }
+            | ConfigError::SecretRefused { key, .. } => vec![key],
+            ConfigError::Combination { keys, .. } => keys.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// Looks a key up.
@@ -57,9 +79,20 @@ impl<'a> Vars<'a> {
         Vars::new(move |key| map.get(key).cloned())
     }
 
+    /// The values of `map`, owned.
+    pub fn owned(map: BTreeMap<String, String>) -> Vars<'static> {
+        Vars::new(move |key| map.get(key).cloned())
+    }
+
     /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<String> {
         (self.lookup)(key)
+    }
+
+    /// The value of `key`, if set to something other than the empty string (templates pass "" for
+    /// "none", as `!If [Condition, value, ""]`).
+    pub fn given(&self, key: &str) -> Option<String> {
+        self.get(key).filter(|v| !v.is_empty())
     }
 
     /// The value of `key`, which must be set.
@@ -146,6 +179,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(refused.starts_with("NAME=\"images\": "), "{refused}");
+    }
+
+    #[test]
+    fn empty_is_not_given_and_combinations_name_every_key() {
+        let map = vars(&[("EMPTY", ""), ("SET", "x")]);
+        let v = Vars::map(&map);
+        assert_eq!(v.get("EMPTY").as_deref(), Some(""));
+        assert_eq!(v.given("EMPTY"), None);
+        assert_eq!(v.given("SET").as_deref(), Some("x"));
+        let e = ConfigError::Combination {
+            keys: vec!["A".into(), "B".into()],
+            rule: "give both or neither",
+        };
+        assert_eq!(e.to_string(), "A and B: give both or neither");
+        assert_eq!(e.keys(), ["A", "B"]);
+        let secret = ConfigError::SecretRefused {
+            key: "KEY".into(),
+            expected: "16 bytes or more",
+        };
+        assert_eq!(secret.keys(), ["KEY"]);
+        assert!(!secret.to_string().contains('='), "{secret}");
     }
 
     #[test]

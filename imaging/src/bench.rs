@@ -2,10 +2,12 @@
 //! `bench`). Not part of the API the pipeline uses.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{encode, metadata, probe, resize, ImageError, Pixels};
+use crate::colour::{self, Conversion, Source};
+use crate::{encode, metadata, probe, resize, ImageError, Pixels, Settings};
 
 /// Decodes a JPEG at 1/`denom` scale to packed RGB.
 pub fn decode_jpeg_scaled(bytes: &[u8], denom: u32) -> Result<Pixels, ImageError> {
@@ -56,4 +58,33 @@ pub fn read_exif(bytes: &[u8]) -> BTreeMap<String, String> {
         .and_then(|t| exif::Reader::new().read_raw(t.to_vec()).ok())
         .map(|e| metadata::exif_subset(&e))
         .unwrap_or_default()
+}
+
+/// `jpeg` with `icc` in APP2 segments right after SOI.
+pub fn with_icc_profile(jpeg: &[u8], icc: &[u8]) -> Vec<u8> {
+    let chunks: Vec<&[u8]> = icc.chunks(65_519).collect();
+    let mut out = jpeg[..2].to_vec();
+    for (i, chunk) in chunks.iter().enumerate() {
+        out.extend_from_slice(&[0xFF, 0xE2]);
+        out.extend_from_slice(&((2 + 14 + chunk.len()) as u16).to_be_bytes());
+        out.extend_from_slice(b"ICC_PROFILE\0");
+        out.extend([i as u8 + 1, chunks.len() as u8]);
+        out.extend_from_slice(chunk);
+    }
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// The conversion the pipeline makes for an RGB image that carries the profile `jpeg` does.
+pub fn rgb_conversion(jpeg: &[u8]) -> Option<Arc<Conversion>> {
+    let header = probe::probe(jpeg, &Settings::default()).ok()?;
+    match colour::source(&header).source {
+        Source::Rgb(conversion) => Some(conversion),
+        _ => None,
+    }
+}
+
+/// RGB pixels through `conversion` to sRGB, on one thread.
+pub fn to_srgb(p: Pixels, conversion: &Conversion) -> Result<Pixels, ImageError> {
+    colour::rgb_to_srgb(p, conversion, false)
 }

@@ -78,14 +78,18 @@ fn crc32_update(crc: u32, bytes: &[u8]) -> u32 {
     !c
 }
 
-/// An ICC profile in one APP2 segment.
+/// An ICC profile in APP2 segments (one, unless it is over 65519 bytes), right after SOI.
 fn with_icc_jpeg(jpeg: &[u8], icc: &[u8]) -> Vec<u8> {
-    let mut body = b"ICC_PROFILE\0\x01\x01".to_vec();
-    body.extend_from_slice(icc);
+    let chunks: Vec<&[u8]> = icc.chunks(65_519).collect();
     let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE2]);
-    out.extend_from_slice(&((2 + body.len()) as u16).to_be_bytes());
-    out.extend_from_slice(&body);
+    for (i, chunk) in chunks.iter().enumerate() {
+        let mut body = b"ICC_PROFILE\0".to_vec();
+        body.extend([i as u8 + 1, chunks.len() as u8]);
+        body.extend_from_slice(chunk);
+        out.extend_from_slice(&[0xFF, 0xE2]);
+        out.extend_from_slice(&((2 + body.len()) as u16).to_be_bytes());
+        out.extend_from_slice(&body);
+    }
     out.extend_from_slice(&jpeg[2..]);
     out
 }
@@ -303,7 +307,10 @@ fn an_srgb_profile_or_none_costs_no_conversion() {
     let srgb = ColorProfile::new_srgb().encode().unwrap();
     for bytes in [with_icc_png(&img, &srgb), plain_png(&img)] {
         let header = probe::probe(&bytes, &Settings::default()).unwrap();
-        assert!(matches!(colour::source(&header), colour::Source::Srgb));
+        assert!(matches!(
+            colour::source(&header).source,
+            colour::Source::Srgb
+        ));
         assert_eq!(rendered_patches(&bytes, PATCHES.len()), PATCHES.to_vec());
     }
 }
@@ -315,7 +322,7 @@ fn a_profile_is_resolved_once_for_every_image_that_carries_it() {
     let conversion = |pixels: &[[u8; 3]], icc: &[u8]| {
         let header =
             probe::probe(&with_icc_png(&patches(pixels), icc), &Settings::default()).unwrap();
-        match colour::source(&header) {
+        match colour::source(&header).source {
             colour::Source::Rgb(c) => c,
             _ => panic!("a wide-gamut profile taken as sRGB"),
         }
@@ -335,7 +342,7 @@ fn a_conversion_split_over_two_threads_is_the_one_made_on_one() {
     let p3 = ColorProfile::new_display_p3().encode().unwrap();
     let header =
         probe::probe(&with_icc_png(&patches(&PATCHES), &p3), &Settings::default()).unwrap();
-    let colour::Source::Rgb(conversion) = colour::source(&header) else {
+    let colour::Source::Rgb(conversion) = colour::source(&header).source else {
         panic!("Display P3 taken as sRGB");
     };
     // Every 8-bit colour, and a tail that is not a whole chunk, with and without alpha.
@@ -401,7 +408,7 @@ fn an_iphone_style_heic_is_decoded_upright_once_and_in_srgb() {
     let header = probe::probe(HEIC, &Settings::default()).unwrap();
     let profile = ColorProfile::new_from_slice(header.icc.as_deref().expect("a profile")).unwrap();
     assert!(
-        matches!(colour::source(&header), colour::Source::Rgb(..)),
+        matches!(colour::source(&header).source, colour::Source::Rgb(..)),
         "P3, not sRGB"
     );
 
@@ -462,4 +469,332 @@ fn psnr(a: &[u8], b: &[u8]) -> f64 {
         .sum::<f64>()
         / a.len() as f64;
     10.0 * (255.0 * 255.0 / mse).log10()
+}
+
+/// The source pictures of the LittleCMS test: GreenMeadow.jpg at 320x256, then every colour of a
+/// 17x17x17 grid, as RGB rows 320 wide.
+fn photo_and_grid() -> (u32, u32, Vec<u8>) {
+    const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/GreenMeadow.jpg");
+    let photo = image::load_from_memory(PHOTO)
+        .unwrap()
+        .resize_exact(320, 256, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let mut rgb = photo.into_raw();
+    for r in 0..17u32 {
+        for g in 0..17u32 {
+            for b in 0..17u32 {
+                rgb.extend([r, g, b].map(|v| (v * 255 / 16) as u8));
+            }
+        }
+    }
+    // Whole rows of 320: the grid padded with white.
+    rgb.resize(rgb.len().div_ceil(320 * 3) * 320 * 3, 255);
+    let height = (rgb.len() / (320 * 3)) as u32;
+    (320, height, rgb)
+}
+
+/// sRGB pixels to the "scaled XYB" an XYB JPEG stores, as jpegli computes it
+/// (`lib/extras/xyb_transform.cc`, constants from `lib/cms/opsin_params.h`; BSD-3-Clause).
+fn to_scaled_xyb(rgb: &[u8]) -> Vec<u8> {
+    const M: [[f64; 3]; 3] = [
+        [0.30, 0.622, 0.078],
+        [0.23, 0.692, 0.078],
+        [
+            0.243_422_689_245_478_2,
+            0.204_767_444_244_968_2,
+            1.0 - 0.243_422_689_245_478_2 - 0.204_767_444_244_968_2,
+        ],
+    ];
+    const BIAS: f64 = 0.003_793_073_255_275_449_3;
+    rgb.chunks_exact(3)
+        .flat_map(|px| {
+            let lin = [0, 1, 2].map(|i| srgb_decode(f64::from(px[i]) / 255.0));
+            let [l, m, s] = M.map(|row| {
+                let mixed = (row[0] * lin[0] + row[1] * lin[1] + row[2] * lin[2] + BIAS).max(0.0);
+                mixed.cbrt() - BIAS.cbrt()
+            });
+            let (x, y, b) = ((l - m) / 2.0, (l + m) / 2.0, s);
+            let scaled = [
+                (x + 0.015_386_134) * 22.995_788_804,
+                y * 1.183_000_077,
+                (b - y + 0.277_704_59) * 1.502_141_333,
+            ];
+            scaled.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        })
+        .collect()
+}
+
+/// LittleCMS's conversion of 8-bit device values through `icc` to sRGB, relative colorimetric,
+/// computed in floating point without its 8-bit optimisations (`cmsFLAGS_NOOPTIMIZE`): the
+/// reference. CMYK is in ink (0 none), as ICC CMYK profiles count it.
+fn littlecms_reference(icc: &[u8], device: &[u8], cmyk: bool) -> Vec<u8> {
+    use lcms2::{Flags, Intent, PixelFormat, Profile, Transform};
+    let profile = Profile::new_icc(icc).unwrap();
+    let srgb = Profile::new_srgb();
+    let out: Vec<[f64; 3]> = if cmyk {
+        // LittleCMS's floating-point CMYK is in percent.
+        let src: Vec<[f64; 4]> = device
+            .chunks_exact(4)
+            .map(|p| [0, 1, 2, 3].map(|i| f64::from(p[i]) / 2.55))
+            .collect();
+        let t: Transform<[f64; 4], [f64; 3]> = Transform::new_flags(
+            &profile,
+            PixelFormat::CMYK_DBL,
+            &srgb,
+            PixelFormat::RGB_DBL,
+            Intent::RelativeColorimetric,
+            Flags::NO_OPTIMIZE,
+        )
+        .unwrap();
+        let mut out = vec![[0.0; 3]; src.len()];
+        t.transform_pixels(&src, &mut out);
+        out
+    } else {
+        let src: Vec<[f64; 3]> = device
+            .chunks_exact(3)
+            .map(|p| [0, 1, 2].map(|i| f64::from(p[i]) / 255.0))
+            .collect();
+        let t: Transform<[f64; 3], [f64; 3]> = Transform::new_flags(
+            &profile,
+            PixelFormat::RGB_DBL,
+            &srgb,
+            PixelFormat::RGB_DBL,
+            Intent::RelativeColorimetric,
+            Flags::NO_OPTIMIZE,
+        )
+        .unwrap();
+        let mut out = vec![[0.0; 3]; src.len()];
+        t.transform_pixels(&src, &mut out);
+        out
+    };
+    out.iter()
+        .flatten()
+        .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+        .collect()
+}
+
+/// What this pipeline did before LUT profiles went to LittleCMS: moxcms, relative colorimetric,
+/// and the pixels as they were when it could not make a transform (`None`: the image failed).
+fn moxcms_alone(icc: &[u8], device: &[u8], cmyk: bool) -> Option<Vec<u8>> {
+    let profile = ColorProfile::new_from_slice(icc).ok()?;
+    let options = moxcms::TransformOptions {
+        rendering_intent: moxcms::RenderingIntent::RelativeColorimetric,
+        ..moxcms::TransformOptions::default()
+    };
+    let layout = if cmyk {
+        moxcms::Layout::Rgba
+    } else {
+        moxcms::Layout::Rgb
+    };
+    match profile.create_transform_8bit(
+        layout,
+        &ColorProfile::new_srgb(),
+        moxcms::Layout::Rgb,
+        options,
+    ) {
+        Ok(t) => {
+            let mut out = vec![0u8; device.len() / if cmyk { 4 } else { 3 } * 3];
+            t.transform(device, &mut out).ok()?;
+            Some(out)
+        }
+        // A CMYK image failed to convert; an RGB one was taken as sRGB.
+        Err(_) if cmyk => None,
+        Err(_) => Some(device.to_vec()),
+    }
+}
+
+/// Mean absolute difference per channel value, and PSNR in dB.
+fn agreement(got: &[u8], want: &[u8]) -> (f64, f64) {
+    assert_eq!(got.len(), want.len());
+    let n = got.len() as f64;
+    let mean = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| f64::from(a.abs_diff(*b)))
+        .sum::<f64>()
+        / n;
+    let mse = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+        .sum::<f64>()
+        / n;
+    (mean, 10.0 * (255.0 * 255.0 / mse.max(1e-9)).log10())
+}
+
+/// The whole image as a lossless PNG rendition, at its own size.
+fn rendered_rgb(bytes: &[u8], (w, h): (u32, u32)) -> (Rendered, Vec<u8>) {
+    let settings = Settings::parse(&format!("same:fit={w}x{h}:png"), 1 << 30).unwrap();
+    let r = render(bytes, &settings).unwrap();
+    let img = image::load_from_memory(&r.renditions[0].bytes)
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(img.dimensions(), (w, h));
+    (r, img.into_raw())
+}
+
+fn icc_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../tests/fixtures/icc/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// Every LUT-based profile in tests/fixtures/icc (and the FOGRA39 one), a photo and a colour grid
+/// through each, end to end (embedded in a PNG, an XYB JPEG, a CMYK JPEG) against LittleCMS:
+/// within 1.5 levels of mean channel difference and at least 40 dB. The table printed (with
+/// `--nocapture`) also gives moxcms alone, which this pipeline used before (docs/colour.md).
+#[test]
+fn lut_profiles_agree_with_littlecms() {
+    let (w, h, photo) = photo_and_grid();
+    let cases: [(&str, Vec<u8>, &str); 7] = [
+        (
+            "sRGB_v4_ICC_preference.icc",
+            icc_fixture("sRGB_v4_ICC_preference.icc"),
+            "png",
+        ),
+        ("lcms-test3.icc", icc_fixture("lcms-test3.icc"), "png"),
+        ("lcms-test4.icc", icc_fixture("lcms-test4.icc"), "png"),
+        ("jpegli-xyb.icc", icc_fixture("jpegli-xyb.icc"), "xyb jpeg"),
+        (
+            "lcms-test1-cmyk.icc",
+            icc_fixture("lcms-test1-cmyk.icc"),
+            "cmyk jpeg",
+        ),
+        (
+            "ghostscript-ps_cmyk.icc",
+            icc_fixture("ghostscript-ps_cmyk.icc"),
+            "cmyk jpeg",
+        ),
+        ("fogra39l-test.icc", FOGRA.to_vec(), "cmyk jpeg"),
+    ];
+    println!("| profile | as | moxcms alone: mean diff, PSNR | now: mean diff, PSNR | engine |");
+    println!("| --- | --- | --- | --- | --- |");
+    let mut failures = Vec::new();
+    for (name, icc, container) in cases {
+        // The file, and the device values a decoder reads back from it (JPEG is lossy, so those,
+        // not the values encoded, are what both sides convert).
+        let (bytes, device, cmyk) = match container {
+            "png" => {
+                let img = RgbImage::from_raw(w, h, photo.clone()).unwrap();
+                (with_icc_png(&img, &icc), photo.clone(), false)
+            }
+            "xyb jpeg" => {
+                let xyb = RgbImage::from_raw(w, h, to_scaled_xyb(&photo)).unwrap();
+                let mut jpeg = Vec::new();
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+                    .encode_image(&DynamicImage::ImageRgb8(xyb))
+                    .unwrap();
+                let jpeg = with_icc_jpeg(&jpeg, &icc);
+                let device = turbo_decoded(&jpeg, turbojpeg::PixelFormat::RGB);
+                (jpeg, device, false)
+            }
+            _ => {
+                let ink: Vec<u8> = photo
+                    .chunks_exact(3)
+                    .flat_map(|p| {
+                        let k = 255 - p[0].max(p[1]).max(p[2]);
+                        [255 - p[0] - k, 255 - p[1] - k, 255 - p[2] - k, k]
+                    })
+                    .collect();
+                let mut jpeg = Vec::new();
+                jpeg_encoder::Encoder::new(&mut jpeg, 95)
+                    .encode(&ink, w as u16, h as u16, jpeg_encoder::ColorType::Cmyk)
+                    .unwrap();
+                let jpeg = with_icc_jpeg(&jpeg, &icc);
+                let mut device = turbo_decoded(&jpeg, turbojpeg::PixelFormat::CMYK);
+                let header = probe::probe(&jpeg, &Settings::default()).unwrap();
+                if header.jpeg.as_ref().unwrap().adobe {
+                    device.iter_mut().for_each(|v| *v = 255 - *v);
+                }
+                (jpeg, device, true)
+            }
+        };
+        let want = littlecms_reference(&icc, &device, cmyk);
+        let header = probe::probe(&bytes, &Settings::default()).unwrap();
+        let resolved = colour::source(&header);
+        assert_eq!(resolved.warning, None, "{name}");
+        let engine = match &resolved.source {
+            colour::Source::Rgb(c) | colour::Source::Cmyk(c) => c.engine(),
+            colour::Source::Srgb => "none (taken as sRGB)",
+        };
+        let (rendered, got) = rendered_rgb(&bytes, (w, h));
+        assert!(
+            rendered.warnings.is_empty(),
+            "{name}: {:?}",
+            rendered.warnings
+        );
+        let (mean, db) = agreement(&got, &want);
+        let before = match moxcms_alone(&icc, &device, cmyk) {
+            Some(before) => {
+                let (m, d) = agreement(&before, &want);
+                format!("{m:.2}, {d:.1} dB")
+            }
+            None => "image refused".into(),
+        };
+        println!("| `{name}` | {container} | {before} | {mean:.2}, {db:.1} dB | {engine} |");
+        if mean > 1.5 || db < 40.0 {
+            failures.push(format!("{name}: {mean:.2} levels, {db:.1} dB"));
+        }
+    }
+    assert!(failures.is_empty(), "off LittleCMS: {failures:?}");
+}
+
+/// A JPEG decoded whole by libjpeg-turbo, in `format`.
+fn turbo_decoded(jpeg: &[u8], format: turbojpeg::PixelFormat) -> Vec<u8> {
+    let mut d = turbojpeg::Decompressor::new().unwrap();
+    let header = d.read_header(jpeg).unwrap();
+    let mut out = turbojpeg::Image {
+        pixels: vec![0u8; header.width * header.height * format.size()],
+        width: header.width,
+        pitch: header.width * format.size(),
+        height: header.height,
+        format,
+    };
+    d.decompress(jpeg, out.as_deref_mut()).unwrap();
+    out.pixels
+}
+
+/// RGBA through a LUT profile (LittleCMS): the colours as RGB's, the alpha as it was, on one
+/// thread or two.
+#[test]
+fn rgba_through_a_lut_profile_keeps_its_alpha() {
+    let icc = icc_fixture("sRGB_v4_ICC_preference.icc");
+    let header = probe::probe(
+        &with_icc_png(&patches(&PATCHES), &icc),
+        &Settings::default(),
+    )
+    .unwrap();
+    let colour::Source::Rgb(conversion) = colour::source(&header).source else {
+        panic!("a LUT profile taken as sRGB");
+    };
+    assert_eq!(conversion.engine(), "littlecms");
+    let (_, _, rgb) = photo_and_grid();
+    let pixels = rgb.len() / 3;
+    let rgba: Vec<u8> = rgb
+        .chunks_exact(3)
+        .enumerate()
+        .flat_map(|(i, p)| [p[0], p[1], p[2], (i % 256) as u8])
+        .collect();
+    let image = |channels: u8, buf: &[u8]| Pixels {
+        width: pixels as u32,
+        height: 1,
+        channels,
+        buf: buf.to_vec(),
+    };
+    let want = colour::rgb_to_srgb(image(3, &rgb), &conversion, false).unwrap();
+    assert_ne!(want.buf, rgb, "nothing was converted");
+    for two_threads in [false, true] {
+        let got = colour::rgb_to_srgb(image(4, &rgba), &conversion, two_threads).unwrap();
+        for (i, (px, want)) in got
+            .buf
+            .chunks_exact(4)
+            .zip(want.buf.chunks_exact(3))
+            .enumerate()
+        {
+            assert_eq!(&px[..3], want, "pixel {i}");
+            assert_eq!(px[3], (i % 256) as u8, "alpha of pixel {i}");
+        }
+    }
 }

@@ -1,21 +1,11 @@
 //! One decode per image, to 8-bit gray, RGB or RGBA: a JPEG by libjpeg-turbo at the header's DCT
-//! scale, a PNG whole by the `png` crate, at 8 bits a channel.
+//! scale (a lossless one whole; 12- and 16-bit samples brought to 8), a PNG whole by the `png`
+//! crate, at 8 bits a channel.
 
 use crate::colour::{self, Source};
 use crate::probe::Header;
-use crate::{ImageError, Pixels};
+use crate::{jpeg_decode, ImageError, Pixels};
 use state::media::MediaType;
-
-/// libjpeg warnings that leave every pixel in place. TurboJPEG reports warnings as failures, so
-/// these are recognised by their text (each has a test with a file that triggers it, so a
-/// libjpeg-turbo upgrade that rewords one fails a test, not users' photos). Every other warning
-/// (bad Huffman codes, premature end) means grey or smeared rows, and is an error.
-pub const BENIGN_LIBJPEG_WARNINGS: [&str; 4] = [
-    "extraneous bytes before marker",
-    "unknown JFIF revision",
-    "Unknown Adobe color transform",
-    "bad ICC marker",
-];
 
 /// Decodes the image `header` describes. CMYK goes to RGB through `source`'s CMYK profile when
 /// there is one; every other colour conversion is the caller's ([`crate::colour`]).
@@ -29,11 +19,14 @@ pub fn decode(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels, 
 
 /// A HEIC's primary image by `heifer` (pure Rust; crop, rotation and mirror applied), at 8 bits,
 /// on one thread (images are the unit of parallelism here). An opaque alpha channel is dropped.
+/// heifer's size limit applies to every picture it decodes or assembles, so it is the largest of
+/// them the probe found (a grid's tile, a coded picture before its `clap` crop), not the image's
+/// own size, which can be smaller.
 #[cfg(feature = "heic")]
 fn decode_heic(bytes: &[u8], header: &Header) -> Result<Pixels, ImageError> {
     let options = heifer::Options {
         max_threads: 1,
-        max_pixels: u64::from(header.width) * u64::from(header.height),
+        max_pixels: header.heic_largest_picture,
     };
     let image = heifer::decode_rgba8(bytes, &options).map_err(decode_error)?;
     let (width, height) = (image.width, image.height);
@@ -70,41 +63,28 @@ fn decode_error(e: impl Into<crate::BoxError>) -> ImageError {
 
 fn decode_jpeg(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels, ImageError> {
     let jpeg = header.jpeg.as_ref().expect("a JPEG header");
-    let mut decompressor = turbojpeg::Decompressor::new().map_err(decode_error)?;
-    // The probe counted the scans; this holds libjpeg to that count whatever it finds.
-    decompressor
-        .set_scan_limit(crate::probe::MAX_JPEG_SCANS as u32)
-        .map_err(decode_error)?;
-    let scale = turbojpeg::ScalingFactor::new(1, jpeg.scale_denom as usize);
-    decompressor
-        .set_scaling_factor(scale)
-        .map_err(decode_error)?;
-    let scaled = header.decoded_size();
-    let scaled = (scaled.0 as usize, scaled.1 as usize);
-    let cmyk = jpeg.components == 4;
-    let (format, channels) = match jpeg.components {
-        1 => (turbojpeg::PixelFormat::GRAY, 1),
+    let layout = match jpeg.components {
+        1 => jpeg_decode::Layout::Gray,
         // libjpeg converts YCCK to CMYK but never CMYK to RGB; that is done below.
-        4 => (turbojpeg::PixelFormat::CMYK, 4),
-        _ => (turbojpeg::PixelFormat::RGB, 3),
+        4 => jpeg_decode::Layout::Cmyk,
+        _ => jpeg_decode::Layout::Rgb,
     };
-    let mut buf = vec![0u8; scaled.0 * scaled.1 * channels];
-    let image = turbojpeg::Image {
-        pixels: buf.as_mut_slice(),
-        width: scaled.0,
-        pitch: scaled.0 * channels,
-        height: scaled.1,
-        format,
-    };
-    if let Err(e) = decompressor.decompress(bytes, image) {
-        let msg = e.to_string();
-        if !BENIGN_LIBJPEG_WARNINGS.iter().any(|b| msg.contains(b)) {
-            return Err(decode_error(e));
-        }
-        tracing::debug!(warning = %msg, "libjpeg warning; image kept");
+    // The probe counted the scans; this holds libjpeg to that count whatever it finds.
+    let decoded = jpeg_decode::decompress(
+        bytes,
+        (header.width, header.height),
+        jpeg.precision,
+        jpeg.scale_denom,
+        layout,
+        crate::probe::MAX_JPEG_SCANS as u32,
+    )
+    .map_err(decode_error)?;
+    if let Some(warning) = &decoded.first_warning {
+        tracing::debug!(%warning, count = decoded.benign_warnings, "libjpeg warning; image kept");
     }
-    let (width, height) = (dim(scaled.0)?, dim(scaled.1)?);
-    Ok(if cmyk {
+    let (width, height) = (dim(decoded.width)?, dim(decoded.height)?);
+    let mut buf = decoded.buf;
+    Ok(if layout == jpeg_decode::Layout::Cmyk {
         let rgb = match source {
             Source::Cmyk(conversion) => colour::cmyk_to_srgb(&mut buf, jpeg.adobe, conversion)?,
             _ => cmyk_to_rgb(&buf, jpeg.adobe),
@@ -119,7 +99,7 @@ fn decode_jpeg(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels,
         Pixels {
             width,
             height,
-            channels: channels as u8,
+            channels: layout.channels() as u8,
             buf,
         }
     })

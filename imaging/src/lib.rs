@@ -32,6 +32,7 @@ pub mod decode;
 pub mod encode;
 #[cfg(feature = "hostile")]
 pub mod hostile;
+mod jpeg_decode;
 pub mod jpeg_memory;
 pub mod metadata;
 pub mod orientation;
@@ -114,7 +115,15 @@ pub struct Rendered {
     pub estimate: Estimate,
     /// ThumbHash of the smallest rendition, base64: [`placeholder`].
     pub placeholder: Option<String>,
+    /// Broken ancillary parts that were skipped (a profile, EXIF), in a few words each: the image
+    /// was rendered without them. At most [`MAX_WARNINGS`].
+    pub warnings: Vec<String>,
 }
+
+/// The most warnings an image reports, and the longest one: items stay small whatever a file
+/// holds.
+pub const MAX_WARNINGS: usize = 8;
+pub const MAX_WARNING_CHARS: usize = 200;
 
 /// The whole process step on one image in memory: probe, one decode, every rendition.
 pub fn render(bytes: &[u8], settings: &Settings) -> Result<Rendered, ImageError> {
@@ -129,7 +138,18 @@ pub fn render_probed(
     header: &probe::Header,
     settings: &Settings,
 ) -> Result<Rendered, ImageError> {
-    let source = colour::source(header);
+    let colour = colour::source(header);
+    let warnings: Vec<String> = header
+        .warnings
+        .iter()
+        .chain(&colour.warning)
+        .take(MAX_WARNINGS)
+        .map(|w| match w.char_indices().nth(MAX_WARNING_CHARS) {
+            Some((end, _)) => format!("{}...", &w[..end]),
+            None => w.clone(),
+        })
+        .collect();
+    let source = colour.source;
     let pixels = decode::decode(bytes, header, &source)?;
     // Before any resize: resampling mixes values, which is only right in the output's space.
     let pixels = match &source {
@@ -209,7 +229,13 @@ pub fn render_probed(
             name: "placeholder".into(),
             source: e.into(),
         })?;
-    let (width, height) = header.displayed_size();
+    // A HEIC is shown as its decoder gave it (crop, rotation and mirror applied); its header's
+    // size is the coded picture's, before any `clap` crop.
+    let (width, height) = if header.format == MediaType::Heic {
+        (pixels.width, pixels.height)
+    } else {
+        header.displayed_size()
+    };
     Ok(Rendered {
         width,
         height,
@@ -224,6 +250,7 @@ pub fn render_probed(
         decoded_height: pixels.height,
         estimate: header.estimate,
         placeholder,
+        warnings,
     })
 }
 
@@ -281,5 +308,7 @@ pub(crate) fn side_by_side<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R +
 
 #[cfg(test)]
 mod colour_tests;
+#[cfg(test)]
+mod forgiving_tests;
 #[cfg(test)]
 mod tests;

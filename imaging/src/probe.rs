@@ -27,6 +27,11 @@ pub struct Header {
     pub estimate: Estimate,
     /// The renditions are made on threads of their own, side by side ([`probe`] decides).
     pub renditions_side_by_side: bool,
+    /// Broken ancillary parts the header held and the image goes without (a profile, EXIF).
+    pub warnings: Vec<String>,
+    /// HEIC: pixels of the largest picture the decoder makes on the way (a tile, a coded picture
+    /// before its crop), which it is allowed; 0 for other formats.
+    pub heic_largest_picture: u64,
 }
 
 /// What a JPEG's header tells the decoder.
@@ -40,6 +45,10 @@ pub struct JpegHeader {
     /// Progressive, or several scans: libjpeg keeps every coefficient of the image.
     pub multi_scan: bool,
     pub scans: usize,
+    /// Bits a sample: 8 or 12 for a DCT JPEG, 2 to 16 for a lossless one.
+    pub precision: u8,
+    /// Lossless (SOF3, SOF7, SOF11, SOF15): no DCT, so no scaled decode.
+    pub lossless: bool,
 }
 
 /// What a PNG's chunks before the image data say.
@@ -162,9 +171,24 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-fn read_exif(tiff: Option<&[u8]>) -> Option<exif::Exif> {
-    tiff.filter(|t| t.len() <= MAX_EXIF_BYTES)
-        .and_then(|tiff| exif::Reader::new().read_raw(tiff.to_vec()).ok())
+/// The EXIF block, parsed; one that cannot be read is skipped with a warning (it costs the camera
+/// fields and the orientation, not the image).
+fn read_exif(tiff: Option<&[u8]>, warnings: &mut Vec<String>) -> Option<exif::Exif> {
+    let tiff = tiff?;
+    if tiff.len() > MAX_EXIF_BYTES {
+        warnings.push(format!(
+            "EXIF block of {} bytes skipped (at most {MAX_EXIF_BYTES} are read)",
+            tiff.len()
+        ));
+        return None;
+    }
+    match exif::Reader::new().read_raw(tiff.to_vec()) {
+        Ok(exif) => Some(exif),
+        Err(e) => {
+            warnings.push(format!("EXIF unreadable ({e}); skipped"));
+            None
+        }
+    }
 }
 
 fn exif_cost(tiff: Option<&[u8]>) -> u64 {
@@ -193,6 +217,18 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
     {
         return Err(ImageError::decode("a JPEG sampling factor outside 1..=4"));
     }
+    // libjpeg-turbo decodes 8- and 12-bit DCT JPEGs, and lossless ones of 2 to 16 bits.
+    let precision_ok = match frame.lossless {
+        true => (2..=16).contains(&frame.precision),
+        false => matches!(frame.precision, 8 | 12),
+    };
+    if !precision_ok {
+        return Err(ImageError::decode(format!(
+            "a {} JPEG of {}-bit samples (8 and 12 bits are decoded; lossless, 2 to 16)",
+            if frame.lossless { "lossless" } else { "DCT" },
+            frame.precision
+        )));
+    }
     if !jpeg_is_complete(bytes) {
         // libjpeg would fill the missing rows with grey and call it a picture.
         return Err(ImageError::decode(
@@ -207,8 +243,9 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
             "a JPEG of {scans} scans (at most {MAX_JPEG_SCANS} are taken)"
         )));
     }
-    let icc = join_icc_chunks(&segments.icc_chunks)?;
-    let exif = read_exif(segments.exif);
+    let mut warnings = segments.warnings.clone();
+    let icc = join_icc_chunks(&segments.icc_chunks, &mut warnings);
+    let exif = read_exif(segments.exif, &mut warnings);
     let orientation = exif
         .as_ref()
         .map_or(Orientation::NoTransforms, metadata::orientation);
@@ -217,11 +254,18 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         .iter()
         .fold((1, 1), |(w, h), &(tw, th)| (w.max(tw), h.max(th)));
     let jpeg = JpegHeader {
-        scale_denom: dct_scale(width, height, need),
+        // A lossless JPEG has no DCT to scale: it is decoded whole.
+        scale_denom: if frame.lossless {
+            1
+        } else {
+            dct_scale(width, height, need)
+        },
         components: frame.components,
         adobe: segments.adobe,
         multi_scan: frame.progressive || scans > 1,
         scans,
+        precision: frame.precision,
+        lossless: frame.lossless,
     };
     let estimate = jpeg_estimate(
         bytes,
@@ -244,6 +288,8 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         icc,
         estimate,
         renditions_side_by_side: false,
+        warnings,
+        heic_largest_picture: 0,
     })
 }
 
@@ -271,7 +317,9 @@ fn jpeg_estimate(
         (bw, bh, vs)
     };
     // 64 coefficients of 2 bytes a block: the whole image when there are several scans (a pool
-    // per component), else one row of MCUs. Each in a pool as `jpeg_memory.c` maps it.
+    // per component), else one row of MCUs. Each in a pool as `jpeg_memory.c` maps it. (A
+    // lossless JPEG of several scans keeps the whole image's samples instead, at most 2 bytes
+    // each: no more than this.)
     let coefficients: u64 = comps
         .iter()
         .map(blocks)
@@ -279,10 +327,17 @@ fn jpeg_estimate(
             jpeg_memory::pool_footprint(bw * if jpeg.multi_scan { bh } else { vs } * 128)
         })
         .sum();
-    // Sample rows for upsampling and colour conversion: at most a few MCU rows of full width.
-    let rows = jpeg_memory::pool_footprint(w * u64::from(frame.components) * 16 * vmax * 3);
+    // Sample rows for upsampling and colour conversion: at most a few MCU rows of full width,
+    // in samples of 2 bytes past 8 bits.
+    let sample_bytes = if jpeg.precision > 8 { 2 } else { 1 };
+    let rows =
+        jpeg_memory::pool_footprint(w * u64::from(frame.components) * 16 * vmax * 3 * sample_bytes);
     let channels = u64::from(jpeg.components);
     let mut decode = budget::pixels(sw, sh, channels) + coefficients + rows;
+    if jpeg.precision != 8 {
+        // Decoded at 16 bits a sample, then brought to 8 in a buffer of its own.
+        decode += budget::pixels(sw, sh, channels * 2);
+    }
     let decoded_channels = if jpeg.components == 4 {
         decode += budget::pixels(sw, sh, 3); // CMYK to RGB
         3
@@ -338,44 +393,74 @@ fn count_scans(from_first_scan: &[u8]) -> usize {
 }
 
 /// An ICC profile split over APP2 segments (`ICC_PROFILE\0`, sequence number, count, data), joined
-/// in sequence order. A set with a chunk missing or repeated is ignored, as libjpeg ignores it
-/// ("bad ICC marker"); a profile over [`MAX_ICC_BYTES`] is refused.
-fn join_icc_chunks(chunks: &[&[u8]]) -> Result<Option<Vec<u8>>, ImageError> {
-    let Some(count) = chunks.first().map(|c| c[1]) else {
-        return Ok(None);
-    };
-    let total: usize = chunks.iter().map(|c| c.len() - 2).sum();
+/// in sequence order. A set with a chunk missing, repeated, numbered 0 or past its count, or of
+/// more than [`MAX_ICC_BYTES`], is not used, as libjpeg does not use it ("bad ICC marker"): the
+/// image is taken as sRGB, with a warning.
+fn join_icc_chunks(chunks: &[&[u8]], warnings: &mut Vec<String>) -> Option<Vec<u8>> {
+    if chunks.is_empty() {
+        return None;
+    }
+    let total: usize = chunks.iter().map(|c| c.len().saturating_sub(2)).sum();
     if total > MAX_ICC_BYTES {
-        return Err(ImageError::decode(format!(
-            "an ICC profile of {total} bytes (at most {MAX_ICC_BYTES} are taken)"
-        )));
+        warnings.push(format!(
+            "ICC profile of {total} bytes not used (at most {MAX_ICC_BYTES} are read); taken as sRGB"
+        ));
+        return None;
     }
+    let count = chunks[0].get(1).copied().unwrap_or(0);
     let mut ordered: Vec<&[u8]> = chunks.to_vec();
-    ordered.sort_by_key(|c| c[0]);
-    let whole = usize::from(count) == ordered.len()
-        && ordered
-            .iter()
-            .enumerate()
-            .all(|(i, c)| usize::from(c[0]) == i + 1 && c[1] == count);
-    if !whole {
-        tracing::debug!("ICC profile chunks incomplete; profile ignored");
-        return Ok(None);
+    ordered.sort_by_key(|c| c.first().copied().unwrap_or(0));
+    if let Some(why) = icc_chunks_fault(&ordered, count) {
+        warnings.push(format!(
+            "ICC profile in {} APP2 chunks that do not make a whole ({why}); profile not used, \
+             taken as sRGB",
+            chunks.len()
+        ));
+        return None;
     }
-    Ok(Some(
+    Some(
         ordered
             .iter()
             .flat_map(|c| c[2..].iter().copied())
             .collect(),
-    ))
+    )
+}
+
+/// What is wrong with a set of ICC chunks, sorted by sequence number, that should number 1 to
+/// `count`; `None` when they make a whole profile.
+fn icc_chunks_fault(ordered: &[&[u8]], count: u8) -> Option<String> {
+    if ordered.iter().any(|c| c.len() < 2) {
+        return Some("a chunk without its numbers".into());
+    }
+    if let Some(c) = ordered.iter().find(|c| c[1] != count) {
+        return Some(format!("counts {} and {count} disagree", c[1]));
+    }
+    if ordered.first().is_some_and(|c| c[0] == 0) {
+        return Some("a chunk numbered 0".into());
+    }
+    if let Some(c) = ordered.windows(2).find(|w| w[0][0] == w[1][0]) {
+        return Some(format!("chunk {} repeated", c[0][0]));
+    }
+    if let Some(c) = ordered.iter().find(|c| c[0] > count) {
+        return Some(format!("chunk {} of {count}", c[0]));
+    }
+    if ordered.len() < usize::from(count) {
+        let missing = (1..=count).find(|n| !ordered.iter().any(|c| c[0] == *n));
+        return Some(format!("chunk {} of {count} missing", missing.unwrap_or(0)));
+    }
+    None
 }
 
 /// A PNG's chunks, walked by their lengths up to the image data: no chunk is copied or inflated
-/// but `iCCP` (bounded by [`MAX_ICC_BYTES`]).
+/// but `iCCP` (bounded by [`MAX_ICC_BYTES`]). An ancillary chunk the image's colours depend on
+/// (`iCCP`, `gAMA`, `cHRM`, `sRGB`) whose CRC is wrong is dropped with a warning, as libpng drops
+/// it; a broken `iCCP` costs the profile, not the image.
 fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
     let mut png = PngHeader::default();
     let (mut width, mut height) = (0, 0);
     let mut iccp: Option<&[u8]> = None;
     let mut exif: Option<&[u8]> = None;
+    let mut warnings = Vec::new();
     let mut at = 8;
     while let Some(head) = bytes.get(at..at + 8) {
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
@@ -383,6 +468,15 @@ fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         let Some(data) = bytes.get(at + 8..(at + 8).saturating_add(len)) else {
             break; // cut short: the decoder will say so
         };
+        let colour_chunk = matches!(kind, b"iCCP" | b"gAMA" | b"cHRM" | b"sRGB");
+        if colour_chunk && !crc_matches(&bytes[at + 4..at + 8 + len], bytes.get(at + 8 + len..)) {
+            warnings.push(format!(
+                "PNG {} chunk has a wrong CRC; skipped",
+                String::from_utf8_lossy(kind)
+            ));
+            at += 12 + len;
+            continue;
+        }
         match kind {
             b"IHDR" if data.len() == 13 => {
                 width = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
@@ -426,9 +520,17 @@ fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         )));
     }
     check_pixels(width, height, settings)?;
-    let icc = iccp.map(inflate_iccp).transpose()?;
+    let icc = iccp.and_then(|chunk| match inflate_iccp(chunk) {
+        Ok(profile) => Some(profile),
+        Err(why) => {
+            warnings.push(format!(
+                "PNG iCCP chunk {why}; profile not used, taken as sRGB"
+            ));
+            None
+        }
+    });
     let exif_block = exif.map(|e| e.strip_prefix(b"Exif\0\0").unwrap_or(e));
-    let parsed_exif = read_exif(exif_block);
+    let parsed_exif = read_exif(exif_block, &mut warnings);
     let orientation = parsed_exif
         .as_ref()
         .map_or(Orientation::NoTransforms, metadata::orientation);
@@ -471,13 +573,17 @@ fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         icc,
         estimate,
         renditions_side_by_side: false,
+        warnings,
+        heic_largest_picture: 0,
     })
 }
 
 /// A HEIC's primary image: its size as displayed (the decoder applies `irot` itself, so the EXIF
 /// orientation, which says the same, is not applied again), EXIF and ICC profile. The decoded
 /// image is RGBA at 8 bits; the decoder's own buffers (a frame of 16-bit samples per tile in
-/// flight, the assembled 4:2:0 planes) are counted at 8 bytes a pixel.
+/// flight, the assembled 4:2:0 planes) are counted at 8 bytes a pixel of the largest picture it
+/// decodes: a grid's tiles and a coded picture can be larger than the image shown (a grid crops
+/// its tiles, `clap` crops a picture), so that is read from each coded picture's SPS.
 #[cfg(feature = "heic")]
 fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
     use heifer::heifer_isobmff::{boxes::Property, HeifFile};
@@ -498,21 +604,44 @@ fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         (w, h)
     };
     check_pixels(width, height, settings)?;
-    let exif_block = file.exif(id).ok().flatten();
-    let exif = read_exif(exif_block.as_deref());
-    let icc = match file.icc_profile(id).ok().flatten() {
-        Some(p) if p.len() > MAX_ICC_BYTES => {
-            return Err(ImageError::decode(format!(
-                "an ICC profile of {} bytes (at most {MAX_ICC_BYTES} are taken)",
-                p.len()
-            )))
+    let mut pictures = heic::Pictures::default();
+    pictures.visit(&file, id, 0).map_err(ImageError::decode)?;
+    let largest = pictures.largest.max(u64::from(width) * u64::from(height));
+    if largest > settings.max_pixels {
+        return Err(ImageError::decode(format!(
+            "HEIC codes a picture of {largest} pixels (over the budget of {} pixels) for a \
+             {width}x{height} image",
+            settings.max_pixels
+        )));
+    }
+    let mut warnings = Vec::new();
+    let exif_block = match file.exif(id) {
+        Ok(exif) => exif,
+        Err(e) => {
+            warnings.push(format!("EXIF unreadable ({e}); skipped"));
+            None
         }
-        p => p.map(<[u8]>::to_vec),
+    };
+    let exif = read_exif(exif_block.as_deref(), &mut warnings);
+    let icc = match file.icc_profile(id) {
+        Ok(Some(p)) if p.len() > MAX_ICC_BYTES => {
+            warnings.push(format!(
+                "ICC profile of {} bytes not used (at most {MAX_ICC_BYTES} are read); taken as \
+                 sRGB",
+                p.len()
+            ));
+            None
+        }
+        Ok(p) => p.map(<[u8]>::to_vec),
+        Err(e) => {
+            warnings.push(format!("ICC profile unreadable ({e}); taken as sRGB"));
+            None
+        }
     };
     let targets = stored_targets(width, height, Orientation::NoTransforms, settings);
     let (w64, h64) = (u64::from(width), u64::from(height));
     // RGBA out of the decoder, RGB after dropping an opaque alpha, and the decoder's buffers.
-    let decode = budget::pixels(w64, h64, 4 + 3 + 8) + 8 * MIB;
+    let decode = budget::pixels(w64, h64, 4 + 3) + largest * 8 + 8 * MIB;
     let metadata =
         exif_cost(exif_block.as_deref()) + icc.as_ref().map_or(0, |p| p.len() as u64 * 2);
     let renditions = renditions_cost((width, height), 4, &targets, settings);
@@ -537,7 +666,86 @@ fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         icc,
         estimate,
         renditions_side_by_side: false,
+        warnings,
+        heic_largest_picture: largest,
     })
+}
+
+/// The pictures a HEIC decode makes, read from the container without decoding any.
+#[cfg(feature = "heic")]
+mod heic {
+    use heifer::heifer_hevc_dec::nal::NalUnit;
+    use heifer::heifer_hevc_dec::params::ParameterSets;
+    use heifer::heifer_isobmff::{Error, HeifFile, ItemId};
+
+    /// Derived images nest no deeper in heifer (its `MAX_DEPTH`).
+    const MAX_DEPTH: u32 = 4;
+    /// Items looked at, at most: a 256x256 grid of tiles is already absurd.
+    const MAX_ITEMS: usize = 1 << 16;
+
+    #[derive(Default)]
+    pub struct Pictures {
+        /// Pixels of the largest picture decoded or assembled (a coded picture's SPS size, or a
+        /// derived image's canvas).
+        pub largest: u64,
+        items: usize,
+    }
+
+    impl Pictures {
+        /// `id`, what it is derived from, and its alpha plane.
+        pub fn visit(&mut self, file: &HeifFile<'_>, id: ItemId, depth: u32) -> Result<(), Error> {
+            self.items += 1;
+            if depth > MAX_DEPTH || self.items > MAX_ITEMS {
+                return Ok(()); // heifer refuses these itself
+            }
+            let canvas = file
+                .image_size(id)?
+                .map_or(0, |(w, h)| u64::from(w) * u64::from(h));
+            self.largest = self.largest.max(canvas);
+            match &file.item(id)?.item_type.0 {
+                b"hvc1" | b"hev1" => self.largest = self.largest.max(coded_pixels(file, id)?),
+                b"grid" => {
+                    let grid = file.grid(id)?;
+                    let out = u64::from(grid.output_width) * u64::from(grid.output_height);
+                    self.largest = self.largest.max(out);
+                    self.visit_all(file, file.referenced_items(id, b"dimg"), depth)?;
+                }
+                _ => self.visit_all(file, file.referenced_items(id, b"dimg"), depth)?,
+            }
+            self.visit_all(file, &file.referencing_items(id, b"auxl"), depth)
+        }
+
+        fn visit_all(
+            &mut self,
+            file: &HeifFile<'_>,
+            ids: &[ItemId],
+            depth: u32,
+        ) -> Result<(), Error> {
+            ids.iter().try_for_each(|&i| self.visit(file, i, depth + 1))
+        }
+    }
+
+    /// A coded picture's size as its SPS gives it (the decoder's limit is on that, and it can
+    /// exceed `ispe` by the encoder's padding); else `ispe` rounded up to whole 64-pixel blocks.
+    fn coded_pixels(file: &HeifFile<'_>, id: ItemId) -> Result<u64, Error> {
+        let mut sets = ParameterSets::default();
+        if let Some(config) = file.hevc_config(id)? {
+            for nal in &config.nal_units {
+                if let Ok(nal) = NalUnit::parse(nal) {
+                    let _ = sets.add(&nal);
+                }
+            }
+        }
+        let sps = sets.sps.iter().flatten().map(|sps| {
+            u64::from(sps.pic_width_in_luma_samples) * u64::from(sps.pic_height_in_luma_samples)
+        });
+        Ok(match sps.max() {
+            Some(pixels) => pixels,
+            None => file.image_size(id)?.map_or(0, |(w, h)| {
+                u64::from(w.next_multiple_of(64)) * u64::from(h.next_multiple_of(64))
+            }),
+        })
+    }
 }
 
 #[cfg(not(feature = "heic"))]
@@ -548,25 +756,31 @@ fn probe_heic(_: &[u8], _: &Settings) -> Result<Header, ImageError> {
 }
 
 /// An `iCCP` chunk: a name of 1 to 79 bytes, NUL, method 0, a zlib stream, inflated to at most
-/// [`MAX_ICC_BYTES`].
-fn inflate_iccp(chunk: &[u8]) -> Result<Vec<u8>, ImageError> {
-    let bad = |why: &str| ImageError::decode(format!("PNG iCCP chunk: {why}"));
+/// [`MAX_ICC_BYTES`]. The error says what is wrong with it, to follow "PNG iCCP chunk".
+fn inflate_iccp(chunk: &[u8]) -> Result<Vec<u8>, String> {
     let name_end = chunk
         .iter()
         .take(80)
         .position(|&b| b == 0)
         .filter(|&n| n > 0)
-        .ok_or_else(|| bad("no profile name"))?;
+        .ok_or("has no profile name")?;
     let Some([0, stream @ ..]) = chunk.get(name_end + 1..) else {
-        return Err(bad("unknown compression method"));
+        return Err("has an unknown compression method".into());
     };
     fdeflate::decompress_to_vec_bounded(stream, MAX_ICC_BYTES).map_err(|e| match e {
-        fdeflate::BoundedDecompressionError::OutputTooLarge { .. } => ImageError::decode(format!(
-            "an ICC profile that inflates past {MAX_ICC_BYTES} bytes (at most that is taken)"
-        )),
-        fdeflate::BoundedDecompressionError::DecompressionError { inner } => {
-            bad(&format!("{inner:?}"))
+        fdeflate::BoundedDecompressionError::OutputTooLarge { .. } => {
+            format!("inflates past {MAX_ICC_BYTES} bytes (at most that is read)")
         }
+        fdeflate::BoundedDecompressionError::DecompressionError { inner } => {
+            format!("does not inflate ({inner:?})")
+        }
+    })
+}
+
+/// Whether a PNG chunk's CRC (the 4 bytes at the start of `after`) is that of `kind_and_data`.
+fn crc_matches(kind_and_data: &[u8], after: Option<&[u8]>) -> bool {
+    after.and_then(|a| a.get(..4)).is_some_and(|crc| {
+        u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]) == crc32fast::hash(kind_and_data)
     })
 }
 
@@ -631,6 +845,10 @@ pub struct Segments<'a> {
     /// Each `ICC_PROFILE\0` APP2 segment's body after that tag: sequence number, count, data.
     pub icc_chunks: Vec<&'a [u8]>,
     pub first_scan: Option<usize>,
+    /// Bytes skipped between markers, as libjpeg skips them ("extraneous bytes before marker").
+    pub junk_bytes: usize,
+    /// Header parts skipped (an APP segment cut short by the end of the file).
+    pub warnings: Vec<String>,
 }
 
 /// A JPEG's start-of-frame header.
@@ -643,34 +861,64 @@ pub struct Frame {
     pub sampling: [(u8, u8); 4],
     /// SOF2, SOF6, SOF10 or SOF14.
     pub progressive: bool,
+    /// Bits a sample.
+    pub precision: u8,
+    /// SOF3, SOF7, SOF11 or SOF15.
+    pub lossless: bool,
 }
 
+/// The header segments from SOI to the first scan, walked as libjpeg's marker reader walks them
+/// (`jdmarker.c`): bytes that are not a marker are skipped up to the next one (with a warning
+/// there, not an error), fill bytes (FF FF) are swallowed, a segment is skipped by its declared
+/// length whatever that lands on, and RSTn and TEM stand alone. So a file with junk between its
+/// segments, or an APP segment whose length is wrong, is read here as libjpeg reads it.
 pub fn jpeg_segments(bytes: &[u8]) -> Segments<'_> {
     let mut found = Segments::default();
     let mut i = 2; // after SOI
-    while i + 4 <= bytes.len() {
-        if bytes[i] != 0xFF {
-            break;
+    loop {
+        // next_marker(): skip to an FF, swallow fill FFs, and FF 00 is not a marker.
+        let marker = loop {
+            while bytes.get(i).is_some_and(|&b| b != 0xFF) {
+                i += 1;
+                found.junk_bytes += 1;
+            }
+            while bytes.get(i) == Some(&0xFF) {
+                i += 1;
+            }
+            match bytes.get(i) {
+                None => return found,
+                Some(0) => {
+                    i += 1;
+                    found.junk_bytes += 2;
+                }
+                Some(&m) => break m,
+            }
+        };
+        let at = i - 1;
+        i += 1;
+        match marker {
+            0xDA => {
+                found.first_scan = Some(at);
+                return found; // start of scan: no more header segments
+            }
+            0xD8 | 0xD9 => return found,
+            0x01 | 0xD0..=0xD7 => continue, // no length, no body
+            _ => {}
         }
-        let marker = bytes[i + 1];
-        if marker == 0xFF {
-            i += 1; // fill byte
-            continue;
-        }
-        if marker == 0xDA {
-            found.first_scan = Some(i);
-            break; // start of scan: no more header segments
-        }
-        if marker == 0xD9 {
-            break;
-        }
-        if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
-            i += 2;
-            continue;
-        }
-        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
-        let Some(body) = bytes.get(i + 4..i + 2 + len.max(2)) else {
-            break;
+        let Some(len) = bytes.get(i..i + 2) else {
+            return found;
+        };
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        // A length under 2 skips nothing past the length itself, as in libjpeg.
+        let body_end = i + len.max(2);
+        let Some(body) = bytes.get(i + 2..body_end) else {
+            if (0xE0..=0xEF).contains(&marker) {
+                found.warnings.push(format!(
+                    "APP{} segment cut short by the end of the file; skipped",
+                    marker - 0xE0
+                ));
+            }
+            return found;
         };
         match marker {
             // SOF0..SOF15 but DHT (C4), JPG (C8) and DAC (CC): precision, height, width, count,
@@ -683,25 +931,25 @@ pub fn jpeg_segments(bytes: &[u8]) -> Segments<'_> {
                     }
                 }
                 found.frame.get_or_insert(Frame {
+                    precision: body[0],
                     height: u16::from_be_bytes([body[1], body[2]]),
                     width: u16::from_be_bytes([body[3], body[4]]),
                     components: body[5],
                     sampling,
                     progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
+                    lossless: matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF),
                 });
             }
             0xE1 if found.exif.is_none() && body.starts_with(b"Exif\0\0") => {
                 found.exif = Some(&body[6..]);
             }
-            0xE2 if body.len() > 14 && body.starts_with(b"ICC_PROFILE\0") => {
-                found.icc_chunks.push(&body[12..]);
-            }
-            0xEE if body.starts_with(b"Adobe") => found.adobe = true,
+            0xE2 if body.starts_with(b"ICC_PROFILE\0") => found.icc_chunks.push(&body[12..]),
+            // libjpeg takes an Adobe segment of at least its 12 bytes; a shorter one is not one.
+            0xEE if body.len() >= 12 && body.starts_with(b"Adobe") => found.adobe = true,
             _ => {}
         }
-        i += 2 + len;
+        i = body_end;
     }
-    found
 }
 
 /// A JPEG's last end-of-image marker (FF D9) comes after its last start-of-scan (FF DA). Scan data

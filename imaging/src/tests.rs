@@ -701,12 +701,11 @@ fn libjpeg_warning(bytes: &[u8]) -> Option<String> {
     .map(|e| e.to_string())
 }
 
-/// A real photo changed to trigger each warning on the benign list. Each must still be reported
-/// in words the list recognises (a libjpeg-turbo upgrade that rewords one fails here, not in
-/// production), and the photo must still be rendered whole.
+/// A real photo changed to trigger each warning after which every pixel is still as encoded:
+/// libjpeg says so (so each change does what it is meant to), and the photo is rendered whole, to
+/// the very pixels of the clean photo.
 #[test]
 fn each_benign_libjpeg_warning_is_triggered_by_a_real_file_and_kept() {
-    use crate::decode::BENIGN_LIBJPEG_WARNINGS;
     let mut junk_before_eoi = AQUA.to_vec();
     let eoi = junk_before_eoi.len() - 2;
     junk_before_eoi.splice(eoi..eoi, [0x12, 0x34, 0x56]);
@@ -718,11 +717,16 @@ fn each_benign_libjpeg_warning_is_triggered_by_a_real_file_and_kept() {
     let adobe_transform_5 = with_segment(&no_jfif, 0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x05");
     // An ICC chunk numbered 0 of 1: libjpeg-turbo reads ICC chunks and calls this one bogus.
     let bad_icc = with_segment(AQUA, 0xE2, b"ICC_PROFILE\0\x00\x01abcdefgh");
+    // Junk between two header segments, as in Google's imagetestsuite files.
+    let junk_in_header = [&AQUA[..2], b"\x00\x10junk", &AQUA[2..]].concat();
+    let settings = Settings::parse("same:fit=2560x1600:png", 1 << 40).unwrap();
+    let clean = render(AQUA, &settings).unwrap();
     let cases = [
-        (&junk_before_eoi, BENIGN_LIBJPEG_WARNINGS[0]),
-        (&jfif_3, BENIGN_LIBJPEG_WARNINGS[1]),
-        (&adobe_transform_5, BENIGN_LIBJPEG_WARNINGS[2]),
-        (&bad_icc, BENIGN_LIBJPEG_WARNINGS[3]),
+        (&junk_before_eoi, "extraneous bytes before marker"),
+        (&jfif_3, "unknown JFIF revision"),
+        (&adobe_transform_5, "Unknown Adobe color transform"),
+        (&bad_icc, "bad ICC marker"),
+        (&junk_in_header, "extraneous bytes before marker"),
     ];
     for (bytes, expected) in cases {
         let warning = libjpeg_warning(bytes);
@@ -730,11 +734,33 @@ fn each_benign_libjpeg_warning_is_triggered_by_a_real_file_and_kept() {
             warning.as_deref().is_some_and(|w| w.contains(expected)),
             "expected libjpeg to warn {expected:?}, it said {warning:?}"
         );
-        let r = render(bytes, &Settings::default()).unwrap_or_else(|e| panic!("{expected}: {e}"));
+        let r = render(bytes, &settings).unwrap_or_else(|e| panic!("{expected}: {e}"));
         assert_eq!((r.width, r.height), (2560, 1600), "{expected}");
+        let same = |r: &Rendered| decoded(rendition(r, "same")).to_rgb8().into_raw();
+        // The Adobe case has no JFIF segment, which changes nothing libjpeg decodes here.
+        assert!(
+            same(&r) == same(&clean),
+            "{expected}: pixels differ from the clean photo's"
+        );
     }
     // The clean photo draws no warning at all, so each case above is the change's doing.
     assert_eq!(libjpeg_warning(AQUA), None);
+}
+
+/// A harmless warning early does not hide a corrupt scan after it: the photo with junk in its
+/// header and its scan cut short is refused, as the cut photo alone is.
+#[test]
+fn junk_in_the_header_does_not_hide_a_corrupt_scan() {
+    let eoi = AQUA.len() - 2;
+    // Half the scan, then the end marker: libjpeg fills the rest with grey and warns.
+    let cut = [&AQUA[..eoi / 2], &AQUA[eoi..]].concat();
+    let junk_then_cut = [&cut[..2], b"\x00\x10junk", &cut[2..]].concat();
+    for bytes in [&cut, &junk_then_cut] {
+        let err = render(bytes, &Settings::default())
+            .err()
+            .expect("a corrupt scan is refused");
+        assert!(err.to_string().contains("Corrupt JPEG data"), "{err}");
+    }
 }
 
 #[test]

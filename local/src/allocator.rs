@@ -6,7 +6,7 @@
 //! put the engine's peak RSS 10% over the process function's memory, which the image budget promises
 //! to stay within (`tests/pipeline/memory.rs`). Purging at once keeps that promise. It costs nothing
 //! measurable on tiny images in `bench-tools load`, and 10-13% more CPU per photo: every image buffer
-//! is faulted in fresh (README, Load).
+//! is faulted in fresh (docs/benchmarks.md, "Load").
 
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (`include/mimalloc.h`): the bindings do not
 /// name it. The test below checks that setting it has the effect described above.

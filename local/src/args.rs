@@ -122,7 +122,7 @@ impl StoreArgs {
     }
 
     pub async fn engine(&self, before: Option<&PathBuf>) -> anyhow::Result<Engine> {
-        Ok(Engine::open(self.config(before).await?)?)
+        Ok(Engine::open(self.config(before).await?).await?)
     }
 
     async fn backend(&self) -> anyhow::Result<Backend> {

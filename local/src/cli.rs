@@ -189,7 +189,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("reading {}", path.display()))?;
             }
             cfg.parameters = parameters.into_iter().collect::<BTreeMap<_, _>>();
-            let engine = Engine::open(cfg)?;
+            let engine = Engine::open(cfg).await?;
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 shutdown_signal().await;

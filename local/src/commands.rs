@@ -125,6 +125,7 @@ pub fn process_file(file: &Path, out: &Path, settings: &imaging::Settings) -> Va
         "exif": rendered.exif,
         "renditions": renditions,
         "placeholder": rendered.placeholder,
+        "warnings": rendered.warnings,
         "memory_estimate_bytes": estimate,
     })
 }

@@ -1,7 +1,7 @@
 //! The handlers the `uploader` hosts, by the binary name template.yaml gives each function. Each
 //! is built as its Lambda `main.rs` builds it: `Config::from_vars` of its configuration, then
-//! `Deps::new` over the resources it names; only the event types differ (the engine's traits
-//! instead of the Lambda runtime's loop).
+//! `Deps::new` over the resources it names (upload's reads its secrets, so it is awaited); only the
+//! event types differ (the engine's traits instead of the Lambda runtime's loop).
 
 use std::sync::Arc;
 
@@ -20,24 +20,26 @@ use local_engine::{ApiFunction, Handler, Registry};
 pub fn functions() -> Registry {
     let mut registry = Registry::default();
     registry
-        .register("upload", |vars, resources| {
-            let deps = upload::Deps::new(upload::Config::from_vars(vars)?, resources)?;
+        .register("upload", |vars, resources| async move {
+            let config = upload::Config::from_vars(&vars)?;
+            let deps = upload::Deps::new(config, resources.as_ref()).await?;
             Ok(Handler::Api(Arc::new(Upload(deps))))
         })
-        .register("process", |vars, resources| {
-            let deps = process::Deps::new(process::Config::from_vars(vars)?, resources)?;
+        .register("process", |vars, resources| async move {
+            let deps = process::Deps::new(process::Config::from_vars(&vars)?, resources.as_ref())?;
             Ok(Handler::Stream(Arc::new(Process(deps))))
         })
-        .register("notice", |vars, resources| {
-            let deps = notice::Deps::new(notice::Config::from_vars(vars)?, resources)?;
+        .register("notice", |vars, resources| async move {
+            let deps = notice::Deps::new(notice::Config::from_vars(&vars)?, resources.as_ref())?;
             Ok(Handler::Stream(Arc::new(Notice(deps))))
         })
-        .register("ingest", |vars, resources| {
-            let deps = ingest::Deps::new(ingest::Config::from_vars(vars)?, resources)?;
+        .register("ingest", |vars, resources| async move {
+            let deps = ingest::Deps::new(ingest::Config::from_vars(&vars)?, resources.as_ref())?;
             Ok(Handler::Async(Arc::new(Ingest(deps))))
         })
-        .register("failures", |vars, resources| {
-            let deps = failures::Deps::new(failures::Config::from_vars(vars)?, resources)?;
+        .register("failures", |vars, resources| async move {
+            let deps =
+                failures::Deps::new(failures::Config::from_vars(&vars)?, resources.as_ref())?;
             Ok(Handler::Queue(Arc::new(Failures(deps))))
         });
     registry

@@ -1,10 +1,17 @@
-//! A value the template gives as an intrinsic function (`!Ref`, `!Sub`, `!GetAtt`), kept as it is
-//! written until whoever runs the template says what the names stand for ([`Names`]).
+//! A value the template gives as an intrinsic function (`!Ref`, `!Sub`, `!GetAtt`, `!If`), kept as
+//! it is written until whoever runs the template says what the names stand for ([`Names`]).
+//!
+//! A name the host has no value for, of a resource the template declares with a type the reader
+//! does not model (a CloudFront distribution, an IAM role), is not an error but [`NotHosted`]: the
+//! value cannot exist where the template runs, and whoever resolves it says what to do (the
+//! engine leaves such a variable unset). `!Ref AWS::NoValue` removes the value, as it does on AWS.
 
 use std::collections::BTreeMap;
 
 use serde_norway::Value;
 
+use crate::conditions::Condition;
+use crate::resources::Resource;
 use crate::yaml::scalar;
 use crate::TemplateError;
 
@@ -22,8 +29,44 @@ pub enum Expr {
         text: String,
         variables: BTreeMap<String, Expr>,
     },
-    /// Any other function (`!If`, `!Join`, ...): what it is, for the error if it must be resolved.
+    /// `!If [Condition, then, otherwise]`: one of two values, by a condition of the template's
+    /// `Conditions`.
+    If {
+        condition: String,
+        then: Box<Expr>,
+        otherwise: Box<Expr>,
+    },
+    /// Any other function (`!Join`, `!Select`, ...): what it is, for the error if it must be
+    /// resolved.
     Other(String),
+}
+
+/// A value that names a resource the host does not have: `resource`, of type `kind`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotHosted {
+    pub resource: String,
+    pub kind: String,
+}
+
+impl std::fmt::Display for NotHosted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "it names {} ({})", self.resource, self.kind)
+    }
+}
+
+/// Why a value was not resolved to text.
+pub(crate) enum Unresolved {
+    Error(TemplateError),
+    /// It names a resource the host does not have.
+    NotHosted(NotHosted),
+    /// `!Ref AWS::NoValue`: the value is removed.
+    NoValue,
+}
+
+impl From<TemplateError> for Unresolved {
+    fn from(e: TemplateError) -> Self {
+        Unresolved::Error(e)
+    }
 }
 
 /// What the names of a template stand for where it runs: its resources' physical names and
@@ -49,6 +92,7 @@ impl Expr {
                     Some("Ref") => Expr::tagged("!Ref", value),
                     Some("Fn::GetAtt") => Expr::tagged("!GetAtt", value),
                     Some("Fn::Sub") => Expr::tagged("!Sub", value),
+                    Some("Fn::If") => Expr::tagged("!If", value),
                     Some(other) => Expr::Other(other.to_owned()),
                     None => Expr::Other("a mapping".into()),
                 }
@@ -90,6 +134,14 @@ impl Expr {
                 text: scalar(v).unwrap_or_default(),
                 variables: BTreeMap::new(),
             },
+            ("If", Value::Sequence(parts)) if parts.len() == 3 => match scalar(&parts[0]) {
+                Some(condition) => Expr::If {
+                    condition,
+                    then: Box::new(Expr::parse(&parts[1])),
+                    otherwise: Box::new(Expr::parse(&parts[2])),
+                },
+                None => Expr::Other("!If".into()),
+            },
             (other, _) => Expr::Other(format!("!{other}")),
         }
     }
@@ -109,27 +161,41 @@ pub(crate) struct Resolver<'a> {
     pub parameters: &'a BTreeMap<String, String>,
     /// A `!Sub` whose text is a bucket's own `BucketName` names that bucket (logical id).
     pub bucket_names: &'a BTreeMap<String, String>,
+    pub conditions: &'a BTreeMap<String, Condition>,
+    pub resources: &'a BTreeMap<String, Resource>,
     pub names: &'a dyn Names,
 }
 
 impl Resolver<'_> {
-    pub fn resolve(&self, expr: &Expr, at: &str) -> Result<String, TemplateError> {
-        let unresolved = |what: String| TemplateError::Unresolved {
-            at: at.to_owned(),
-            what,
+    pub fn resolve(&self, expr: &Expr, at: &str) -> Result<String, Unresolved> {
+        let unresolved = |what: String| {
+            Unresolved::Error(TemplateError::Unresolved {
+                at: at.to_owned(),
+                what,
+            })
         };
         let value = match expr {
             Expr::Text(text) => text.clone(),
-            Expr::Ref(name) => self
-                .name(name)
-                .ok_or_else(|| unresolved(format!("!Ref {name}")))?,
+            Expr::Ref(name) if name == "AWS::NoValue" => return Err(Unresolved::NoValue),
+            Expr::Ref(name) => match self.name(name) {
+                Some(value) => value,
+                None => {
+                    return Err(self
+                        .not_hosted(name)
+                        .unwrap_or_else(|| unresolved(format!("!Ref {name}"))))
+                }
+            },
             Expr::GetAtt {
                 resource,
                 attribute,
-            } => self
-                .names
-                .attribute(resource, attribute)
-                .ok_or_else(|| unresolved(format!("!GetAtt {resource}.{attribute}")))?,
+            } => match self.names.attribute(resource, attribute) {
+                Some(value) => value,
+                None => {
+                    return Err(self
+                        .not_hosted(resource)
+                        .unwrap_or_else(|| unresolved(format!("!GetAtt {resource}.{attribute}"))))
+                }
+            },
             Expr::Sub { text, variables } if variables.is_empty() => {
                 match self.bucket_names.get(text) {
                     Some(bucket) => self
@@ -140,9 +206,64 @@ impl Resolver<'_> {
                 }
             }
             Expr::Sub { text, variables } => self.substitute(text, variables, at)?,
+            Expr::If {
+                condition,
+                then,
+                otherwise,
+            } => {
+                let chosen = if self.condition(condition, at, 0)? {
+                    then
+                } else {
+                    otherwise
+                };
+                return self.resolve(chosen, at);
+            }
             Expr::Other(what) => return Err(unresolved(what.clone())),
         };
-        self.dynamic_references(&value, at)
+        Ok(self.dynamic_references(&value, at)?)
+    }
+
+    /// The value of the template's condition `name`.
+    pub fn condition(&self, name: &str, at: &str, depth: usize) -> Result<bool, Unresolved> {
+        let condition = self
+            .conditions
+            .get(name)
+            .ok_or_else(|| TemplateError::Invalid {
+                at: at.to_owned(),
+                what: format!("no condition {name} in Conditions"),
+            })?;
+        self.evaluate(condition, at, depth)
+    }
+
+    fn evaluate(&self, condition: &Condition, at: &str, depth: usize) -> Result<bool, Unresolved> {
+        // CloudFormation refuses conditions that refer to themselves; so does a bound on depth.
+        if depth > 32 {
+            return Err(Unresolved::Error(TemplateError::Invalid {
+                at: at.to_owned(),
+                what: "conditions nest more than 32 deep (a condition refers to itself?)".into(),
+            }));
+        }
+        Ok(match condition {
+            Condition::Equals(a, b) => self.resolve(a, at)? == self.resolve(b, at)?,
+            Condition::Not(c) => !self.evaluate(c, at, depth + 1)?,
+            Condition::And(all) => {
+                for c in all {
+                    if !self.evaluate(c, at, depth + 1)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Condition::Or(any) => {
+                for c in any {
+                    if self.evaluate(c, at, depth + 1)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            Condition::Named(name) => self.condition(name, at, depth + 1)?,
+        })
     }
 
     /// A parameter, a pseudo parameter, or a resource.
@@ -156,12 +277,24 @@ impl Resolver<'_> {
         self.names.resource(name)
     }
 
+    /// `name` is a resource of the template of a type the reader does not model, which the host
+    /// therefore cannot have.
+    fn not_hosted(&self, name: &str) -> Option<Unresolved> {
+        match self.resources.get(name)? {
+            Resource::Other { kind } => Some(Unresolved::NotHosted(NotHosted {
+                resource: name.to_owned(),
+                kind: kind.clone(),
+            })),
+            _ => None,
+        }
+    }
+
     fn substitute(
         &self,
         text: &str,
         variables: &BTreeMap<String, Expr>,
         at: &str,
-    ) -> Result<String, TemplateError> {
+    ) -> Result<String, Unresolved> {
         let mut out = String::new();
         let mut rest = text;
         while let Some(start) = rest.find("${") {

@@ -8,26 +8,32 @@
 //! emulated, such as `ParallelizationFactor` above 1 ([`TemplateError::NotEmulated`]).
 //!
 //! Environment values stay as written ([`Expr`]) until [`Template::environment`] resolves them
-//! against what the names stand for where the template runs ([`Names`]).
+//! against what the names stand for where the template runs ([`Names`]), `!If` by the template's
+//! `Conditions`. A variable whose value names a resource of a type the reader does not model (a
+//! CloudFront distribution, say) is left out and said so ([`Environment::unset`]).
 
 use std::collections::BTreeMap;
 
 use serde_norway::Value;
 
 mod bucket;
+mod conditions;
 mod events;
 mod expr;
 mod resources;
 mod yaml;
 
 pub use bucket::NotificationRule;
+pub use conditions::Condition;
 pub use event_source_mapping::async_invoke::AsyncConfig;
 pub use events::{Event, Route, Source};
-pub use expr::{Expr, Names};
+pub use expr::{Expr, Names, NotHosted};
 pub use resources::{
-    BucketSpec, IndexSpec, KeyElement, QueueSpec, RedrivePolicy, Resource, Subscription, TableSpec,
-    TopicSpec,
+    BucketSpec, GeneratedSecret, IndexSpec, KeyElement, QueueSpec, RedrivePolicy, Resource,
+    SecretSpec, Subscription, TableSpec, TopicSpec,
 };
+
+use expr::{Resolver, Unresolved};
 
 use yaml::{field, invalid, scalar};
 
@@ -56,9 +62,33 @@ pub struct Template {
     pub functions: Vec<Function>,
     /// Every resource, by logical id.
     pub resources: BTreeMap<String, Resource>,
+    /// `Conditions`, by name.
+    pub conditions: BTreeMap<String, Condition>,
     /// `!Sub` texts that are a bucket's own `BucketName`, to the bucket's logical id: a function
     /// that restates the name names the bucket.
     bucket_names: BTreeMap<String, String>,
+}
+
+/// A function's environment, resolved where the template runs.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// What the function's configuration reads.
+    pub vars: BTreeMap<String, String>,
+    /// The variables left out because their value names what is not hosted here.
+    pub unset: Vec<Unset>,
+}
+
+/// A variable left out of an [`Environment`], and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unset {
+    pub key: String,
+    pub why: NotHosted,
+}
+
+impl std::fmt::Display for Unset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.key, self.why)
+    }
 }
 
 #[derive(Debug)]
@@ -107,6 +137,7 @@ impl Template {
                 format!("{unknown} is not a parameter of this template"),
             ));
         }
+        let conditions = conditions::parse_all(&doc)?;
         let globals = field(&doc, "Globals").and_then(|g| field(g, "Function"));
         let resources_yaml = field(&doc, "Resources")
             .and_then(Value::as_mapping)
@@ -135,6 +166,7 @@ impl Template {
             unset_parameters,
             functions,
             resources,
+            conditions,
             bucket_names,
         })
     }
@@ -178,6 +210,16 @@ impl Template {
             .filter_map(move |(id, r)| Some((id.as_str(), kind(r)?)))
     }
 
+    fn resolver<'a>(&'a self, names: &'a dyn Names) -> Resolver<'a> {
+        Resolver {
+            parameters: &self.parameters,
+            bucket_names: &self.bucket_names,
+            conditions: &self.conditions,
+            resources: &self.resources,
+            names,
+        }
+    }
+
     /// `expr` resolved against this template's parameters and `names`; `at` says where it is, for
     /// the error.
     pub fn resolve(
@@ -186,29 +228,60 @@ impl Template {
         names: &dyn Names,
         at: &str,
     ) -> Result<String, TemplateError> {
-        expr::Resolver {
-            parameters: &self.parameters,
-            bucket_names: &self.bucket_names,
-            names,
-        }
-        .resolve(expr, at)
+        self.resolver(names)
+            .resolve(expr, at)
+            .map_err(|e| unresolved(e, at))
+    }
+
+    /// The value of the condition `name` of `Conditions`.
+    pub fn condition(&self, name: &str, names: &dyn Names) -> Result<bool, TemplateError> {
+        let at = format!("Conditions.{name}");
+        self.resolver(names)
+            .condition(name, &at, 0)
+            .map_err(|e| unresolved(e, &at))
     }
 
     /// `function`'s environment with every value resolved: what Lambda would set, and what the
-    /// function's `Config::from_vars` reads.
+    /// function's `Config::from_vars` reads. A variable whose value is `!Ref AWS::NoValue` is not
+    /// set (as on AWS); one whose value names what `names` does not have, of a type the reader does
+    /// not model, is left out and listed in [`Environment::unset`].
     pub fn environment(
         &self,
         function: &Function,
         names: &dyn Names,
-    ) -> Result<BTreeMap<String, String>, TemplateError> {
-        function
-            .environment
-            .iter()
-            .map(|(key, expr)| {
-                let at = format!("{}.Environment.{key}", function.logical_id);
-                Ok((key.clone(), self.resolve(expr, names, &at)?))
-            })
-            .collect()
+    ) -> Result<Environment, TemplateError> {
+        let resolver = self.resolver(names);
+        let mut environment = Environment::default();
+        for (key, expr) in &function.environment {
+            let at = format!("{}.Environment.{key}", function.logical_id);
+            match resolver.resolve(expr, &at) {
+                Ok(value) => {
+                    environment.vars.insert(key.clone(), value);
+                }
+                Err(Unresolved::NoValue) => {}
+                Err(Unresolved::NotHosted(why)) => environment.unset.push(Unset {
+                    key: key.clone(),
+                    why,
+                }),
+                Err(Unresolved::Error(e)) => return Err(e),
+            }
+        }
+        Ok(environment)
+    }
+}
+
+/// Where a single value is needed, what it names must be here.
+fn unresolved(e: Unresolved, at: &str) -> TemplateError {
+    match e {
+        Unresolved::Error(e) => e,
+        Unresolved::NotHosted(why) => TemplateError::Unresolved {
+            at: at.to_owned(),
+            what: format!("{} ({}, not hosted here)", why.resource, why.kind),
+        },
+        Unresolved::NoValue => TemplateError::Unresolved {
+            at: at.to_owned(),
+            what: "!Ref AWS::NoValue".into(),
+        },
     }
 }
 

@@ -1,13 +1,14 @@
 //! The template's resources, as far as the engine runs them: the table (its keys, indexes and
 //! stream), the bucket's name, the topics' subscriptions, the queues' visibility and redrive
-//! policy. Every other resource is known by its type only.
+//! policy, the secrets' values (generated, as `GenerateSecretString` says). Every other resource
+//! is known by its type only.
 
 use std::time::Duration;
 
 use serde_norway::Value;
 
 use crate::expr::Expr;
-use crate::yaml::{field, int, invalid, scalar};
+use crate::yaml::{boolean, field, int, invalid, only, scalar};
 use crate::TemplateError;
 
 #[derive(Debug, Clone)]
@@ -17,7 +18,7 @@ pub enum Resource {
     Topic(TopicSpec),
     Queue(QueueSpec),
     /// `AWS::SecretsManager::Secret`.
-    Secret,
+    Secret(SecretSpec),
     /// `AWS::Serverless::Function` (see [`crate::Function`]).
     Function,
     /// Any other type: alarms, roles, the API, log groups.
@@ -75,6 +76,34 @@ pub struct Subscription {
     pub endpoint: Expr,
 }
 
+/// An `AWS::SecretsManager::Secret`'s value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSpec {
+    /// `GenerateSecretString`: made once, where the template runs.
+    Generated(GeneratedSecret),
+    /// `SecretString`, as written.
+    Given(Expr),
+    /// Neither: the secret has no value until one is put.
+    Empty,
+}
+
+/// A generated secret string, as `GenerateSecretString` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedSecret {
+    /// `PasswordLength` (32 unless given).
+    pub length: usize,
+    /// The characters it is drawn from, by class (upper case, lower case, digits, punctuation,
+    /// space), without the excluded ones; no class is empty.
+    pub classes: Vec<Vec<char>>,
+    /// `RequireEachIncludedType` (true unless given): at least one character of each class.
+    pub require_each_class: bool,
+}
+
+impl GeneratedSecret {
+    /// Secrets Manager's punctuation (`GetRandomPassword`).
+    pub const PUNCTUATION: &'static str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+}
+
 /// An `AWS::SQS::Queue`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSpec {
@@ -113,7 +142,7 @@ impl Resource {
                     .collect(),
             }),
             "AWS::SQS::Queue" => Resource::Queue(queue(id, props)?),
-            "AWS::SecretsManager::Secret" => Resource::Secret,
+            "AWS::SecretsManager::Secret" => Resource::Secret(secret(id, props)?),
             "AWS::Serverless::Function" => Resource::Function,
             _ => Resource::Other { kind },
         })
@@ -226,4 +255,70 @@ fn queue(id: &str, p: &Value) -> Result<QueueSpec, TemplateError> {
         visibility_timeout: Duration::from_secs(visibility),
         redrive,
     })
+}
+
+fn secret(id: &str, p: &Value) -> Result<SecretSpec, TemplateError> {
+    let Some(g) = field(p, "GenerateSecretString") else {
+        return Ok(field(p, "SecretString")
+            .map_or(SecretSpec::Empty, |v| SecretSpec::Given(Expr::parse(v))));
+    };
+    let at = format!("{id}.GenerateSecretString");
+    only(
+        g,
+        &[
+            "PasswordLength",
+            "ExcludeCharacters",
+            "ExcludeLowercase",
+            "ExcludeUppercase",
+            "ExcludeNumbers",
+            "ExcludePunctuation",
+            "IncludeSpace",
+            "RequireEachIncludedType",
+        ],
+        &at,
+    )?;
+    let length = match int(g, "PasswordLength", &at)? {
+        None => 32,
+        Some(n @ 1..=4096) => n as usize,
+        Some(n) => return Err(invalid(&at, format!("PasswordLength {n} is not 1..=4096"))),
+    };
+    let flag = |key: &str| boolean(g, key, &at).map(|b| b.unwrap_or(false));
+    let excluded: Vec<char> = field(g, "ExcludeCharacters")
+        .and_then(scalar)
+        .unwrap_or_default()
+        .chars()
+        .collect();
+    let mut classes = Vec::new();
+    for (key, chars) in [
+        ("ExcludeUppercase", "ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+        ("ExcludeLowercase", "abcdefghijklmnopqrstuvwxyz"),
+        ("ExcludeNumbers", "0123456789"),
+        ("ExcludePunctuation", GeneratedSecret::PUNCTUATION),
+    ] {
+        if !flag(key)? {
+            classes.push(chars.chars().filter(|c| !excluded.contains(c)).collect());
+        }
+    }
+    if flag("IncludeSpace")? {
+        classes.push(vec![' ']);
+    }
+    classes.retain(|c: &Vec<char>| !c.is_empty());
+    if classes.is_empty() {
+        return Err(invalid(&at, "every character is excluded".into()));
+    }
+    let require_each_class = boolean(g, "RequireEachIncludedType", &at)?.unwrap_or(true);
+    if require_each_class && classes.len() > length {
+        return Err(invalid(
+            &at,
+            format!(
+                "PasswordLength {length} cannot hold one of each of {} included types",
+                classes.len()
+            ),
+        ));
+    }
+    Ok(SecretSpec::Generated(GeneratedSecret {
+        length,
+        classes,
+        require_each_class,
+    }))
 }

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use sam_template::{Expr, Names, Resource, Source, Template, TemplateError};
+use sam_template::{
+    Expr, GeneratedSecret, Names, NotHosted, Resource, SecretSpec, Source, Template, TemplateError,
+    Unset,
+};
 
 const TEMPLATE: &str = include_str!("../../template.yaml");
 
@@ -94,17 +97,34 @@ fn environments_resolve_parameters_resources_and_secrets() {
     let t = Template::parse(TEMPLATE, &overrides).unwrap();
     let env = t
         .environment(t.function("process").unwrap(), &Here)
-        .unwrap();
+        .unwrap()
+        .vars;
     assert_eq!(env["MAX_PIXELS"], "1000", "an override");
     assert_eq!(env["RENDITIONS"], t.parameters["Renditions"], "a default");
     assert_eq!(env["TABLE_NAME"], "<ImagesTable>", "from Globals");
     // The functions restate the bucket's own name: they name the bucket.
     assert_eq!(env["BUCKET_NAME"], "<ImagesBucket>");
-    let upload = t.environment(t.function("upload").unwrap(), &Here).unwrap();
-    assert_eq!(upload["CURSOR_KEY"], "s3cr3t", "a dynamic reference");
+    let upload = t
+        .environment(t.function("upload").unwrap(), &Here)
+        .unwrap()
+        .vars;
+    assert_eq!(
+        upload["CURSOR_KEY_SECRET"], "<CursorSecret>",
+        "a secret's name"
+    );
+    let dynamic = Expr::Sub {
+        text: "{{resolve:secretsmanager:${CursorSecret}:SecretString}}".into(),
+        variables: BTreeMap::new(),
+    };
+    assert_eq!(
+        t.resolve(&dynamic, &Here, "test").unwrap(),
+        "s3cr3t",
+        "a dynamic reference"
+    );
     let failures = t
         .environment(t.function("failures").unwrap(), &Here)
-        .unwrap();
+        .unwrap()
+        .vars;
     assert_eq!(failures["PROCESS_FUNCTION"], "<ProcessFunction>");
     // Sub: parameters, pseudo parameters, attributes, literals.
     let sub = Expr::Sub {
@@ -128,6 +148,235 @@ fn environments_resolve_parameters_resources_and_secrets() {
         "{err}"
     );
     assert!(t.unset_parameters.contains(&"Email".to_owned()));
+}
+
+/// Names as a host that has what the reader models (tables, buckets, topics, queues, secrets,
+/// functions) and nothing else: no CloudFront distribution, no IAM role.
+struct Modelled<'a>(&'a Template);
+
+impl Names for Modelled<'_> {
+    fn resource(&self, id: &str) -> Option<String> {
+        match self.0.resources.get(id)? {
+            Resource::Other { .. } => None,
+            _ => Some(format!("<{id}>")),
+        }
+    }
+    fn attribute(&self, id: &str, attribute: &str) -> Option<String> {
+        self.resource(id).map(|r| format!("{r}.{attribute}"))
+    }
+    fn pseudo(&self, name: &str) -> Option<String> {
+        Some(format!("<{name}>"))
+    }
+    fn secret(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+#[test]
+fn conditions_are_evaluated_over_the_parameters() {
+    let t = parse(TEMPLATE).unwrap();
+    // Defaults: RenditionAccess signed, OperatorEmail "", ApiAccessLogs "false".
+    assert!(t.condition("SignedRenditions", &Here).unwrap());
+    assert!(
+        !t.condition("OperatorEmailGiven", &Here).unwrap(),
+        "Not over Equals"
+    );
+    assert!(!t.condition("AccessLogs", &Here).unwrap());
+    let overrides = BTreeMap::from([
+        ("RenditionAccess".to_owned(), "public".to_owned()),
+        ("OperatorEmail".to_owned(), "ops@example.com".to_owned()),
+    ]);
+    let t = Template::parse(TEMPLATE, &overrides).unwrap();
+    assert!(!t.condition("SignedRenditions", &Here).unwrap());
+    assert!(t.condition("OperatorEmailGiven", &Here).unwrap());
+
+    // And, Or, Condition, in both spellings.
+    let conditions = "Conditions:\n  \
+        Signed: !Equals [!Ref RenditionAccess, signed]\n  \
+        Logs: {\"Fn::Equals\": [{\"Ref\": ApiAccessLogs}, \"true\"]}\n  \
+        Both: !And [!Condition Signed, !Condition Logs]\n  \
+        Either: {\"Fn::Or\": [{\"Condition\": Signed}, {\"Condition\": Logs}]}\n  \
+        Neither: !Not [!Condition Either]\n  \
+        Region: !Equals [!Ref AWS::Region, <AWS::Region>]\n";
+    let text = TEMPLATE.replacen("Conditions:\n", conditions, 1);
+    for (access, logs, both, either) in [
+        ("signed", "true", true, true),
+        ("signed", "false", false, true),
+        ("public", "true", false, true),
+        ("public", "false", false, false),
+    ] {
+        let overrides = BTreeMap::from([
+            ("RenditionAccess".to_owned(), access.to_owned()),
+            ("ApiAccessLogs".to_owned(), logs.to_owned()),
+        ]);
+        let t = Template::parse(&text, &overrides).unwrap();
+        let at = format!("{access} {logs}");
+        assert_eq!(t.condition("Both", &Here).unwrap(), both, "{at}");
+        assert_eq!(t.condition("Either", &Here).unwrap(), either, "{at}");
+        assert_eq!(t.condition("Neither", &Here).unwrap(), !either, "{at}");
+    }
+    let t = parse(&text).unwrap();
+    assert!(t.condition("Region", &Here).unwrap(), "pseudo parameters");
+    // An unknown condition, a cycle and a function that is no condition function are errors.
+    let err = t.condition("Nowhere", &Here).unwrap_err().to_string();
+    assert!(err.contains("no condition Nowhere"), "{err}");
+    let cycle = TEMPLATE.replacen(
+        "Conditions:\n",
+        "Conditions:\n  Loop: !Not [!Condition Loop]\n",
+        1,
+    );
+    let err = parse(&cycle)
+        .unwrap()
+        .condition("Loop", &Here)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refers to itself"), "{err}");
+    let join = TEMPLATE.replacen(
+        "Conditions:\n",
+        "Conditions:\n  Odd: !Join [\"\", [a]]\n",
+        1,
+    );
+    let err = parse(&join).unwrap_err().to_string();
+    assert!(
+        err.contains("Conditions.Odd") && err.contains("Join"),
+        "{err}"
+    );
+}
+
+#[test]
+fn what_names_a_resource_the_host_does_not_have_is_left_unset_and_said_so() {
+    let t = parse(TEMPLATE).unwrap();
+    let upload = t.function("upload").unwrap();
+    let env = t.environment(upload, &Modelled(&t)).unwrap();
+    // The distribution and its key are CloudFront's; the secret's name is only text.
+    assert_eq!(
+        env.unset,
+        [
+            Unset {
+                key: "CDN_KEY_PAIR_ID".into(),
+                why: NotHosted {
+                    resource: "RenditionsPublicKey".into(),
+                    kind: "AWS::CloudFront::PublicKey".into()
+                }
+            },
+            Unset {
+                key: "CDN_URL".into(),
+                why: NotHosted {
+                    resource: "RenditionsCdn".into(),
+                    kind: "AWS::CloudFront::Distribution".into()
+                }
+            },
+        ]
+    );
+    assert_eq!(
+        env.unset[1].to_string(),
+        "CDN_URL (it names RenditionsCdn (AWS::CloudFront::Distribution))"
+    );
+    assert!(!env.vars.contains_key("CDN_URL") && !env.vars.contains_key("CDN_KEY_PAIR_ID"));
+    assert_eq!(env.vars["CURSOR_KEY_SECRET"], "<CursorSecret>");
+    assert_eq!(
+        env.vars["CDN_SIGNING_KEY_SECRET"], "<AWS::StackName>/cdn-signing-key",
+        "!If's true branch"
+    );
+    // With public renditions, !If takes its other branch: "" for both keys.
+    let public = BTreeMap::from([("RenditionAccess".to_owned(), "public".to_owned())]);
+    let t = Template::parse(TEMPLATE, &public).unwrap();
+    let env = t
+        .environment(t.function("upload").unwrap(), &Modelled(&t))
+        .unwrap();
+    assert_eq!(env.vars["CDN_KEY_PAIR_ID"], "");
+    assert_eq!(env.vars["CDN_SIGNING_KEY_SECRET"], "");
+    assert_eq!(env.unset.len(), 1, "{:?}", env.unset);
+    // Where one value is needed, it is an error that names what is missing.
+    let err = t
+        .resolve(
+            &Expr::GetAtt {
+                resource: "RenditionsCdn".into(),
+                attribute: "DomainName".into(),
+            },
+            &Modelled(&t),
+            "X.Y",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("X.Y") && err.contains("RenditionsCdn (AWS::CloudFront::Distribution"),
+        "{err}"
+    );
+    // AWS::NoValue removes a variable, as on AWS; a name the template does not declare is an error.
+    let text = TEMPLATE.replacen(
+        "          CURSOR_KEY_SECRET: !Ref CursorSecret\n",
+        "          CURSOR_KEY_SECRET: !Ref CursorSecret\n          GONE: !If [SignedRenditions, !Ref AWS::NoValue, x]\n          MISSING: !Ref Nowhere\n",
+        1,
+    );
+    let t = parse(&text).unwrap();
+    let err = t
+        .environment(t.function("upload").unwrap(), &Modelled(&t))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("UploadFunction.Environment.MISSING"), "{err}");
+    let t = parse(&text.replace("          MISSING: !Ref Nowhere\n", "")).unwrap();
+    let env = t
+        .environment(t.function("upload").unwrap(), &Modelled(&t))
+        .unwrap();
+    assert!(!env.vars.contains_key("GONE"));
+    assert!(env.unset.iter().all(|u| u.key != "GONE"));
+}
+
+#[test]
+fn a_generated_secret_is_read_as_generate_secret_string_describes_it() {
+    let t = parse(TEMPLATE).unwrap();
+    let Resource::Secret(SecretSpec::Generated(cursor)) = &t.resources["CursorSecret"] else {
+        panic!(
+            "CursorSecret is generated: {:?}",
+            t.resources["CursorSecret"]
+        );
+    };
+    // PasswordLength 48, ExcludePunctuation: letters and digits, one of each kind at least.
+    assert_eq!(cursor.length, 48);
+    assert_eq!(cursor.classes.len(), 3);
+    assert_eq!(cursor.classes.iter().map(Vec::len).sum::<usize>(), 62);
+    assert!(cursor.require_each_class);
+    let generate = "      GenerateSecretString:\n        PasswordLength: 48\n        ExcludePunctuation: true\n";
+    assert!(TEMPLATE.contains(generate));
+    let secret = |settings: &str| {
+        let text = TEMPLATE.replacen(
+            generate,
+            &format!("      GenerateSecretString:\n{settings}"),
+            1,
+        );
+        match parse(&text)?.resources["CursorSecret"].clone() {
+            Resource::Secret(SecretSpec::Generated(g)) => Ok::<_, TemplateError>(g),
+            other => panic!("{other:?}"),
+        }
+    };
+    let defaults = secret("        IncludeSpace: true\n").unwrap();
+    assert_eq!(defaults.length, 32, "Secrets Manager's default length");
+    assert_eq!(defaults.classes.len(), 5);
+    assert!(defaults.classes[3]
+        .iter()
+        .copied()
+        .eq(GeneratedSecret::PUNCTUATION.chars()));
+    let few = secret(
+        "        ExcludeCharacters: \"abcXYZ\"\n        ExcludeNumbers: true\n        ExcludeUppercase: true\n        ExcludePunctuation: true\n        RequireEachIncludedType: false\n        PasswordLength: 5\n",
+    )
+    .unwrap();
+    assert_eq!(few.classes, [('d'..='z').collect::<Vec<char>>()]);
+    assert!(!few.require_each_class);
+    // A JSON secret (a template and a key) is not emulated; nor is nothing to draw from.
+    let err = secret(
+        "        SecretStringTemplate: '{\"user\": \"a\"}'\n        GenerateStringKey: password\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("CursorSecret.GenerateSecretString") && err.contains("SecretStringTemplate"),
+        "{err}"
+    );
+    let err = secret("        ExcludeUppercase: true\n        ExcludeLowercase: true\n        ExcludeNumbers: true\n        ExcludePunctuation: true\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("every character is excluded"), "{err}");
 }
 
 /// The template with `setting` added to process's stream mapping.

@@ -48,6 +48,11 @@ pub fn facts() -> ProcessedFacts {
         renditions: BTreeMap::from([("thumbnail".into(), "processed/x/thumbnail.jpg".into())]),
         exif: BTreeMap::from([("make".into(), "Canon".into())]),
         placeholder: Some("1QcSHQRnh493V4dIh4eXh1h4kJUI".into()),
+        warnings: vec![
+            "PNG iCCP chunk does not inflate (InsufficientInput); profile not used, taken as sRGB"
+                .into(),
+            "EXIF unreadable (Invalid format: Truncated IFD); skipped".into(),
+        ],
     }
 }
 
@@ -100,6 +105,8 @@ pub async fn a_transition_applies_once_with_its_history(table: Arc<dyn ItemTable
     assert_eq!(after.renditions, Some(facts().renditions));
     assert_eq!(after.exif, Some(facts().exif));
     assert_eq!(after.placeholder, facts().placeholder);
+    // A list, in its order: DynamoDB keeps it as L of S (a string set would lose the order).
+    assert_eq!(after.warnings, facts().warnings);
     assert_eq!(after.history.len(), 2);
     assert_eq!(after.history[1].status, Status::Processed);
     assert_eq!(after.history[1].at, after.updated_at);

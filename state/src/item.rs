@@ -109,7 +109,7 @@ pub struct HistoryEntry {
     pub at: i64,
 }
 
-/// One uploaded image, as stored in the table (README, "The item").
+/// One uploaded image, as stored in the table (docs/data-model.md, "The item").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
     pub id: ImageId,
@@ -133,6 +133,10 @@ pub struct Item {
     /// A ThumbHash of the image (base64, about 30 characters), to paint while a rendition loads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placeholder: Option<String>,
+    /// Broken ancillary parts processing skipped (a profile, EXIF), a short sentence each: the
+    /// renditions were made without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,6 +228,7 @@ impl Item {
             renditions: None,
             exif: None,
             placeholder: None,
+            warnings: Vec::new(),
             message_id: None,
             notified_at: None,
             error: None,
@@ -283,6 +288,8 @@ pub struct ProcessedFacts {
     pub exif: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placeholder: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Milliseconds since the epoch, the unit of every timestamp in an item.

@@ -22,8 +22,8 @@ pub mod transition;
 pub use error::StateError;
 pub use item::{now_ms, HistoryEntry, ImageId, Item, NewUpload, ProcessedFacts, Stall, Status};
 pub use ports::{
-    GivenUpBatch, GivenUpRecords, ItemTable, Notice, Notifier, ObjectInfo, ObjectStore,
-    ResourceError, Resources, SignedUpload, DEFAULT_LINK_TTL,
+    Distribution, GivenUpBatch, GivenUpRecords, ItemTable, Notice, Notifier, ObjectInfo,
+    ObjectStore, ResourceError, Resources, Secrets, SignedUpload, SigningKey, DEFAULT_LINK_TTL,
 };
 pub use query::{Page, Position, Query, Selection};
 pub use transition::{Arrival, Outcome, Transition};

@@ -94,12 +94,26 @@ fn is_heic(bytes: &[u8]) -> bool {
                 .any(|c| HEVC_BRANDS.iter().any(|b| c == *b)))
 }
 
+/// A JPEG whose SOI is followed by junk before its first marker, which libjpeg skips ("extraneous
+/// bytes before marker") and decodes: SOI, then a marker (FF C0 to FF FE) within the first
+/// [`SNIFF_BYTES`].
+fn is_jpeg_with_junk_after_soi(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0xFF, 0xD8])
+        && bytes.get(2).is_some_and(|&b| b != 0xFF)
+        && bytes[2..bytes.len().min(SNIFF_BYTES)]
+            .windows(2)
+            .any(|w| w[0] == 0xFF && w[1] >= 0xC0 && w[1] != 0xFF)
+}
+
 /// The image type, from the bytes alone. A magic number is not enough: a PNG must open with its
-/// whole signature and an IHDR chunk, a JPEG with SOI followed by a marker, a HEIC with a whole
-/// `ftyp` box that names HEVC.
+/// whole signature and an IHDR chunk, a JPEG with SOI followed by a marker (after junk libjpeg
+/// skips, at most), a HEIC with a whole `ftyp` box that names HEVC.
 pub fn sniff(bytes: &[u8]) -> Result<MediaType, NotAnImage> {
     if is_heic(bytes) {
         return Ok(MediaType::Heic);
+    }
+    if is_jpeg_with_junk_after_soi(bytes) {
+        return Ok(MediaType::Jpeg);
     }
     let detected = infer::get(bytes).map(|t| t.mime_type());
     match detected {
@@ -138,6 +152,8 @@ mod tests {
             "a cut-short image/png header"
         );
         assert!(sniff(&[0xFF, 0xD8, 0xFF]).is_err());
+        // SOI and junk with no marker after it is not a JPEG either.
+        assert!(sniff(&[0xFF, 0xD8, 0x00, 0xE0, 0x00, 0x10, 0x4A, 0x46]).is_err());
         assert_eq!(sniff(b"hello").unwrap_err().detected, "unknown data");
         assert_eq!(sniff(b"GIF89a......").unwrap_err().detected, "image/gif");
     }

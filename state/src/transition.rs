@@ -90,6 +90,8 @@ pub struct Updates<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub placeholder: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notified_at: Option<i64>,
@@ -126,6 +128,7 @@ impl Transition {
             renditions: None,
             exif: None,
             placeholder: None,
+            warnings: None,
             message_id: None,
             notified_at: None,
             error: None,
@@ -143,6 +146,7 @@ impl Transition {
                 u.renditions = Some(&f.renditions);
                 u.exif = (!f.exif.is_empty()).then_some(&f.exif);
                 u.placeholder = f.placeholder.as_deref();
+                u.warnings = (!f.warnings.is_empty()).then_some(f.warnings.as_slice());
             }
             Change::Notified { message_id } => {
                 u.message_id = Some(message_id);
@@ -188,6 +192,7 @@ impl Transition {
                 next.renditions = Some(f.renditions.clone());
                 next.exif = (!f.exif.is_empty()).then(|| f.exif.clone());
                 next.placeholder = f.placeholder.clone();
+                next.warnings = f.warnings.clone();
             }
             Change::Notified { message_id } => {
                 next.message_id = Some(message_id.clone());

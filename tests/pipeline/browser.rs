@@ -487,6 +487,24 @@ async fn the_page_uploads_follows_filters_and_pages_items_in_chromium() {
     );
     assert_ne!(thumbhash::thumb_hash_to_rgba(&other).unwrap().2, expected);
 
+    // An item's `warnings` are shown on its card as text: markup in one is not markup.
+    let warnings = json!([
+        "PNG iCCP chunk does not inflate; profile not used, taken as sRGB",
+        "<img src=x onerror=\"document.title='owned'\">EXIF unreadable"
+    ]);
+    let shown = browser
+        .eval(
+            "const [item, warnings] = arguments; \
+             window.ImagePage.render(Object.assign({}, item, { warnings })); \
+             const card = document.querySelector(`li[data-id='${item.id}']`); \
+             return [[...card.querySelectorAll('.warnings .warning-text')].map(w => w.textContent), \
+                     card.querySelectorAll('.warnings img').length];",
+            vec![item.clone(), warnings.clone()],
+        )
+        .await;
+    assert_eq!(shown[0], warnings, "the card's warnings");
+    assert_eq!(shown[1], 0, "a warning's markup became an element");
+
     // The narrow layout, for a person to look at.
     c.set_window_size(420, 1000).await.unwrap();
     c.goto(&base).await.unwrap();
@@ -684,7 +702,7 @@ async fn the_page_asks_for_the_api_key_once_keeps_it_and_sends_it() {
 #[tokio::test]
 async fn an_iphone_heic_picked_in_the_page_reaches_notified_upright_with_its_thumbnail() {
     if !cfg!(feature = "heic") {
-        return; // a build without HEIC input refuses it, as the README says
+        return; // a build without HEIC input refuses it, as docs/imaging.md says
     }
     let Some(browser) = Browser::start().await else {
         return;

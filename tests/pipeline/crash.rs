@@ -43,7 +43,7 @@ async fn sigkill_mid_flight_then_restart_loses_nothing_and_mails_once() {
             None => cfg.data_dir = dir.path().to_owned(),
             Some(w) => cfg.backend = crate::stand_ins::backend(w).await,
         }
-        let engine = local_engine::Engine::open(cfg).unwrap();
+        let engine = local_engine::Engine::open(cfg).await.unwrap();
         let unfinished = local::commands::items(engine.table().as_ref(), state::Selection::All, 0)
             .await
             .unwrap()

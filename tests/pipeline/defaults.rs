@@ -29,8 +29,13 @@ impl Names for Anything {
 fn environments(binary: &str) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     let template = Template::parse(local::TEMPLATE, &Default::default()).unwrap();
     let function = template.function(binary).unwrap();
-    let full = template.environment(function, &Anything).unwrap();
-    let required = ["TABLE_NAME", "BUCKET_NAME", "TOPIC_ARN", "CURSOR_KEY"];
+    let full = template.environment(function, &Anything).unwrap().vars;
+    let required = [
+        "TABLE_NAME",
+        "BUCKET_NAME",
+        "TOPIC_ARN",
+        "CURSOR_KEY_SECRET",
+    ];
     let bare = full
         .iter()
         .filter(|(k, _)| required.contains(&k.as_str()))

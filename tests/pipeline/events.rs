@@ -235,6 +235,7 @@ async fn notice_mails_once_however_often_the_processed_record_comes() {
         renditions: item.renditions.clone().unwrap(),
         exif: Default::default(),
         placeholder: None,
+        warnings: Vec::new(),
     };
     state::transition::processed(table.as_ref(), item.id, facts)
         .await

@@ -94,7 +94,7 @@ pub async fn spawn_engine_with(configure: impl FnOnce(&mut EngineConfig)) -> Tes
         cfg.backend = backend(w).await;
     }
     configure(&mut cfg);
-    let engine = Arc::new(Engine::open(cfg).unwrap());
+    let engine = Arc::new(Engine::open(cfg).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     engine.set_public_url(&format!("http://{addr}"));

@@ -1,7 +1,8 @@
 //! The engine hosts whatever template.yaml declares: a function added to a copy of the template
 //! runs with its handler registered and no engine change, and a setting the engine cannot
 //! emulate, a function without a handler or an event its handler does not take stop it at
-//! start-up, by name.
+//! start-up, by name. A variable that names what the engine does not host (the CDN) is left
+//! unset and said so; a function that cannot do without it is refused, saying why.
 
 use std::sync::{Arc, Mutex};
 
@@ -72,13 +73,16 @@ async fn a_function_added_to_the_template_runs_with_its_handler_registered() {
     let app = spawn_engine_with(move |cfg| {
         cfg.template = template_with(AUDIT);
         cfg.functions.register("audit", move |vars, _resources| {
-            let audit = Arc::new(Audit {
-                label: vars.required("AUDIT_LABEL")?,
-                memory: vars.required("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")?,
-                ..Default::default()
-            });
-            *registered.lock().unwrap() = Some(audit.clone());
-            Ok(Handler::Stream(audit))
+            let registered = registered.clone();
+            async move {
+                let audit = Arc::new(Audit {
+                    label: vars.required("AUDIT_LABEL")?,
+                    memory: vars.required("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")?,
+                    ..Default::default()
+                });
+                *registered.lock().unwrap() = Some(audit.clone());
+                Ok(Handler::Stream(audit))
+            }
         });
     })
     .await;
@@ -113,15 +117,15 @@ async fn a_function_added_to_the_template_runs_with_its_handler_registered() {
     assert_eq!(app.item(&id).await["status"], "notified");
 }
 
-fn open(template: String) -> Result<Engine, local_engine::EngineError> {
+async fn open(template: String) -> Result<Engine, local_engine::EngineError> {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg: EngineConfig = local::engine_config(dir.path());
     cfg.template = template;
-    Engine::open(cfg)
+    Engine::open(cfg).await
 }
 
-#[test]
-fn a_setting_the_engine_does_not_emulate_is_refused_by_name_at_start_up() {
+#[tokio::test]
+async fn a_setting_the_engine_does_not_emulate_is_refused_by_name_at_start_up() {
     let mapping = "            BatchSize: 10\n            MaximumRetryAttempts: 5\n";
     for (setting, named) in [
         ("ParallelizationFactor: 2", "ParallelizationFactor: 2"),
@@ -135,7 +139,7 @@ fn a_setting_the_engine_does_not_emulate_is_refused_by_name_at_start_up() {
         let template =
             local::TEMPLATE.replacen(mapping, &format!("{mapping}            {setting}\n"), 1);
         assert_ne!(template, local::TEMPLATE, "{setting}");
-        let err = open(template).err().expect(setting).to_string();
+        let err = open(template).await.err().expect(setting).to_string();
         assert!(
             err.contains("ProcessFunction.Uploads") && err.contains(named),
             "{setting}: {err}"
@@ -143,16 +147,16 @@ fn a_setting_the_engine_does_not_emulate_is_refused_by_name_at_start_up() {
     }
     // An event type the engine does not run.
     let scheduled = template_with(&AUDIT.replace("Type: DynamoDB", "Type: Schedule"));
-    let err = open(scheduled).err().unwrap().to_string();
+    let err = open(scheduled).await.err().unwrap().to_string();
     assert!(
         err.contains("AuditFunction.NewItems") && err.contains("Schedule"),
         "{err}"
     );
 }
 
-#[test]
-fn a_function_without_a_handler_or_of_the_wrong_kind_is_refused() {
-    let err = open(template_with(AUDIT)).err().unwrap().to_string();
+#[tokio::test]
+async fn a_function_without_a_handler_or_of_the_wrong_kind_is_refused() {
+    let err = open(template_with(AUDIT)).await.err().unwrap().to_string();
     assert!(
         err.contains("AuditFunction")
             && err.contains("no handler is registered for binary `audit`"),
@@ -166,9 +170,73 @@ fn a_function_without_a_handler_or_of_the_wrong_kind_is_refused() {
         "          BUCKET_NAME: !Sub \"${AWS::StackName}-images-${AWS::AccountId}-${AWS::Region}\"\n          CURSOR_KEY: !Sub \"{{resolve:secretsmanager:${CursorSecret}:SecretString}}\"\n          AUDIT_LABEL:",
     );
     cfg.template = template_with(&upload_on_a_stream);
-    let err = Engine::open(cfg).err().unwrap().to_string();
+    let err = Engine::open(cfg).await.err().unwrap().to_string();
     assert!(
         err.contains("AuditFunction.NewItems") && err.contains("a DynamoDB event"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_cdn_is_left_unset_and_said_so_and_the_cursor_key_is_the_engines_own_secret() {
+    let unset = |engine: &Engine| -> Vec<String> {
+        engine
+            .unset()
+            .iter()
+            .map(|(function, unset)| format!("{function}.{unset}"))
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(local::engine_config(dir.path()))
+        .await
+        .unwrap();
+    assert_eq!(
+        unset(&engine),
+        [
+            "UploadFunction.CDN_KEY_PAIR_ID (it names RenditionsPublicKey (AWS::CloudFront::PublicKey))",
+            "UploadFunction.CDN_URL (it names RenditionsCdn (AWS::CloudFront::Distribution))",
+        ]
+    );
+    // The template's generated secret, kept in the data dir as GenerateSecretString says: 48
+    // letters and digits, the same after a restart.
+    let kept = std::fs::read_to_string(dir.path().join("secrets/CursorSecret")).unwrap();
+    assert_eq!(kept.len(), 48);
+    assert!(kept.chars().all(|c| c.is_ascii_alphanumeric()), "{kept}");
+    drop(engine);
+    let mut cfg = local::engine_config(dir.path());
+    // Public renditions: the key's !If gives "", so only the distribution is left unset.
+    cfg.parameters
+        .insert("RenditionAccess".into(), "public".into());
+    let engine = Engine::open(cfg).await.unwrap();
+    assert_eq!(
+        unset(&engine),
+        ["UploadFunction.CDN_URL (it names RenditionsCdn (AWS::CloudFront::Distribution))"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("secrets/CursorSecret")).unwrap(),
+        kept
+    );
+}
+
+#[tokio::test]
+async fn a_function_that_needs_what_the_engine_does_not_host_is_refused_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = local::engine_config(dir.path());
+    let needs_the_cdn = AUDIT.replace(
+        "          AUDIT_LABEL:",
+        "          AUDIT_CDN: !Sub \"https://${RenditionsCdn.DomainName}\"\n          AUDIT_LABEL:",
+    );
+    cfg.template = template_with(&needs_the_cdn);
+    cfg.functions
+        .register("audit", |vars, _resources| async move {
+            vars.required("AUDIT_CDN")?;
+            Ok(Handler::Stream(Arc::new(Audit::default())))
+        });
+    let err = Engine::open(cfg).await.err().unwrap().to_string();
+    assert!(
+        err.starts_with("AuditFunction: its configuration: AUDIT_CDN is not set")
+            && err.contains("RenditionsCdn (AWS::CloudFront::Distribution)")
+            && err.contains("hosts no such resource"),
         "{err}"
     );
 }

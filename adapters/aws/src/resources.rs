@@ -4,16 +4,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use state::{GivenUpRecords, ItemTable, Notifier, ObjectStore, ResourceError, Resources};
+use state::{
+    Distribution, GivenUpRecords, ItemTable, Notifier, ObjectStore, ResourceError, Resources,
+    Secrets,
+};
 
 use crate::streams::StreamReader;
-use crate::{DynamoTable, S3Store, SnsNotifier};
+use crate::{CdnLinks, CloudFrontSigner, DynamoTable, S3Store, SecretsManager, SnsNotifier};
 
 pub struct AwsResources {
     dynamodb: aws_sdk_dynamodb::Client,
     streams: aws_sdk_dynamodbstreams::Client,
     s3: aws_sdk_s3::Client,
     sns: aws_sdk_sns::Client,
+    secrets: Arc<SecretsManager>,
 }
 
 impl AwsResources {
@@ -28,7 +32,14 @@ impl AwsResources {
             streams: aws_sdk_dynamodbstreams::Client::new(sdk),
             s3: aws_sdk_s3::Client::new(sdk),
             sns: aws_sdk_sns::Client::new(sdk),
+            secrets: Arc::new(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
+                sdk,
+            ))),
         }
+    }
+
+    fn s3_bucket(&self, name: &str, links_valid_for: Duration) -> S3Store {
+        S3Store::new(self.s3.clone(), name).with_link_ttl(links_valid_for)
     }
 }
 
@@ -42,9 +53,30 @@ impl Resources for AwsResources {
         name: &str,
         links_valid_for: Duration,
     ) -> Result<Arc<dyn ObjectStore>, ResourceError> {
-        Ok(Arc::new(
-            S3Store::new(self.s3.clone(), name).with_link_ttl(links_valid_for),
-        ))
+        Ok(Arc::new(self.s3_bucket(name, links_valid_for)))
+    }
+
+    /// A CloudFront distribution in front of the bucket's renditions ([`CdnLinks`]); every other
+    /// key keeps S3's presigned links.
+    fn bucket_behind(
+        &self,
+        name: &str,
+        links_valid_for: Duration,
+        distribution: Distribution,
+    ) -> Result<Arc<dyn ObjectStore>, ResourceError> {
+        let signer = distribution
+            .signing
+            .map(|key| {
+                CloudFrontSigner::from_pem(&key.key_pair_id, &key.private_key_pem)
+                    .map_err(|e| ResourceError::unusable("CloudFront key", &key.key_pair_id, e))
+            })
+            .transpose()?;
+        Ok(Arc::new(CdnLinks::new(
+            self.s3_bucket(name, links_valid_for),
+            distribution.url,
+            signer,
+            links_valid_for,
+        )))
     }
 
     fn topic(&self, arn: &str) -> Result<Arc<dyn Notifier>, ResourceError> {
@@ -58,5 +90,9 @@ impl Resources for AwsResources {
             self.streams.clone(),
             String::new(),
         )))
+    }
+
+    fn secrets(&self) -> Result<Arc<dyn Secrets>, ResourceError> {
+        Ok(self.secrets.clone())
     }
 }

@@ -1,6 +1,6 @@
 //! The local AWS stand-ins `make test` starts (DynamoDB Local for the table and its stream, moto
-//! for S3, SNS and SQS), for tests: where they listen, clients for them, and a world of uniquely
-//! named resources per test. Feature `testing`.
+//! for S3, SNS, SQS and Secrets Manager), for tests: where they listen, clients for them, and a
+//! world of uniquely named resources per test. Feature `testing`.
 
 use aws_config::BehaviorVersion;
 use serde_json::Value;
@@ -87,11 +87,14 @@ pub struct AwsWorld {
     pub s3: aws_sdk_s3::Client,
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
     pub table: String,
     pub bucket: String,
     pub topic_arn: String,
     /// The email subscription's stand-in: an SQS queue subscribed to the topic.
     pub queue_url: String,
+    /// The upload function's cursor key, as the stack's `CursorSecret` holds it (its ARN).
+    pub cursor_secret: String,
 }
 
 impl AwsWorld {
@@ -108,6 +111,7 @@ impl AwsWorld {
         );
         let sns = aws_sdk_sns::Client::new(&moto_sdk);
         let sqs = aws_sdk_sqs::Client::new(&moto_sdk);
+        let secrets = aws_sdk_secretsmanager::Client::new(&moto_sdk);
 
         let table = unique("images");
         create_table(&ddb, &table).await;
@@ -141,6 +145,15 @@ impl AwsWorld {
             .send()
             .await
             .expect("Subscribe");
+        let cursor_secret = secrets
+            .create_secret()
+            .name(unique("cursor-key"))
+            .secret_string(format!("a cursor key for {table}"))
+            .send()
+            .await
+            .expect("CreateSecret")
+            .arn
+            .expect("a secret ARN");
         AwsWorld {
             ddb_endpoint,
             moto_endpoint,
@@ -153,6 +166,8 @@ impl AwsWorld {
             bucket,
             topic_arn,
             queue_url,
+            secrets,
+            cursor_secret,
         }
     }
 
@@ -231,10 +246,15 @@ impl AwsWorld {
             ("AWS_ENDPOINT_URL_S3", self.moto_endpoint.as_str()),
             ("AWS_ENDPOINT_URL_SNS", self.moto_endpoint.as_str()),
             ("AWS_ENDPOINT_URL_SQS", self.moto_endpoint.as_str()),
+            (
+                "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                self.moto_endpoint.as_str(),
+            ),
             ("S3_FORCE_PATH_STYLE", "true"),
             ("TABLE_NAME", self.table.as_str()),
             ("BUCKET_NAME", self.bucket.as_str()),
             ("TOPIC_ARN", self.topic_arn.as_str()),
+            ("CURSOR_KEY_SECRET", self.cursor_secret.as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -2,7 +2,8 @@
 //! naming it, then move it `processed -> notified` with the message id.
 //!
 //! Publish comes before the write, so a crash between the two republishes on retry. The local
-//! mailbox deduplicates on the notice's key; a standard SNS topic cannot (README: failure semantics).
+//! mailbox deduplicates on the notice's key; a standard SNS topic cannot (docs/operations.md,
+//! "Failure semantics").
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -92,7 +93,8 @@ async fn notify_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         return Ok(());
     }
     // A replayed or duplicate record must not mail twice: SNS cannot deduplicate, so look first.
-    // What is left is a crash between the publish and the write below (README: failure semantics).
+    // What is left is a crash between the publish and the write below (docs/operations.md,
+    // "Failure semantics").
     if !transition::still_at(deps.table.as_ref(), item.id, Status::Processed).await? {
         return Ok(());
     }

@@ -153,6 +153,7 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         format: rendered.format.name().to_owned(),
         exif: rendered.exif,
         placeholder: rendered.placeholder,
+        warnings: rendered.warnings,
         ..Default::default()
     };
     for out in rendered.renditions {

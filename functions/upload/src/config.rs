@@ -15,12 +15,45 @@ pub struct Config {
     pub max_upload_bytes: usize,
     pub max_object_bytes: u64,
     pub upload_url_ttl: Duration,
-    pub cursor_key: CursorKey,
-    /// How long links to objects (presigned GET URLs) stay valid.
+    pub cursor_key: CursorKeySource,
+    /// How long links to objects stay valid: presigned GET URLs for this long, signed CDN links
+    /// for this to twice it.
     pub link_ttl: Duration,
+    /// The CloudFront distribution in front of the renditions, if there is one.
+    pub cdn: Option<Cdn>,
+}
+
+/// Where the key that signs page cursors comes from.
+#[derive(Debug, Clone)]
+pub enum CursorKeySource {
+    /// A secret (name or ARN), read as the function starts: what the stack gives
+    /// (`CURSOR_KEY_SECRET`), so the key is never in the function's configuration. Locally, the
+    /// engine's own secret of that name.
+    Secret(String),
+    /// The key itself (`CURSOR_KEY`): for running the bootstrap outside the stack.
+    Given(CursorKey),
+}
+
+/// The distribution that serves renditions (`CDN_URL`, e.g. `https://d111111abcdef8.cloudfront.net`).
+#[derive(Debug, Clone)]
+pub struct Cdn {
+    pub url: String,
+    /// Set when the distribution only serves signed URLs (`CDN_KEY_PAIR_ID`,
+    /// `CDN_SIGNING_KEY_SECRET`); unset, its URLs are plain and never expire.
+    pub signing: Option<CdnSigning>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CdnSigning {
+    /// The CloudFront public key's id, in the distribution's trusted key group.
+    pub key_pair_id: String,
+    /// The secret holding its private key (PEM), read as the function starts.
+    pub private_key_secret: String,
 }
 
 impl Config {
+    /// An empty value counts as unset (the template passes "" for "none"). The CDN's signing
+    /// settings are read only with `CDN_URL`: without a distribution there is nothing to sign for.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let minutes = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
             Ok(vars
@@ -41,12 +74,56 @@ impl Config {
                 "a byte count",
             )?,
             upload_url_ttl: minutes("UPLOAD_URL_MINUTES", DEFAULT_UPLOAD_URL_TTL)?,
-            // A secret the stack generates (Secrets Manager), handed over at deploy time; the
-            // local engine's own secret locally.
-            cursor_key: vars.with("CURSOR_KEY", "", |key| {
-                CursorKey::new(key).ok_or("a key of at least 16 bytes is needed")
-            })?,
+            cursor_key: cursor_key(vars)?,
             link_ttl: minutes("LINK_MINUTES", DEFAULT_LINK_TTL)?,
+            cdn: cdn(vars)?,
         })
     }
+}
+
+fn cursor_key(vars: &Vars) -> Result<CursorKeySource, ConfigError> {
+    const SECRET: &str = "CURSOR_KEY_SECRET";
+    const KEY: &str = "CURSOR_KEY";
+    let either = |rule| ConfigError::Combination {
+        keys: vec![SECRET.into(), KEY.into()],
+        rule,
+    };
+    match (vars.given(SECRET), vars.given(KEY)) {
+        (Some(secret), None) => Ok(CursorKeySource::Secret(secret)),
+        (None, Some(key)) => {
+            CursorKey::new(key)
+                .map(CursorKeySource::Given)
+                .ok_or(ConfigError::SecretRefused {
+                    key: KEY.into(),
+                    expected: "a key of at least 16 bytes",
+                })
+        }
+        (None, None) => Err(either(
+            "neither is set; give one (the stack gives CURSOR_KEY_SECRET)",
+        )),
+        (Some(_), Some(_)) => Err(either("both are set; give one")),
+    }
+}
+
+fn cdn(vars: &Vars) -> Result<Option<Cdn>, ConfigError> {
+    let Some(url) = vars.given("CDN_URL") else {
+        return Ok(None);
+    };
+    let signing = match (
+        vars.given("CDN_KEY_PAIR_ID"),
+        vars.given("CDN_SIGNING_KEY_SECRET"),
+    ) {
+        (Some(key_pair_id), Some(private_key_secret)) => Some(CdnSigning {
+            key_pair_id,
+            private_key_secret,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError::Combination {
+                keys: vec!["CDN_KEY_PAIR_ID".into(), "CDN_SIGNING_KEY_SECRET".into()],
+                rule: "they go together: both (signed links), or neither (public ones)",
+            })
+        }
+    };
+    Ok(Some(Cdn { url, signing }))
 }

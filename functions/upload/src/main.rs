@@ -7,7 +7,7 @@ use upload::{handle, Config, Deps};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_vars(&Vars::env())?;
-    let deps = Deps::new(config, &AwsResources::from_env().await)?;
+    let deps = Deps::new(config, &AwsResources::from_env().await).await?;
     let deps = &deps;
     lambda_http::run(service_fn(move |req: Request| async move {
         Ok::<_, Error>(handle(req, deps).await)

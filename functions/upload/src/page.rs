@@ -6,13 +6,16 @@
 //! - `connect-src 'self'` for the API (same origin: the page is served by the API), plus the
 //!   object store's origin, where the direct-upload flow PUTs the bytes (an S3 presigned URL on
 //!   AWS; the engine itself locally).
-//! - `img-src 'self'` plus the object store's origin: thumbnails are presigned S3 GET URLs on AWS
-//!   (`https://<bucket>.s3.<region>.amazonaws.com`), `/objects/...` on the engine locally. ThumbHash
-//!   placeholders are drawn on a canvas, so no `data:` is needed.
+//! - `img-src 'self'` plus the origins of the store's links: thumbnails are renditions, linked at
+//!   the stack's CloudFront distribution when it has one (`https://<id>.cloudfront.net`, signed or
+//!   not), else presigned S3 GET URLs (`https://<bucket>.s3.<region>.amazonaws.com`), and
+//!   `/objects/...` on the engine locally. ThumbHash placeholders are drawn on a canvas, so no
+//!   `data:` is needed.
 //! - No other origin, no frames, no forms posting anywhere, no `<base>` rewriting, no plugins.
 //!
-//! The store's origin is read from a link the store makes ([`ObjectStore::link`]: presigning is
-//! a local computation), so the policy names exactly the host the item links use.
+//! The origins are read from links the store makes ([`ObjectStore::link`] of an original and of a
+//! rendition: presigning and CloudFront signing are local computations), so the policy names
+//! exactly the hosts the item links use.
 
 use std::sync::LazyLock;
 
@@ -70,34 +73,49 @@ fn origin_of(url: &str) -> Option<&str> {
     Some(&url[..url.len() - rest.len() + authority.len()])
 }
 
-/// The page's policy, given the origin the store's links use (if it has one a browser can use).
-pub fn content_security_policy(store_origin: Option<&str>) -> String {
-    let extra = store_origin.map(|o| format!(" {o}")).unwrap_or_default();
+/// The page's policy, given the origins of the store's links (those a browser can use): the
+/// store's own (originals, and where a direct upload PUTs its bytes) and the renditions' (the CDN,
+/// when it is not the store's).
+pub fn content_security_policy(
+    store_origin: Option<&str>,
+    renditions_origin: Option<&str>,
+) -> String {
+    let uploads = store_origin.map(|o| format!(" {o}")).unwrap_or_default();
+    let mut images = uploads.clone();
+    if let Some(cdn) = renditions_origin.filter(|&o| Some(o) != store_origin) {
+        images.push_str(&format!(" {cdn}"));
+    }
     format!(
-        "default-src 'none'; script-src {scripts}; style-src {styles}; img-src 'self'{extra}; \
-         connect-src 'self'{extra}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        "default-src 'none'; script-src {scripts}; style-src {styles}; img-src 'self'{images}; \
+         connect-src 'self'{uploads}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         scripts = HASHES.scripts.join(" "),
         styles = HASHES.styles.join(" "),
     )
 }
 
-/// The page, with its policy and headers that keep it from being framed, sniffed or cached stale.
-pub async fn response(store: &dyn ObjectStore) -> Response<Body> {
-    // Any key will do: only the origin of the link is used.
-    let link = store.link("uploads/page").await;
-    let origin = match &link {
-        Ok(url) => origin_of(url),
+/// The origin of the store's link for `key`, if it has one a browser can use.
+async fn link_origin(store: &dyn ObjectStore, key: &str) -> Option<String> {
+    match store.link(key).await {
+        Ok(url) => origin_of(&url).map(str::to_owned),
         Err(e) => {
-            tracing::warn!(error = %e, "no link from the store: the page's policy allows only its own origin");
+            tracing::warn!(error = %e, key, "no link from the store: the page's policy leaves its origin out");
             None
         }
-    };
+    }
+}
+
+/// The page, with its policy and headers that keep it from being framed, sniffed or cached stale.
+pub async fn response(store: &dyn ObjectStore) -> Response<Body> {
+    // Any keys will do (an original's, a rendition's: the process function writes renditions
+    // under processed/): only the origins of the links are used.
+    let store_origin = link_origin(store, "uploads/page").await;
+    let renditions_origin = link_origin(store, "processed/page/thumbnail.jpg").await;
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
         .header(
             header::CONTENT_SECURITY_POLICY,
-            content_security_policy(origin),
+            content_security_policy(store_origin.as_deref(), renditions_origin.as_deref()),
         )
         .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
         .header(header::REFERRER_POLICY, "no-referrer")
@@ -147,14 +165,27 @@ mod tests {
 
     #[test]
     fn the_policy_names_the_store_origin_for_images_and_uploads_only() {
-        let csp = content_security_policy(Some("https://b.s3.eu-west-1.amazonaws.com"));
+        let s3 = "https://b.s3.eu-west-1.amazonaws.com";
+        let csp = content_security_policy(Some(s3), Some(s3));
         assert!(csp.starts_with("default-src 'none'; script-src 'sha256-"));
         assert!(csp.contains("img-src 'self' https://b.s3.eu-west-1.amazonaws.com;"));
         assert!(csp.contains("connect-src 'self' https://b.s3.eu-west-1.amazonaws.com;"));
         assert!(!csp.contains("unsafe"));
         assert!(csp.contains("frame-ancestors 'none'"));
-        let local = content_security_policy(None);
+        let local = content_security_policy(None, None);
         assert!(local.contains("img-src 'self';") && local.contains("connect-src 'self';"));
+    }
+
+    #[test]
+    fn with_a_cdn_images_may_come_from_it_and_uploads_still_go_only_to_the_bucket() {
+        let s3 = "https://b.s3.eu-west-1.amazonaws.com";
+        let cdn = "https://d111111abcdef8.cloudfront.net";
+        let csp = content_security_policy(Some(s3), Some(cdn));
+        assert!(
+            csp.contains(&format!("img-src 'self' {s3} {cdn};")),
+            "{csp}"
+        );
+        assert!(csp.contains(&format!("connect-src 'self' {s3};")), "{csp}");
     }
 
     #[test]

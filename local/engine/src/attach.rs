@@ -3,6 +3,10 @@
 //! sources: API routes, stream mappings, bucket notifications, queue mappings. A function whose
 //! binary has no registered handler, an event of a kind its handler does not take, and a source
 //! the engine does not have are refused at start-up, naming the function and the event.
+//!
+//! A variable whose value names a resource the engine does not host (a CloudFront distribution,
+//! say) is left unset and listed ([`Hosted::unset`]); a function whose configuration then refuses
+//! to start is refused saying which variable was left unset and why.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,7 +16,7 @@ use embedded_adapters::sqlite::{Database, QueuePolicy, SqliteStream};
 use event_source_mapping::async_invoke::{AsyncInvoker, AsyncRuntime};
 use event_source_mapping::queue::{QueuePoller, QueueRuntime};
 use event_source_mapping::{Backoff, Dispatcher, MappingRuntime, Observer, Target};
-use sam_template::{Function, Resource, Source, Template};
+use sam_template::{Function, Resource, Source, Template, Unset};
 use tokio::sync::Mutex;
 
 use crate::bucket::Notified;
@@ -27,7 +31,7 @@ use crate::runner::{self, Runner};
 pub struct Host<'a> {
     pub template: &'a Template,
     pub registry: &'a Registry,
-    pub resources: &'a LocalResources,
+    pub resources: &'a Arc<LocalResources>,
     pub site: &'a Site,
     /// Memory overrides by binary name.
     pub memory_mb: &'a BTreeMap<String, u64>,
@@ -52,32 +56,53 @@ pub struct Hosted {
     pub async_queues: BTreeSet<String>,
     /// Every function that is invoked by something other than the API, by binary name.
     pub invoked: BTreeSet<String>,
+    /// The variables left unset because they name what the engine does not host, with their
+    /// function's logical id.
+    pub unset: Vec<(String, Unset)>,
 }
 
-pub fn attach(host: &Host) -> Result<Hosted, EngineError> {
+pub async fn attach(host: &Host<'_>) -> Result<Hosted, EngineError> {
     let sources = failure_sources(host.template);
     let mut hosted = Hosted::default();
     for function in &host.template.functions {
-        attach_function(host, function, &sources, &mut hosted).map_err(|why| {
-            EngineError::Function {
+        attach_function(host, function, &sources, &mut hosted)
+            .await
+            .map_err(|why| EngineError::Function {
                 function: function.logical_id.clone(),
                 why,
-            }
-        })?;
+            })?;
     }
     Ok(hosted)
 }
 
-fn attach_function(
-    host: &Host,
+async fn attach_function(
+    host: &Host<'_>,
     function: &Function,
     sources: &BTreeMap<String, BTreeMap<String, FailureSource>>,
     hosted: &mut Hosted,
 ) -> Result<(), HostError> {
-    let vars = environment(host, function)?;
+    let (vars, unset) = environment(host, function)?;
+    let resources: Arc<dyn state::Resources> = host.resources.clone();
     let handler = host
         .registry
-        .build(&function.binary, &Vars::map(&vars), host.resources)?;
+        .build(&function.binary, Vars::owned(vars), resources)
+        .await
+        .map_err(|e| match e {
+            HostError::Config(error) => match unset
+                .iter()
+                .find(|u| error.keys().contains(&u.key.as_str()))
+            {
+                Some(unset) => HostError::NeedsUnhosted {
+                    error: Box::new(error),
+                    unset: Box::new(unset.clone()),
+                },
+                None => HostError::Config(error),
+            },
+            other => other,
+        })?;
+    hosted
+        .unset
+        .extend(unset.into_iter().map(|u| (function.logical_id.clone(), u)));
     let mut invoker: Option<Arc<AsyncInvoker>> = None;
     for event in function.events.iter().filter(|e| e.enabled) {
         let wrong_kind = |source_kind| HostError::WrongKind {
@@ -191,11 +216,15 @@ fn attach_function(
 /// `BATCH_CONCURRENCY`: as many records as the largest batch (or the machine's cores) are worked
 /// on at once, so that a batch's writes share the database's group commit (on one core: 795 ->
 /// 1,104 tiny items/s); memory stays bounded by the process step's own pool.
-fn environment(host: &Host, function: &Function) -> Result<BTreeMap<String, String>, HostError> {
-    let mut vars = host
+fn environment(
+    host: &Host,
+    function: &Function,
+) -> Result<(BTreeMap<String, String>, Vec<Unset>), HostError> {
+    let resolved = host
         .template
-        .environment(function, host.resources)
+        .environment(function, host.resources.as_ref())
         .map_err(HostError::Environment)?;
+    let mut vars = resolved.vars;
     vars.insert("AWS_LAMBDA_FUNCTION_NAME".into(), function.binary.clone());
     vars.insert("AWS_REGION".into(), host.site.region.clone());
     let memory = host
@@ -218,7 +247,7 @@ fn environment(host: &Host, function: &Function) -> Result<BTreeMap<String, Stri
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         vars.insert("BATCH_CONCURRENCY".into(), cores.max(batch).to_string());
     }
-    Ok(vars)
+    Ok((vars, resolved.unset))
 }
 
 /// For each queue, the mappings and invokers whose on-failure destination it is.

@@ -32,6 +32,14 @@ pub enum HostError {
     NoHandler { binary: String, known: String },
     #[error("its configuration: {0}")]
     Config(#[from] config_vars::ConfigError),
+    /// Its configuration refused a variable the engine left unset: it names what is not hosted.
+    #[error(
+        "its configuration: {error}; the engine left {unset} unset, as it hosts no such resource"
+    )]
+    NeedsUnhosted {
+        error: Box<config_vars::ConfigError>,
+        unset: Box<sam_template::Unset>,
+    },
     #[error(transparent)]
     Resource(#[from] state::ResourceError),
     #[error("event {event}: a {source_kind} event, but `{binary}` is hosted as a {handler_kind} handler")]

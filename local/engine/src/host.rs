@@ -5,9 +5,11 @@
 //!
 //! A registration builds the handler from the function's configuration (its template
 //! `Environment`, resolved, as [`Vars`]) and the engine's [`Resources`], as the function's own
-//! `main.rs` does from the process environment and the SDK's.
+//! `main.rs` does from the process environment and the SDK's. Building is asynchronous, as a cold
+//! start is: a function may read its secrets then.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,6 +17,7 @@ use config_vars::Vars;
 use event_source_mapping::async_invoke::AsyncFunction;
 use event_source_mapping::queue::QueueFunction;
 use event_source_mapping::StreamFunction;
+use futures::future::BoxFuture;
 use state::Resources;
 
 use crate::error::HostError;
@@ -55,8 +58,10 @@ impl Handler {
 }
 
 /// Builds a handler from its function's configuration and the engine's resources.
-pub type Build =
-    dyn Fn(&Vars, &dyn Resources) -> Result<Handler, HostError> + Send + Sync + 'static;
+pub type Build = dyn Fn(Vars<'static>, Arc<dyn Resources>) -> BoxFuture<'static, Result<Handler, HostError>>
+    + Send
+    + Sync
+    + 'static;
 
 /// The handlers an engine can host, by binary name.
 #[derive(Clone, Default)]
@@ -66,20 +71,23 @@ pub struct Registry {
 
 impl Registry {
     /// Registers how to build the handler of the functions built from `binary`.
-    pub fn register(
-        &mut self,
-        binary: impl Into<String>,
-        build: impl Fn(&Vars, &dyn Resources) -> Result<Handler, HostError> + Send + Sync + 'static,
-    ) -> &mut Registry {
-        self.builds.insert(binary.into(), Arc::new(build));
+    pub fn register<F, Built>(&mut self, binary: impl Into<String>, build: F) -> &mut Registry
+    where
+        F: Fn(Vars<'static>, Arc<dyn Resources>) -> Built + Send + Sync + 'static,
+        Built: Future<Output = Result<Handler, HostError>> + Send + 'static,
+    {
+        self.builds.insert(
+            binary.into(),
+            Arc::new(move |vars, resources| Box::pin(build(vars, resources))),
+        );
         self
     }
 
-    pub(crate) fn build(
+    pub(crate) async fn build(
         &self,
         binary: &str,
-        vars: &Vars,
-        resources: &dyn Resources,
+        vars: Vars<'static>,
+        resources: Arc<dyn Resources>,
     ) -> Result<Handler, HostError> {
         let build = self
             .builds
@@ -88,6 +96,6 @@ impl Registry {
                 binary: binary.to_owned(),
                 known: self.builds.keys().cloned().collect::<Vec<_>>().join(", "),
             })?;
-        build(vars, resources)
+        build(vars, resources).await
     }
 }

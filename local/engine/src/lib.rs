@@ -4,7 +4,9 @@
 //! [`Registry`] of handlers it was given, and attaches it to its sources: the API's routes (served
 //! on loopback), the table stream's mappings (filters, batches, retries, bisection, the on-failure
 //! destination), the bucket's notifications (asynchronous invocation) and the failure queue. It
-//! has no code of its own for any function; what it cannot emulate, it refuses at start-up.
+//! has no code of its own for any function; what it cannot emulate, it refuses at start-up. A
+//! variable that names a resource it does not host (a CloudFront distribution) it leaves unset,
+//! and says so once as it starts ([`Engine::unset`]).
 //!
 //! The ports are the embedded ones (SQLite with its stream, files, a mail folder) or, with feature
 //! `aws`, DynamoDB, S3 and SNS ([`backend`]), the table's stream mirrored into the local one.
@@ -74,7 +76,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn open(cfg: EngineConfig) -> Result<Engine, EngineError> {
+    /// Reads the template, builds the backend and hosts the template's functions: each is built
+    /// (its configuration read, its secrets fetched) as it would be on a cold start.
+    pub async fn open(cfg: EngineConfig) -> Result<Engine, EngineError> {
         let template = Template::parse(&cfg.template, &cfg.parameters)?;
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
@@ -120,17 +124,18 @@ impl Engine {
                 Some((arn, faulty))
             })
             .collect();
-        let resources = LocalResources::new(
+        let secrets = secret::TemplateSecrets::load_or_create(&template, &cfg.data_dir)?;
+        let resources = Arc::new(LocalResources::new(
             &template,
             built.site.clone(),
-            &secret,
+            secrets,
             Ports {
                 table: table.clone(),
                 bucket: Box::new(faulty_bucket),
                 topics,
                 given_up: Arc::new(stream.clone()),
             },
-        );
+        ));
         let metrics = Metrics::new();
         let hosted = attach::attach(&attach::Host {
             template: &template,
@@ -145,7 +150,19 @@ impl Engine {
                 faults: faults.clone(),
             }),
             backoff,
-        })?;
+        })
+        .await?;
+        if !hosted.unset.is_empty() {
+            let unset: Vec<String> = hosted
+                .unset
+                .iter()
+                .map(|(function, unset)| format!("{function}.{unset}"))
+                .collect();
+            tracing::warn!(
+                unset = %unset.join("; "),
+                "left unset: these variables name resources the engine does not host"
+            );
+        }
         for function in &hosted.invoked {
             metrics.register_function(function);
         }
@@ -189,6 +206,12 @@ impl Engine {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The variables left unset because they name resources the engine does not host (a CDN),
+    /// each with its function's logical id.
+    pub fn unset(&self) -> &[(String, sam_template::Unset)] {
+        &self.hosted.unset
     }
 
     /// The items table, as the functions see it.

@@ -3,15 +3,22 @@
 //! [`Names`]: a `!Ref` of the table, bucket or a topic is its physical name on the backend (the
 //! embedded ones are named after their logical ids, the bucket `images`); a function's is its
 //! binary name (as items and metrics name it); a secret's is its logical id, and its value (a
-//! dynamic reference) is the engine's own secret. [`Resources`]: a function that names the table,
-//! the bucket or a topic gets the engine's port for it.
+//! dynamic reference, or a function's read through `state::Secrets`) is the engine's secret of
+//! that name ([`TemplateSecrets`]). A resource of any other type (a CloudFront distribution, an IAM
+//! role) has no name here: the engine hosts no such thing. [`Resources`]: a function that names
+//! the table, the bucket, a topic or a secret gets the engine's port for it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sam_template::{Names, Resource, Template};
-use state::{GivenUpRecords, ItemTable, Notifier, ObjectStore, ResourceError, Resources};
+use state::{
+    Distribution, GivenUpRecords, ItemTable, Notifier, ObjectStore, ResourceError, Resources,
+    Secrets,
+};
+
+use crate::secret::TemplateSecrets;
 
 /// The account the local ARNs name.
 pub const ACCOUNT: &str = "000000000000";
@@ -36,8 +43,8 @@ pub struct LocalResources {
     site: Site,
     /// Each resource's kind, by logical id, and each function's binary.
     kinds: BTreeMap<String, Kind>,
-    /// The engine's secret, in hex: the value of every secret the template names.
-    secret: String,
+    /// The template's secrets, by name.
+    secrets: Arc<TemplateSecrets>,
     table: Arc<dyn ItemTable>,
     bucket: Box<BucketPort>,
     /// The topics' ports, by ARN.
@@ -65,7 +72,12 @@ pub struct Ports {
 }
 
 impl LocalResources {
-    pub fn new(template: &Template, site: Site, secret: &[u8], ports: Ports) -> LocalResources {
+    pub fn new(
+        template: &Template,
+        site: Site,
+        secrets: TemplateSecrets,
+        ports: Ports,
+    ) -> LocalResources {
         let mut kinds: BTreeMap<String, Kind> = template
             .resources
             .iter()
@@ -75,7 +87,7 @@ impl LocalResources {
                     Resource::Bucket(_) => Kind::Bucket,
                     Resource::Topic(_) => Kind::Topic,
                     Resource::Queue(_) => Kind::Queue,
-                    Resource::Secret => Kind::Secret,
+                    Resource::Secret(_) => Kind::Secret,
                     Resource::Function | Resource::Other { .. } => return None,
                 };
                 Some((id.clone(), kind))
@@ -92,7 +104,7 @@ impl LocalResources {
         LocalResources {
             site,
             kinds,
-            secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
+            secrets: Arc::new(secrets),
             table: ports.table,
             bucket: ports.bucket,
             topics: ports.topics,
@@ -142,7 +154,7 @@ impl Names for LocalResources {
     }
 
     fn secret(&self, id: &str) -> Option<String> {
-        matches!(self.kinds.get(id), Some(Kind::Secret)).then(|| self.secret.clone())
+        self.secrets.value(id).map(str::to_owned)
     }
 }
 
@@ -165,6 +177,22 @@ impl Resources for LocalResources {
         Ok((self.bucket)(links_valid_for))
     }
 
+    /// The engine hosts no CDN: renditions are linked where the bucket links them (`/objects/...`
+    /// when embedded). It leaves a variable that names a distribution unset, so a function's
+    /// configuration has none to ask for.
+    fn bucket_behind(
+        &self,
+        _name: &str,
+        _links_valid_for: Duration,
+        distribution: Distribution,
+    ) -> Result<Arc<dyn ObjectStore>, ResourceError> {
+        Err(ResourceError::Missing {
+            kind: "distribution",
+            name: distribution.url,
+            have: "the engine hosts no CDN; its bucket links objects itself".into(),
+        })
+    }
+
     fn topic(&self, arn: &str) -> Result<Arc<dyn Notifier>, ResourceError> {
         self.topics.get(arn).cloned().ok_or_else(|| {
             let have: Vec<&str> = self.topics.keys().map(String::as_str).collect();
@@ -175,10 +203,14 @@ impl Resources for LocalResources {
     fn given_up_records(&self) -> Result<Arc<dyn GivenUpRecords>, ResourceError> {
         Ok(self.given_up.clone())
     }
+
+    fn secrets(&self) -> Result<Arc<dyn Secrets>, ResourceError> {
+        Ok(self.secrets.clone())
+    }
 }
 
 fn unknown(kind: &'static str, name: &str, have: &str) -> ResourceError {
-    ResourceError {
+    ResourceError::Missing {
         kind,
         name: name.to_owned(),
         have: format!("the engine's {kind} is {have}"),

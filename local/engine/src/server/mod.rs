@@ -1,6 +1,6 @@
 //! The local API's transport: hyper's HTTP/1 connections over a loopback listener, with the
-//! limits that keep a client from holding the server open (README, "Limits and hostile input: the
-//! local server").
+//! limits that keep a client from holding the server open (docs/operations.md, "Limits and hostile
+//! input: the local server").
 //!
 //! - At most `max_connections` connections are served at once, kept below the file-descriptor
 //!   limit; the next one waits in the listen backlog until one closes.
@@ -37,7 +37,7 @@ mod deadline;
 use activity::{Activity, TrackedIo};
 pub use deadline::{BodyError, DeadlineBody};
 
-/// What a client may cost the server. `uploader serve` takes each as a flag (README).
+/// What a client may cost the server. `uploader serve` takes each as a flag (docs/operations.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
     /// From the connection being ready for a request to its head being complete.
