@@ -52,6 +52,13 @@ run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.da
 	exec "$$uploader" --data-dir '$(DATA_DIR)' serve --addr '$(ADDR)' \
 	  $(foreach p,$(call parameters,$(LOCAL_PARAMETERS)),--parameter $(p))
 
+.PHONY: run-dynamodb
+run-dynamodb: ## The same on DynamoDB Local + moto (started here, stopped on Ctrl-C); prints the aws CLI lines to inspect the items
+	scripts/build-deps.sh
+	scripts/tools.sh moto ddb awscli
+	$(CARGO) build --locked --profile local -p local --bin uploader --features 'aws $(FEATURES)'
+	UPLOADER='$(UPLOADER)' ADDR='$(ADDR)' DATA_DIR='$(DATA_DIR)/dynamodb' scripts/run-dynamodb.sh
+
 .PHONY: test
 test: ## Run every test (installs Chromium; starts DynamoDB Local and moto on loopback, stops them after)
 	scripts/build-deps.sh
@@ -127,11 +134,11 @@ bench-cold-start: ## The Lambda bootstraps' start to first event and RSS, vs Pyt
 bench-queries: ## Finding items: SQLite pages at 1,000 vs 100,000 items; a page's read capacity vs a Scan on DynamoDB Local
 	scripts/build-deps.sh
 	scripts/tools.sh moto ddb
-	$(CARGO) bench --locked --profile local -p local --features aws --bench queries --no-run
+	$(CARGO) bench --locked --profile local -p bench-tools --features aws --bench queries --no-run
 	scripts/standins.sh start
 	trap 'scripts/standins.sh stop' EXIT; \
 	eval "$$(scripts/standins.sh env)"; export STANDINS_REQUIRED=1; \
-	$(CARGO) bench --locked --profile local -p local --features aws --bench queries
+	$(CARGO) bench --locked --profile local -p bench-tools --features aws --bench queries
 
 .PHONY: bench
 bench: bench-images bench-load bench-cold-start bench-queries ## Every benchmark: images vs sharp and Pillow, engine load, cold start, queries

@@ -5,7 +5,7 @@
 //! image is decoded into fresh pages on another thread. With the whole hostile corpus in flight that
 //! put the engine's peak RSS 10% over the process function's memory, which the image budget promises
 //! to stay within (`tests/pipeline/memory.rs`). Purging at once keeps that promise. It costs nothing
-//! measurable on tiny images in `uploader load`; a photo's large buffers are not the allocator's to
+//! measurable on tiny images in `bench-tools load`; a photo's large buffers are not the allocator's to
 //! purge, as the process step keeps them for the next image (`imaging::keep_at_most`).
 
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (`include/mimalloc.h`): the bindings do not

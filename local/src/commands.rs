@@ -205,32 +205,17 @@ pub struct DropIn {
     pub notified: usize,
 }
 
-/// Puts `file` into the engine's bucket under `ingest/<file name>` and queues its notification:
-/// the local twin of `aws s3 cp FILE s3://BUCKET/ingest/`.
-pub async fn drop_in(engine: &crate::Engine, file: &Path) -> anyhow::Result<DropIn> {
-    use md5::Digest;
+/// Puts `file` into the engine's bucket under `ingest/<file name>` with its notifications: the
+/// local twin of `aws s3 cp FILE s3://BUCKET/ingest/`.
+pub async fn drop_in(engine: &local_engine::Engine, file: &Path) -> anyhow::Result<DropIn> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let name = file
         .file_name()
         .and_then(|n| n.to_str())
         .with_context(|| format!("{} has no file name", file.display()))?;
     let key = format!("{}{name}", ingest::DROP_INS);
-    let etag: String = md5::Md5::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let size = bytes.len() as u64;
-    let bucket = engine.store.bucket().to_owned();
-    // Held before the object is in place, released after: never an event before its object.
-    let held = engine
-        .bucket_events
-        .object_created(&key, size, &etag)
-        .await?;
-    engine
-        .store
-        .put(&key, bytes.into(), "application/octet-stream")
-        .await?;
-    let notified = engine.bucket_events.released(held).await?;
+    let bucket = engine.store().bucket().to_owned();
+    let (etag, notified) = engine.put_object(&key, bytes.into()).await?;
     Ok(DropIn {
         file: file.display().to_string(),
         id: state::ImageId::derived(&format!("s3://{bucket}/{key}#{etag}")).to_string(),

@@ -8,6 +8,8 @@
 //! ```
 //!
 //! Each check is a plain async function too, so a test can run one on its own.
+//!
+//! Long by nature: one suite, each test a clause of the ports' contract, shared by every adapter.
 
 use std::collections::BTreeMap;
 use std::future::Future;

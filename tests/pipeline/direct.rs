@@ -425,7 +425,7 @@ async fn an_unused_reservation_expires_and_its_removal_invokes_nothing() {
 
 #[tokio::test]
 async fn an_arrival_ingest_gives_up_on_is_marked_and_redriven() {
-    let faults = local::faults::Faults::default();
+    let faults = local_engine::faults::Faults::default();
     let app = crate::helpers::spawn_engine_with(|cfg| cfg.faults = faults.clone()).await;
     let photo = fixture("FreshFlower.jpg");
     let reservation = app.reserve_ok(photo.len(), "image/jpeg").await;

@@ -16,8 +16,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use embedded_adapters::sqlite::{Database, SqliteStream};
 use event_source_mapping::{RecordSource, SourceRecord};
-use local::aws_backend::Mirror;
-use local::template::{Template, EMBEDDED};
+use local::TEMPLATE as EMBEDDED;
+use local_engine::backend::aws::Mirror;
+use sam_template::Template;
 use serde_json::{json, Value};
 use state::{ImageId, ItemTable, Status};
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -244,7 +245,7 @@ async fn the_three_bootstraps_take_an_upload_to_notified_on_the_stand_ins() {
     let template = Template::parse(EMBEDDED, &Default::default()).unwrap();
     let mut seen = 0;
     let batch_for = |binary: &'static str, records: &[SourceRecord]| {
-        let filters = &template.mapping(binary).unwrap().filters;
+        let filters = &template.mappings(binary)[0].filters;
         json!({ "Records": records.iter().filter(|r| filters.matches(&r.record)).map(|r| &r.record).collect::<Vec<_>>() })
     };
     mirror.poll().await.unwrap();

@@ -8,12 +8,15 @@ mod adapters;
 mod admission;
 mod api;
 mod browser;
+mod cli;
 mod crash;
+mod defaults;
 mod direct;
 mod events;
 mod faults;
 mod flow;
 mod helpers;
+mod hosting;
 #[cfg(feature = "aws")]
 mod lambda;
 mod memory;

@@ -3,7 +3,7 @@
 //! measure it: the peak RSS of the real `uploader process` on each file of a hostile corpus
 //! (`imaging::hostile`), of the engine with the whole corpus uploaded at once, and of the process
 //! binary on images whose header fields are fuzzed. Run with `-- --nocapture` to see the table the
-//! README quotes.
+//! docs/imaging.md quotes.
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -7,6 +7,9 @@
 //! hex digit of its random id (16 shards), and its sort key `<created_at, 13 digits>#<id>`. A page
 //! merges the 16 shards newest first, reading each only as far as the page needs. Stalled items
 //! are few: their sparse index has one partition.
+//!
+//! Over 400 lines: the conditional writes and the sharded index queries share the item's
+//! attribute rendering, which belongs to neither alone.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -13,7 +13,10 @@ use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use imaging::{probe, render_probed, MemoryPlan, RenditionSpec, Settings};
 use lambda_runtime::LambdaEvent;
-use state::{transition, Item, ItemTable, ObjectStore, ProcessedFacts, StateError, Status};
+use state::{
+    transition, Item, ItemTable, ObjectStore, ProcessedFacts, ResourceError, Resources, StateError,
+    Status, DEFAULT_LINK_TTL,
+};
 
 mod config;
 pub use config::Config;
@@ -58,13 +61,23 @@ pub struct Deps {
     pub memory: Arc<MemoryPool>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ProcessError {
-    #[error("configuration: {0}")]
-    Config(String),
-    #[error(transparent)]
-    Settings(#[from] imaging::SettingsError),
+impl Deps {
+    /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally).
+    pub fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+        Ok(Deps {
+            table: resources.table(&config.table_name)?,
+            store: resources.bucket(&config.bucket_name, DEFAULT_LINK_TTL)?,
+            memory: Arc::new(MemoryPool::new(&config.memory)),
+            settings: Arc::new(config.settings),
+            concurrency: config.concurrency,
+        })
+    }
 }
+
+/// The handler never fails as a whole: every record's outcome is in its answer (a transient
+/// error of one record is a batch item failure, retried by the mapping).
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {}
 
 impl From<ProcessError> for lambda_runtime::Diagnostic {
     fn from(e: ProcessError) -> Self {

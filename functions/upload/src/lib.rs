@@ -14,11 +14,10 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use state::media::{self, NotAnImage};
 use state::{
-    now_ms, ImageId, Item, ItemTable, NewUpload, ObjectStore, Query, Selection, StateError, Status,
+    now_ms, Distribution, ImageId, Item, ItemTable, NewUpload, ObjectStore, Query, ResourceError,
+    Resources, Selection, SigningKey, StateError, Status,
 };
 
-#[cfg(feature = "lambda")]
-pub mod aws;
 mod config;
 mod cursor;
 pub mod page;
@@ -54,15 +53,68 @@ pub struct Deps {
     pub cursor_key: CursorKey,
 }
 
+impl Deps {
+    /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally),
+    /// and the keys its secrets hold, read once, now: both secrets at once. With a CDN, the
+    /// bucket's renditions are linked through it (how is the resources' business: CloudFront's
+    /// signed URLs on AWS).
+    pub async fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+        let read = |id: &str| {
+            let id = id.to_owned();
+            async move { resources.secrets()?.string(&id).await }
+        };
+        let cursor_key = async {
+            match &config.cursor_key {
+                CursorKeySource::Given(key) => Ok(key.clone()),
+                CursorKeySource::Secret(id) => {
+                    let value = read(id).await?;
+                    CursorKey::new(value).ok_or_else(|| {
+                        ResourceError::unusable("secret", id, "a cursor key needs 16 bytes or more")
+                    })
+                }
+            }
+        };
+        let signing = async {
+            match config.cdn.as_ref().and_then(|cdn| cdn.signing.as_ref()) {
+                None => Ok(None),
+                Some(signing) => Ok(Some(SigningKey {
+                    key_pair_id: signing.key_pair_id.clone(),
+                    private_key_pem: read(&signing.private_key_secret).await?,
+                })),
+            }
+        };
+        let (cursor_key, signing) = tokio::try_join!(cursor_key, signing)?;
+        let store = match &config.cdn {
+            None => resources.bucket(&config.bucket_name, config.link_ttl)?,
+            Some(cdn) => resources.bucket_behind(
+                &config.bucket_name,
+                config.link_ttl,
+                Distribution {
+                    url: cdn.url.clone(),
+                    signing,
+                },
+            )?,
+        };
+        Ok(Deps {
+            table: resources.table(&config.table_name)?,
+            store,
+            max_upload_bytes: config.max_upload_bytes,
+            max_object_bytes: config.max_object_bytes,
+            upload_url_ttl: config.upload_url_ttl,
+            cursor_key,
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     #[error("empty body: send the image bytes, e.g. curl --data-binary @photo.jpg")]
     Empty,
     #[error("body is {size} bytes; the limit is {limit}")]
     TooLarge { size: u64, limit: u64 },
-    #[error("invalid reservation: {0}; send JSON {{\"size\": <bytes>, \"content_type\": \"image/jpeg\" or \"image/png\"}}")]
+    #[error("invalid reservation: {0}; send JSON {{\"size\": <bytes>, \"content_type\": <the image's type, e.g. \"image/jpeg\">}}")]
     BadReservation(String),
-    #[error("content type {0:?} is not taken: image/jpeg or image/png")]
+    #[error("content type {0:?} is not an image type this pipeline takes; declare the type of the image you send, e.g. image/jpeg")]
     UnsupportedType(String),
     #[error(transparent)]
     NotAnImage(#[from] NotAnImage),

@@ -126,3 +126,53 @@ impl Metrics {
         String::from_utf8(out).expect("prometheus text is UTF-8")
     }
 }
+
+/// What the mappings and invokers report goes to `/metrics`; the crash drill's checkpoint point
+/// fires here.
+pub struct Observed {
+    pub metrics: Metrics,
+    pub faults: crate::faults::Faults,
+}
+
+impl event_source_mapping::Observer for Observed {
+    fn invoked(&self, function: &str, records: usize, iterator_age_s: f64) {
+        let m = &self.metrics;
+        m.invocations.with_label_values(&[function]).inc();
+        m.records_delivered
+            .with_label_values(&[function])
+            .inc_by(records as u64);
+        m.iterator_age
+            .with_label_values(&[function])
+            .set(iterator_age_s);
+    }
+
+    fn duration(&self, function: &str, seconds: f64) {
+        self.metrics
+            .duration
+            .with_label_values(&[function])
+            .observe(seconds);
+    }
+
+    fn error(&self, function: &str) {
+        self.metrics.errors.with_label_values(&[function]).inc();
+    }
+
+    fn filtered(&self, function: &str, records: usize) {
+        self.metrics
+            .records_filtered
+            .with_label_values(&[function])
+            .inc_by(records as u64);
+    }
+
+    fn dead_lettered(&self, function: &str, records: usize) {
+        self.metrics
+            .dead_letters
+            .with_label_values(&[function])
+            .inc_by(records as u64);
+    }
+
+    fn before_checkpoint(&self) {
+        self.faults
+            .crash_point(crate::faults::CrashPoint::BeforeCheckpoint);
+    }
+}

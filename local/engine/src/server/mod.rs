@@ -1,6 +1,6 @@
 //! The local API's transport: hyper's HTTP/1 connections over a loopback listener, with the
-//! limits that keep a client from holding the server open (README, "Limits and hostile input: the
-//! local server").
+//! limits that keep a client from holding the server open (docs/operations.md, "Limits and hostile
+//! input: the local server").
 //!
 //! - At most `max_connections` connections are served at once, kept below the file-descriptor
 //!   limit; the next one waits in the listen backlog until one closes.
@@ -17,28 +17,27 @@
 //! of spinning, and the connections already open carry on.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body as AxumBody;
 use axum::Router;
-use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-/// What a client may cost the server. `uploader serve` takes each as a flag (README).
+mod activity;
+mod deadline;
+
+use activity::{Activity, TrackedIo};
+pub use deadline::{BodyError, DeadlineBody};
+
+/// What a client may cost the server. `uploader serve` takes each as a flag (docs/operations.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
     /// From the connection being ready for a request to its head being complete.
@@ -64,41 +63,49 @@ impl ServerLimits {
     };
 
     /// Checks the limits against each other and against the largest upload.
-    pub fn validate(&self, max_upload_bytes: usize) -> Result<(), String> {
+    pub fn validate(&self, max_upload_bytes: usize) -> Result<(), LimitError> {
         for (name, d) in [
             ("header timeout", self.header_timeout),
             ("idle timeout", self.idle_timeout),
             ("body timeout", self.body_timeout),
         ] {
             if d.is_zero() {
-                return Err(format!("the {name} must be more than 0"));
+                return Err(LimitError::Zero(name));
             }
         }
         if self.idle_timeout > self.header_timeout {
-            return Err(format!(
-                "the idle timeout ({:?}) must not exceed the header timeout ({:?}): the header \
-                 timer also runs while a connection waits for its next request",
-                self.idle_timeout, self.header_timeout
-            ));
+            return Err(LimitError::IdleOverHeader {
+                idle: self.idle_timeout,
+                header: self.header_timeout,
+            });
         }
         if self.max_connections == 0 {
-            return Err("max connections must be at least 1".into());
+            return Err(LimitError::Zero("max connections"));
         }
         if self.max_buffered_bytes < max_upload_bytes {
-            return Err(format!(
-                "max buffered bytes ({}) is below the upload limit ({max_upload_bytes}): an upload \
-                 at the limit could never be buffered",
-                self.max_buffered_bytes
-            ));
+            return Err(LimitError::BufferBelowUpload {
+                buffered: self.max_buffered_bytes,
+                upload: max_upload_bytes,
+            });
         }
         if u32::try_from(self.max_buffered_bytes).is_err() {
-            return Err(format!(
-                "max buffered bytes ({}) must be under 4 GiB",
-                self.max_buffered_bytes
-            ));
+            return Err(LimitError::BufferTooLarge(self.max_buffered_bytes));
         }
         Ok(())
     }
+}
+
+/// Limits that contradict each other, or the largest upload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error("the {0} must be more than 0")]
+    Zero(&'static str),
+    #[error("the idle timeout ({idle:?}) must not exceed the header timeout ({header:?}): the header timer also runs while a connection waits for its next request")]
+    IdleOverHeader { idle: Duration, header: Duration },
+    #[error("max buffered bytes ({buffered}) is below the upload limit ({upload}): an upload at the limit could never be buffered")]
+    BufferBelowUpload { buffered: usize, upload: usize },
+    #[error("max buffered bytes ({0}) must be under 4 GiB")]
+    BufferTooLarge(usize),
 }
 
 impl Default for ServerLimits {
@@ -275,170 +282,5 @@ async fn connection(
                 conn.as_mut().graceful_shutdown();
             }
         }
-    }
-}
-
-/// When a connection last read or wrote a byte, and how many requests it has in progress.
-struct Activity {
-    start: Instant,
-    last_nanos: AtomicU64,
-    in_progress: Arc<AtomicUsize>,
-}
-
-/// A request in progress, until dropped.
-struct Busy(Arc<AtomicUsize>);
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            start: Instant::now(),
-            last_nanos: AtomicU64::new(0),
-            in_progress: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    fn touch(&self) {
-        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last_nanos.store(nanos, Ordering::Relaxed);
-    }
-
-    fn begin(&self) -> Busy {
-        self.in_progress.fetch_add(1, Ordering::SeqCst);
-        Busy(self.in_progress.clone())
-    }
-
-    fn last(&self) -> Instant {
-        self.start + Duration::from_nanos(self.last_nanos.load(Ordering::Relaxed))
-    }
-
-    fn idle_deadline(&self, idle: Duration) -> Instant {
-        if self.in_progress.load(Ordering::SeqCst) > 0 {
-            // A handler at work; look again later.
-            return Instant::now() + idle;
-        }
-        self.last() + idle
-    }
-
-    fn is_idle(&self, idle: Duration) -> bool {
-        self.in_progress.load(Ordering::SeqCst) == 0 && self.last().elapsed() >= idle
-    }
-}
-
-/// The TCP stream, noting every byte moved in [`Activity`].
-struct TrackedIo {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl AsyncRead for TrackedIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for TrackedIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// Why a request body stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum BodyError {
-    #[error("the body did not arrive within {} s of the request head", .0.as_secs_f64())]
-    TimedOut(Duration),
-    #[error("reading the body: {0}")]
-    Read(#[from] hyper::Error),
-}
-
-/// A request body that fails with [`BodyError::TimedOut`] once `timeout` has passed since the
-/// request head, however the bytes trickle in. A route that streams the body somewhere gets the
-/// same bound as one that buffers it.
-pub struct DeadlineBody {
-    inner: Incoming,
-    deadline: Pin<Box<Sleep>>,
-    timeout: Duration,
-}
-
-impl DeadlineBody {
-    fn new(inner: Incoming, timeout: Duration) -> DeadlineBody {
-        DeadlineBody {
-            inner,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
-            timeout,
-        }
-    }
-}
-
-impl Body for DeadlineBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        // The deadline first: a body that never pauses (an endless fast chunked one) is cut too.
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Some(Err(BodyError::TimedOut(self.timeout))));
-        }
-        Pin::new(&mut self.inner)
-            .poll_frame(cx)
-            .map(|frame| frame.map(|r| r.map_err(BodyError::Read)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

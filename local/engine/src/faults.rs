@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use config_vars::{ConfigError, Vars};
 use state::{
     ImageId, Item, ItemTable, Notice, Notifier, ObjectStore, Outcome, Page, Query, Stall,
     StateError, Status, Transition,
@@ -93,12 +94,25 @@ impl Faults {
     }
 
     /// From `UPLOADER_CRASH_AT` and `UPLOADER_ABORT_ON_SIZE`, if set.
-    pub fn from_env() -> anyhow::Result<Faults> {
-        let mut faults = Self::crash_from_env()?;
-        if let Ok(size) = std::env::var("UPLOADER_ABORT_ON_SIZE") {
-            let size: u64 = size.parse().map_err(|_| {
-                anyhow::anyhow!("UPLOADER_ABORT_ON_SIZE={size:?} is not a byte count")
-            })?;
+    pub fn from_vars(vars: &Vars) -> Result<Faults, ConfigError> {
+        let crash = vars.get("UPLOADER_CRASH_AT").map(|_| {
+            vars.with("UPLOADER_CRASH_AT", "", |spec| {
+                let (point, nth) = spec.split_once(':').unwrap_or((spec, "1"));
+                let point: CrashPoint = point.parse()?;
+                let nth: u64 = nth
+                    .parse()
+                    .map_err(|_| "the count after `:` must be a number".to_owned())?;
+                Ok::<_, String>((point, nth))
+            })
+        });
+        let mut faults = match crash.transpose()? {
+            Some((point, nth)) => {
+                tracing::warn!(point = point.as_str(), nth, "crash drill armed");
+                Faults::crashing_at(point, nth)
+            }
+            None => Faults::default(),
+        };
+        if let Some(size) = vars.parsed::<u64>("UPLOADER_ABORT_ON_SIZE", "a byte count")? {
             tracing::warn!(
                 size,
                 "poison drill armed: reading an object of this size aborts"
@@ -107,19 +121,6 @@ impl Faults {
             inner.abort_on_size = Some(size);
         }
         Ok(faults)
-    }
-
-    fn crash_from_env() -> anyhow::Result<Faults> {
-        let Ok(spec) = std::env::var("UPLOADER_CRASH_AT") else {
-            return Ok(Faults::default());
-        };
-        let (point, nth) = spec.split_once(':').unwrap_or((&spec, "1"));
-        let point: CrashPoint = point.parse().map_err(anyhow::Error::msg)?;
-        let nth = nth.parse().map_err(|_| {
-            anyhow::anyhow!("UPLOADER_CRASH_AT={spec:?}: the count must be a number")
-        })?;
-        tracing::warn!(point = point.as_str(), nth, "crash drill armed");
-        Ok(Faults::crashing_at(point, nth))
     }
 
     pub fn fail_store(&self, calls: u64) {

@@ -1,71 +1,14 @@
-//! The engine's AWS backend (feature `aws`): the handlers over DynamoDB, S3 and SNS, and the
-//! table's stream read through DynamoDB Streams into the local stream, where the mappings read it
-//! exactly as they read the embedded table's own.
+//! The bucket's notifications on the AWS backend, which S3 cannot deliver to a function on this
+//! machine: routed to an SQS queue, read from there.
 
-use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use aws_adapters::streams::{ReadRecord, ShardLog, ShardPosition, StreamReader};
-use aws_adapters::{DynamoTable, S3Store, SnsNotifier};
-use embedded_adapters::sqlite::Database;
 
-#[derive(Clone)]
-pub struct AwsBackend {
-    pub table: DynamoTable,
-    pub store: S3Store,
-    pub notifier: SnsNotifier,
-    pub reader: std::sync::Arc<StreamReader>,
-    /// Where the bucket's notifications arrive, when they are routed to SQS; none otherwise.
-    pub bucket_events: Option<BucketEventQueue>,
-}
-
-impl AwsBackend {
-    /// Clients from one SDK config (endpoints, region and credentials come from the environment).
-    pub async fn connect(
-        sdk: &aws_config::SdkConfig,
-        table: &str,
-        bucket: &str,
-        topic_arn: &str,
-        s3_path_style: bool,
-    ) -> anyhow::Result<AwsBackend> {
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(sdk)
-                .force_path_style(s3_path_style)
-                .build(),
-        );
-        Self::from_clients(
-            aws_sdk_dynamodb::Client::new(sdk),
-            aws_sdk_dynamodbstreams::Client::new(sdk),
-            s3,
-            aws_sdk_sns::Client::new(sdk),
-            table,
-            bucket,
-            topic_arn,
-        )
-        .await
-    }
-
-    /// From ready clients (each may have its own endpoint).
-    pub async fn from_clients(
-        ddb: aws_sdk_dynamodb::Client,
-        streams: aws_sdk_dynamodbstreams::Client,
-        s3: aws_sdk_s3::Client,
-        sns: aws_sdk_sns::Client,
-        table: &str,
-        bucket: &str,
-        topic_arn: &str,
-    ) -> anyhow::Result<AwsBackend> {
-        let stream_arn = StreamReader::stream_arn_of(&ddb, table).await?;
-        Ok(AwsBackend {
-            table: DynamoTable::new(ddb, table),
-            store: S3Store::new(s3, bucket),
-            notifier: SnsNotifier::new(sns, topic_arn),
-            reader: std::sync::Arc::new(StreamReader::new(streams, stream_arn)),
-            bucket_events: None,
-        })
-    }
-}
+use crate::bucket::BucketEvents;
+use crate::runner::{Pace, Runner};
 
 /// The bucket's `s3:ObjectCreated:*` notifications, routed to an SQS queue (S3's
 /// `QueueConfigurations`). On AWS, S3 invokes `ingest` itself; an engine running the handlers
@@ -167,14 +110,9 @@ pub fn object_created_events(body: &str) -> Vec<ObjectCreated> {
         .into_iter()
         .filter(|r| r.event_name.starts_with("ObjectCreated"))
         .filter_map(|r| {
-            // Keys arrive URL-encoded, spaces as `+`, as S3 sends them.
-            let encoded = r.s3.object.key.replace('+', " ");
-            let key = percent_encoding::percent_decode_str(&encoded)
-                .decode_utf8()
-                .ok()?
-                .into_owned();
             Some(ObjectCreated {
-                key,
+                // URL-encoded, spaces as `+`, as S3 sends them.
+                key: crate::bucket::decoded_key(&r.s3.object.key)?,
                 size: r.s3.object.size,
                 etag: r.s3.object.etag.trim_matches('"').to_owned(),
             })
@@ -182,73 +120,39 @@ pub fn object_created_events(body: &str) -> Vec<ObjectCreated> {
         .collect()
 }
 
-/// DynamoDB Streams, mirrored into the local stream.
-pub struct Mirror {
-    reader: std::sync::Arc<StreamReader>,
-    log: MirrorLog,
+/// Takes the bucket's notifications from their SQS queue (a long poll of a second) and queues
+/// them for the functions the template's rules name, as S3 would invoke them.
+pub struct BucketQueueRunner {
+    pub queue: BucketEventQueue,
+    pub bucket: Arc<BucketEvents>,
 }
-
-impl Mirror {
-    pub fn new(reader: std::sync::Arc<StreamReader>, db: Database) -> Mirror {
-        Mirror {
-            reader,
-            log: MirrorLog(db),
-        }
-    }
-
-    /// Reads what the stream has that the mirror does not; returns how many records it added.
-    pub async fn poll(&self) -> anyhow::Result<usize> {
-        self.reader.poll(&self.log).await
-    }
-}
-
-/// The local stream as the reader's shard log: records and shard position in one transaction.
-struct MirrorLog(Database);
 
 #[async_trait]
-impl ShardLog for MirrorLog {
-    async fn positions(&self) -> anyhow::Result<HashMap<String, ShardPosition>> {
-        Ok(self
-            .0
-            .shard_positions()
-            .await?
-            .into_iter()
-            .map(|(shard, p)| {
-                (
-                    shard,
-                    ShardPosition {
-                        last_sequence: p.last_sequence,
-                        done: p.done,
-                    },
-                )
-            })
-            .collect())
+impl Runner for BucketQueueRunner {
+    fn name(&self) -> &str {
+        "bucket notifications"
     }
 
-    async fn append(
-        &self,
-        shard_id: &str,
-        records: Vec<ReadRecord>,
-        position: ShardPosition,
-    ) -> anyhow::Result<()> {
-        let rows = records
-            .into_iter()
-            .map(|r| {
-                let item_id = match r.record.change.keys.get("id") {
-                    Some(serde_dynamo::AttributeValue::S(id)) => id.clone(),
-                    _ => String::new(),
-                };
-                (item_id, r.created_ms, state::stream::lambda_json(&r.record))
+    async fn step(&self) -> anyhow::Result<Pace> {
+        self.queue
+            .poll(|event| async move {
+                let held = self
+                    .bucket
+                    .object_created(&event.key, event.size, &event.etag)
+                    .await?;
+                self.bucket.released(held).await?;
+                Ok(())
             })
-            .collect();
-        self.0
-            .mirror(
-                shard_id.to_owned(),
-                rows,
-                position.last_sequence,
-                position.done,
-            )
-            .await
+            .await?;
+        Ok(Pace::Busy)
+    }
+
+    fn idle_wait(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn drains(&self) -> bool {
+        false
     }
 }
 
@@ -276,7 +180,7 @@ mod tests {
         assert!(object_created_events(test_event).is_empty());
         assert!(object_created_events("not json").is_empty());
         // As S3 itself sends it (the recorded event), with every field.
-        let recorded = include_str!("../../events/s3-put-ingest-jpg.json");
+        let recorded = include_str!("../../../../../events/s3-put-ingest-jpg.json");
         assert_eq!(
             object_created_events(recorded),
             [ObjectCreated {

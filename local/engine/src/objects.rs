@@ -22,8 +22,8 @@ use axum::Router;
 use embedded_adapters::files::FileStore;
 use embedded_adapters::signed::{SignatureError, UploadGrant};
 
+use crate::bucket::BucketEvents;
 use crate::faults::{CrashPoint, Faults};
-use crate::notifications::BucketEvents;
 use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 

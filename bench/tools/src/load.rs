@@ -1,4 +1,4 @@
-//! `uploader load`: a load generator for a running engine. It uploads one image over HTTP, either
+//! `bench-tools load`: a load generator for a running engine. It uploads one image over HTTP, either
 //! as fast as `concurrency` connections allow or at a fixed rate, then waits for every accepted item
 //! to finish and reports throughput, upload->notified latency from the items' own timestamps, and
 //! the engine's CPU time per item (from /proc, when given its pid).
@@ -265,27 +265,6 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadReport> {
             _ => None,
         },
     })
-}
-
-/// How many single-row transactions per second SQLite commits here, with the engine's settings:
-/// the floor under every write the pipeline makes.
-pub fn sqlite_commit_rate(dir: &std::path::Path, duration: Duration) -> anyhow::Result<f64> {
-    use event_source_mapping::{Checkpoints, Cursor};
-    let db = embedded_adapters::sqlite::Database::open(&dir.join("commit-rate.db"))?;
-    let checkpoints = embedded_adapters::sqlite::SqliteStream::new(db);
-    let rt = tokio::runtime::Handle::current();
-    let started = Instant::now();
-    let mut n = 0u64;
-    while started.elapsed() < duration {
-        let cursor = Cursor {
-            position: n,
-            in_flight: None,
-        };
-        tokio::task::block_in_place(|| rt.block_on(checkpoints.save("bench", cursor)))
-            .map_err(|e| anyhow::anyhow!(e))?;
-        n += 1;
-    }
-    Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
-//! The API on loopback: the routes of template.yaml's upload function, each served by the same
-//! `upload::handle` API Gateway invokes, plus `GET /metrics`.
+//! The API on loopback: each `Type: Api` route of template.yaml, served by its function's handler
+//! as API Gateway invokes it, plus `GET /metrics`.
 //!
-//! Only the routes that take a body (`POST`, that is `POST /upload`) read one, and only after
-//! reserving its bytes in a [`ByteBudget`] shared by all requests. A declared `Content-Length` over
-//! the upload limit is answered 413 before the body is touched, so hyper never sends
+//! Only `POST` routes read a body, and only after admission control ([`Admission`]) lets them and
+//! its bytes are reserved in a [`ByteBudget`] shared by all requests. A declared `Content-Length`
+//! over the function's limit is answered 413 before the body is touched, so hyper never sends
 //! `100 Continue` for it. The body's deadline comes from the transport ([`crate::server`]).
 
 use std::collections::HashMap;
@@ -19,10 +19,12 @@ use http_body_util::BodyExt;
 use lambda_http::{Body, RequestExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use sam_template::Route;
+
 use crate::admission::Admission;
+use crate::host::ApiFunction;
 use crate::metrics::Metrics;
 use crate::server::BodyError;
-use crate::template::Route;
 
 /// How long a client refused for want of buffer space is asked to wait.
 const RETRY_AFTER_S: u64 = 1;
@@ -51,51 +53,76 @@ impl ByteBudget {
     }
 }
 
+/// One of the template's routes, and the function behind it.
 #[derive(Clone)]
-struct Api {
-    upload: Arc<upload::Deps>,
+pub struct ApiRoute {
+    pub route: Route,
+    pub function: Arc<dyn ApiFunction>,
+}
+
+/// What the API serves.
+pub struct Api {
+    pub routes: Vec<ApiRoute>,
+    pub metrics: Metrics,
+    /// The embedded bucket's `/objects/...`, if there is one.
+    pub objects: Option<crate::objects::Objects>,
+    pub budget: ByteBudget,
+    pub admission: Admission,
+}
+
+/// What every route shares.
+#[derive(Clone)]
+struct Shared {
     metrics: Metrics,
     budget: ByteBudget,
     admission: Admission,
 }
 
-pub fn router(
-    upload: Arc<upload::Deps>,
-    routes: &[Route],
-    metrics: Metrics,
-    objects: Option<crate::objects::Objects>,
-    budget: ByteBudget,
-    admission: Admission,
-) -> anyhow::Result<Router> {
-    let api = Api {
-        upload,
-        metrics,
-        budget,
-        admission,
+pub fn router(api: Api) -> anyhow::Result<Router> {
+    let shared = Shared {
+        metrics: api.metrics,
+        budget: api.budget,
+        admission: api.admission,
     };
     let mut router = Router::new().route("/metrics", axum::routing::get(metrics_text));
-    for route in routes {
+    for ApiRoute { route, function } in &api.routes {
         let method: Method = route.method.parse()?;
         let filter = MethodFilter::try_from(method.clone())
             .map_err(|e| anyhow::anyhow!("route {} {}: {e}", route.method, route.path))?;
+        let function = function.clone();
         router = if method == Method::POST {
-            router.route(&route.path, on(filter, invoke_with_body))
+            router.route(
+                &route.path,
+                on(filter, move |State(shared): State<Shared>, req: Request| {
+                    invoke_with_body(shared, function, req)
+                }),
+            )
         } else {
-            router.route(&route.path, on(filter, invoke_without_body))
+            router.route(
+                &route.path,
+                on(filter, move |req: Request| {
+                    invoke_without_body(function, req)
+                }),
+            )
         };
     }
-    // Unknown paths get the function's own JSON 404, as one function owns the whole API.
-    let router = router.fallback(invoke_without_body).with_state(api);
-    Ok(match objects {
+    // Unknown paths get the first function's own JSON 404, as API Gateway hands the template's
+    // one API function every path it does not route.
+    if let Some(first) = api.routes.first() {
+        let first = first.function.clone();
+        router = router.fallback(move |req: Request| invoke_without_body(first, req));
+    }
+    let router = router.with_state(shared);
+    Ok(match api.objects {
         Some(objects) => router.merge(crate::objects::router(objects)),
         None => router,
     })
 }
 
-async fn metrics_text(State(api): State<Api>) -> impl IntoResponse {
+async fn metrics_text(State(shared): State<Shared>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],
-        api.metrics.render(),
+        shared.metrics.render(),
     )
 }
 
@@ -111,8 +138,9 @@ fn json_error(status: StatusCode, message: &str) -> Response {
 }
 
 /// 503 with `Retry-After`, counted as a throttle.
-fn throttled(api: &Api, message: &str) -> Response {
-    api.metrics
+fn throttled(shared: &Shared, message: &str) -> Response {
+    shared
+        .metrics
         .throttles
         .with_label_values(&[crate::metrics::API_FUNCTION])
         .inc();
@@ -141,8 +169,12 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 
 /// A route that takes a body (`POST /upload`, `POST /uploads`): check the declared length and
 /// the backlog, reserve, read, invoke.
-async fn invoke_with_body(State(api): State<Api>, req: Request) -> Response {
-    let limit = api.upload.max_upload_bytes;
+async fn invoke_with_body(
+    shared: Shared,
+    function: Arc<dyn ApiFunction>,
+    req: Request,
+) -> Response {
+    let limit = function.max_body_bytes();
     let (parts, body) = req.into_parts();
     let declared = declared_length(&parts.headers);
     let reserve = match declared {
@@ -152,21 +184,21 @@ async fn invoke_with_body(State(api): State<Api>, req: Request) -> Response {
         // Chunked: it may run up to the limit.
         None => limit,
     };
-    if let Some(why) = api.admission.refusal().await {
+    if let Some(why) = shared.admission.refusal().await {
         tracing::debug!(%why, "request refused: the backlog is full");
-        return throttled(&api, &format!("{why}; retry after {RETRY_AFTER_S} s"));
+        return throttled(&shared, &format!("{why}; retry after {RETRY_AFTER_S} s"));
     }
-    let Some(_reservation) = api.budget.try_reserve(reserve) else {
+    let Some(_reservation) = shared.budget.try_reserve(reserve) else {
         tracing::warn!(
             reserve,
-            budget = api.budget.total,
+            budget = shared.budget.total,
             "upload refused: the byte budget is spent"
         );
         return throttled(
-            &api,
+            &shared,
             &format!(
                 "the server is already buffering as many upload bytes as it may ({}); retry after {RETRY_AFTER_S} s",
-                api.budget.total
+                shared.budget.total
             ),
         );
     };
@@ -188,13 +220,13 @@ async fn invoke_with_body(State(api): State<Api>, req: Request) -> Response {
     } else {
         Body::Binary(bytes)
     };
-    invoke(&api, parts, body).await
+    invoke(function.as_ref(), parts, body).await
 }
 
 /// Every other route: the body, if any, is never read.
-async fn invoke_without_body(State(api): State<Api>, req: Request) -> Response {
+async fn invoke_without_body(function: Arc<dyn ApiFunction>, req: Request) -> Response {
     let (parts, _unread) = req.into_parts();
-    invoke(&api, parts, Body::Empty).await
+    invoke(function.as_ref(), parts, Body::Empty).await
 }
 
 enum ReadError {
@@ -237,8 +269,12 @@ async fn read_body(
     Ok(buf)
 }
 
-/// Hands the request to `upload::handle` as the `lambda_http::Request` API Gateway would.
-async fn invoke(api: &Api, parts: axum::http::request::Parts, body: Body) -> Response {
+/// Hands the request to the function as the `lambda_http::Request` API Gateway would.
+async fn invoke(
+    function: &dyn ApiFunction,
+    parts: axum::http::request::Parts,
+    body: Body,
+) -> Response {
     let query: HashMap<String, Vec<String>> = parts
         .uri
         .query()
@@ -253,7 +289,7 @@ async fn invoke(api: &Api, parts: axum::http::request::Parts, body: Body) -> Res
         })
         .unwrap_or_default();
     let request = lambda_http::Request::from_parts(parts, body).with_query_string_parameters(query);
-    let response = upload::handle(request, &api.upload).await;
+    let response = function.invoke(request).await;
     let (parts, body) = response.into_parts();
     let body = match body {
         Body::Text(t) => AxumBody::from(t),

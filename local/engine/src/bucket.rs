@@ -1,15 +1,16 @@
 //! The bucket's event notifications, on one machine: when an object is created, every rule of
 //! template.yaml's `Type: S3` events that matches its key (events, prefix, suffix; nothing
-//! restated in Rust) queues an `s3:ObjectCreated:Put` event for its function, as S3 sends it
-//! (`aws_lambda_events` S3 event record, key URL-encoded). The queue is durable; the functions'
-//! asynchronous invokers deliver it at least once.
+//! restated in Rust) queues an `s3:ObjectCreated:Put` event for the rule's function, as S3 sends
+//! it (`aws_lambda_events` S3 event record, key URL-encoded). Whichever functions the template
+//! gives such events are notified. The queue is durable; the functions' asynchronous invokers
+//! deliver it at least once.
 
 use aws_lambda_events::s3::{
     S3Bucket, S3Entity, S3EventRecord, S3Object, S3RequestParameters, S3UserIdentity,
 };
 use embedded_adapters::sqlite::Database;
 
-use crate::template::NotificationRule;
+use sam_template::NotificationRule;
 
 /// The event name of a plain PUT, as S3 writes it in records (rules say `s3:ObjectCreated:*`).
 pub const OBJECT_CREATED_PUT: &str = "ObjectCreated:Put";
@@ -18,7 +19,23 @@ pub const OBJECT_CREATED_PUT: &str = "ObjectCreated:Put";
 pub struct BucketEvents {
     db: Database,
     bucket: String,
-    rules: Vec<(NotificationRule, String)>,
+    rules: Vec<Notified>,
+}
+
+/// A rule of the bucket's notifications, and the asynchronous queue of the function it invokes.
+#[derive(Debug, Clone)]
+pub struct Notified {
+    pub rule: NotificationRule,
+    pub queue: String,
+}
+
+/// What [`BucketEvents::recover`] did with the events an interrupted write left held.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Their objects are there: due now.
+    pub released: usize,
+    /// Their objects never arrived: forgotten.
+    pub dropped: usize,
 }
 
 /// A key as S3 puts it in an event: URL-encoded (form style: a space is `+`), `/` kept.
@@ -29,12 +46,18 @@ pub fn encoded_key(key: &str) -> String {
         .join("/")
 }
 
+/// The key an event names, decoded ([`encoded_key`]'s inverse: `red+flower.jpg` is
+/// `red flower.jpg`); `None` if it does not decode to UTF-8.
+pub fn decoded_key(encoded: &str) -> Option<String> {
+    let plus_as_space = encoded.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8()
+        .ok()
+        .map(|key| key.into_owned())
+}
+
 impl BucketEvents {
-    pub fn new(
-        db: Database,
-        bucket: impl Into<String>,
-        rules: Vec<(NotificationRule, String)>,
-    ) -> Self {
+    pub fn new(db: Database, bucket: impl Into<String>, rules: Vec<Notified>) -> Self {
         BucketEvents {
             db,
             bucket: bucket.into(),
@@ -42,14 +65,13 @@ impl BucketEvents {
         }
     }
 
-    /// The queues whose rules match a PUT of `key`.
-    pub fn queues_for(&self, key: &str) -> Vec<(&NotificationRule, &str)> {
+    /// The rules (with their queues) that match a PUT of `key`.
+    pub fn matching(&self, key: &str) -> impl Iterator<Item = &Notified> {
         let encoded = encoded_key(key);
-        self.rules
-            .iter()
-            .filter(|(rule, _)| rule.matches(&format!("s3:{OBJECT_CREATED_PUT}"), &encoded))
-            .map(|(rule, queue)| (rule, queue.as_str()))
-            .collect()
+        self.rules.iter().filter(move |n| {
+            n.rule
+                .matches(&format!("s3:{OBJECT_CREATED_PUT}"), &encoded)
+        })
     }
 
     /// The event S3 sends for a PUT of `key` (`size` bytes, `etag` the MD5 in hex).
@@ -101,9 +123,9 @@ impl BucketEvents {
     /// start: never an object without its event, never an event before its object.
     pub async fn object_created(&self, key: &str, size: u64, etag: &str) -> anyhow::Result<Held> {
         let mut ids = Vec::new();
-        for (rule, queue) in self.queues_for(key) {
-            let record = serde_json::to_value(self.record(rule, key, size, etag))?;
-            ids.extend(self.db.enqueue(queue, vec![record], true).await?);
+        for notified in self.matching(key) {
+            let record = serde_json::to_value(self.record(&notified.rule, key, size, etag))?;
+            ids.extend(self.db.enqueue(&notified.queue, vec![record], true).await?);
         }
         Ok(Held(ids))
     }
@@ -123,27 +145,27 @@ impl BucketEvents {
         &self,
         store: &dyn state::ObjectStore,
         held_for: std::time::Duration,
-    ) -> anyhow::Result<(usize, usize)> {
-        let (mut released, mut dropped) = (0, 0);
+    ) -> anyhow::Result<Recovered> {
+        let mut recovered = Recovered::default();
         let before = state::now_ms() - held_for.as_millis() as i64;
         for (id, record) in self.db.held(before).await? {
             let key = record["s3"]["object"]["key"]
                 .as_str()
-                .map(ingest::decoded_key)
+                .and_then(decoded_key)
                 .unwrap_or_default();
             match store.head(&key).await {
                 Ok(_) => {
                     self.db.release(vec![id]).await?;
-                    released += 1;
+                    recovered.released += 1;
                 }
                 Err(state::StateError::ObjectMissing(_)) => {
                     self.db.drop_held(id).await?;
-                    dropped += 1;
+                    recovered.dropped += 1;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok((released, dropped))
+        Ok(recovered)
     }
 }
 
@@ -158,5 +180,31 @@ impl Held {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_encoded_as_s3_encodes_them_and_decoded_back() {
+        for key in [
+            "ingest/red flower.jpg",
+            "ingest/a+b=c&d.png",
+            "ingest/été/ü.JPG",
+        ] {
+            let encoded = encoded_key(key);
+            assert!(!encoded.contains(' '), "{encoded}");
+            assert_eq!(decoded_key(&encoded).as_deref(), Some(key));
+        }
+        assert_eq!(
+            encoded_key("ingest/red flower.jpg"),
+            "ingest/red+flower.jpg"
+        );
+        assert_eq!(
+            decoded_key("ingest%2Fred+flower.jpg").as_deref(),
+            Some("ingest/red flower.jpg")
+        );
     }
 }

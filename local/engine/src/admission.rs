@@ -25,28 +25,30 @@ const MIN_BUSY: Duration = Duration::from_millis(500);
 /// Read positions are sampled at most this often (every request checks admission).
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
+/// The two bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Records of backlog (`--max-backlog`).
+    pub max_records: u64,
+    /// Seconds of work in the backlog (`--max-backlog-seconds`).
+    pub max_seconds: Duration,
+}
+
 #[derive(Clone)]
 pub struct Admission {
     stream: SqliteStream,
     /// The stream mappings (template.yaml's), by name.
     mappings: Arc<[String]>,
-    max_records: u64,
-    max_seconds: Duration,
+    limits: Limits,
     reads: Arc<Mutex<ReadRate>>,
 }
 
 impl Admission {
-    pub fn new(
-        stream: SqliteStream,
-        mappings: Arc<[String]>,
-        max_records: u64,
-        max_seconds: Duration,
-    ) -> Self {
+    pub fn new(stream: SqliteStream, mappings: Arc<[String]>, limits: Limits) -> Self {
         Admission {
             stream,
             mappings,
-            max_records,
-            max_seconds,
+            limits,
             reads: Default::default(),
         }
     }
@@ -66,7 +68,12 @@ impl Admission {
             reads.observe(Instant::now(), unread);
             reads.per_second()
         };
-        judge(unread, rate, self.max_records, self.max_seconds)
+        judge(
+            unread,
+            rate,
+            self.limits.max_records,
+            self.limits.max_seconds,
+        )
     }
 }
 
