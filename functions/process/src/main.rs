@@ -11,11 +11,13 @@ async fn main() -> Result<(), Error> {
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
         tracing::debug!(error = %e, "transparent huge pages left as the kernel has them");
     }
+    let metrics = pipeline_metrics::lambda::install(&Vars::env())?;
     let config = Config::from_vars(&Vars::env())?;
     let deps = Deps::new(config, &AwsResources::from_env().await)?;
     let deps = &deps;
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<_>| async move {
-        handle(ev, deps).await
-    }))
+    pipeline_metrics::lambda::run(
+        metrics,
+        service_fn(move |ev: LambdaEvent<_>| async move { handle(ev, deps).await }),
+    )
     .await
 }

@@ -53,12 +53,16 @@ pub struct Deps {
     pub cursor_key: CursorKey,
 }
 
+/// The function's name in its metrics (template.yaml's binary).
+pub const FUNCTION: &str = "upload";
+
 impl Deps {
     /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally),
     /// and the keys its secrets hold, read once, now: both secrets at once. With a CDN, the
     /// bucket's renditions are linked through it (how is the resources' business: CloudFront's
     /// signed URLs on AWS).
     pub async fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+        pipeline_metrics::cold_start(FUNCTION);
         let read = |id: &str| {
             let id = id.to_owned();
             async move { resources.secrets()?.string(&id).await }
