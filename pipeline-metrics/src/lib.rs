@@ -40,6 +40,18 @@ pub struct Metric {
     pub help: &'static str,
 }
 
+impl Metric {
+    /// The unit as CloudWatch names it (EMF's `Unit`).
+    pub fn cloudwatch_unit(&self) -> &'static str {
+        match self.unit {
+            Unit::Count => "Count",
+            Unit::Bytes => "Bytes",
+            Unit::Milliseconds => "Milliseconds",
+            _ => "None",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// A count added to; in CloudWatch, one value per flush (take its Sum).

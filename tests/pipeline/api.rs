@@ -153,18 +153,25 @@ async fn the_functions_own_metrics_are_on_the_metrics_page_once_an_upload_is_not
             m.name
         );
     }
-    let grew = |name: &str, labels: &str| sample(&text, name, labels) - sample(&before, name, labels);
+    let grew =
+        |name: &str, labels: &str| sample(&text, name, labels) - sample(&before, name, labels);
     let process = r#"function="process""#;
     assert!(grew(pm::IMAGES_PROCESSED, process) >= 1.0, "{text}");
     assert!(grew(pm::RENDITIONS, process) >= renditions, "{text}");
     assert!(grew(pm::INPUT_BYTES, process) >= size, "{text}");
     assert!(grew(pm::OUTPUT_BYTES, process) > 0.0, "{text}");
-    assert!(grew(pm::NOTICES_PUBLISHED, r#"function="notice""#) >= 1.0, "{text}");
+    assert!(
+        grew(pm::NOTICES_PUBLISHED, r#"function="notice""#) >= 1.0,
+        "{text}"
+    );
     let undecodable = r#"function="process",reason="undecodable""#;
     assert!(grew(pm::IMAGES_FAILED, undecodable) >= 1.0, "{text}");
     for function in ["upload", "process", "notice", "ingest", "failures"] {
         let labels = format!(r#"function="{function}""#);
-        assert!(sample(&text, pm::COLD_STARTS, &labels) >= 1.0, "{function}: {text}");
+        assert!(
+            sample(&text, pm::COLD_STARTS, &labels) >= 1.0,
+            "{function}: {text}"
+        );
     }
     // The histograms: one observation per image, each a positive number of milliseconds.
     for name in [pm::PROCESSING_MS, pm::MS_PER_MEGAPIXEL] {
