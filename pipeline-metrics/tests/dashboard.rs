@@ -20,7 +20,7 @@ fn template() -> Yaml {
 /// The dashboard's body as written: the text of its `!Sub`, with its `${...}` references kept.
 fn dashboard_body(template: &Yaml) -> Value {
     let dashboard = &template["Resources"]["MetricsDashboard"];
-    assert_eq!(dashboard["Type"], Yaml::from("AWS::CloudWatch::Dashboard"));
+    assert_eq!(dashboard["Type"], "AWS::CloudWatch::Dashboard");
     let Yaml::Tagged(sub) = &dashboard["Properties"]["DashboardBody"] else {
         panic!("DashboardBody is a !Sub");
     };
@@ -100,7 +100,7 @@ fn the_dashboard_graphs_every_metric_the_functions_emit_with_its_dimensions() {
         .as_mapping()
         .unwrap()
         .values()
-        .filter(|r| r["Type"] == Yaml::from("AWS::Serverless::Function"))
+        .filter(|r| r["Type"] == "AWS::Serverless::Function")
         .map(|r| {
             r["Metadata"]["BuildProperties"]["Binary"]
                 .as_str()
@@ -137,7 +137,7 @@ fn the_dashboard_graphs_every_metric_the_functions_emit_with_its_dimensions() {
         .as_mapping()
         .unwrap()
         .iter()
-        .filter(|(_, r)| r["Type"] == Yaml::from("AWS::CloudWatch::Alarm"))
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
         .map(|(id, _)| format!("${{{}.Arn}}", id.as_str().unwrap()))
         .collect();
     assert!(!alarms.is_empty());
