@@ -616,3 +616,111 @@ async fn two_puts_at_once_to_one_url_store_exactly_the_winner_and_the_item_agree
         );
     }
 }
+
+/// Names are data: a file dropped into the bucket whose name holds CR, LF and tabs (a header and a
+/// blank line, then text) reaches `notified`, and its mail has exactly the headers the notice
+/// function writes and a body with no line the name added: the name is there on one line, its
+/// controls escaped. The item keeps the name as it is.
+#[tokio::test]
+async fn a_dropped_in_name_with_line_breaks_adds_no_line_or_header_to_the_mail() {
+    let app = spawn_engine().await;
+    // moto's server cannot route a key with a line feed (S3 takes any UTF-8), so on the AWS
+    // backend the name breaks its lines with CR and the Unicode line separator instead.
+    let (name, escaped) = match &app.aws {
+        None => (
+            "evil\r\nX-Evil: 1\r\n\r\ninjected text\tand a tab.jpg",
+            "evil\\r\\nX-Evil: 1\\r\\n\\r\\ninjected text\\tand a tab.jpg",
+        ),
+        Some(_) => (
+            "evil\rX-Evil: 1\r\u{2028}injected text\tand a tab.jpg",
+            "evil\\rX-Evil: 1\\r\\u{2028}injected text\\tand a tab.jpg",
+        ),
+    };
+    let key = format!("ingest/{name}");
+    let body = fixture("FreshFlower.jpg");
+    let id = match &app.aws {
+        None => {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join(name);
+            std::fs::write(&file, &body).unwrap();
+            let dropped = local::commands::drop_in(&app.engine, &file).await.unwrap();
+            assert_eq!(dropped.key, key);
+            dropped.id.to_string()
+        }
+        Some(world) => {
+            let put = world
+                .s3
+                .put_object()
+                .bucket(&world.bucket)
+                .key(&key)
+                .body(body.clone().into())
+                .send()
+                .await
+                .unwrap();
+            let etag = put.e_tag().unwrap().trim_matches('"').to_owned();
+            app.engine
+                .object_created(&key, body.len() as u64, &etag)
+                .await
+                .unwrap();
+            state::ImageId::derived(&format!("s3://{}/{key}#{etag}", world.bucket)).to_string()
+        }
+    };
+    app.drain().await;
+    let item = app.item(&id).await;
+    assert_eq!(item["status"], "notified", "{item}");
+    assert_eq!(item["object_key"], key.as_str(), "the item keeps the name");
+
+    let notices = app.notices().await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    // What the reader sees: the SNS message on AWS; locally the .eml's body, decoded.
+    let text = match &app.aws {
+        Some(_) => notices[0].text.clone(),
+        None => {
+            // Its headers end at the first blank line, and none is the client's.
+            let mail = std::fs::read_to_string(&crate::helpers::mails(app.dir.path())[0]).unwrap();
+            let (headers, body) = mail.split_once("\r\n\r\n").unwrap();
+            let names: Vec<&str> = headers
+                .split("\r\n")
+                .filter(|l| !l.starts_with(' ') && !l.starts_with('\t'))
+                .filter_map(|l| l.split_once(':').map(|(n, _)| n))
+                .collect();
+            let ours = [
+                "From",
+                "To",
+                "Subject",
+                "Message-ID",
+                "Content-Type",
+                "Content-Transfer-Encoding",
+                "Date",
+                "MIME-Version",
+            ];
+            assert!(
+                names.iter().all(|n| ours.contains(n)),
+                "only the notice function's headers: {headers}"
+            );
+            assert!(!headers.contains("X-Evil"), "{headers}");
+            if headers.contains("Content-Transfer-Encoding: quoted-printable") {
+                let decoded =
+                    quoted_printable::decode(body, quoted_printable::ParseMode::Strict).unwrap();
+                String::from_utf8(decoded).unwrap()
+            } else {
+                body.to_owned()
+            }
+        }
+    };
+    let text = text.replace("\r\n", "\n");
+    assert!(text.contains("Your image has been processed."), "{text}");
+    let original_line = text
+        .lines()
+        .find(|l| l.starts_with("original: "))
+        .unwrap_or_else(|| panic!("no original line in\n{text}"));
+    assert!(
+        original_line.ends_with(&format!("/ingest/{escaped}")),
+        "the name on its own line, escaped: {original_line:?}"
+    );
+    for line in text.lines() {
+        assert!(!line.starts_with("X-Evil"), "an injected header: {text}");
+        assert!(!line.starts_with("injected"), "an injected line: {text}");
+        assert!(!line.chars().any(state::text::is_unsafe), "{line:?}");
+    }
+}

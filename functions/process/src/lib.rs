@@ -197,7 +197,8 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 async fn fail(deps: &Deps, item: &Item, error: String) -> Result<(), StateError> {
-    tracing::info!(%error, "image rejected");
+    // The error may quote the object's key or its metadata, which are the client's.
+    tracing::info!(error = %state::text::one_line(&error), "image rejected");
     transition::failed(deps.table.as_ref(), item.id, Status::Uploaded, error).await?;
     Ok(())
 }
