@@ -724,3 +724,98 @@ async fn a_dropped_in_name_with_line_breaks_adds_no_line_or_header_to_the_mail()
         assert!(!line.chars().any(state::text::is_unsafe), "{line:?}");
     }
 }
+
+/// Reservations are bounded: with `MaxPendingReservations=5`, five reservations are granted and
+/// the sixth is 503 with `Retry-After` and a message naming the bound, writing nothing. A
+/// reservation whose photo arrived is no longer outstanding, so it frees its room; locally so do
+/// expired ones, deleted by the engine's sweep.
+#[tokio::test]
+async fn reservations_beyond_the_bound_are_503_with_retry_after_and_write_nothing() {
+    let app = crate::helpers::spawn_engine_with(|cfg| {
+        cfg.parameters
+            .insert("MaxPendingReservations".into(), "5".into());
+    })
+    .await;
+    let photo = fixture("FreshFlower.jpg");
+    let mut granted = Vec::new();
+    for _ in 0..5 {
+        granted.push(app.reserve_ok(photo.len(), "image/jpeg").await);
+    }
+    let pending = |items: Vec<Value>| items.iter().filter(|i| i["status"] == "pending").count();
+    let refused = app
+        .reserve(json!({ "size": photo.len(), "content_type": "image/jpeg" }))
+        .await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "30");
+    let answer: Value = refused.json().await.unwrap();
+    let message = answer["error"].as_str().unwrap();
+    assert!(
+        message.contains("5 reservations are outstanding")
+            && message.contains("MaxPendingReservations"),
+        "{message}"
+    );
+    assert_eq!(pending(app.items().await), 5, "the refusal wrote nothing");
+
+    // One photo arrives: its reservation is no longer outstanding, and one more is granted.
+    let put = app.put(&granted[0], photo.clone(), None).await;
+    assert_eq!(put.status(), 200);
+    app.drain().await;
+    assert_eq!(
+        app.item(granted[0]["id"].as_str().unwrap()).await["status"],
+        "notified"
+    );
+    app.reserve_ok(photo.len(), "image/jpeg").await;
+    let again = app
+        .reserve(json!({ "size": photo.len(), "content_type": "image/jpeg" }))
+        .await;
+    assert_eq!(again.status(), 503);
+    assert_eq!(pending(app.items().await), 5);
+
+    if app.aws.is_none() {
+        // Expired reservations are gone, and so is the bound's hold.
+        let after_ttl = granted[1]["expires_at"].as_i64().unwrap() / 1000 + 2 * 3600;
+        assert_eq!(
+            app.engine.expire_reservations_at(after_ttl).await.unwrap(),
+            5
+        );
+        app.reserve_ok(photo.len(), "image/jpeg").await;
+    }
+}
+
+/// Expiring many reservations goes in small steps: each step deletes at most what it is given
+/// (the engine's sweep gives 200), oldest first, and the API answers between steps.
+#[tokio::test]
+async fn many_reservations_expire_in_small_steps_with_the_api_answering_between() {
+    let app = spawn_engine().await;
+    if app.aws.is_some() {
+        return; // DynamoDB's TTL deletes on AWS
+    }
+    let mut last = Value::Null;
+    for _ in 0..45 {
+        last = app.reserve_ok(1234, "image/jpeg").await;
+    }
+    app.drain().await;
+    let after_ttl = last["expires_at"].as_i64().unwrap() / 1000 + 2 * 3600;
+    let mut steps = Vec::new();
+    loop {
+        let n = app
+            .engine
+            .expire_reservations_step(after_ttl, 20)
+            .await
+            .unwrap();
+        steps.push(n);
+        // The API answers between two steps.
+        let page = app
+            .http
+            .get(app.url("/items?status=pending&limit=1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        if n == 0 {
+            break;
+        }
+    }
+    assert_eq!(steps, [20, 20, 5, 0]);
+    assert!(app.items().await.is_empty());
+}
