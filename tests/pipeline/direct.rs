@@ -819,3 +819,38 @@ async fn many_reservations_expire_in_small_steps_with_the_api_answering_between(
     assert_eq!(steps, [20, 20, 5, 0]);
     assert!(app.items().await.is_empty());
 }
+
+/// A kill during a PUT leaves its partial file (`incoming/.tmpXXXXXX.part`) for ever, unless the
+/// engine removes it: it does as it starts, before it serves, and removes nothing else (an object
+/// under `incoming/`, a file named `.part` elsewhere in the bucket).
+#[tokio::test]
+async fn partial_uploads_a_stop_left_are_removed_when_the_engine_starts() {
+    if crate::helpers::aws_selected() {
+        return; // S3 keeps no partial PUTs
+    }
+    let planted = std::sync::Mutex::new(None);
+    let app = crate::helpers::spawn_engine_with(|cfg| {
+        let bucket = cfg.data_dir.join("objects/images");
+        std::fs::create_dir_all(bucket.join("incoming")).unwrap();
+        std::fs::create_dir_all(bucket.join("ingest")).unwrap();
+        let stale = bucket.join("incoming/.tmpk3J9xQ.part");
+        std::fs::write(&stale, vec![0xA5; 1 << 20]).unwrap();
+        let object = bucket.join(format!("incoming/{}", state::ImageId::generate()));
+        std::fs::write(&object, fixture("FreshFlower.jpg")).unwrap();
+        let elsewhere = bucket.join("ingest/holiday.part");
+        std::fs::write(&elsewhere, b"a drop-in's own name").unwrap();
+        *planted.lock().unwrap() = Some((stale, object, elsewhere));
+    })
+    .await;
+    let (stale, object, elsewhere) = planted.lock().unwrap().take().unwrap();
+    assert!(!stale.exists(), "the partial upload was removed");
+    assert!(object.exists(), "an object under incoming/ stays");
+    assert!(
+        elsewhere.exists(),
+        "a .part outside incoming/ is not the engine's"
+    );
+    // The engine serves as before.
+    let id = app.upload_ok(fixture("FreshFlower.jpg")).await;
+    app.drain().await;
+    assert_eq!(app.item(&id).await["status"], "notified");
+}

@@ -215,7 +215,7 @@ async fn store(
         .await
         .map_err(|e| Refused::Store(e.into()))?;
     let tmp = tempfile::Builder::new()
-        .suffix(".part")
+        .suffix(PARTIAL)
         .tempfile_in(dir)
         .map_err(|e| Refused::Store(e.into()))?;
     let mut out = tokio::fs::File::from_std(
@@ -273,6 +273,31 @@ async fn store(
         .await
         .map_err(Refused::Store)?;
     Ok(etag)
+}
+
+/// Where an upload's bytes go until they are complete: `<key>.part`, beside its object.
+const PARTIAL: &str = ".part";
+
+/// Removes what uploads cut short by a crash left under `incoming/` (`*.part`: never an object's
+/// key, which is `incoming/<id>`). Called as the engine starts, before it serves: no PUT is in
+/// progress then, so every such file is stale. Returns how many it removed.
+pub fn remove_partial_uploads(files: &FileStore) -> std::io::Result<usize> {
+    let dir = files.root().join("incoming");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let partial = entry.file_name().to_string_lossy().ends_with(PARTIAL);
+        if partial && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
