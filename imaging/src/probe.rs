@@ -25,8 +25,6 @@ pub struct Header {
     pub icc: Option<Vec<u8>>,
     /// What decoding and every rendition will allocate; within the budget.
     pub estimate: Estimate,
-    /// The renditions are made on threads of their own, side by side ([`probe`] decides).
-    pub renditions_side_by_side: bool,
     /// Broken ancillary parts the header held and the image goes without (a profile, EXIF).
     pub warnings: Vec<String>,
     /// HEIC: pixels of the largest picture the decoder makes on the way (a tile, a coded picture
@@ -126,7 +124,7 @@ const EXIF_BYTES_PER_BYTE: u64 = 130;
 
 /// Reads and checks the header of `bytes`.
 pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
-    let mut header = match sniff(bytes)? {
+    let header = match sniff(bytes)? {
         MediaType::Jpeg => probe_jpeg(bytes, settings)?,
         MediaType::Png => probe_png(bytes, settings)?,
         MediaType::Heic => probe_heic(bytes, settings)?,
@@ -140,24 +138,10 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
             budget_mb: settings.memory_budget / MIB,
         });
     }
-    // Side by side when that pays (several renditions of a large decoded image, and cores to run
-    // them on) and the memory of all of them at once fits the budget; otherwise one after another.
-    let together = Estimate {
-        rendition: header.estimate.renditions_together,
-        ..header.estimate
-    };
-    let (decoded_w, decoded_h) = header.decoded_size();
-    if header.targets.len() > 1
-        && worth_a_second_thread(decoded_w, decoded_h)
-        && together.total() <= settings.memory_budget
-    {
-        header.estimate = together;
-        header.renditions_side_by_side = true;
-    }
     Ok(header)
 }
 
-/// Below this many decoded pixels, starting threads costs about what the renditions do.
+/// Below this many decoded pixels, starting a thread costs about what the work split over it does.
 const SIDE_BY_SIDE_MIN_PIXELS: u64 = 512 * 512;
 
 /// Whether work on a decoded image this large is worth splitting over a second thread: the
@@ -287,7 +271,6 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         png: None,
         icc,
         estimate,
-        renditions_side_by_side: false,
         warnings,
         heic_largest_picture: 0,
     })
@@ -353,8 +336,7 @@ fn jpeg_estimate(
         metadata,
         decode,
         colour: colour_cost(icc, (sw, sh), decoded_channels),
-        rendition: renditions.0,
-        renditions_together: renditions.1,
+        rendition: renditions,
         fixed: 2 * MIB,
     }
 }
@@ -369,19 +351,14 @@ fn colour_cost(icc: Option<&[u8]>, (w, h): (u64, u64), channels: u8) -> u64 {
     }
 }
 
-/// The renditions from the decoded buffer: the costliest one (made one after another), and all
-/// of them (made side by side).
-fn renditions_cost(
-    src: (u32, u32),
-    channels: u8,
-    targets: &[(u32, u32)],
-    s: &Settings,
-) -> (u64, u64) {
+/// The renditions from the decoded buffer: the costliest one ([`Estimate::rendition`]).
+fn renditions_cost(src: (u32, u32), channels: u8, targets: &[(u32, u32)], s: &Settings) -> u64 {
     targets
         .iter()
         .zip(&s.renditions)
         .map(|(&dst, spec)| budget::rendition(src, channels, dst, spec.format))
-        .fold((0, 0), |(max, sum), c| (max.max(c), sum.saturating_add(c)))
+        .max()
+        .unwrap_or(0)
 }
 
 /// The scans of the main image: start-of-scan markers from the first scan to the first
@@ -557,8 +534,7 @@ fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         metadata,
         decode,
         colour: colour_cost(icc.as_deref(), (w, h), rgb_channels),
-        rendition: renditions.0,
-        renditions_together: renditions.1,
+        rendition: renditions,
         fixed: 2 * MIB,
     };
     Ok(Header {
@@ -572,7 +548,6 @@ fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         png: Some(png),
         icc,
         estimate,
-        renditions_side_by_side: false,
         warnings,
         heic_largest_picture: 0,
     })
@@ -650,8 +625,7 @@ fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         metadata,
         decode,
         colour: colour_cost(icc.as_deref(), (w64, h64), 4),
-        rendition: renditions.0,
-        renditions_together: renditions.1,
+        rendition: renditions,
         fixed: 4 * MIB,
     };
     Ok(Header {
@@ -665,7 +639,6 @@ fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         png: None,
         icc,
         estimate,
-        renditions_side_by_side: false,
         warnings,
         heic_largest_picture: largest,
     })

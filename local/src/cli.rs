@@ -231,6 +231,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             no_store("process")?;
             let memory = imaging::MemoryPlan::for_function(process_memory_mb)?;
+            imaging::keep_at_most(memory.kept_bytes);
             let settings = imaging::Settings::parse(&renditions, max_pixels)?.with_memory(&memory);
             crate::commands::process_files(&files, &out, &settings)
         }

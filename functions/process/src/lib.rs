@@ -28,7 +28,9 @@ pub struct MemoryPool {
 }
 
 impl MemoryPool {
+    /// The pool of `plan`; what it keeps between images is bounded to the plan's too.
     pub fn new(plan: &MemoryPlan) -> Self {
+        imaging::keep_at_most(plan.kept_bytes);
         let total_mib = u32::try_from(plan.pool_bytes >> 20).unwrap_or(u32::MAX);
         MemoryPool {
             permits: tokio::sync::Semaphore::new(total_mib as usize),
