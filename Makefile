@@ -29,12 +29,13 @@ FEATURES ?= heic
 # environment) variable named as the function's environment variable, in upper or lower case:
 #   make run RENDITIONS='thumbnail:fit=128x128:jpeg,web:width=1280:webp'
 #   make deploy email=you@example.com renditions='thumbnail:fit=128x128:jpeg,web:width=1280:webp'
-# Parameter:VARIABLE:variable. The engine reads the first six from the template too; the others
+# Parameter:VARIABLE:variable. The engine reads the first seven from the template too; the others
 # configure AWS resources only (the lifecycle rule, alarms, the usage plan, the CDN, the API's
 # throttles and logs).
 LOCAL_PARAMETERS := Renditions:RENDITIONS:renditions MaxPixels:MAX_PIXELS:max_pixels \
   MaxUploadBytes:MAX_UPLOAD_BYTES:max_upload_bytes MaxObjectBytes:MAX_OBJECT_BYTES:max_object_bytes \
-  UploadUrlMinutes:UPLOAD_URL_MINUTES:upload_url_minutes LinkMinutes:LINK_MINUTES:link_minutes
+  UploadUrlMinutes:UPLOAD_URL_MINUTES:upload_url_minutes LinkMinutes:LINK_MINUTES:link_minutes \
+  MaxPendingReservations:MAX_PENDING_RESERVATIONS:max_pending_reservations
 AWS_PARAMETERS := OperatorEmail:OPERATOR_EMAIL:operator_email OriginalsDays:ORIGINALS_DAYS:originals_days \
   ApiThrottleRate:API_THROTTLE_RATE:api_throttle_rate ApiThrottleBurst:API_THROTTLE_BURST:api_throttle_burst \
   ApiQuotaPerDay:API_QUOTA_PER_DAY:api_quota_per_day \

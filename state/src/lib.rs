@@ -17,6 +17,7 @@ pub mod memory;
 mod ports;
 pub mod query;
 pub mod stream;
+pub mod text;
 pub mod transition;
 
 pub use error::StateError;

@@ -29,6 +29,15 @@ impl ItemTable for MemoryTable {
         Ok(self.items.lock().expect("table lock").get(&id).cloned())
     }
 
+    async fn count_pending(&self, created_after: i64, at_most: usize) -> Result<usize, StateError> {
+        let items = self.items.lock().expect("table lock");
+        let n = items
+            .values()
+            .filter(|i| i.status == Status::Pending && i.created_at > created_after)
+            .count();
+        Ok(n.min(at_most))
+    }
+
     async fn query(&self, q: &Query) -> Result<Page, StateError> {
         let all: Vec<Item> = self
             .items

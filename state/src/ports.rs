@@ -34,6 +34,10 @@ pub trait ItemTable: Send + Sync {
     /// Clears the item's stall mark, in one conditional write; `false` if it had none. The write's
     /// stream record offers the item to its function again (a redrive).
     async fn clear_stalled(&self, id: ImageId) -> Result<bool, StateError>;
+    /// How many `pending` items (reservations) were created after `created_after` (epoch ms),
+    /// counting no further than `at_most`: a range read of the status index, whose cost grows
+    /// with the count it finds (never with the table) and stops at `at_most`.
+    async fn count_pending(&self, created_after: i64, at_most: usize) -> Result<usize, StateError>;
 }
 
 /// What a HEAD of an object tells.

@@ -18,6 +18,7 @@ use aws_lambda_events::s3::{S3Event, S3EventRecord};
 use config_vars::{ConfigError, Vars};
 use lambda_runtime::LambdaEvent;
 use state::media::{self, MediaType, NotAnImage, SNIFF_BYTES};
+use state::text::one_line;
 use state::{
     now_ms, transition, Arrival, ImageId, Item, ItemTable, NewUpload, ObjectStore, ResourceError,
     Resources, StateError, Status, DEFAULT_LINK_TTL,
@@ -155,7 +156,8 @@ pub fn decoded_key(raw: &str) -> String {
 #[tracing::instrument(skip_all, fields(key))]
 async fn ingest(record: &S3EventRecord, deps: &Deps) -> Result<Ingested, IngestError> {
     let key = decoded_key(record.s3.object.key.as_deref().unwrap_or_default());
-    tracing::Span::current().record("key", key.as_str());
+    // The key is the client's (a dropped-in file's name): one line in the log, whatever it holds.
+    tracing::Span::current().record("key", one_line(&key).as_ref());
     let bucket = record.s3.bucket.name.as_deref().unwrap_or_default();
     if bucket != deps.store.bucket() {
         return Ok(nothing(format!("bucket {bucket:?} is not this pipeline's")));
@@ -175,7 +177,7 @@ async fn ingest(record: &S3EventRecord, deps: &Deps) -> Result<Ingested, IngestE
 }
 
 fn nothing(why: String) -> Ingested {
-    tracing::info!(%why, "nothing to ingest");
+    tracing::info!(why = %one_line(&why), "nothing to ingest");
     Ingested::Nothing(why)
 }
 
@@ -249,7 +251,7 @@ async fn reservation(id: ImageId, key: &str, deps: &Deps) -> Result<Ingested, St
 }
 
 async fn refuse(deps: &Deps, item: &Item, why: Refusal) -> Result<Ingested, StateError> {
-    tracing::info!(image_id = %item.id, %why, "object refused");
+    tracing::info!(image_id = %item.id, why = %one_line(&why.to_string()), "object refused");
     match transition::failed(deps.table.as_ref(), item.id, item.status, why.to_string()).await {
         Ok(_) | Err(StateError::Conflict { .. }) => Ok(Ingested::Refused(item.id, why)),
         Err(e) => Err(e),

@@ -12,6 +12,7 @@ use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use config_vars::{ConfigError, Vars};
 use lambda_runtime::LambdaEvent;
+use state::text::one_line;
 use state::{
     transition, Item, ItemTable, Notice, Notifier, ResourceError, Resources, StateError, Status,
 };
@@ -108,24 +109,32 @@ async fn notify_item(item: Item, deps: &Deps) -> Result<(), StateError> {
     Ok(())
 }
 
-/// The notice for a processed item: its id, size, dimensions and where its renditions are.
+/// The notice for a processed item: its id, size, dimensions and where its renditions are. Names
+/// are data: a dropped-in file's key is the client's, so every name is written on one line, its
+/// line breaks and other controls escaped (`state::text::one_line`), and cannot add lines.
 pub fn notice_for(item: &Item) -> Notice {
+    let bucket = one_line(&item.bucket_name);
     let mut body = String::new();
     let _ = writeln!(body, "Your image has been processed.\n");
     let _ = writeln!(body, "id:       {}", item.id);
     let _ = writeln!(
         body,
-        "original: s3://{}/{}",
-        item.bucket_name, item.object_key
+        "original: s3://{bucket}/{}",
+        one_line(&item.object_key)
     );
     let _ = writeln!(body, "size:     {} bytes", item.size);
     if let (Some(w), Some(h), Some(f)) = (item.width, item.height, &item.format) {
-        let _ = writeln!(body, "image:    {w}x{h} {f}");
+        let _ = writeln!(body, "image:    {w}x{h} {}", one_line(f));
     }
     if let Some(renditions) = &item.renditions {
         let _ = writeln!(body, "renditions:");
         for (name, key) in renditions {
-            let _ = writeln!(body, "  {name}: s3://{}/{key}", item.bucket_name);
+            let _ = writeln!(
+                body,
+                "  {}: s3://{bucket}/{}",
+                one_line(name),
+                one_line(key)
+            );
         }
     }
     Notice {

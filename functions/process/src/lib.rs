@@ -241,7 +241,8 @@ async fn fail(
     reason: FailureReason,
     error: String,
 ) -> Result<(), StateError> {
-    tracing::info!(%error, reason = reason.as_str(), "image rejected");
+    // The error may quote the object's key or its metadata, which are the client's.
+    tracing::info!(error = %state::text::one_line(&error), reason = reason.as_str(), "image rejected");
     let outcome = transition::failed(deps.table.as_ref(), item.id, Status::Uploaded, error).await?;
     if let Outcome::Applied(_) = outcome {
         pipeline_metrics::image_failed(FUNCTION, reason);

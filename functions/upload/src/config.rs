@@ -4,7 +4,8 @@ use config_vars::{ConfigError, Vars};
 use state::DEFAULT_LINK_TTL;
 
 use crate::{
-    CursorKey, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_UPLOAD_URL_TTL,
+    CursorKey, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_PENDING_RESERVATIONS,
+    DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_UPLOAD_URL_TTL,
 };
 
 /// The upload function's settings: template.yaml's `Environment` of `UploadFunction`.
@@ -15,6 +16,8 @@ pub struct Config {
     pub max_upload_bytes: usize,
     pub max_object_bytes: u64,
     pub upload_url_ttl: Duration,
+    /// Reservations whose URLs are still valid, at most (`MAX_PENDING_RESERVATIONS`).
+    pub max_pending_reservations: usize,
     pub cursor_key: CursorKeySource,
     /// How long links to objects stay valid: presigned GET URLs for this long, signed CDN links
     /// for this to twice it.
@@ -74,6 +77,11 @@ impl Config {
                 "a byte count",
             )?,
             upload_url_ttl: minutes("UPLOAD_URL_MINUTES", DEFAULT_UPLOAD_URL_TTL)?,
+            max_pending_reservations: vars.parsed_or(
+                "MAX_PENDING_RESERVATIONS",
+                DEFAULT_MAX_PENDING_RESERVATIONS,
+                "a number of reservations",
+            )?,
             cursor_key: cursor_key(vars)?,
             link_ttl: minutes("LINK_MINUTES", DEFAULT_LINK_TTL)?,
             cdn: cdn(vars)?,

@@ -37,6 +37,13 @@ pub const MAX_PAGE: usize = 100;
 pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 50_000_000;
 /// How long a reservation's signed PUT stays valid unless configured (`UploadUrlMinutes`).
 pub const DEFAULT_UPLOAD_URL_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Reservations whose URLs are still valid, at most, unless configured
+/// (`MaxPendingReservations`): each may bring `MaxObjectBytes`, so this bounds what the unused
+/// ones can cost (items, and disk or bucket space once their PUTs arrive).
+pub const DEFAULT_MAX_PENDING_RESERVATIONS: usize = 1000;
+/// What a refused reservation is told to wait: one frees when its photo arrives or its URL
+/// expires.
+pub const RESERVATIONS_RETRY_AFTER_S: u64 = 30;
 /// A reservation outlives its URL by this much before TTL deletes it: a PUT that started just in
 /// time may still be arriving.
 pub const RESERVATION_GRACE_S: i64 = 3600;
@@ -49,6 +56,8 @@ pub struct Deps {
     pub max_object_bytes: u64,
     /// How long a reservation's signed PUT stays valid.
     pub upload_url_ttl: std::time::Duration,
+    /// Reservations whose URLs are still valid, at most; beyond, `POST /uploads` is 503.
+    pub max_pending_reservations: usize,
     /// Signs page cursors.
     pub cursor_key: CursorKey,
 }
@@ -105,6 +114,7 @@ impl Deps {
             max_upload_bytes: config.max_upload_bytes,
             max_object_bytes: config.max_object_bytes,
             upload_url_ttl: config.upload_url_ttl,
+            max_pending_reservations: config.max_pending_reservations,
             cursor_key,
         })
     }
@@ -130,6 +140,8 @@ pub enum UploadError {
     BadQuery(String),
     #[error(transparent)]
     BadCursor(#[from] CursorError),
+    #[error("{limit} reservations are outstanding, the most this API allows (MaxPendingReservations); one frees when its photo arrives or its URL expires: try again in {RESERVATIONS_RETRY_AFTER_S} seconds, or upload a small photo with POST /upload")]
+    TooManyReservations { limit: usize },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -145,6 +157,7 @@ impl UploadError {
             UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UploadError::NotAnImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UploadError::NotFound(_) | UploadError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            UploadError::TooManyReservations { .. } => StatusCode::SERVICE_UNAVAILABLE,
             UploadError::State(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             UploadError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -165,6 +178,13 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
     };
     result.unwrap_or_else(|e| {
         let status = e.status();
+        if let UploadError::TooManyReservations { .. } = e {
+            tracing::warn!(error = %e, "reservation refused");
+            let mut resp = json_response(status, &json!({ "error": e.to_string() }));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, RESERVATIONS_RETRY_AFTER_S.into());
+            return resp;
+        }
         let message = if status.is_server_error() {
             // The cause (a store's error, with its paths and endpoints) goes to the log only.
             tracing::error!(error = %e, "request failed");
@@ -280,6 +300,13 @@ async fn reserve(req: Request, deps: &Deps) -> Result<Response<Body>, UploadErro
         .ok_or_else(|| UploadError::BadReservation("content_type is missing".into()))?;
     let kind = media::MediaType::from_content_type(declared)
         .ok_or_else(|| UploadError::UnsupportedType(declared.to_owned()))?;
+    // Outstanding: pending, and its URL still valid. Counted, then written: reservations made at
+    // the same moment may pass the bound together, by at most as many as are made at once.
+    let since = now_ms() - deps.upload_url_ttl.as_millis() as i64;
+    let limit = deps.max_pending_reservations;
+    if deps.table.count_pending(since, limit).await? >= limit {
+        return Err(UploadError::TooManyReservations { limit });
+    }
     let id = ImageId::generate();
     tracing::Span::current().record("image_id", tracing::field::display(id));
     let object_key = format!("incoming/{id}");

@@ -60,6 +60,7 @@ fn deps(store: Arc<dyn ObjectStore>) -> (Deps, Arc<MemoryTable>) {
         max_upload_bytes: 1 << 20,
         max_object_bytes: upload::DEFAULT_MAX_OBJECT_BYTES,
         upload_url_ttl: upload::DEFAULT_UPLOAD_URL_TTL,
+        max_pending_reservations: upload::DEFAULT_MAX_PENDING_RESERVATIONS,
         cursor_key: CursorKey::new(*b"test cursor key, 32 bytes long..").unwrap(),
     };
     (deps, table)
@@ -198,6 +199,7 @@ async fn on_aws_the_keys_come_from_secrets_manager_once_at_start() {
         max_upload_bytes: 1 << 20,
         max_object_bytes: upload::DEFAULT_MAX_OBJECT_BYTES,
         upload_url_ttl: upload::DEFAULT_UPLOAD_URL_TTL,
+        max_pending_reservations: upload::DEFAULT_MAX_PENDING_RESERVATIONS,
         cursor_key: CursorKeySource::Secret(cursor_secret.clone()),
         link_ttl: Duration::from_secs(900),
         cdn: Some(Cdn {
@@ -334,6 +336,7 @@ async fn the_key_make_deploy_makes_is_the_one_the_function_signs_with() {
         max_upload_bytes: 1 << 20,
         max_object_bytes: upload::DEFAULT_MAX_OBJECT_BYTES,
         upload_url_ttl: upload::DEFAULT_UPLOAD_URL_TTL,
+        max_pending_reservations: upload::DEFAULT_MAX_PENDING_RESERVATIONS,
         cursor_key: CursorKeySource::Given(CursorKey::new("a key that is long enough").unwrap()),
         link_ttl: Duration::from_secs(900),
         cdn: Some(Cdn {

@@ -72,6 +72,7 @@ fn config(cursor_key: CursorKeySource, cdn: Option<Cdn>) -> Config {
         max_upload_bytes: 1 << 20,
         max_object_bytes: upload::DEFAULT_MAX_OBJECT_BYTES,
         upload_url_ttl: upload::DEFAULT_UPLOAD_URL_TTL,
+        max_pending_reservations: upload::DEFAULT_MAX_PENDING_RESERVATIONS,
         cursor_key,
         link_ttl: Duration::from_secs(900),
         cdn,

@@ -139,6 +139,15 @@ impl BucketEvents {
         Ok(n)
     }
 
+    /// The object's write lost (another PUT put its object in place first): its events are
+    /// forgotten, never delivered.
+    pub async fn withdrawn(&self, held: Held) -> anyhow::Result<()> {
+        for id in held.0 {
+            self.db.drop_held(id).await?;
+        }
+        Ok(())
+    }
+
     /// Releases the events held for longer than `held_for` whose objects are there, and drops
     /// the others (their writes never finished).
     pub async fn recover(

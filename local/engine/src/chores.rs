@@ -13,12 +13,17 @@ use crate::bucket::{BucketEvents, Recovered};
 use crate::runner::{Pace, Runner};
 
 /// Deletes expired reservations, as DynamoDB's TTL does (it takes minutes to days there; here a
-/// sweep every 5 seconds), and settles bucket events an interrupted write left held.
+/// sweep every 5 seconds, [`EXPIRE_STEP`] at a time), and settles bucket events an interrupted write left held.
 pub struct Housekeeping {
     pub backend: Arc<BackendState>,
     pub bucket: Arc<BucketEvents>,
     pub store: Arc<dyn ObjectStore>,
 }
+
+/// Reservations deleted in one step (one write transaction): expiring 85,000 at once held the
+/// database's writer for seconds, and every upload behind it; a step of this many takes
+/// milliseconds, and the API's writes interleave with the steps.
+pub const EXPIRE_STEP: usize = 200;
 
 /// A write takes milliseconds, so an event held for this long was cut short (a crash, a killed
 /// `uploader ingest`).
@@ -31,7 +36,10 @@ impl Runner for Housekeeping {
     }
 
     async fn step(&self) -> anyhow::Result<Pace> {
-        let expired = self.backend.expire(state::now_ms() / 1000).await?;
+        let expired = self
+            .backend
+            .expire(state::now_ms() / 1000, EXPIRE_STEP)
+            .await?;
         if expired > 0 {
             tracing::info!(reservations = expired, "expired reservations deleted");
         }
@@ -43,7 +51,12 @@ impl Runner for Housekeeping {
                 "bucket events held by an interrupted write recovered"
             );
         }
-        Ok(if expired > 0 { Pace::Busy } else { Pace::Idle })
+        // A full step may have left more: step again at once (other writes go between).
+        Ok(if expired == EXPIRE_STEP {
+            Pace::Busy
+        } else {
+            Pace::Idle
+        })
     }
 
     fn idle_wait(&self) -> Duration {

@@ -202,6 +202,13 @@ impl ItemTable for FaultyTable {
         self.inner.query(q).await
     }
 
+    async fn count_pending(&self, created_after: i64, at_most: usize) -> Result<usize, StateError> {
+        if take(&self.faults.inner.table) {
+            return Err(injected("table"));
+        }
+        self.inner.count_pending(created_after, at_most).await
+    }
+
     async fn advance(&self, id: ImageId, t: &Transition) -> Result<Outcome, StateError> {
         if take(&self.faults.inner.table) {
             return Err(injected("table"));

@@ -315,9 +315,26 @@ impl Engine {
         self.expire_reservations_at(state::now_ms() / 1000).await
     }
 
-    /// As [`Engine::expire_reservations`], as if it were `now_s` (epoch seconds).
+    /// As [`Engine::expire_reservations`], as if it were `now_s` (epoch seconds): in steps of
+    /// [`chores::EXPIRE_STEP`], each its own short write, as the engine's sweep does.
     pub async fn expire_reservations_at(&self, now_s: i64) -> anyhow::Result<usize> {
-        self.backend.expire(now_s).await
+        let mut total = 0;
+        loop {
+            let step = self.backend.expire(now_s, chores::EXPIRE_STEP).await?;
+            total += step;
+            if step < chores::EXPIRE_STEP {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One step of expiring reservations, as if it were `now_s`: at most `at_most` deleted.
+    pub async fn expire_reservations_step(
+        &self,
+        now_s: i64,
+        at_most: usize,
+    ) -> anyhow::Result<usize> {
+        self.backend.expire(now_s, at_most).await
     }
 
     /// Steps every mapping, invoker and chore until none has work left (tests, the CLI's

@@ -8,8 +8,12 @@
 //! - `PUT /objects/incoming/<id>?size=&type=&expires=&signature=`: a reservation's signed upload.
 //!   The signature (over method, key, length, type and expiry) is checked, then the body is
 //!   streamed to a temporary file, counted and hashed (its MD5 is the ETag, as S3's), its bucket
-//!   notification queued, and the file renamed into place. A bad or expired signature is 403, a
-//!   body of another length or type is refused, and nothing is stored for any of them.
+//!   notification queued, and the file put in place unless an object is there already. A URL
+//!   writes once, as S3's presigned PUTs signed with `If-None-Match: *` do: a PUT to a key that
+//!   has its object (a replay, or the loser of two at once) is 412 and stores nothing, so the
+//!   first complete PUT wins and the item always describes the stored bytes. A bad or expired
+//!   signature is 403, a body of another length or type is refused, and nothing is stored for
+//!   any of them.
 
 use std::sync::Arc;
 
@@ -143,8 +147,14 @@ async fn receive(
             "not an object key",
         );
     };
+    // Refused before a byte is read when the object is there; checked again, atomically, when
+    // the body is complete (another PUT may have finished meanwhile).
+    if tokio::fs::symlink_metadata(&path).await.is_ok() {
+        return written_once();
+    }
     match store(&objects, &key, &path, grant.size, body).await {
         Ok(etag) => (StatusCode::OK, [(header::ETAG, format!("\"{etag}\""))]).into_response(),
+        Err(Refused::Taken) => written_once(),
         Err(Refused::Short(got)) => s3_error(
             StatusCode::BAD_REQUEST,
             "IncompleteBody",
@@ -167,7 +177,18 @@ async fn receive(
     }
 }
 
+/// S3's answer to a conditional PUT whose key has an object: a signed URL writes once.
+fn written_once() -> Response {
+    s3_error(
+        StatusCode::PRECONDITION_FAILED,
+        "PreconditionFailed",
+        "At least one of the pre-conditions you specified did not hold: this URL's object is stored already; a signed URL writes once",
+    )
+}
+
 enum Refused {
+    /// Another PUT's object is in place.
+    Taken,
     Short(u64),
     Long,
     Body(String),
@@ -175,8 +196,9 @@ enum Refused {
 }
 
 /// Streams `body` into a temporary file beside `path`, exactly `size` bytes, queues the bucket
-/// notification, then renames the file into place; returns the MD5 (the ETag). On any refusal
-/// the temporary file is removed: nothing is stored.
+/// notification, then moves the file into place unless `path` exists (one atomic link or rename
+/// without replacement: of two PUTs at once, exactly one wins); returns the MD5 (the ETag). On
+/// any refusal the temporary file is removed and the notification withdrawn: nothing is stored.
 async fn store(
     objects: &Objects,
     key: &str,
@@ -193,7 +215,7 @@ async fn store(
         .await
         .map_err(|e| Refused::Store(e.into()))?;
     let tmp = tempfile::Builder::new()
-        .suffix(".part")
+        .suffix(PARTIAL)
         .tempfile_in(dir)
         .map_err(|e| Refused::Store(e.into()))?;
     let mut out = tokio::fs::File::from_std(
@@ -231,8 +253,19 @@ async fn store(
         .object_created(key, size, &etag)
         .await
         .map_err(Refused::Store)?;
-    tmp.persist(path)
-        .map_err(|e| Refused::Store(e.error.into()))?;
+    if let Err(e) = tmp.persist_noclobber(path) {
+        let taken = e.error.kind() == std::io::ErrorKind::AlreadyExists;
+        objects
+            .events
+            .withdrawn(held)
+            .await
+            .map_err(Refused::Store)?;
+        return Err(if taken {
+            Refused::Taken
+        } else {
+            Refused::Store(e.error.into())
+        });
+    }
     objects.faults.crash_point(CrashPoint::AfterObjectWrite);
     objects
         .events
@@ -240,6 +273,31 @@ async fn store(
         .await
         .map_err(Refused::Store)?;
     Ok(etag)
+}
+
+/// Where an upload's bytes go until they are complete: `<key>.part`, beside its object.
+const PARTIAL: &str = ".part";
+
+/// Removes what uploads cut short by a crash left under `incoming/` (`*.part`: never an object's
+/// key, which is `incoming/<id>`). Called as the engine starts, before it serves: no PUT is in
+/// progress then, so every such file is stale. Returns how many it removed.
+pub fn remove_partial_uploads(files: &FileStore) -> std::io::Result<usize> {
+    let dir = files.root().join("incoming");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let partial = entry.file_name().to_string_lossy().ends_with(PARTIAL);
+        if partial && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

@@ -28,6 +28,15 @@ pub(super) fn build(
     );
     std::fs::create_dir_all(&mail_dir)
         .with_context(|| format!("creating {}", mail_dir.display()))?;
+    // A kill during a PUT leaves its partial file; nothing else would ever remove it.
+    let removed = crate::objects::remove_partial_uploads(&files)
+        .with_context(|| format!("removing partial uploads under {}", files.root().display()))?;
+    if removed > 0 {
+        tracing::warn!(
+            files = removed,
+            "partial uploads cut short by a stop removed"
+        );
+    }
     let table = SqliteTable::new(local.db.clone());
     let topics = topics(
         template,

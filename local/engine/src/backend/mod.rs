@@ -128,11 +128,11 @@ impl BackendState {
         }
     }
 
-    /// Deletes the reservations whose TTL passed before `now_s`, as DynamoDB's TTL does (on AWS,
-    /// DynamoDB does it). Returns how many.
-    pub async fn expire(&self, now_s: i64) -> anyhow::Result<usize> {
+    /// Deletes up to `at_most` of the reservations whose TTL passed before `now_s`, as DynamoDB's
+    /// TTL does (on AWS, DynamoDB does it), in one short write. Returns how many.
+    pub async fn expire(&self, now_s: i64, at_most: usize) -> anyhow::Result<usize> {
         match self {
-            BackendState::Embedded { table, .. } => Ok(table.expire(now_s).await?),
+            BackendState::Embedded { table, .. } => Ok(table.expire(now_s, at_most).await?),
             #[cfg(feature = "aws")]
             BackendState::Aws { .. } => Ok(0),
         }
