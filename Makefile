@@ -30,12 +30,13 @@ FEATURES ?= heic
 # environment) variable named as the function's environment variable, in upper or lower case:
 #   make run RENDITIONS='thumbnail:fit=128x128:jpeg,web:width=1280:webp'
 #   make deploy email=you@example.com renditions='thumbnail:fit=128x128:jpeg,web:width=1280:webp'
-# Parameter:VARIABLE:variable. The engine reads the first six from the template too; the others
+# Parameter:VARIABLE:variable. The engine reads the first seven from the template too; the others
 # configure AWS resources only (the lifecycle rule, alarms, the usage plan, the CDN, the API's
 # throttles and logs).
 LOCAL_PARAMETERS := Renditions:RENDITIONS:renditions MaxPixels:MAX_PIXELS:max_pixels \
   MaxUploadBytes:MAX_UPLOAD_BYTES:max_upload_bytes MaxObjectBytes:MAX_OBJECT_BYTES:max_object_bytes \
-  UploadUrlMinutes:UPLOAD_URL_MINUTES:upload_url_minutes LinkMinutes:LINK_MINUTES:link_minutes
+  UploadUrlMinutes:UPLOAD_URL_MINUTES:upload_url_minutes LinkMinutes:LINK_MINUTES:link_minutes \
+  MaxPendingReservations:MAX_PENDING_RESERVATIONS:max_pending_reservations
 AWS_PARAMETERS := OperatorEmail:OPERATOR_EMAIL:operator_email OriginalsDays:ORIGINALS_DAYS:originals_days \
   ApiThrottleRate:API_THROTTLE_RATE:api_throttle_rate ApiThrottleBurst:API_THROTTLE_BURST:api_throttle_burst \
   ApiQuotaPerDay:API_QUOTA_PER_DAY:api_quota_per_day \
@@ -52,6 +53,13 @@ run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.da
 	uploader=$$($(call UPLOADER)); \
 	exec "$$uploader" --data-dir '$(DATA_DIR)' serve --addr '$(ADDR)' \
 	  $(foreach p,$(call parameters,$(LOCAL_PARAMETERS)),--parameter $(p))
+
+.PHONY: run-dynamodb
+run-dynamodb: ## The same on DynamoDB Local + moto (started here, stopped on Ctrl-C); prints the aws CLI lines to inspect the items
+	scripts/build-deps.sh
+	scripts/tools.sh moto ddb awscli
+	$(CARGO) build --locked --profile local -p local --bin uploader --features 'aws $(FEATURES)'
+	UPLOADER='$(UPLOADER)' ADDR='$(ADDR)' DATA_DIR='$(DATA_DIR)/dynamodb' scripts/run-dynamodb.sh
 
 .PHONY: test
 test: ## Run every test (installs Chromium and the reference decoders; starts DynamoDB Local and moto on loopback, stops them after)
@@ -128,11 +136,11 @@ bench-cold-start: ## The Lambda bootstraps' start to first event and RSS, vs Pyt
 bench-queries: ## Finding items: SQLite pages at 1,000 vs 100,000 items; a page's read capacity vs a Scan on DynamoDB Local
 	scripts/build-deps.sh
 	scripts/tools.sh moto ddb
-	$(CARGO) bench --locked --profile local -p local --features aws --bench queries --no-run
+	$(CARGO) bench --locked --profile local -p bench-tools --features aws --bench queries --no-run
 	scripts/standins.sh start
 	trap 'scripts/standins.sh stop' EXIT; \
 	eval "$$(scripts/standins.sh env)"; export STANDINS_REQUIRED=1; \
-	$(CARGO) bench --locked --profile local -p local --features aws --bench queries
+	$(CARGO) bench --locked --profile local -p bench-tools --features aws --bench queries
 
 .PHONY: bench
 bench: bench-images bench-load bench-cold-start bench-queries ## Every benchmark: images vs sharp and Pillow, engine load, cold start, queries

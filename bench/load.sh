@@ -16,6 +16,7 @@ RUNS=${RUNS:-3}
 FIXED_RATE=${FIXED_RATE:-500}
 SCENARIOS=${SCENARIOS:-tiny-overload-disk,tiny-overload-tmpfs,tiny-fixed-disk,tiny-fixed-tmpfs,photo-overload-disk}
 U=$(CARGO="$CARGO" scripts/cargo-exe.sh --profile local --quiet -p local --bin uploader)
+B=$(CARGO="$CARGO" scripts/cargo-exe.sh --profile local --quiet -p bench-tools --bin bench-tools)
 work=$(mktemp -d "$PWD/bench/.load.XXXXXX")
 ram=$(mktemp -d /dev/shm/uploader-load.XXXXXX)
 pids=()
@@ -64,7 +65,7 @@ run() {
   "${engine_on[@]}" "$U" --data-dir "$dir" serve --addr "127.0.0.1:$port" >/dev/null 2>"$work/$name.$n.log" &
   local pid=$!; pids+=("$pid")
   until curl -fsS --noproxy '*' -o /dev/null "http://127.0.0.1:$port/metrics" 2>/dev/null; do sleep 0.1; done
-  "${load_on[@]}" "$U" load --url "http://127.0.0.1:$port" --image "$image" --seconds "$RUN_S" --pid "$pid" "$@" \
+  "${load_on[@]}" "$B" load --url "http://127.0.0.1:$port" --image "$image" --seconds "$RUN_S" --pid "$pid" "$@" \
     | python3 -c "import json,sys; r=json.load(sys.stdin); r['scenario']='$name'; r['run']=$n; print(json.dumps(r))" >>"$results"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   # The run's files are written back now, not during the next run: a 60 s tiny run leaves about
@@ -87,7 +88,7 @@ scenario() {
   run "$name" "$n" "$base/$name.$n" "$image" "$@"
 }
 
-echo "# sqlite single-row commits/s: disk $("$U" --data-dir "$work/commit" commit-rate --seconds 3 2>/dev/null | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["sqlite_commits_per_s"]))'), tmpfs $("$U" --data-dir "$ram/commit" commit-rate --seconds 3 2>/dev/null | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["sqlite_commits_per_s"]))')"
+echo "# sqlite single-row commits/s: disk $("$B" commit-rate --dir "$work/commit" --seconds 3 2>/dev/null | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["sqlite_commits_per_s"]))'), tmpfs $("$B" commit-rate --dir "$ram/commit" --seconds 3 2>/dev/null | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["sqlite_commits_per_s"]))')"
 # Overload: 32 connections, each uploading again as soon as it is answered (or its Retry-After
 # has passed): offered more than the engine can finish. Round by round, every scenario once a
 # round, so that a change in the machine's pace falls on all of them rather than on one.

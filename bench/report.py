@@ -21,6 +21,8 @@ SETS = {
     "default": [("thumbnail", "jpg"), ("mobile", "jpg"), ("avatar", "png")],
     "webp": [("thumbnail", "jpg"), ("mobile", "jpg"), ("avatar", "png"), ("web", "webp")],
 }
+ALONE = ["thumbnail", "mobile", "avatar"]
+BATCH_PHOTOS = ["p4_rot6", "p4_rot6_prog"]
 P3_IMAGE = "p2_storm_p3.jpg"
 
 
@@ -63,8 +65,8 @@ def table(cache, set_name, p3_icc):
     renditions = SETS[set_name]
     names = " / ".join(n for n, _ in renditions)
     print(f"renditions: {set_name} ({names})\n")
-    print(f"| image | tool | median ms | vs sharp | CPU ms | vs sharp | peak RSS | output bytes | PSNR dB {names} |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print(f"| image | tool | median ms | vs sharp | CPU ms | vs sharp | peak RSS | vs sharp | output bytes | PSNR dB {names} |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     images = sorted({i for i, _ in runs}, key=lambda i: (i.endswith(".png"), i))
     for image in images:
         full = reference(cache, image, p3_icc)
@@ -84,8 +86,9 @@ def table(cache, set_name, p3_icc):
             cpu = r.get("cpu_ms")
             cpu_ratio = f"{cpu / sharp['cpu_ms']:.2f}x" if sharp and cpu and sharp.get("cpu_ms") else "-"
             cpu = f"{cpu:.1f}" if cpu else "-"
+            rss_ratio = f"{r['peak_rss_kb'] / sharp['peak_rss_kb']:.2f}x" if sharp else "-"
             print(f"| {image} | {NAMES[tool]} | {r['median']:.1f} | {ratio} | {cpu} | {cpu_ratio} | {r['peak_rss_kb'] / 1024:.0f} MB"
-                  f" | {sum(r['outputs'].values()):,} | {' / '.join(f'{s:.1f}' for s in scores)} |")
+                  f" | {rss_ratio} | {sum(r['outputs'].values()):,} | {' / '.join(f'{s:.1f}' for s in scores)} |")
     print()
     return runs
 
@@ -130,12 +133,57 @@ def colour_cost(cache):
           f" ({pct(min(ratios))} to {pct(max(ratios))}), CPU {pct(statistics.median(cpu_ratios))}")
 
 
+def alone(cache):
+    """Each default rendition alone on p4_rot6.jpg: the process step with that one rendition."""
+    rows = []
+    for name in ALONE:
+        runs = load_runs(cache, name)
+        this, sharp = runs.get(("p4_rot6.jpg", "this")), runs.get(("p4_rot6.jpg", "sharp"))
+        if this and sharp:
+            rows.append((name, this, sharp))
+    if not rows:
+        return
+    print("each rendition alone: p4_rot6.jpg, the process step with that one rendition (decode included)\n")
+    print("| rendition | this project ms | CPU ms | sharp ms | CPU ms | vs sharp (time) | vs sharp (CPU) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, this, sharp in rows:
+        print(f"| {name} | {this['median']:.1f} | {this['cpu_ms']:.1f} | {sharp['median']:.1f} | {sharp['cpu_ms']:.1f}"
+              f" | {this['median'] / sharp['median']:.2f}x | {this['cpu_ms'] / sharp['cpu_ms']:.2f}x |")
+    print()
+
+
+def batch(cache):
+    """`uploader process` over 12 copies against sharp over the same 12 (bench/batch.py): whole
+    processes, medians of the rounds, ratios as the median of each round's ratio."""
+    rows = []
+    for photo in BATCH_PHOTOS:
+        path = os.path.join(cache, "results", f"batch.{photo}.json")
+        if os.path.exists(path):
+            rows.append((photo, json.load(open(path))))
+    if not rows:
+        return
+    rounds = len(rows[0][1]["runs"]["a"])
+    print(f"batch: 12 copies of a photo, the whole process, default renditions, {rounds} rounds in turn\n")
+    print("| photo | tool | wall s | vs sharp | CPU s | vs sharp | peak RSS | vs sharp |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for photo, r in rows:
+        m, x = r["median"], r["ratio"]
+        print(f"| {photo}.jpg x 12 | sharp (libvips) | {m['b']['wall_s']:.3f} | 1.00x | {m['b']['cpu_s']:.3f} | 1.00x"
+              f" | {m['b']['peak_rss_kb'] / 1024:.1f} MB | 1.00x |")
+        print(f"| {photo}.jpg x 12 | this project (`uploader process`) | {m['a']['wall_s']:.3f} | {x['wall_s']:.2f}x"
+              f" | {m['a']['cpu_s']:.3f} | {x['cpu_s']:.2f}x | {m['a']['peak_rss_kb'] / 1024:.1f} MB | {x['peak_rss_kb']:.2f}x |")
+    print()
+
+
 def main():
     cache, p3_icc = sys.argv[1], sys.argv[2]
     runs = table(cache, "default", p3_icc)
-    colour(cache, runs, p3_icc)
+    if any(image == P3_IMAGE for image, _ in runs):
+        colour(cache, runs, p3_icc)
     if glob.glob(os.path.join(cache, "results", "webp", "*")):
         table(cache, "webp", p3_icc)
+    alone(cache)
+    batch(cache)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,20 @@
 #   path4mp.png      plasma-workspace-wallpapers Path 2560x1600.jpg, saved as PNG by Pillow
 #   p2_storm_p3.jpg  p2_storm.jpg with bench/DisplayP3.icc embedded (APP2): the same values, taken as
 #                    Display P3 (a profile from the published P3 primaries, D65, sRGB curve; LittleCMS)
+#   p4_rot6.jpg      plasma-workspace-wallpapers Path 2560x1600.jpg (Olympus E-M1, baseline 4:4:4),
+#                    its EXIF rewritten with Orientation 6 (turned a quarter clockwise to be shown);
+#                    the image data is the file's own, byte for byte
+#   p4_rot6_prog.jpg p4_rot6.jpg made progressive by `jpegtran -copy all -progressive` (lossless)
 #   p2_storm.webp    p2_storm.jpg saved by Pillow as lossy WebP (quality 80): a browser's "save image"
 #   p2_storm.avif    p2_storm.jpg saved by Pillow as AVIF (quality 60, 4:2:0, 8-bit): the same
 #   pan_storm.gif    an animated GIF of 24 frames, 480x320, panning across p2_storm.jpg (Pillow's
 #                    palette per frame, 80 ms a frame): a chat app's animation; renditions take frame 1
 # Two rendition sets: the three defaults (all three tools), and the defaults plus
 # web:width=1280:webp (sharp and this project; Pillow is left out of that one).
+# Then a batch, as the process function meets one: `uploader process` over 12 copies of p4_rot6.jpg
+# (and of p4_rot6_prog.jpg) against sharp over the same files in one Node process, each whole
+# process timed from outside (bench/batch.py: wall, CPU, peak RSS, in turn, BATCH_ROUNDS rounds);
+# and each default rendition alone on p4_rot6.jpg (this project and sharp).
 # Everything lives in bench/.cache/ (git-ignored): packages, images, sharp (npm, pinned), Pillow +
 # numpy (venv, pinned), per-run JSON and renditions. Needs Debian/Ubuntu (apt-get), Node + npm, Python 3.
 #
@@ -58,8 +66,9 @@ if [[ "$(cat "$CACHE/node/.stamp" 2>/dev/null)" != "$SHARP_PIN" ]]; then
   npm install --prefix "$CACHE/node" --no-audit --no-fund --loglevel=error "$SHARP_PIN" >/dev/null
   echo "$SHARP_PIN" >"$CACHE/node/.stamp"
 fi
-say "building process-bench (release)"
+say "building process-bench and uploader (release)"
 BIN=$(CARGO="$CARGO" "$ROOT/scripts/cargo-exe.sh" --profile local --quiet -p imaging --features bench --bin process-bench)
+UPLOADER=$(CARGO="$CARGO" "$ROOT/scripts/cargo-exe.sh" --profile local --quiet -p local --bin uploader)
 
 # -- photos --------------------------------------------------------------------------------------
 for pkg in "${PACKAGES[@]}"; do
@@ -99,12 +108,32 @@ src = Image.open(sys.argv[1]).convert("RGB").resize((960, 640))
 frames = [src.crop((20 * i, 10 * i, 20 * i + 480, 10 * i + 320)).quantize(256) for i in range(24)]
 frames[0].save(sys.argv[2], save_all=True, append_images=frames[1:], duration=80, loop=0)' \
   "$IMG/p2_storm.jpg" "$IMG/pan_storm.gif"
-IMAGES=(p2_storm.jpg p2_storm_p3.jpg p12_base.jpg p12_prog.jpg p20_kleiber.jpg path4mp.png p2_storm.webp p2_storm.avif pan_storm.gif)
+[[ -f "$IMG/p4_rot6.jpg" ]] || "$CACHE/venv/bin/python" -c '
+import sys
+from PIL import Image
+data = open(sys.argv[1], "rb").read()
+exif = Image.open(sys.argv[1]).getexif()
+exif[0x0112] = 6  # Orientation: shown turned a quarter clockwise
+body = exif.tobytes()  # "Exif\0\0" and the TIFF block
+app1 = b"\xff\xe1" + (2 + len(body)).to_bytes(2, "big") + body
+at = 2  # the old Exif APP1 is replaced (or the new one goes after SOI); nothing else changes
+while data[at] == 0xFF and data[at + 1] not in (0xDA, 0xD9):
+    end = at + 2 + int.from_bytes(data[at + 2:at + 4], "big")
+    if data[at + 1] == 0xE1 and data[at + 4:at + 10] == b"Exif\0\0":
+        data = data[:at] + app1 + data[end:]
+        break
+    at = end
+else:
+    data = data[:2] + app1 + data[2:]
+open(sys.argv[2], "wb").write(data)' "$P/usr/share/wallpapers/Path/contents/images/2560x1600.jpg" "$IMG/p4_rot6.jpg"
+[[ -f "$IMG/p4_rot6_prog.jpg" ]] || jpegtran -copy all -progressive -outfile "$IMG/p4_rot6_prog.jpg" "$IMG/p4_rot6.jpg"
+IMAGES=(p2_storm.jpg p2_storm_p3.jpg p4_rot6.jpg p4_rot6_prog.jpg p12_base.jpg p12_prog.jpg p20_kleiber.jpg path4mp.png p2_storm.webp p2_storm.avif pan_storm.gif)
 # BENCH_IMAGES="a.jpg b.jpg" and BENCH_SETS="default" narrow a run.
 [[ -z "${BENCH_IMAGES:-}" ]] || read -r -a IMAGES <<<"$BENCH_IMAGES"
 read -r -a RUN_SETS <<<"${BENCH_SETS:-default webp}"
 DEFAULT_SET=thumbnail:fit=128x128:jpeg,mobile:width=640:jpeg,avatar:fit=512x512:png
-declare -A SETS=([default]="$DEFAULT_SET" [colour-cost]="$DEFAULT_SET" [webp]="$DEFAULT_SET,web:width=1280:webp")
+declare -A SETS=([default]="$DEFAULT_SET" [colour-cost]="$DEFAULT_SET" [webp]="$DEFAULT_SET,web:width=1280:webp"
+                 [thumbnail]=thumbnail:fit=128x128:jpeg [mobile]=mobile:width=640:jpeg [avatar]=avatar:fit=512x512:png)
 
 # -- runs ----------------------------------------------------------------------------------------
 run_one() { # ROUND IMAGE TOOL SET
@@ -146,6 +175,32 @@ if [[ " ${IMAGES[*]} " == *" p2_storm.jpg "* && " ${IMAGES[*]} " == *" p2_storm_
     for image in "${pair[@]}"; do run_one "$round" "$image" this colour-cost; done
   done
 fi
+
+# Each default rendition alone, on the rotated 4 MP photo: what each costs on top of the decode.
+if [[ " ${IMAGES[*]} " == *" p4_rot6.jpg "* ]]; then
+  for round in $(seq 1 "$ROUNDS"); do
+    for set in thumbnail mobile avatar; do
+      for tool in this sharp; do
+        say "$set alone, round $round: $tool"
+        run_one "$round" p4_rot6.jpg "$tool" "$set"
+      done
+    done
+  done
+fi
+
+# The batch: 12 copies of a photo through `uploader process`, and through sharp in one Node process.
+BATCH_ROUNDS=${BATCH_ROUNDS:-7}
+for photo in p4_rot6.jpg p4_rot6_prog.jpg; do
+  [[ " ${IMAGES[*]} " == *" $photo "* ]] || continue
+  dir="$CACHE/batch/${photo%.jpg}"
+  rm -rf "$dir"; mkdir -p "$dir/in"
+  for i in $(seq -w 1 12); do cp "$IMG/$photo" "$dir/in/photo_$i.jpg"; done
+  say "batch of 12 $photo: uploader process and sharp, $BATCH_ROUNDS rounds"
+  NODE_PATH="$CACHE/node/node_modules" RENDITIONS="$DEFAULT_SET" "$PYTHON" "$ROOT/bench/batch.py" \
+    "$CACHE/results/batch.${photo%.jpg}.json" "$BATCH_ROUNDS" 1 \
+    -- "$UPLOADER" process "$dir"/in/*.jpg --out "$dir/this" \
+    -- node "$ROOT/bench/sharp_batch.js" "$dir/sharp" "$dir"/in/*.jpg
+done
 
 echo
 echo "process step per image (header + EXIF + decode + colour + every rendition), warm-up $WARMUP, then"

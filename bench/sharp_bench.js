@@ -61,4 +61,6 @@ async function main() {
     width: last.meta.width, height: last.meta.height }));
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+module.exports = { processOnce, RENDITIONS };
+
+if (require.main === module) main().catch((e) => { console.error(e); process.exit(1); });

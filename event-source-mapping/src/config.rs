@@ -3,7 +3,8 @@ use std::time::Duration;
 use lambda_filter::FilterCriteria;
 
 /// One event source mapping's settings, as `AWS::Lambda::EventSourceMapping` (or a SAM
-/// `Type: DynamoDB` event) has them.
+/// `Type: DynamoDB` event) has them. A mapping reads its stream from the start
+/// (`StartingPosition: TRIM_HORIZON`).
 #[derive(Debug, Clone)]
 pub struct MappingConfig {
     /// Names the mapping's checkpoint and dead letters, e.g. `ProcessFunction.Uploads`.
@@ -22,8 +23,6 @@ pub struct MappingConfig {
     pub report_batch_item_failures: bool,
     /// The logical id of the on-failure destination, if any.
     pub on_failure: Option<String>,
-    /// `StartingPosition` (`TRIM_HORIZON` or `LATEST`).
-    pub starting_position: String,
 }
 
 impl MappingConfig {
@@ -39,7 +38,6 @@ impl MappingConfig {
             bisect_on_error: false,
             report_batch_item_failures: false,
             on_failure: None,
-            starting_position: "TRIM_HORIZON".into(),
         }
     }
 }

@@ -1,3 +1,10 @@
+//! One stream mapping at work: [`Dispatcher::step`] reads past the checkpoint, filters, drops
+//! expired records, invokes, and reads the answer (partial failures, bisection, retries, the
+//! on-failure destination), as the crate's header describes.
+//!
+//! Over 400 lines: one step's decisions read in the order Lambda documents them, and share the
+//! batch in hand and the retry state; split, each part would need the others'.
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -5,16 +12,24 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use serde::Deserialize;
 
 use crate::{
-    Checkpoints, Cursor, DeadLetter, InFlight, MappingConfig, MappingError, Observer, RecordSource,
-    SourceRecord, StreamFunction,
+    Backoff, Checkpoints, Cursor, DeadLetter, InFlight, MappingConfig, MappingError, Observer,
+    RecordSource, SourceRecord, StreamFunction, Target,
 };
 
 /// How many source records one step looks at, at most.
 const SCAN_WINDOW: u64 = 2_000;
 /// How many records one read of the source fetches.
 const SCAN_CHUNK: usize = 128;
-/// The longest pause between retries unless [`Dispatcher::with_max_backoff`] says otherwise.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What a mapping runs on: where its records come from, where it keeps its place, who is told
+/// what it does, and how long it pauses between retries.
+#[derive(Clone)]
+pub struct MappingRuntime {
+    pub source: Arc<dyn RecordSource>,
+    pub checkpoints: Arc<dyn Checkpoints>,
+    pub observer: Arc<dyn Observer>,
+    pub backoff: Backoff,
+}
 
 /// What one [`Dispatcher::step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +59,7 @@ pub struct Dispatcher {
     checkpoints: Arc<dyn Checkpoints>,
     target: Arc<dyn StreamFunction>,
     observer: Arc<dyn Observer>,
-    backoff: Duration,
-    max_backoff: Duration,
+    backoff: Backoff,
     /// The cursor has been read once: an attempt in flight found after that is this process's own.
     started: bool,
     retry: Option<Retry>,
@@ -60,37 +74,24 @@ fn now_ms() -> i64 {
 }
 
 impl Dispatcher {
-    /// `function` labels what the observer reports; `backoff` is the first pause before a retry,
-    /// doubled per attempt up to 5 s (see [`Dispatcher::with_max_backoff`]).
+    /// `target.name` labels what the observer reports.
     pub fn new(
-        function: impl Into<String>,
+        target: Target<dyn StreamFunction>,
         mapping: Arc<MappingConfig>,
-        source: Arc<dyn RecordSource>,
-        checkpoints: Arc<dyn Checkpoints>,
-        target: Arc<dyn StreamFunction>,
-        observer: Arc<dyn Observer>,
-        backoff: Duration,
+        runtime: MappingRuntime,
     ) -> Dispatcher {
         Dispatcher {
-            function: function.into(),
+            function: target.name,
             mapping,
-            source,
-            checkpoints,
-            target,
-            observer,
-            backoff,
-            max_backoff: MAX_BACKOFF,
+            source: runtime.source,
+            checkpoints: runtime.checkpoints,
+            target: target.function,
+            observer: runtime.observer,
+            backoff: runtime.backoff,
             started: false,
             retry: None,
             crashed: false,
         }
-    }
-
-    /// The longest pause between retries. Retries are what `MaximumRetryAttempts` counts, so the
-    /// pauses decide how long a transient outage may last before its records are dead-lettered.
-    pub fn with_max_backoff(mut self, max_backoff: Duration) -> Dispatcher {
-        self.max_backoff = max_backoff;
-        self
     }
 
     pub fn mapping(&self) -> &MappingConfig {
@@ -378,11 +379,7 @@ impl Dispatcher {
             attempts,
             limit,
         });
-        let pause = self
-            .backoff
-            .saturating_mul(1 << (attempts - 1).min(16))
-            .min(self.max_backoff);
-        Ok(Step::Retrying(pause))
+        Ok(Step::Retrying(self.backoff.after(attempts)))
     }
 
     async fn dead_letter(

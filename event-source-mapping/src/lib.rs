@@ -22,6 +22,8 @@
 //!
 //! [`async_invoke`] is the other way Lambda delivers: asynchronous invocation, as S3 bucket
 //! notifications use it (one event per invocation, two retries, an age limit, a destination).
+//! [`queue`] is the mapping of an SQS queue (batches of messages, partial failures kept for
+//! another receive), as the failure queue's consumer uses it.
 //!
 //! Where records come from is the source's business: an embedded table's own stream, or DynamoDB
 //! Streams read through the API ([`RecordSource`]). [`memory`] has in-memory ones for tests.
@@ -32,13 +34,16 @@ mod dispatcher;
 mod function;
 pub mod memory;
 mod observer;
+pub mod queue;
 mod source;
+mod target;
 
 pub use config::MappingConfig;
-pub use dispatcher::{Dispatcher, Step};
+pub use dispatcher::{Dispatcher, MappingRuntime, Step};
 pub use function::{FunctionError, StreamFunction};
 pub use observer::{NoObserver, Observer};
 pub use source::{BoxError, Checkpoints, Cursor, DeadLetter, InFlight, RecordSource, SourceRecord};
+pub use target::{Backoff, Target};
 
 /// A dispatcher could not read its source or keep its checkpoint; it retries the step later.
 #[derive(Debug, thiserror::Error)]

@@ -103,3 +103,63 @@ impl Checkpoints for MemoryCheckpoints {
         Ok(())
     }
 }
+
+/// A queue held in memory, as SQS keeps one: a received message is hidden until it is deleted or
+/// put back ([`MemoryQueue::reappear`], standing in for the visibility timeout).
+#[derive(Default)]
+pub struct MemoryQueue {
+    messages: Mutex<Vec<(crate::queue::Message, bool)>>,
+}
+
+impl MemoryQueue {
+    /// Sends a message; returns its id.
+    pub fn send(&self, body: &str) -> String {
+        let mut messages = self.messages.lock().expect("queue lock");
+        let id = format!("m-{}", messages.len() + 1);
+        messages.push((
+            crate::queue::Message {
+                id: id.clone(),
+                body: body.to_owned(),
+                receive_count: 0,
+                sent_ms: 0,
+            },
+            true,
+        ));
+        id
+    }
+
+    /// Every hidden message becomes visible again: their visibility timeouts passed.
+    pub fn reappear(&self) {
+        for (_, visible) in self.messages.lock().expect("queue lock").iter_mut() {
+            *visible = true;
+        }
+    }
+
+    /// The ids of the messages still in the queue.
+    pub fn ids(&self) -> Vec<String> {
+        let messages = self.messages.lock().expect("queue lock");
+        messages.iter().map(|(m, _)| m.id.clone()).collect()
+    }
+}
+
+#[async_trait]
+impl crate::queue::MessageQueue for MemoryQueue {
+    async fn receive(&self, limit: usize) -> Result<Vec<crate::queue::Message>, BoxError> {
+        let mut messages = self.messages.lock().expect("queue lock");
+        let mut received = Vec::new();
+        for (message, visible) in messages.iter_mut().filter(|(_, v)| *v).take(limit) {
+            *visible = false;
+            message.receive_count += 1;
+            received.push(message.clone());
+        }
+        Ok(received)
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), BoxError> {
+        self.messages
+            .lock()
+            .expect("queue lock")
+            .retain(|(m, _)| m.id != id);
+        Ok(())
+    }
+}

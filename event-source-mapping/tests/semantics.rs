@@ -10,8 +10,8 @@ use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use event_source_mapping::memory::{MemoryCheckpoints, MemorySource};
 use event_source_mapping::{
-    Checkpoints, Cursor, Dispatcher, FunctionError, InFlight, MappingConfig, NoObserver, Step,
-    StreamFunction,
+    Backoff, Checkpoints, Cursor, Dispatcher, FunctionError, InFlight, MappingConfig,
+    MappingRuntime, NoObserver, Step, StreamFunction, Target,
 };
 use lambda_filter::FilterCriteria;
 use serde_json::json;
@@ -112,13 +112,17 @@ fn dispatcher(
     function: &Arc<Scripted>,
 ) -> Dispatcher {
     Dispatcher::new(
-        "fn",
+        Target::new("fn", function.clone()),
         Arc::new(mapping),
-        source.clone(),
-        checkpoints.clone(),
-        function.clone(),
-        Arc::new(NoObserver),
-        Duration::from_millis(1),
+        MappingRuntime {
+            source: source.clone(),
+            checkpoints: checkpoints.clone(),
+            observer: Arc::new(NoObserver),
+            backoff: Backoff {
+                first: Duration::from_millis(1),
+                max: Duration::from_secs(5),
+            },
+        },
     )
 }
 

@@ -25,13 +25,11 @@ pub struct Estimate {
     pub decode: u64,
     /// Colour conversion: its output buffer and the transform's tables.
     pub colour: u64,
-    /// The renditions: resize coefficients and intermediate image, the rendition, its turned copy,
-    /// the encoder's buffers. The costliest one when they are made one after another; all of them
-    /// when they are made side by side ([`Header::renditions_side_by_side`](crate::probe::Header)).
+    /// The renditions: resize coefficients and intermediate image, the rendition, the encoder's
+    /// buffers; the costliest one, as they are made one after another. What one gives back is kept
+    /// for the next ([`crate::keep_at_most`]): that is counted in the plan's kept memory
+    /// ([`MemoryPlan::kept_bytes`]), not here.
     pub rendition: u64,
-    /// Every rendition at once: what `rendition` becomes when they are made side by side. Not
-    /// part of [`total`](Self::total) until then.
-    pub renditions_together: u64,
     /// Codec state, tables and allocator slack that do not grow with the image.
     pub fixed: u64,
 }
@@ -77,14 +75,33 @@ pub const DEFAULT_FUNCTION_MEMORY_MB: u64 = 2048;
 /// The least an image pool may have; below this a function is misconfigured.
 const MIN_POOL_MB: u64 = 64;
 
-/// How a function's memory is shared: a fixed reserve, and a pool that the images being processed
-/// draw their estimates from. One image may take the whole pool; several run at once only while
-/// their estimates fit together, so the peak is the reserve plus the pool at most.
+/// What the process step keeps between images at most (buffers and libjpeg's pools that the next
+/// image reuses instead of faulting in fresh pages, [`crate::keep_at_most`]): an eighth of what the
+/// reserve leaves, and no more than this. A batch of 4 MP photos keeps 13 MB.
+pub const MAX_KEPT_MB: u64 = 96;
+/// What is kept in the default function's plan ([`DEFAULT_FUNCTION_MEMORY_MB`]).
+pub const DEFAULT_KEPT_BYTES: u64 = kept_mb(DEFAULT_FUNCTION_MEMORY_MB) * MIB;
+
+const fn kept_mb(function_mb: u64) -> u64 {
+    let eighth = function_mb.saturating_sub(RESERVE_MB) / 8;
+    if eighth < MAX_KEPT_MB {
+        eighth
+    } else {
+        MAX_KEPT_MB
+    }
+}
+
+/// How a function's memory is shared: a fixed reserve, what is kept between images, and a pool
+/// that the images being processed draw their estimates from. One image may take the whole pool;
+/// several run at once only while their estimates fit together, so the peak is the reserve, the
+/// kept memory and the pool at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryPlan {
     pub function_mb: u64,
     /// Bytes the images in flight may hold together; also the most one image may need.
     pub pool_bytes: u64,
+    /// Bytes kept from one image to the next at most ([`crate::keep_at_most`]).
+    pub kept_bytes: u64,
 }
 
 impl MemoryPlan {
@@ -96,9 +113,11 @@ impl MemoryPlan {
                 RESERVE_MB + MIN_POOL_MB
             )));
         }
+        let kept_bytes = kept_mb(function_mb) * MIB;
         Ok(MemoryPlan {
             function_mb,
-            pool_bytes: (function_mb - RESERVE_MB) * MIB,
+            pool_bytes: (function_mb - RESERVE_MB) * MIB - kept_bytes,
+            kept_bytes,
         })
     }
 }
@@ -130,7 +149,8 @@ fn coefficients(src: u64, dst: u64) -> u64 {
 /// One rendition of a `src` image of `channels` (1, 3 or 4) as `dst`, in `format`: the resize
 /// (coefficients for both axes; the vertical pass first into a `src.w x dst.h` image, as
 /// `fast_image_resize` does for 8-bit pixels; a premultiplied copy of the source when there is
-/// alpha), the rendition, its turned copy, and the encoder.
+/// alpha), the rendition, the band of it made before it is turned upright (at most its size), and
+/// the encoder.
 pub(crate) fn rendition(src: (u32, u32), channels: u8, dst: (u32, u32), format: Format) -> u64 {
     let (sw, sh) = (u64::from(src.0), u64::from(src.1));
     let (dw, dh) = (u64::from(dst.0), u64::from(dst.1));

@@ -83,6 +83,7 @@ fn decode_error(e: impl Into<crate::BoxError>) -> ImageError {
 
 fn decode_jpeg(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels, ImageError> {
     let jpeg = header.jpeg.as_ref().expect("a JPEG header");
+    crate::jpeg_memory::install();
     let layout = match jpeg.components {
         1 => jpeg_decode::Layout::Gray,
         // libjpeg converts YCCK to CMYK but never CMYK to RGB; that is done below.
@@ -159,7 +160,7 @@ fn decode_png(bytes: &[u8], header: &Header) -> Result<Pixels, ImageError> {
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| ImageError::decode("PNG too large for this machine's address space"))?;
-    let mut buf = vec![0u8; size];
+    let mut buf = crate::pixels::buffer(size);
     let info = reader.next_frame(&mut buf).map_err(decode_error)?;
     buf.truncate(info.buffer_size());
     let (width, height) = (info.width, info.height);

@@ -13,6 +13,7 @@ use crate::Pixels;
 
 /// A JPEG of `p` at `quality` (1..=100).
 pub fn jpeg(p: &Pixels, quality: u8) -> Result<Bytes, turbojpeg::Error> {
+    crate::jpeg_memory::install();
     let mut c = turbojpeg::Compressor::new()?;
     c.set_quality(i32::from(quality))?;
     c.set_optimize(true)?;
@@ -33,20 +34,37 @@ pub fn jpeg(p: &Pixels, quality: u8) -> Result<Bytes, turbojpeg::Error> {
         }
     };
     let bpp = format.size();
-    c.compress_to_vec(turbojpeg::Image {
-        pixels: buf.as_slice(),
-        width: p.width as usize,
-        pitch: p.width as usize * bpp,
-        height: p.height as usize,
-        format,
-    })
-    .map(Bytes::from)
+    // Into a kept buffer as large as TurboJPEG may need (only what it writes is ever faulted in),
+    // then copied out at its size.
+    let mut out = crate::pixels::buffer(c.buf_len(p.width as usize, p.height as usize)?);
+    let len = c.compress_to_slice(
+        turbojpeg::Image {
+            pixels: buf.as_slice(),
+            width: p.width as usize,
+            pitch: p.width as usize * bpp,
+            height: p.height as usize,
+            format,
+        },
+        &mut out,
+    );
+    let bytes = len.map(|len| Bytes::copy_from_slice(&out[..len]));
+    crate::pixels::keep(out);
+    bytes
 }
 
 /// A PNG of `p`, alpha kept, tagged sRGB.
 pub fn png(p: &Pixels) -> Result<Bytes, png::EncodingError> {
-    let mut out = Vec::new();
-    let mut e = png::Encoder::new(&mut out, p.width, p.height);
+    // Into a kept buffer (the budget's bound of what the output may take), then copied out at its
+    // size.
+    let raw = p.buf.len() + p.height as usize;
+    let mut out = crate::pixels::empty_buffer(raw + raw / 8 + (64 << 10));
+    let bytes = png_into(p, &mut out).map(|()| Bytes::copy_from_slice(&out));
+    crate::pixels::keep(out);
+    bytes
+}
+
+fn png_into(p: &Pixels, out: &mut Vec<u8>) -> Result<(), png::EncodingError> {
+    let mut e = png::Encoder::new(out, p.width, p.height);
     e.set_color(match p.channels {
         1 => png::ColorType::Grayscale,
         3 => png::ColorType::Rgb,
@@ -58,8 +76,7 @@ pub fn png(p: &Pixels) -> Result<Bytes, png::EncodingError> {
     e.set_source_srgb(png::SrgbRenderingIntent::Perceptual);
     let mut w = e.write_header()?;
     w.write_image_data(&p.buf)?;
-    w.finish()?;
-    Ok(Bytes::from(out))
+    w.finish()
 }
 
 /// RGB or RGBA samples for the encoders that take no gray.

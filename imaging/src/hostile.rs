@@ -11,7 +11,7 @@ pub struct Hostile {
     pub bytes: Vec<u8>,
 }
 
-/// The whole corpus, in the order the README's table lists it.
+/// The whole corpus, in the order docs/imaging.md's table (Memory budget) lists it.
 pub fn corpus() -> Vec<Hostile> {
     let h = |name, what, bytes| Hostile { name, what, bytes };
     vec![

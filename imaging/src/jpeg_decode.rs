@@ -96,7 +96,8 @@ pub fn decompress(
     let mut narrow = Vec::new();
     let mut wide = Vec::new();
     let out: *mut c_void = if precision <= 8 {
-        narrow = vec![0u8; samples];
+        // Kept between images (pixels.rs): every sample is written before it is read.
+        narrow = crate::pixels::buffer(samples);
         narrow.as_mut_ptr().cast()
     } else {
         wide = vec![0u16; samples];

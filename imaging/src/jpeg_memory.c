@@ -5,49 +5,69 @@
  * libturbojpeg.a. (Should a libjpeg-turbo upgrade add a ninth, the link fails on a duplicate
  * symbol rather than quietly using the old functions.)
  *
- * Why: a progressive JPEG is decoded into a whole-image coefficient buffer (53 MB for a 12 MP
- * photo) that libjpeg zeroes before use. glibc maps a block that size fresh for each decode and
- * unmaps it after, so every decode faults it in again 4 KiB at a time: about a quarter of a
- * progressive photo's decode time. Here a large pool of 2 MiB or more gets a mapping of its own,
- * aligned to 2 MiB and marked MADV_HUGEPAGE, so the kernel faults it in 2 MiB at a time where
- * transparent huge pages are allowed ("madvise" or "always"). Freed, it is unmapped at once, as
- * glibc does: the resident set is what it was. Everything else is malloc and free, as before.
+ * Why: libjpeg allocates its large pools afresh for every image (a progressive JPEG's
+ * whole-image coefficient buffer: 25 MB for a 4 MP photo at 4:4:4; the encoder's, for Huffman
+ * optimisation), and frees them after. Freed to the allocator, they go back to the kernel, and the
+ * next image faults them in again, every page zeroed. So a large pool comes from the buffers the
+ * process step keeps between images (pixels.rs), through the two functions jpeg_memory.rs installs
+ * here, and goes back to them when libjpeg frees it. Small pools, and everything before the
+ * functions are installed, are malloc's, as in jmemnobs.c.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
 #include "jpeglib.h"
 #include "jerror.h"
 
-#define HUGE_PAGE ((size_t)2 << 20)
-/* Where the mapping's length is kept, in front of the block libjpeg gets; a multiple of 64 keeps
- * the block as aligned as malloc's. */
+/* From this size on a pool comes from the kept buffers: pixels.rs's SMALLEST_KEPT. */
+#define KEPT_FROM ((size_t)64 << 10)
+/* In front of the block libjpeg gets: what the kept buffer was (its length and capacity), so that
+ * it goes back whole. A multiple of 64 keeps the block as aligned as malloc's. */
 #define HEADER ((size_t)64)
 
-/* How many large pools have been mapped this way (jpeg_memory.rs). */
-static volatile size_t huge_page_pools;
+struct kept_header {
+  void *buffer;
+  size_t length;
+  size_t capacity;
+};
 
-size_t imaging_jpeg_huge_page_pools(void)
+/* A buffer of at least `size` bytes; its length and capacity in *length and *capacity. */
+typedef void *(*take_fn)(size_t size, size_t *length, size_t *capacity);
+/* Gives a buffer from take_fn back. */
+typedef void (*give_back_fn)(void *buffer, size_t length, size_t capacity);
+
+static take_fn take_kept;
+static give_back_fn give_back_kept;
+/* How many large pools have come from the kept buffers since the process began. */
+static size_t kept_pools;
+
+void imaging_jpeg_install(take_fn take, give_back_fn give_back)
 {
-  return __atomic_load_n(&huge_page_pools, __ATOMIC_RELAXED);
+  __atomic_store_n(&give_back_kept, give_back, __ATOMIC_RELEASE);
+  __atomic_store_n(&take_kept, take, __ATOMIC_RELEASE);
 }
 
-/* Whether a pool of `size` bytes gets a mapping of its own (else it is malloc's). */
-static int mapped_alone(size_t size)
+size_t imaging_jpeg_kept_pools(void)
 {
-  return size >= HUGE_PAGE && size <= SIZE_MAX / 2;
+  return __atomic_load_n(&kept_pools, __ATOMIC_RELAXED);
 }
 
-/* What a request for `size` bytes from jpeg_get_large takes: a whole number of huge pages for a
- * large pool, else `size` (give or take malloc's own few bytes). The memory budget counts this. */
+/* Whether a pool of `size` bytes comes from the kept buffers (else from malloc). */
+static int from_kept(size_t size)
+{
+  return size >= KEPT_FROM && size <= SIZE_MAX / 2 &&
+         __atomic_load_n(&take_kept, __ATOMIC_ACQUIRE) != NULL;
+}
+
+/* What a request for `size` bytes from jpeg_get_large takes (give or take malloc's own few
+ * bytes): the memory budget counts this. */
 size_t imaging_jpeg_pool_footprint(size_t size)
 {
-  if (!mapped_alone(size))
+  if (size < KEPT_FROM)
     return size;
-  return (size + HEADER + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+  return size <= SIZE_MAX - HEADER ? size + HEADER : SIZE_MAX;
 }
 
 void *jpeg_get_small(j_common_ptr cinfo, size_t sizeofobject)
@@ -63,38 +83,40 @@ void jpeg_free_small(j_common_ptr cinfo, void *object, size_t sizeofobject)
   free(object);
 }
 
+/* A pool given out by jpeg_get_large starts HEADER bytes into its block; from_kept() blocks carry a
+ * kept_header there, the others a null one. */
 void *jpeg_get_large(j_common_ptr cinfo, size_t sizeofobject)
 {
   (void)cinfo;
-  if (!mapped_alone(sizeofobject))
-    return malloc(sizeofobject);
-  size_t length = imaging_jpeg_pool_footprint(sizeofobject);
-  /* One huge page more than needed, so that a 2 MiB-aligned run of `length` bytes is inside. */
-  size_t mapped = length + HUGE_PAGE;
-  char *map = mmap(NULL, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (map == MAP_FAILED)
+  struct kept_header header = { NULL, 0, 0 };
+  char *block;
+  if (from_kept(sizeofobject)) {
+    take_fn take = __atomic_load_n(&take_kept, __ATOMIC_ACQUIRE);
+    header.buffer = take(sizeofobject + HEADER, &header.length, &header.capacity);
+    block = header.buffer;
+    if (block != NULL)
+      __atomic_add_fetch(&kept_pools, 1, __ATOMIC_RELAXED);
+  } else {
+    block = malloc(sizeofobject + HEADER);
+  }
+  if (block == NULL)
     return NULL;
-  char *start = (char *)(((uintptr_t)map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-  if (start > map)
-    munmap(map, (size_t)(start - map));
-  if (map + mapped > start + length)
-    munmap(start + length, (size_t)(map + mapped - (start + length)));
-  /* Advice only: where huge pages are off (or not built in), it changes nothing. */
-  (void)madvise(start, length, MADV_HUGEPAGE);
-  *(size_t *)start = length;
-  __atomic_add_fetch(&huge_page_pools, 1, __ATOMIC_RELAXED);
-  return start + HEADER;
+  *(struct kept_header *)block = header;
+  return block + HEADER;
 }
 
 void jpeg_free_large(j_common_ptr cinfo, void *object, size_t sizeofobject)
 {
   (void)cinfo;
-  if (!mapped_alone(sizeofobject)) {
-    free(object);
+  (void)sizeofobject;
+  char *block = (char *)object - HEADER;
+  struct kept_header header = *(struct kept_header *)block;
+  if (header.buffer == NULL) {
+    free(block);
     return;
   }
-  char *start = (char *)object - HEADER;
-  munmap(start, *(size_t *)start);
+  give_back_fn give_back = __atomic_load_n(&give_back_kept, __ATOMIC_ACQUIRE);
+  give_back(header.buffer, header.length, header.capacity);
 }
 
 /* The rest is jmemnobs.c's: no backing store, and a limit only when one is set. */

@@ -9,12 +9,14 @@
 //!    that still covers the largest rendition, so a 20 MP photo is never expanded to 20 MP of
 //!    pixels; a PNG is decoded whole, at 8 bits a channel;
 //! 3. [`resize`]: every rendition is resized from that one buffer with `fast_image_resize` (SIMD,
-//!    Lanczos3), then turned upright (EXIF orientation) at its own small size;
+//!    Lanczos3), one after another, and turned upright (EXIF orientation) band by band as it is
+//!    made;
 //! 4. [`encode`]: JPEG by libjpeg-turbo (alpha flattened on white), PNG by the `png` crate (alpha
 //!    kept).
 //!
 //! Before any resize the pixels are converted to sRGB from the image's own profile ([`colour`]);
-//! the smallest rendition also gives the item's [`placeholder`] (a ThumbHash).
+//! the smallest rendition also gives the item's [`placeholder`] (a ThumbHash). Large buffers are
+//! kept from one image to the next ([`keep_at_most`]), so a batch faults its memory in once.
 //!
 //! Renditions carry no metadata at all (no EXIF, so no GPS). Width and height are reported as the
 //! image is displayed, after orientation; [`metadata`] keeps a small EXIF subset for the item.
@@ -45,7 +47,7 @@ pub mod resize;
 pub mod settings;
 
 pub use budget::{Estimate, MemoryPlan};
-pub use pixels::Pixels;
+pub use pixels::{keep_at_most, kept_bytes, Pixels};
 pub use resize::target_size;
 pub use settings::{Format, RenditionSpec, Settings, SettingsError, Size};
 
@@ -225,13 +227,9 @@ pub fn render_probed(
     let render = |&(target, spec): &((u32, u32), &RenditionSpec)| {
         render_one(&pixels, target, orientation, spec, settings)
     };
-    let made: Vec<_> = if header.renditions_side_by_side {
-        // A photo's decode is serial, but its renditions are independent reads of the same buffer.
-        side_by_side(jobs.iter().collect(), render)
-    } else {
-        jobs.iter().map(render).collect()
-    };
-    let made = made.into_iter().collect::<Result<Vec<_>, _>>()?;
+    // One after another, each taking what buffers of the one before fit it: a batch's images are
+    // what runs side by side, and renditions made side by side would each hold buffers of their own.
+    let made = jobs.iter().map(render).collect::<Result<Vec<_>, _>>()?;
     let decoded_size = (pixels.width, pixels.height);
     drop(pixels);
     let renditions = wanted
@@ -388,8 +386,8 @@ fn render_one(
         name: spec.name.clone(),
         source,
     };
-    let small = resize::resize(pixels, target).map_err(|e| encode_error(e.into()))?;
-    let small = orientation::orient(small, orientation);
+    let small =
+        resize::resize_upright(pixels, target, orientation).map_err(|e| encode_error(e.into()))?;
     let quality = spec.quality(settings.jpeg_quality);
     let bytes = match spec.format {
         Format::Jpeg => encode::jpeg(&small, quality).map_err(BoxError::from),

@@ -52,40 +52,99 @@ impl Orientation {
     }
 }
 
-/// Turns a (small) rendition upright.
+/// Turns a (small) rendition upright, into a kept buffer; the one it was in is kept in turn.
 pub fn orient(p: Pixels, o: Orientation) -> Pixels {
-    use Orientation::*;
-    if o == NoTransforms {
+    if o == Orientation::NoTransforms {
         return p;
     }
-    let (w, h, c) = (p.width as usize, p.height as usize, usize::from(p.channels));
-    let (out_w, out_h) = if o.swaps_axes() { (h, w) } else { (w, h) };
-    // For each pixel (x, y) of the upright image, the stored pixel it shows.
-    let source = |x: usize, y: usize| -> (usize, usize) {
-        match o {
-            NoTransforms => (x, y),
-            FlipHorizontal => (w - 1 - x, y),
-            Rotate180 => (w - 1 - x, h - 1 - y),
-            FlipVertical => (x, h - 1 - y),
-            Rotate90FlipH => (y, x),
-            Rotate90 => (y, h - 1 - x),
-            Rotate270FlipH => (w - 1 - y, h - 1 - x),
-            Rotate270 => (w - 1 - y, x),
-        }
+    let (width, height) = if o.swaps_axes() {
+        (p.height, p.width)
+    } else {
+        (p.width, p.height)
     };
-    let mut buf = Vec::with_capacity(p.buf.len());
-    for y in 0..out_h {
-        for x in 0..out_w {
-            let (sx, sy) = source(x, y);
-            let at = (sy * w + sx) * c;
-            buf.extend_from_slice(&p.buf[at..at + c]);
-        }
-    }
+    let mut buf = crate::pixels::buffer(p.buf.len());
+    turn_rows(&p.buf, 0, (p.width, p.height), p.channels, &mut buf, o);
     Pixels {
-        width: out_w as u32,
-        height: out_h as u32,
+        width,
+        height,
         channels: p.channels,
         buf,
+    }
+}
+
+/// Copies `rows`, whole rows of a stored image of `w` x `h` pixels of `channels` bytes from row
+/// `top` down, to where they show in `upright`, the image turned by `o`.
+pub(crate) fn turn_rows(
+    rows: &[u8],
+    top: u32,
+    (w, h): (u32, u32),
+    channels: u8,
+    upright: &mut [u8],
+    o: Orientation,
+) {
+    let at = (top as usize, w as usize, h as usize);
+    match channels {
+        1 => turn::<1>(rows, at, upright, o),
+        3 => turn::<3>(rows, at, upright, o),
+        _ => turn::<4>(rows, at, upright, o),
+    }
+}
+
+/// [`turn_rows`] for pixels of `C` bytes. A stored row goes down an upright column for a quarter
+/// turn: the rows are taken a column of pixels at a time, so that each upright row gets a run of
+/// neighbouring pixels at once.
+fn turn<const C: usize>(
+    rows: &[u8],
+    (top, w, h): (usize, usize, usize),
+    upright: &mut [u8],
+    o: Orientation,
+) {
+    use Orientation::*;
+    let (rows, _) = rows.as_chunks::<C>();
+    let (upright, _) = upright.as_chunks_mut::<C>();
+    let (sw, sh) = (w as isize, h as isize);
+    // Stored pixel (x, y) shows at `first + x * along + y * down` of the upright image.
+    let (first, along, down) = match o {
+        NoTransforms => (0, 1, sw),
+        FlipHorizontal => (sw - 1, -1, sw),
+        Rotate180 => ((sh - 1) * sw + sw - 1, -1, -sw),
+        FlipVertical => ((sh - 1) * sw, 1, -sw),
+        Rotate90FlipH => (0, sh, 1),
+        Rotate90 => (sh - 1, sh, -1),
+        Rotate270FlipH => ((sw - 1) * sh + sh - 1, -sh, -1),
+        Rotate270 => ((sw - 1) * sh, -sh, 1),
+    };
+    let count = rows.len() / w;
+    if !o.swaps_axes() {
+        for y in 0..count {
+            let start = first + (top + y) as isize * down;
+            let source = &rows[y * w..(y + 1) * w];
+            if along == 1 {
+                upright[start as usize..start as usize + w].copy_from_slice(source);
+            } else {
+                let row = &mut upright[(start - sw + 1) as usize..=start as usize];
+                for (to, from) in row.iter_mut().rev().zip(source) {
+                    *to = *from;
+                }
+            }
+        }
+        return;
+    }
+    // A stored column of the band lands on a run of one upright row, forwards or backwards.
+    for x in 0..w {
+        let start = first + x as isize * along + top as isize * down;
+        let column = rows[x..].iter().step_by(w);
+        if down == 1 {
+            let run = &mut upright[start as usize..start as usize + count];
+            for (to, from) in run.iter_mut().zip(column) {
+                *to = *from;
+            }
+        } else {
+            let run = &mut upright[(start + 1) as usize - count..=start as usize];
+            for (to, from) in run.iter_mut().rev().zip(column) {
+                *to = *from;
+            }
+        }
     }
 }
 

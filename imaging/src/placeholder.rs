@@ -23,7 +23,7 @@ pub fn thumbhash(p: &Pixels) -> Result<String, ResizeError> {
             height: MAX_SIDE,
         },
     );
-    let small = resize::average(p, (w, h))?;
+    let mut small = resize::average(p, (w, h))?;
     let rgba: Vec<u8> = match small.channels {
         1 => small.buf.iter().flat_map(|&v| [v, v, v, 255]).collect(),
         3 => small
@@ -31,7 +31,7 @@ pub fn thumbhash(p: &Pixels) -> Result<String, ResizeError> {
             .chunks_exact(3)
             .flat_map(|c| [c[0], c[1], c[2], 255])
             .collect(),
-        _ => small.buf,
+        _ => std::mem::take(&mut small.buf),
     };
     let hash = rgba_to_thumb_hash(w as usize, h as usize, &rgba);
     Ok(base64::engine::general_purpose::STANDARD.encode(hash))

@@ -26,8 +26,6 @@ pub struct Header {
     pub icc: Option<Vec<u8>>,
     /// What decoding and every rendition will allocate; within the budget.
     pub estimate: Estimate,
-    /// The renditions are made on threads of their own, side by side ([`probe`] decides).
-    pub renditions_side_by_side: bool,
     /// Frames and duration, for an animated image (GIF, APNG, WebP, JPEG XL, AVIF sequence).
     pub animation: Option<Animation>,
     /// The kind of pixels the decoder gives (before any conversion), which an embedded profile
@@ -132,7 +130,7 @@ const EXIF_BYTES_PER_BYTE: u64 = 130;
 
 /// Reads and checks the header of `bytes`.
 pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
-    let mut header = match sniff(bytes)? {
+    let header = match sniff(bytes)? {
         MediaType::Jpeg => probe_jpeg(bytes, settings)?,
         MediaType::Png => probe_png(bytes, settings)?,
         MediaType::Heic => probe_heic(bytes, settings)?,
@@ -162,24 +160,10 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
             budget_mb: settings.memory_budget / MIB,
         });
     }
-    // Side by side when that pays (several renditions of a large decoded image, and cores to run
-    // them on) and the memory of all of them at once fits the budget; otherwise one after another.
-    let together = Estimate {
-        rendition: header.estimate.renditions_together,
-        ..header.estimate
-    };
-    let (decoded_w, decoded_h) = header.decoded_size();
-    if header.targets.len() > 1
-        && worth_a_second_thread(decoded_w, decoded_h)
-        && together.total() <= settings.memory_budget
-    {
-        header.estimate = together;
-        header.renditions_side_by_side = true;
-    }
     Ok(header)
 }
 
-/// Below this many decoded pixels, starting threads costs about what the renditions do.
+/// Below this many decoded pixels, starting a thread costs about what the work split over it does.
 const SIDE_BY_SIDE_MIN_PIXELS: u64 = 512 * 512;
 
 /// Whether work on a decoded image this large is worth splitting over a second thread: the
@@ -309,7 +293,6 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         png: None,
         icc,
         estimate,
-        renditions_side_by_side: false,
         animation: None,
         model: colour::Model::of_jpeg(frame.components),
         warnings,
@@ -377,8 +360,7 @@ fn jpeg_estimate(
         metadata,
         decode,
         colour: colour_cost(icc, (sw, sh), decoded_channels),
-        rendition: renditions.0,
-        renditions_together: renditions.1,
+        rendition: renditions,
         fixed: 2 * MIB,
     }
 }
@@ -393,19 +375,14 @@ fn colour_cost(icc: Option<&[u8]>, (w, h): (u64, u64), channels: u8) -> u64 {
     }
 }
 
-/// The renditions from the decoded buffer: the costliest one (made one after another), and all
-/// of them (made side by side).
-fn renditions_cost(
-    src: (u32, u32),
-    channels: u8,
-    targets: &[(u32, u32)],
-    s: &Settings,
-) -> (u64, u64) {
+/// The renditions from the decoded buffer: the costliest one ([`Estimate::rendition`]).
+fn renditions_cost(src: (u32, u32), channels: u8, targets: &[(u32, u32)], s: &Settings) -> u64 {
     targets
         .iter()
         .zip(&s.renditions)
         .map(|(&dst, spec)| budget::rendition(src, channels, dst, spec.format))
-        .fold((0, 0), |(max, sum), c| (max.max(c), sum.saturating_add(c)))
+        .max()
+        .unwrap_or(0)
 }
 
 /// The scans of the main image: start-of-scan markers from the first scan to the first
@@ -581,8 +558,7 @@ pub(crate) fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, Ima
         metadata,
         decode,
         colour: colour_cost(icc.as_deref(), (w, h), rgb_channels),
-        rendition: renditions.0,
-        renditions_together: renditions.1,
+        rendition: renditions,
         fixed: 2 * MIB,
     };
     Ok(Header {
@@ -597,7 +573,6 @@ pub(crate) fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, Ima
         png: Some(png),
         icc,
         estimate,
-        renditions_side_by_side: false,
         animation: None,
         warnings,
         heic_largest_picture: 0,
@@ -662,8 +637,7 @@ fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         metadata,
         decode,
         colour: colour_cost(icc.as_deref(), (w64, h64), 4),
-        rendition: renditions.0,
-        renditions_together: renditions.1,
+        rendition: renditions,
         fixed: 4 * MIB,
     };
     Ok(Header {
@@ -677,7 +651,6 @@ fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         png: None,
         icc,
         estimate,
-        renditions_side_by_side: false,
         animation: None,
         warnings,
         heic_largest_picture: largest,
@@ -865,7 +838,6 @@ pub(crate) fn header_of(
         png: None,
         icc: None,
         estimate,
-        renditions_side_by_side: false,
         animation: None,
         warnings: Vec::new(),
         heic_largest_picture: 0,
@@ -886,7 +858,7 @@ pub(crate) fn header_of(
 pub(crate) fn finish_costs(header: &mut Header, channels: u8, settings: &Settings) {
     let (width, height) = (header.width, header.height);
     header.targets = stored_targets(width, height, header.orientation, settings);
-    let (max, sum) = renditions_cost((width, height), channels, &header.targets, settings);
+    let max = renditions_cost((width, height), channels, &header.targets, settings);
     let animated = header.animation.map_or(0, |a| {
         header
             .targets
@@ -904,7 +876,6 @@ pub(crate) fn finish_costs(header: &mut Header, channels: u8, settings: &Setting
             .unwrap_or(0)
     });
     header.estimate.rendition = max.max(animated);
-    header.estimate.renditions_together = sum.max(animated);
     header.estimate.colour = colour_cost(
         header.icc.as_deref(),
         (u64::from(width), u64::from(height)),

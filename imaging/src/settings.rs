@@ -28,7 +28,7 @@ pub const DEFAULT_JPEG_QUALITY: u8 = 80;
 pub const DEFAULT_WEBP_QUALITY: u8 = 80;
 pub const DEFAULT_AVIF_QUALITY: u8 = 60;
 /// rav1e's speed, 1 (slowest, smallest) to 10. At 8 a 640x400 rendition takes about a second on
-/// one core; at 10 about a tenth of that, 15% larger (README, "Renditions").
+/// one core; at 10 about a tenth of that, 15% larger (docs/imaging.md, "Renditions").
 pub const DEFAULT_AVIF_SPEED: u8 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +157,7 @@ impl FromStr for RenditionSpec {
             "avif" => {
                 return Err(bad(
                     "this build has no AVIF encoder (build with the `avif` feature: \
-                     cargo build --features local/avif, or make run FEATURES=avif)",
+                     cargo build --features local/avif, or make run FEATURES=heic,avif)",
                 ))
             }
             _ => return Err(bad("format must be jpeg, png, webp or avif")),

@@ -149,36 +149,6 @@ fn textured(w: u32, h: u32) -> DynamicImage {
 }
 
 #[test]
-fn renditions_made_side_by_side_are_the_ones_made_one_after_another() {
-    let settings = Settings::default();
-    let large = jpeg(&textured(1400, 1000)); // decoded at 1/2: 700x500, over the threshold
-    let side_by_side = probe::probe(&large, &settings).unwrap();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert_eq!(side_by_side.renditions_side_by_side, cores > 1);
-    if side_by_side.renditions_side_by_side {
-        // Memory is counted for all of them at once, and is more than the costliest one.
-        let estimate = side_by_side.estimate;
-        assert_eq!(estimate.rendition, estimate.renditions_together);
-        let mut one_after_another = probe::probe(&large, &settings).unwrap();
-        one_after_another.renditions_side_by_side = false;
-        let a = render_probed(&large, &side_by_side, &settings).unwrap();
-        let b = render_probed(&large, &one_after_another, &settings).unwrap();
-        let outputs = |r: &Rendered| -> Vec<(String, Vec<u8>)> {
-            r.renditions
-                .iter()
-                .map(|o| (o.spec.name.clone(), o.bytes.to_vec()))
-                .collect()
-        };
-        assert_eq!(outputs(&a), outputs(&b));
-        assert_eq!(a.placeholder, b.placeholder);
-    }
-    // A small image is not worth the threads.
-    let small = probe::probe(&jpeg(&red_left_blue_right()), &settings).unwrap();
-    assert!(!small.renditions_side_by_side);
-    assert!(small.estimate.rendition < small.estimate.renditions_together);
-}
-
-#[test]
 fn a_rendition_looks_like_its_original() {
     // Progressive photo, decoded at 1/2 (800 wide for a 640 rendition); compare the mobile rendition
     // with a plain full decode resized by the image crate: same picture, only filter differences.
@@ -884,43 +854,40 @@ fn turbo_jpeg(picture: &RgbImage, progressive: bool) -> Vec<u8> {
 }
 
 #[test]
-fn a_progressive_photo_decodes_through_huge_page_pools_to_the_pixels_of_its_baseline_twin() {
-    // 2048x1024 at 4:2:0: the luma's whole-image coefficient buffer alone is 4 MiB, over the 2 MiB
-    // from which jpeg_memory.c maps a pool of its own (and zeroes nothing itself: libjpeg does).
+fn a_progressive_photo_decodes_through_kept_pools_to_the_pixels_of_its_baseline_twin() {
+    // 2048x1024 at 4:2:0: the luma's whole-image coefficient buffer alone is 4 MiB, which
+    // jpeg_memory.c takes from the kept buffers (and zeroes nothing itself: libjpeg does).
     let picture = textured(2048, 1024).to_rgb8();
     let (baseline, progressive) = (turbo_jpeg(&picture, false), turbo_jpeg(&picture, true));
     let settings = Settings::default();
-    let before = jpeg_memory::huge_page_pools();
+    let before = jpeg_memory::kept_pools();
     let from_progressive = render(&progressive, &settings).unwrap();
-    let after = jpeg_memory::huge_page_pools();
-    assert!(after > before, "no pool was mapped by jpeg_memory.c");
+    let after = jpeg_memory::kept_pools();
+    assert!(after > before, "no pool came from the kept buffers");
+    // Again: the same pools, whatever memory they come from this time.
+    let again = render(&progressive, &settings).unwrap();
     // The same coefficients, entropy-coded in one scan or in several: the same renditions.
     let from_baseline = render(&baseline, &settings).unwrap();
-    for (p, b) in from_progressive
+    for ((p, a), b) in from_progressive
         .renditions
         .iter()
+        .zip(&again.renditions)
         .zip(&from_baseline.renditions)
     {
         assert_eq!(p.bytes, b.bytes, "{}", p.spec.name);
+        assert_eq!(a.bytes, b.bytes, "{}, decoded again", p.spec.name);
     }
     assert_eq!(from_progressive.placeholder, from_baseline.placeholder);
 }
 
 #[test]
-fn the_budget_counts_a_large_pool_in_whole_huge_pages() {
+fn the_budget_counts_a_large_pool_with_its_headers() {
     const MIB: u64 = 1 << 20;
     // Small pools are malloc's: their size, with libjpeg's header.
     assert_eq!(jpeg_memory::pool_footprint(1000), 1064);
-    assert_eq!(jpeg_memory::pool_footprint(2 * MIB - 65), 2 * MIB - 1);
-    // From 2 MiB on, whole huge pages, never less than asked for.
-    assert_eq!(jpeg_memory::pool_footprint(2 * MIB - 64), 4 * MIB);
-    assert_eq!(jpeg_memory::pool_footprint(53_000_000), 52 * MIB);
-    for bytes in [2 * MIB, 3 * MIB + 7, 100 * MIB - 128, 100 * MIB] {
-        let footprint = jpeg_memory::pool_footprint(bytes);
-        assert_eq!(footprint % (2 * MIB), 0, "{bytes}");
-        assert!(
-            footprint >= bytes + 64 && footprint < bytes + 64 + 2 * MIB + 64,
-            "{bytes}"
-        );
-    }
+    // From 64 KiB on a pool comes from the kept buffers, with jpeg_memory.c's header too.
+    assert_eq!(jpeg_memory::pool_footprint(64 * 1024 - 65), 64 * 1024 - 1);
+    assert_eq!(jpeg_memory::pool_footprint(64 * 1024 - 64), 64 * 1024 + 64);
+    assert_eq!(jpeg_memory::pool_footprint(53 * MIB), 53 * MIB + 128);
+    assert_eq!(jpeg_memory::pool_footprint(u64::MAX), u64::MAX);
 }

@@ -5,8 +5,8 @@
 //! image is decoded into fresh pages on another thread. With the whole hostile corpus in flight that
 //! put the engine's peak RSS 10% over the process function's memory, which the image budget promises
 //! to stay within (`tests/pipeline/memory.rs`). Purging at once keeps that promise. It costs nothing
-//! measurable on tiny images in `uploader load`, and 10-13% more CPU per photo: every image buffer
-//! is faulted in fresh (README, Load).
+//! measurable on tiny images in `bench-tools load`; a photo's large buffers are not the allocator's to
+//! purge, as the process step keeps them for the next image (`imaging::keep_at_most`).
 
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (`include/mimalloc.h`): the bindings do not
 /// name it. The test below checks that setting it has the effect described above.
@@ -16,6 +16,19 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 pub fn return_freed_memory_at_once() {
     // SAFETY: mimalloc's options are plain integers; this runs before the runtime starts its threads.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+}
+
+/// Turns transparent huge pages off for this process (`PR_SET_THP_DISABLE`), whatever the
+/// machine's setting; mimalloc is built not to mark its arenas for them (its `no_thp` feature),
+/// which also covers what it allocates before `main`. With them, and freed memory purged at once,
+/// every reuse faulted a 2 MiB page in again, zeroed whole: on a batch of 4 MP photos 15% more CPU
+/// (all of it in the kernel) and 45 MB of peak RSS against 25 MB, for no gain in the image code,
+/// which keeps its large buffers between images anyway (`imaging::keep_at_most`; figures in
+/// docs/benchmarks-process.md). Where huge pages are off already this changes nothing.
+pub fn without_huge_pages() {
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(error = %e, "transparent huge pages left as the machine has them");
+    }
 }
 
 #[cfg(test)]

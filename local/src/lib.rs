@@ -1,38 +1,21 @@
-//! The whole pipeline on one machine: the upload, process and notice handlers over an SQLite table
-//! with a stream, files for the bucket and a mailbox for the topic, wired by template.yaml's routes and
-//! event source mappings. `uploader serve` runs it; the other commands inspect and steer it.
-//!
-//! With feature `aws`, the same engine runs the handlers on DynamoDB, S3 and SNS instead
-//! ([`aws_backend`]); `make test` runs the pipeline suite both ways.
+//! `uploader`: the image-upload pipeline on one machine. This crate parses the command line
+//! ([`cli`]), registers the pipeline's five handlers with the local engine ([`registry`]), and
+//! starts the engine or inspects its data ([`commands`]); the engine itself (`local_engine`) hosts
+//! whatever template.yaml declares.
 
-pub mod admission;
 pub mod allocator;
-#[cfg(feature = "aws")]
-pub mod aws_backend;
+pub mod args;
 pub mod cli;
 pub mod commands;
-pub mod engine;
-pub mod faults;
-pub mod http;
-pub mod load;
-pub mod metrics;
-pub mod notifications;
-pub mod objects;
-pub mod secret;
-pub mod server;
-pub mod telemetry;
-pub mod template;
+pub mod registry;
 
-pub use engine::{Backend, Engine, EngineConfig};
+pub use registry::functions;
 
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("template.yaml: {0}")]
-    Template(String),
-    #[error("server limits: {0}")]
-    Limits(String),
-    #[error("refusing to listen on {0}: the local engine serves loopback addresses only (127.0.0.1, ::1)")]
-    NotLoopback(std::net::SocketAddr),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
+/// The template the uploader was built with, so it works from any folder.
+pub const TEMPLATE: &str = include_str!("../../template.yaml");
+
+/// An engine over `data_dir` running [`TEMPLATE`] with the pipeline's handlers, every other
+/// setting at its default.
+pub fn engine_config(data_dir: impl Into<std::path::PathBuf>) -> local_engine::EngineConfig {
+    local_engine::EngineConfig::new(data_dir, TEMPLATE, functions())
 }

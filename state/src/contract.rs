@@ -8,6 +8,8 @@
 //! ```
 //!
 //! Each check is a plain async function too, so a test can run one on its own.
+//!
+//! Long by nature: one suite, each test a clause of the ports' contract, shared by every adapter.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -377,6 +379,60 @@ pub async fn a_stall_marks_the_item_until_it_moves_on(table: Arc<dyn ItemTable>)
     assert_eq!(table.get(item.id).await.unwrap().unwrap().stall(), None);
 }
 
+/// `count_pending` counts the `pending` items created after a time, and no further than its cap:
+/// not older reservations, not items at other statuses, not a reservation once it arrived.
+pub async fn pending_reservations_are_counted_since_a_time_up_to_a_cap(table: Arc<dyn ItemTable>) {
+    let now = crate::now_ms();
+    let reservation = |created_at: i64| {
+        let id = ImageId::generate();
+        Item::pending(
+            NewUpload {
+                id,
+                bucket_name: "contract-bucket".into(),
+                object_key: format!("incoming/{id}"),
+                content_type: "image/jpeg".into(),
+                size: 1234,
+            },
+            created_at,
+            4_102_444_800,
+        )
+    };
+    assert_eq!(table.count_pending(now - 60_000, 100).await.unwrap(), 0);
+    let old = reservation(now - 120_000);
+    table.insert(&old).await.unwrap();
+    let mut recent = Vec::new();
+    for i in 0..20 {
+        let item = reservation(now - 1_000 + i);
+        table.insert(&item).await.unwrap();
+        recent.push(item);
+    }
+    let boundary = reservation(now - 60_000);
+    table.insert(&boundary).await.unwrap();
+    table.insert(&new_item()).await.unwrap(); // uploaded, not pending
+    assert_eq!(table.count_pending(now - 60_000, 100).await.unwrap(), 20);
+    assert_eq!(table.count_pending(now - 60_001, 100).await.unwrap(), 21);
+    assert_eq!(table.count_pending(now - 200_000, 100).await.unwrap(), 22);
+    assert_eq!(
+        table.count_pending(now - 60_000, 7).await.unwrap(),
+        7,
+        "capped"
+    );
+    assert_eq!(table.count_pending(now, 100).await.unwrap(), 0);
+    let arrived = &recent[0];
+    transition::arrived(
+        table.as_ref(),
+        arrived.id,
+        crate::Arrival {
+            object_key: arrived.object_key.clone(),
+            size: 1234,
+            content_type: "image/jpeg".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(table.count_pending(now - 60_000, 100).await.unwrap(), 19);
+}
+
 /// A reservation is `pending` with a TTL; its arrival moves it to `uploaded` once, with what
 /// arrived, and removes the TTL in the same write; a late duplicate is `AlreadyDone`.
 pub async fn a_reservation_arrives_once_and_loses_its_ttl(table: Arc<dyn ItemTable>) {
@@ -587,6 +643,7 @@ macro_rules! table_contract {
             check!(status_and_stalled_queries_hold_exactly_their_items);
             check!(a_stall_marks_the_item_until_it_moves_on);
             check!(a_reservation_arrives_once_and_loses_its_ttl);
+            check!(pending_reservations_are_counted_since_a_time_up_to_a_cap);
 
             #[test]
             fn deliveries_never_move_an_item_backwards() {

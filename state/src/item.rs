@@ -109,7 +109,7 @@ pub struct HistoryEntry {
     pub at: i64,
 }
 
-/// One uploaded image, as stored in the table (README, "The item").
+/// One uploaded image, as stored in the table (docs/data-model.md, "The item").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
     pub id: ImageId,

@@ -1,6 +1,7 @@
 //! The item model and its state machine.
 //!
-//! `uploaded -> processed -> notified`, and `uploaded|processed -> failed`. Every status change goes
+//! `pending -> uploaded -> processed -> notified`, and `pending|uploaded|processed -> failed`
+//! (`pending` is a reservation whose object has not arrived yet). Every status change goes
 //! through one of the functions in [`transition`], each a single conditional write on a [`ItemTable`];
 //! a write whose condition fails is a typed [`Outcome`] or [`StateError::Conflict`], never a string.
 //! This crate knows nothing of AWS: the adapters that render the ports for DynamoDB, S3 and SNS
@@ -16,13 +17,14 @@ pub mod memory;
 mod ports;
 pub mod query;
 pub mod stream;
+pub mod text;
 pub mod transition;
 
 pub use error::StateError;
 pub use item::{now_ms, HistoryEntry, ImageId, Item, NewUpload, ProcessedFacts, Stall, Status};
 pub use ports::{
-    GivenUpBatch, GivenUpRecords, ItemTable, Notice, Notifier, ObjectInfo, ObjectStore,
-    SignedUpload,
+    Distribution, GivenUpBatch, GivenUpRecords, ItemTable, Notice, Notifier, ObjectInfo,
+    ObjectStore, ResourceError, Resources, Secrets, SignedUpload, SigningKey, DEFAULT_LINK_TTL,
 };
 pub use query::{Page, Position, Query, Selection};
 pub use transition::{Arrival, Outcome, Transition};

@@ -1,5 +1,5 @@
-//! In-memory table and bucket, with the same semantics as the real stores, for handler unit tests.
-//! The embedded engine uses SQLite and files, never these.
+//! In-memory table, bucket and secrets, with the same semantics as the real stores, for handler unit
+//! tests. The embedded engine uses SQLite and files, never these.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,6 +27,15 @@ impl ItemTable for MemoryTable {
 
     async fn get(&self, id: ImageId) -> Result<Option<Item>, StateError> {
         Ok(self.items.lock().expect("table lock").get(&id).cloned())
+    }
+
+    async fn count_pending(&self, created_after: i64, at_most: usize) -> Result<usize, StateError> {
+        let items = self.items.lock().expect("table lock");
+        let n = items
+            .values()
+            .filter(|i| i.status == Status::Pending && i.created_at > created_after)
+            .count();
+        Ok(n.min(at_most))
     }
 
     async fn query(&self, q: &Query) -> Result<Page, StateError> {
@@ -163,5 +172,33 @@ impl crate::ObjectStore for MemoryStore {
             headers: [("Content-Type".to_owned(), content_type.to_owned())].into(),
             expires_at: crate::now_ms() + valid_for.as_millis() as i64,
         })
+    }
+}
+
+/// Secrets held in memory, by name, for handler unit tests.
+#[derive(Debug, Default)]
+pub struct MemorySecrets {
+    values: HashMap<String, String>,
+}
+
+impl MemorySecrets {
+    /// With `id` holding `value`.
+    pub fn with(mut self, id: &str, value: &str) -> Self {
+        self.values.insert(id.to_owned(), value.to_owned());
+        self
+    }
+}
+
+#[async_trait]
+impl crate::Secrets for MemorySecrets {
+    async fn string(&self, id: &str) -> Result<String, crate::ResourceError> {
+        self.values
+            .get(id)
+            .cloned()
+            .ok_or_else(|| crate::ResourceError::Missing {
+                kind: "secret",
+                name: id.to_owned(),
+                have: format!("{} secrets in memory", self.values.len()),
+            })
     }
 }

@@ -1,6 +1,9 @@
 //! The small traits the functions depend on. Each has an AWS adapter (`adapters/aws`) and an
 //! embedded one (`adapters/embedded`).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -10,7 +13,8 @@ use crate::{ImageId, Item, Page, Query, Stall, StateError, Status, Transition};
 /// The items table.
 #[async_trait]
 pub trait ItemTable: Send + Sync {
-    /// Writes a new `uploaded` item; an existing id is [`StateError::Duplicate`].
+    /// Writes a new item (`uploaded`, or a `pending` reservation); an existing id is
+    /// [`StateError::Duplicate`].
     async fn insert(&self, item: &Item) -> Result<(), StateError>;
     /// Reads one item, strongly consistent.
     async fn get(&self, id: ImageId) -> Result<Option<Item>, StateError>;
@@ -30,6 +34,10 @@ pub trait ItemTable: Send + Sync {
     /// Clears the item's stall mark, in one conditional write; `false` if it had none. The write's
     /// stream record offers the item to its function again (a redrive).
     async fn clear_stalled(&self, id: ImageId) -> Result<bool, StateError>;
+    /// How many `pending` items (reservations) were created after `created_after` (epoch ms),
+    /// counting no further than `at_most`: a range read of the status index, whose cost grows
+    /// with the count it finds (never with the table) and stops at `at_most`.
+    async fn count_pending(&self, created_after: i64, at_most: usize) -> Result<usize, StateError>;
 }
 
 /// What a HEAD of an object tells.
@@ -110,4 +118,108 @@ pub trait GivenUpRecords: Send + Sync {
         &self,
         batch: &GivenUpBatch,
     ) -> Result<Vec<aws_lambda_events::dynamodb::EventRecord>, StateError>;
+}
+
+/// How long an object's link stays valid where links expire (S3's presigned GETs), unless a
+/// function's configuration says otherwise.
+pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Where a function reads the secrets its configuration names (keys it must not carry in its
+/// configuration, read once as it starts): Secrets Manager on AWS, the engine's own locally.
+#[async_trait]
+pub trait Secrets: Send + Sync {
+    /// The current value of the secret `id` (its name or ARN, as the configuration gives it),
+    /// which must be text.
+    async fn string(&self, id: &str) -> Result<String, ResourceError>;
+}
+
+/// A content delivery network in front of a bucket: links to the objects it serves (renditions)
+/// are its own URLs, signed when `signing` is given.
+#[derive(Debug, Clone)]
+pub struct Distribution {
+    /// Its base URL (`https://d111111abcdef8.cloudfront.net`).
+    pub url: String,
+    pub signing: Option<SigningKey>,
+}
+
+/// The key a distribution's signed URLs are made with.
+#[derive(Clone)]
+pub struct SigningKey {
+    /// The public key's id, which the distribution trusts.
+    pub key_pair_id: String,
+    /// The private key, in PEM.
+    pub private_key_pem: String,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key itself.
+        f.debug_struct("SigningKey")
+            .field("key_pair_id", &self.key_pair_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a function finds the ports its configuration names: the table, bucket and topic by the
+/// names its environment gives, the stream's given-up records, and its secrets. On Lambda, an
+/// SDK client for each (`aws_adapters::AwsResources`); in the local engine, the ports of its
+/// backend. A function's `Deps::new(config, resources)` is the same code on both.
+pub trait Resources: Send + Sync {
+    /// The items table called `name`.
+    fn table(&self, name: &str) -> Result<Arc<dyn ItemTable>, ResourceError>;
+    /// The bucket called `name`, whose links ([`ObjectStore::link`]) stay valid for `links_valid_for`
+    /// where they expire.
+    fn bucket(
+        &self,
+        name: &str,
+        links_valid_for: Duration,
+    ) -> Result<Arc<dyn ObjectStore>, ResourceError>;
+    /// The bucket called `name`, as [`Resources::bucket`], with links to what `distribution`
+    /// serves at the distribution (valid for `links_valid_for` to twice that, when signed).
+    fn bucket_behind(
+        &self,
+        name: &str,
+        links_valid_for: Duration,
+        distribution: Distribution,
+    ) -> Result<Arc<dyn ObjectStore>, ResourceError>;
+    /// The topic whose ARN is `arn`.
+    fn topic(&self, arn: &str) -> Result<Arc<dyn Notifier>, ResourceError>;
+    /// The table stream's records, read back for an on-failure message.
+    fn given_up_records(&self) -> Result<Arc<dyn GivenUpRecords>, ResourceError>;
+    /// The secrets the host keeps.
+    fn secrets(&self) -> Result<Arc<dyn Secrets>, ResourceError>;
+}
+
+/// The cause of an unusable resource.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A resource a function's configuration names that its host does not have, or cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("no {kind} {name:?} here ({have})")]
+    Missing {
+        /// `table`, `bucket`, `topic`, `stream`, `secret`, `distribution`.
+        kind: &'static str,
+        name: String,
+        /// What the host has instead, for the message.
+        have: String,
+    },
+    /// It is there, but could not be read or its value is not what the function needs.
+    #[error("{kind} {name:?}: {source}")]
+    Unusable {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl ResourceError {
+    pub fn unusable(kind: &'static str, name: &str, source: impl Into<BoxError>) -> Self {
+        ResourceError::Unusable {
+            kind,
+            name: name.to_owned(),
+            source: source.into(),
+        }
+    }
 }

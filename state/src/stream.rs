@@ -6,6 +6,9 @@
 //! and that item's later records, so they are redelivered in order. Other items carry on: Lambda
 //! resumes from the lowest reported sequence number, and what it redelivers after that point is
 //! already done and costs one read.
+//!
+//! One module of some 300 lines and its tests (the rest): the batch walk and the record
+//! rendering it reads are one subject.
 
 use std::collections::HashMap;
 use std::future::Future;

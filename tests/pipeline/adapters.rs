@@ -9,8 +9,9 @@ use aws_adapters::testing::{create_table, endpoints, sdk, unique};
 use aws_adapters::DynamoTable;
 use embedded_adapters::sqlite::{Database, SqliteStream};
 use event_source_mapping::RecordSource;
-use local::aws_backend::Mirror;
-use local::template::{Template, EMBEDDED};
+use local::TEMPLATE as EMBEDDED;
+use local_engine::backend::aws::Mirror;
+use sam_template::Template;
 use state::{transition, Item, ItemTable, Status};
 
 #[tokio::test]
@@ -71,7 +72,7 @@ async fn the_mirrored_stream_is_filtered_as_the_recorded_events_are() {
     // The template's filters pick the same records from the real stream as from events/.
     let template = Template::parse(EMBEDDED, &Default::default()).unwrap();
     let matches = |binary: &str| -> Vec<bool> {
-        let filters = &template.mapping(binary).unwrap().filters;
+        let filters = &template.mappings(binary)[0].filters;
         records.iter().map(|r| filters.matches(&r.record)).collect()
     };
     assert_eq!(matches("process"), [true, false, false]);

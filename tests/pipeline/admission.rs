@@ -118,7 +118,7 @@ async fn uploads_past_the_backlog_bound_get_503_and_are_accepted_again_once_it_d
 
 #[tokio::test]
 async fn a_backlog_nothing_is_reading_is_refused_by_the_seconds_bound_long_before_the_count() {
-    use local::admission::MIN_RECORDS_FOR_SECONDS;
+    use local_engine::admission::MIN_RECORDS_FOR_SECONDS;
     let app = spawn_engine_with(|cfg| cfg.max_backlog_seconds = Duration::from_secs(1)).await;
     let photo = tiny_jpeg();
     for _ in 0..MIN_RECORDS_FOR_SECONDS {

@@ -702,7 +702,7 @@ async fn the_page_asks_for_the_api_key_once_keeps_it_and_sends_it() {
 #[tokio::test]
 async fn an_iphone_heic_picked_in_the_page_reaches_notified_upright_with_its_thumbnail() {
     if !cfg!(feature = "heic") {
-        return; // a build without HEIC input refuses it, as the README says
+        return; // a build without HEIC input refuses it, as docs/imaging.md says
     }
     let Some(browser) = Browser::start().await else {
         return;

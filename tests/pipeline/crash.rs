@@ -38,13 +38,13 @@ async fn sigkill_mid_flight_then_restart_loses_nothing_and_mails_once() {
 
     // The crashes did interrupt work: some accepted items had not reached the end.
     {
-        let mut cfg = local::EngineConfig::new(dir.path().join("inspect"));
+        let mut cfg = local::engine_config(dir.path().join("inspect"));
         match &world {
             None => cfg.data_dir = dir.path().to_owned(),
             Some(w) => cfg.backend = crate::stand_ins::backend(w).await,
         }
-        let engine = local::Engine::open(cfg).unwrap();
-        let unfinished = local::commands::items(engine.table.as_ref(), state::Selection::All, 0)
+        let engine = local_engine::Engine::open(cfg).await.unwrap();
+        let unfinished = local::commands::items(engine.table().as_ref(), state::Selection::All, 0)
             .await
             .unwrap()
             .into_iter()
@@ -127,7 +127,7 @@ async fn duplicate_notices(
 /// Arms a crash at `point` (its `nth` pass), uploads until the engine dies, restarts it cleanly,
 /// and checks that every item in the table ends notified, every 201 is among them, and each is
 /// mailed once (on AWS: once more at most, and only for a crash right after a publish).
-async fn crash_at(point: local::faults::CrashPoint, nth: u64) {
+async fn crash_at(point: local_engine::faults::CrashPoint, nth: u64) {
     let dir = tempfile::tempdir().unwrap();
     let world = world().await;
     let base_env = world.as_ref().map(|w| w.env()).unwrap_or_default();
@@ -184,7 +184,7 @@ async fn crash_at(point: local::faults::CrashPoint, nth: u64) {
     // On AWS a crash right after a publish sends again every notice whose publish had completed and
     // was not yet marked: one more at most for an item, and at most as many as the notice function
     // publishes at once. Locally the mailbox deduplicates: none.
-    let gap = world.is_some() && point == local::faults::CrashPoint::AfterPublish;
+    let gap = world.is_some() && point == local_engine::faults::CrashPoint::AfterPublish;
     let (allowed, allowed_per_item) = if gap {
         (notice::CONCURRENCY, 1)
     } else {
@@ -200,22 +200,22 @@ async fn crash_at(point: local::faults::CrashPoint, nth: u64) {
 
 #[tokio::test]
 async fn a_crash_right_after_an_object_write_loses_nothing() {
-    crash_at(local::faults::CrashPoint::AfterObjectWrite, 3).await;
+    crash_at(local_engine::faults::CrashPoint::AfterObjectWrite, 3).await;
 }
 
 #[tokio::test]
 async fn a_crash_right_after_an_item_write_loses_nothing() {
-    crash_at(local::faults::CrashPoint::AfterItemWrite, 3).await;
+    crash_at(local_engine::faults::CrashPoint::AfterItemWrite, 3).await;
 }
 
 #[tokio::test]
 async fn a_crash_right_after_a_publish_loses_nothing_and_mails_once_locally() {
-    crash_at(local::faults::CrashPoint::AfterPublish, 1).await;
+    crash_at(local_engine::faults::CrashPoint::AfterPublish, 1).await;
 }
 
 #[tokio::test]
 async fn a_crash_right_before_a_checkpoint_loses_nothing() {
-    crash_at(local::faults::CrashPoint::BeforeCheckpoint, 2).await;
+    crash_at(local_engine::faults::CrashPoint::BeforeCheckpoint, 2).await;
 }
 
 /// A poison upload that takes the engine down every time it is handled (the process step aborts

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use aws_lambda_events::dynamodb::Event;
 use lambda_runtime::{Context, LambdaEvent};
-use local::template::{Template, EMBEDDED};
+use local::TEMPLATE as EMBEDDED;
+use sam_template::Template;
 use serde_json::Value;
 use state::memory::{MemoryStore, MemoryTable};
 use state::{Item, ItemTable, Notice, Notifier, ObjectStore, StateError, Status};
@@ -31,7 +32,7 @@ fn lambda_event(name: &str) -> LambdaEvent<Event> {
 #[test]
 fn each_filter_matches_only_the_records_its_function_acts_on() {
     let template = Template::parse(EMBEDDED, &Default::default()).unwrap();
-    let filters = |binary: &str| &template.mapping(binary).unwrap().filters;
+    let filters = |binary: &str| &template.mappings(binary)[0].filters;
     // (event file, process sees it, notice sees it)
     let cases = [
         ("stream-insert-uploaded.json", true, false),
@@ -315,7 +316,7 @@ async fn malformed_records_are_skipped_and_not_retried() {
 #[test]
 fn the_bucket_notifies_ingest_of_reservations_and_image_drop_ins_only() {
     let template = Template::parse(EMBEDDED, &Default::default()).unwrap();
-    let rules = &template.function("ingest").unwrap().notifications;
+    let rules = &template.notification_rules("ingest");
     assert!(!rules.is_empty());
     // (event file, ingest is invoked)
     for (file, invoked) in [
@@ -338,7 +339,7 @@ fn the_bucket_notifies_ingest_of_reservations_and_image_drop_ins_only() {
 #[test]
 fn every_extension_of_every_format_taken_is_a_drop_in_rule_in_both_cases() {
     let template = Template::parse(EMBEDDED, &Default::default()).unwrap();
-    let rules = &template.function("ingest").unwrap().notifications;
+    let rules = &template.notification_rules("ingest");
     for kind in state::media::MediaType::ALL {
         for ext in kind.extensions() {
             for ext in [ext.to_string(), ext.to_ascii_uppercase()] {

@@ -2,7 +2,7 @@
 //! that keeps failing goes to the dead-letter store after the retry policy, holds up nothing else,
 //! and `redrive` finishes it once the fault is gone.
 
-use local::faults::Faults;
+use local_engine::faults::Faults;
 use serde_json::Value;
 
 use crate::helpers::{fixture, spawn_engine_with, TestEngine, PHOTOS};
@@ -35,7 +35,7 @@ async fn assert_all_notified_once(app: &TestEngine, ids: &[String]) {
             "{id}"
         );
     }
-    assert!(app.engine.stream.dead_letters().await.unwrap().is_empty());
+    assert!(app.engine.stream().dead_letters().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -122,7 +122,7 @@ async fn a_poison_item_is_dead_lettered_without_holding_up_the_others_then_redri
         assert_eq!(app.item(id).await["status"], "notified", "{id} was held up");
     }
     assert_eq!(app.item(&poison).await["status"], "uploaded");
-    let letters = app.engine.stream.dead_letters().await.unwrap();
+    let letters = app.engine.stream().dead_letters().await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(
         letters[0].record["dynamodb"]["Keys"]["id"]["S"],
@@ -138,7 +138,9 @@ async fn a_poison_item_is_dead_lettered_without_holding_up_the_others_then_redri
         1.0
     );
 
-    // The item says it was given up on: when, by which function, why.
+    // The item says it was given up on: when, by which function, why. The template's `failures`
+    // function marked it, reading the failure queue as it does on AWS.
+    assert!(app.metric("pipeline_invocations_total", "failures").await >= 1.0);
     let stuck = app.item(&poison).await;
     assert_eq!(stuck["stalled_by"], "process");
     assert!(stuck["stalled_at"].as_i64().unwrap() > 0);
@@ -148,10 +150,10 @@ async fn a_poison_item_is_dead_lettered_without_holding_up_the_others_then_redri
     // A redrive while the fault lasts re-offers the item; it fails again and is marked again.
     let again = app.engine.redrive().await.unwrap();
     assert_eq!((again.redriven, again.moved_on), (1, 0));
-    assert!(app.engine.stream.dead_letters().await.unwrap().is_empty());
+    assert!(app.engine.stream().dead_letters().await.unwrap().is_empty());
     app.drain().await;
     assert_eq!(app.item(&poison).await["stalled_by"], "process");
-    assert_eq!(app.engine.stream.dead_letters().await.unwrap().len(), 1);
+    assert_eq!(app.engine.stream().dead_letters().await.unwrap().len(), 1);
 
     // Fixed, then redriven: it moves on, and the mark goes with the transition.
     faults.heal();

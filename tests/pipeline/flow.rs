@@ -108,7 +108,7 @@ async fn replaying_the_whole_stream_three_times_changes_nothing_and_sends_no_mai
     let notices = app.notices().await;
     assert_eq!(notices.len(), PHOTOS.len());
     for round in 1..=3 {
-        app.engine.stream.reset_checkpoints(true).await.unwrap();
+        app.engine.stream().reset_checkpoints(true).await.unwrap();
         app.drain().await;
         assert_eq!(
             without_urls(app.items().await),

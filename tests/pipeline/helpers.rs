@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use local::{Engine, EngineConfig};
+use local_engine::{Engine, EngineConfig};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -38,7 +38,7 @@ pub struct SentNotice {
 
 pub fn init_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
-        local::telemetry::init("info", std::io::stderr);
+        local_engine::telemetry::init("info", std::io::stderr);
     }
 }
 
@@ -87,14 +87,14 @@ pub async fn spawn_engine() -> TestEngine {
 pub async fn spawn_engine_with(configure: impl FnOnce(&mut EngineConfig)) -> TestEngine {
     init_logging();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = EngineConfig::new(dir.path());
+    let mut cfg = local::engine_config(dir.path());
     cfg.retry_backoff = Duration::from_millis(1);
     let aws = world().await;
     if let Some(w) = &aws {
         cfg.backend = backend(w).await;
     }
     configure(&mut cfg);
-    let engine = Arc::new(Engine::open(cfg).unwrap());
+    let engine = Arc::new(Engine::open(cfg).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     engine.set_public_url(&format!("http://{addr}"));
@@ -171,7 +171,7 @@ impl TestEngine {
     }
 
     pub async fn object(&self, key: &str) -> Vec<u8> {
-        self.engine.store.get(key).await.unwrap().to_vec()
+        self.engine.store().get(key).await.unwrap().to_vec()
     }
 
     pub async fn metrics_text(&self) -> String {

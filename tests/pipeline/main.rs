@@ -8,13 +8,16 @@ mod adapters;
 mod admission;
 mod api;
 mod browser;
+mod cli;
 mod crash;
+mod defaults;
 mod direct;
 mod events;
 mod faults;
 mod flow;
 mod formats;
 mod helpers;
+mod hosting;
 #[cfg(feature = "aws")]
 mod lambda;
 mod memory;

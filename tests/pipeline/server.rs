@@ -1,11 +1,11 @@
-//! The local server cannot be held open: each limit of `local::server` and `local::http`, met by
+//! The local server cannot be held open: each limit of `local_engine::server` and `local_engine::http`, met by
 //! a real slow client over TCP (raw bytes, so the client does exactly what an attacker would).
 //! Elapsed times are asserted only as generous upper bounds that prove a connection was cut.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use local::server::ServerLimits;
+use local_engine::server::ServerLimits;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};

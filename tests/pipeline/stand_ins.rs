@@ -5,24 +5,26 @@ pub use aws_adapters::testing::{endpoints, AwsWorld};
 
 /// The engine's AWS backend over `world`'s table, bucket and topic.
 #[cfg(feature = "aws")]
-pub async fn backend(world: &AwsWorld) -> local::Backend {
-    local::Backend::Aws(
-        local::aws_backend::AwsBackend::from_clients(
-            world.ddb.clone(),
-            world.streams.clone(),
-            world.s3.clone(),
-            world.sns.clone(),
-            &world.table,
-            &world.bucket,
-            &world.topic_arn,
-        )
-        .await
-        .unwrap(),
-    )
+pub async fn backend(world: &AwsWorld) -> local_engine::Backend {
+    use local_engine::backend::aws::{AwsBackend, AwsClients, AwsNames};
+    let clients = AwsClients {
+        dynamodb: world.ddb.clone(),
+        streams: world.streams.clone(),
+        s3: world.s3.clone(),
+        sns: world.sns.clone(),
+        sqs: world.sqs.clone(),
+    };
+    let names = AwsNames {
+        table: world.table.clone(),
+        bucket: world.bucket.clone(),
+        topic_arn: world.topic_arn.clone(),
+        bucket_events_queue: None,
+    };
+    local_engine::Backend::Aws(Box::new(AwsBackend::new(&clients, names).await.unwrap()))
 }
 
 #[cfg(not(feature = "aws"))]
-pub async fn backend(_: &AwsWorld) -> local::Backend {
+pub async fn backend(_: &AwsWorld) -> local_engine::Backend {
     panic!("PIPELINE_BACKEND=aws needs the engine's AWS backend: cargo test --features local/aws")
 }
 
@@ -30,8 +32,8 @@ pub async fn backend(_: &AwsWorld) -> local::Backend {
 /// S3 would invoke `ingest` (moto cannot invoke a function; `uploader serve` reads such a queue
 /// itself with `BUCKET_EVENTS_QUEUE_URL`). Runs until the queue is gone.
 #[cfg(feature = "aws")]
-pub async fn forward_bucket_events(world: &AwsWorld, engine: std::sync::Arc<local::Engine>) {
-    let queue = local::aws_backend::BucketEventQueue::new(
+pub async fn forward_bucket_events(world: &AwsWorld, engine: std::sync::Arc<local_engine::Engine>) {
+    let queue = local_engine::backend::aws::BucketEventQueue::new(
         world.sqs.clone(),
         world.route_bucket_events().await,
     );
@@ -54,6 +56,6 @@ pub async fn forward_bucket_events(world: &AwsWorld, engine: std::sync::Arc<loca
 }
 
 #[cfg(not(feature = "aws"))]
-pub async fn forward_bucket_events(_: &AwsWorld, _: std::sync::Arc<local::Engine>) {
+pub async fn forward_bucket_events(_: &AwsWorld, _: std::sync::Arc<local_engine::Engine>) {
     panic!("PIPELINE_BACKEND=aws needs the engine's AWS backend: cargo test --features local/aws")
 }

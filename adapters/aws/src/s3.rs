@@ -163,6 +163,9 @@ impl ObjectStore for S3Store {
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(valid_for)
             .map_err(StateError::unavailable)?;
         // Type and length are signed: S3 refuses a PUT whose Content-Type or Content-Length differ.
+        // So is `If-None-Match: *`: S3 stores the object only if the key has none, so the URL
+        // writes once (a replay or the loser of two PUTs at once gets 412), and a client that
+        // leaves the header out fails the signature.
         let request = self
             .client
             .put_object()
@@ -170,6 +173,7 @@ impl ObjectStore for S3Store {
             .key(key)
             .content_type(content_type)
             .content_length(size as i64)
+            .if_none_match("*")
             .presigned(config)
             .await
             .with_context(|| format!("presigning PUT s3://{}/{key}", self.bucket))
@@ -200,4 +204,62 @@ fn canonical(name: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Presigning is offline: the SDK signs with these credentials without calling anything.
+    fn store() -> S3Store {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
+            .build();
+        S3Store::new(Client::from_conf(config), "images")
+    }
+
+    #[tokio::test]
+    async fn a_signed_put_writes_once_and_its_signature_covers_the_condition() {
+        let signed = store()
+            .signed_upload(
+                "incoming/0b8ef5a4-0000-4000-8000-00000000000a",
+                1234,
+                "image/jpeg",
+                std::time::Duration::from_secs(900),
+            )
+            .await
+            .unwrap();
+        assert_eq!(signed.method, "PUT");
+        assert_eq!(
+            signed.headers.get("If-None-Match").map(String::as_str),
+            Some("*"),
+            "{:?}",
+            signed.headers
+        );
+        assert_eq!(
+            signed.headers.get("Content-Type").map(String::as_str),
+            Some("image/jpeg")
+        );
+        let query = signed.url.split_once('?').map_or("", |(_, q)| q);
+        let signed_headers: Vec<String> = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("X-Amz-SignedHeaders="))
+            .map(|v| {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .map(|v| v.split(';').map(str::to_owned).collect())
+            .unwrap_or_default();
+        // SigV4: S3 recomputes the signature over each header named here, with the value the
+        // request carries; a request without `If-None-Match: *` does not match it.
+        for header in ["content-length", "content-type", "host", "if-none-match"] {
+            assert!(
+                signed_headers.iter().any(|h| h == header),
+                "{header} not in X-Amz-SignedHeaders {signed_headers:?}"
+            );
+        }
+    }
 }

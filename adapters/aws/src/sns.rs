@@ -5,7 +5,8 @@ use aws_sdk_sns::Client;
 use state::{Notice, Notifier, StateError};
 
 /// Publishes to a standard SNS topic. Standard topics do not deduplicate, so a crash between the
-/// publish and the `notified` write can send one more email on retry (see README, failure semantics).
+/// publish and the `notified` write can send one more email on retry (docs/operations.md, "Failure
+/// semantics").
 #[derive(Debug, Clone)]
 pub struct SnsNotifier {
     client: Client,

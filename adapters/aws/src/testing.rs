@@ -3,10 +3,6 @@
 //! world of uniquely named resources per test. Feature `testing`.
 
 use aws_config::BehaviorVersion;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
-};
 use serde_json::Value;
 
 /// Where the stand-ins listen (DynamoDB Local, moto); `None` when they are not running (a plain
@@ -48,79 +44,22 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// The template the stack deploys: test tables are made from its `ImagesTable`.
+/// The template the stack deploys: test tables are made from its table.
 const TEMPLATE: &str = include_str!("../../../template.yaml");
 
 /// Creates the items table exactly as template.yaml declares it: its keys, its global secondary
 /// indexes and its stream (read from the template, so tests cannot drift from the deployed table).
 pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
-    use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, Projection, ProjectionType};
-    let doc: serde_norway::Value = serde_norway::from_str(TEMPLATE).expect("template.yaml parses");
-    let props = &doc["Resources"]["ImagesTable"]["Properties"];
-    let text = |v: &serde_norway::Value| v.as_str().expect("a string").to_owned();
-    let keys = |v: &serde_norway::Value| -> Vec<KeySchemaElement> {
-        v.as_sequence()
-            .expect("a key schema")
-            .iter()
-            .map(|k| {
-                KeySchemaElement::builder()
-                    .attribute_name(text(&k["AttributeName"]))
-                    .key_type(KeyType::from(text(&k["KeyType"]).as_str()))
-                    .build()
-                    .expect("key schema element")
-            })
-            .collect()
-    };
-    let attributes = props["AttributeDefinitions"]
-        .as_sequence()
-        .expect("attribute definitions")
-        .iter()
-        .map(|a| {
-            AttributeDefinition::builder()
-                .attribute_name(text(&a["AttributeName"]))
-                .attribute_type(ScalarAttributeType::from(
-                    text(&a["AttributeType"]).as_str(),
-                ))
-                .build()
-                .expect("attribute definition")
+    let template =
+        sam_template::Template::parse(TEMPLATE, &Default::default()).expect("template.yaml parses");
+    let (_, spec) = template
+        .resources_where(|r| match r {
+            sam_template::Resource::Table(spec) => Some(spec),
+            _ => None,
         })
-        .collect();
-    let indexes = props["GlobalSecondaryIndexes"]
-        .as_sequence()
-        .map(|s| s.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|g| {
-            GlobalSecondaryIndex::builder()
-                .index_name(text(&g["IndexName"]))
-                .set_key_schema(Some(keys(&g["KeySchema"])))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::from(
-                            text(&g["Projection"]["ProjectionType"]).as_str(),
-                        ))
-                        .build(),
-                )
-                .build()
-                .expect("global secondary index")
-        })
-        .collect();
-    ddb.create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(attributes))
-        .set_key_schema(Some(keys(&props["KeySchema"])))
-        .set_global_secondary_indexes(Some(indexes))
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::from(
-                    text(&props["StreamSpecification"]["StreamViewType"]).as_str(),
-                ))
-                .build()
-                .expect("stream specification"),
-        )
-        .send()
+        .next()
+        .expect("template.yaml has a table");
+    crate::provision::create_table(ddb, name, spec)
         .await
         .expect("CreateTable on DynamoDB Local");
 }

@@ -4,6 +4,7 @@
 use aws_adapters::testing::{endpoints, sdk, unique};
 use aws_adapters::SecretsManager;
 use aws_sdk_secretsmanager::primitives::Blob;
+use state::Secrets;
 
 async fn client() -> Option<aws_sdk_secretsmanager::Client> {
     let (_, moto) = endpoints()?;

@@ -212,7 +212,13 @@ impl ObjectStore for FileStore {
         Ok(SignedUpload {
             url: format!("{base}?{query}"),
             method: "PUT",
-            headers: [("Content-Type".to_owned(), content_type.to_owned())].into(),
+            // The engine's PUT writes once whatever is sent; the header is given as S3's
+            // presigned PUT needs it, so a client written against one works against the other.
+            headers: [
+                ("Content-Type".to_owned(), content_type.to_owned()),
+                ("If-None-Match".to_owned(), "*".to_owned()),
+            ]
+            .into(),
             expires_at: grant.expires_at,
         })
     }

@@ -49,6 +49,9 @@ impl<T: ItemTable> ItemTable for InFolder<T> {
     async fn clear_stalled(&self, id: ImageId) -> Result<bool, StateError> {
         self.adapter.clear_stalled(id).await
     }
+    async fn count_pending(&self, created_after: i64, at_most: usize) -> Result<usize, StateError> {
+        self.adapter.count_pending(created_after, at_most).await
+    }
 }
 
 #[async_trait]

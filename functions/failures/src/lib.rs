@@ -9,9 +9,38 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use config_vars::{ConfigError, Vars};
 use lambda_runtime::LambdaEvent;
 use serde::Deserialize;
-use state::{GivenUpBatch, GivenUpRecords, ItemTable, StateError};
+use state::{
+    GivenUpBatch, GivenUpRecords, ItemTable, ResourceError, Resources, StateError, Status,
+};
+
+/// The failures function's settings: template.yaml's `Environment` of `FailuresFunction`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub table_name: String,
+    /// The functions' Lambda names (`PROCESS_FUNCTION`, ...), mapped to the names items use
+    /// (`process`, ...).
+    pub functions: HashMap<String, String>,
+}
+
+impl Config {
+    pub fn from_vars(vars: &Vars) -> Result<Config, ConfigError> {
+        let mut functions = HashMap::new();
+        for (key, name) in [
+            ("PROCESS_FUNCTION", "process"),
+            ("NOTICE_FUNCTION", "notice"),
+            ("INGEST_FUNCTION", "ingest"),
+        ] {
+            functions.insert(vars.required(key)?, name.to_owned());
+        }
+        Ok(Config {
+            table_name: vars.required("TABLE_NAME")?,
+            functions,
+        })
+    }
+}
 
 pub struct Deps {
     pub table: Arc<dyn ItemTable>,
@@ -20,11 +49,25 @@ pub struct Deps {
     pub functions: HashMap<String, String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum FailuresError {
-    #[error("configuration: {0}")]
-    Config(String),
+/// The function's name in its metrics (template.yaml's binary).
+pub const FUNCTION: &str = "failures";
+
+impl Deps {
+    /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally).
+    pub fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+        pipeline_metrics::cold_start(FUNCTION);
+        Ok(Deps {
+            table: resources.table(&config.table_name)?,
+            records: resources.given_up_records()?,
+            functions: config.functions,
+        })
+    }
 }
+
+/// The handler never fails as a whole: a message it cannot act on is reported in its answer, so
+/// SQS keeps it.
+#[derive(Debug, thiserror::Error)]
+pub enum FailuresError {}
 
 impl From<FailuresError> for lambda_runtime::Diagnostic {
     fn from(e: FailuresError) -> Self {
@@ -33,6 +76,24 @@ impl From<FailuresError> for lambda_runtime::Diagnostic {
             error_message: e.to_string(),
         }
     }
+}
+
+/// Why a failure message is kept in the queue: SQS offers it again, and after its receives moves
+/// it to the archive queue.
+#[derive(Debug, thiserror::Error)]
+pub enum Kept {
+    #[error("not an on-failure record of a stream mapping or an asynchronous invocation: {0}")]
+    Unreadable(#[source] serde_json::Error),
+    #[error("the records {first}..{last} of {shard} are no longer in the stream: their items cannot be named")]
+    RecordsGone {
+        shard: String,
+        first: String,
+        last: String,
+    },
+    #[error("{key}: a drop-in given up on ({reason}); no item to mark")]
+    DropIn { key: String, reason: String },
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// What Lambda sends to a stream mapping's on-failure destination.
@@ -88,26 +149,28 @@ pub struct StreamBatchInfo {
 impl OnFailure {
     /// Why the mapping gave up, as the item will say it.
     pub fn reason(&self) -> String {
-        let error = self
-            .response_context
-            .as_ref()
-            .and_then(|r| r.function_error.as_deref());
-        match error {
-            Some(e) => format!("{} (function error: {e})", self.request_context.condition),
-            None => self.request_context.condition.clone(),
-        }
+        reason(&self.request_context, self.response_context.as_ref())
     }
 
     /// The function's name as items name it: `process` rather than `stack-ProcessFunction-X1`.
     pub fn function<'a>(&'a self, names: &'a HashMap<String, String>) -> &'a str {
-        let name = self
-            .request_context
-            .function_arn
-            .split(':')
-            .nth(6)
-            .unwrap_or(&self.request_context.function_arn);
-        names.get(name).map_or(name, String::as_str)
+        function(&self.request_context, names)
     }
+}
+
+/// The condition, and the function's error where there was one.
+fn reason(request: &RequestContext, response: Option<&ResponseContext>) -> String {
+    match response.and_then(|r| r.function_error.as_deref()) {
+        Some(e) => format!("{} (function error: {e})", request.condition),
+        None => request.condition.clone(),
+    }
+}
+
+/// The name in the function's ARN, as `names` maps it (else as it is).
+fn function<'a>(request: &'a RequestContext, names: &'a HashMap<String, String>) -> &'a str {
+    let arn = &request.function_arn;
+    let name = arn.split(':').nth(6).unwrap_or(arn);
+    names.get(name).map_or(name, String::as_str)
 }
 
 /// Marks the items of every failure message; a message that hits an outage, or whose records
@@ -129,41 +192,35 @@ pub async fn handle(
     Ok(response)
 }
 
-async fn consume(message: &SqsMessage, deps: &Deps) -> Result<(), String> {
+async fn consume(message: &SqsMessage, deps: &Deps) -> Result<(), Kept> {
     let body = message.body.as_deref().unwrap_or_default();
     if let Ok(failure) = serde_json::from_str::<AsyncFailure>(body) {
         return consume_async(&failure, deps).await;
     }
-    let failure: OnFailure = serde_json::from_str(body).map_err(|e| {
-        format!("not an on-failure record of a stream mapping or an asynchronous invocation: {e}")
-    })?;
+    let failure: OnFailure = serde_json::from_str(body).map_err(Kept::Unreadable)?;
     let batch = GivenUpBatch {
         stream_arn: failure.batch.stream_arn.clone(),
         shard_id: failure.batch.shard_id.clone(),
         first_sequence: failure.batch.start_sequence_number.clone(),
         last_sequence: failure.batch.end_sequence_number.clone(),
     };
-    let records = deps
-        .records
-        .records(&batch)
-        .await
-        .map_err(|e| e.to_string())?;
+    let records = deps.records.records(&batch).await?;
     if records.is_empty() {
-        return Err(format!(
-            "the records {}..{} of {} are no longer in the stream: their items cannot be named",
-            batch.first_sequence, batch.last_sequence, batch.shard_id
-        ));
+        return Err(Kept::RecordsGone {
+            shard: batch.shard_id,
+            first: batch.first_sequence,
+            last: batch.last_sequence,
+        });
     }
     let (function, reason) = (failure.function(&deps.functions), failure.reason());
     for record in &records {
         match state::stream::mark_given_up(deps.table.as_ref(), record, function, &reason).await {
             Ok(_) => {}
-            Err(e) if e.is_transient() => return Err(e.to_string()),
             // A record that is not an item (or of an item since deleted): nothing to mark.
             Err(e @ (StateError::Corrupt { .. } | StateError::NotFound(_))) => {
                 tracing::warn!(error = %e, "given-up record names no item")
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
     tracing::info!(records = records.len(), function, %reason, "given-up items marked stalled");
@@ -172,46 +229,19 @@ async fn consume(message: &SqsMessage, deps: &Deps) -> Result<(), String> {
 
 /// A bucket notification `ingest` gave up on: the reservation it was for says so. (A drop-in has
 /// no item yet: it is logged, and the message archived for an operator.)
-async fn consume_async(failure: &AsyncFailure, deps: &Deps) -> Result<(), String> {
-    let reason = match failure
-        .response_context
-        .as_ref()
-        .and_then(|r| r.function_error.as_deref())
-    {
-        Some(e) => format!(
-            "{} (function error: {e})",
-            failure.request_context.condition
-        ),
-        None => failure.request_context.condition.clone(),
-    };
-    let name = failure
-        .request_context
-        .function_arn
-        .split(':')
-        .nth(6)
-        .unwrap_or_default();
-    let function = deps.functions.get(name).map_or(name, String::as_str);
+async fn consume_async(failure: &AsyncFailure, deps: &Deps) -> Result<(), Kept> {
+    let reason = reason(&failure.request_context, failure.response_context.as_ref());
+    let function = function(&failure.request_context, &deps.functions);
     for record in &failure.request_payload.records {
-        let key = record
-            .s3
-            .object
-            .key
-            .as_deref()
-            .unwrap_or_default()
-            .replace('+', " ");
-        let Some(id) = key
-            .strip_prefix("incoming/")
-            .and_then(|id| id.parse::<state::ImageId>().ok())
-        else {
-            return Err(format!(
-                "{key}: a drop-in given up on ({reason}); no item to mark"
-            ));
+        let raw = record.s3.object.key.as_deref().unwrap_or_default();
+        let Some(id) = ingest::reservation_of(raw) else {
+            return Err(Kept::DropIn {
+                key: ingest::decoded_key(raw),
+                reason,
+            });
         };
         let stall = state::Stall::new(function, &reason, state::now_ms());
-        deps.table
-            .mark_stalled(id, state::Status::Pending, &stall)
-            .await
-            .map_err(|e| e.to_string())?;
+        deps.table.mark_stalled(id, Status::Pending, &stall).await?;
     }
     Ok(())
 }

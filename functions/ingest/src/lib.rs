@@ -15,17 +15,43 @@
 use std::sync::Arc;
 
 use aws_lambda_events::s3::{S3Event, S3EventRecord};
+use config_vars::{ConfigError, Vars};
 use lambda_runtime::LambdaEvent;
-use state::media::{self, SNIFF_BYTES};
+use state::media::{self, MediaType, NotAnImage, SNIFF_BYTES};
+use state::text::one_line;
 use state::{
-    now_ms, transition, Arrival, ImageId, Item, ItemTable, NewUpload, ObjectStore, StateError,
-    Status,
+    now_ms, transition, Arrival, ImageId, Item, ItemTable, NewUpload, ObjectStore, ResourceError,
+    Resources, StateError, Status, DEFAULT_LINK_TTL,
 };
 
 /// Reserved uploads land here, at `incoming/<id>`.
 pub const INCOMING: &str = "incoming/";
 /// Files dropped into the bucket land here.
 pub const DROP_INS: &str = "ingest/";
+/// The largest object taken in unless `MAX_OBJECT_BYTES` says (template.yaml's `MaxObjectBytes`).
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 50_000_000;
+
+/// The ingest function's settings: template.yaml's `Environment` of `IngestFunction`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub table_name: String,
+    pub bucket_name: String,
+    pub max_object_bytes: u64,
+}
+
+impl Config {
+    pub fn from_vars(vars: &Vars) -> Result<Config, ConfigError> {
+        Ok(Config {
+            table_name: vars.required("TABLE_NAME")?,
+            bucket_name: vars.required("BUCKET_NAME")?,
+            max_object_bytes: vars.parsed_or(
+                "MAX_OBJECT_BYTES",
+                DEFAULT_MAX_OBJECT_BYTES,
+                "a byte count",
+            )?,
+        })
+    }
+}
 
 pub struct Deps {
     pub table: Arc<dyn ItemTable>,
@@ -34,10 +60,23 @@ pub struct Deps {
     pub max_object_bytes: u64,
 }
 
+/// The function's name in its metrics (template.yaml's binary).
+pub const FUNCTION: &str = "ingest";
+
+impl Deps {
+    /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally).
+    pub fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+        pipeline_metrics::cold_start(FUNCTION);
+        Ok(Deps {
+            table: resources.table(&config.table_name)?,
+            store: resources.bucket(&config.bucket_name, DEFAULT_LINK_TTL)?,
+            max_object_bytes: config.max_object_bytes,
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("configuration: {0}")]
-    Config(String),
     /// The table or bucket did not answer: Lambda retries the event.
     #[error(transparent)]
     Unavailable(StateError),
@@ -60,9 +99,33 @@ pub enum Ingested {
     /// A drop-in became a new item.
     Created(ImageId),
     /// The object was refused; the item says why (`failed`).
-    Refused(ImageId, String),
+    Refused(ImageId, Refusal),
     /// Nothing to do: a duplicate, a late or expired event, a deleted object, a key not ours.
     Nothing(String),
+}
+
+/// Why an arrived object is not taken in; the item's `error` says it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the object is {size} bytes; the limit is {limit}")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("the object is {size} bytes; the reservation said {reserved}")]
+    NotAsReserved { size: u64, reserved: u64 },
+    #[error(transparent)]
+    NotAnImage(#[from] NotAnImage),
+}
+
+/// What an arrived object is, from its size and first bytes.
+#[derive(Debug)]
+enum Inspection {
+    /// An image the pipeline takes, within the limit.
+    Image {
+        size: u64,
+        kind: MediaType,
+    },
+    Refused(Refusal),
+    /// Deleted since its event.
+    Gone,
 }
 
 pub async fn handle(
@@ -76,6 +139,12 @@ pub async fn handle(
     Ok(done)
 }
 
+/// The reservation an object event is for: its key is `incoming/<id>` (`raw` as the event has
+/// it, URL-encoded). `None` for any other key, a drop-in's among them.
+pub fn reservation_of(raw: &str) -> Option<ImageId> {
+    decoded_key(raw).strip_prefix(INCOMING)?.parse().ok()
+}
+
 /// The object key an event names: S3 writes it URL-encoded (`red+flower.jpg`).
 pub fn decoded_key(raw: &str) -> String {
     let plus_as_space = raw.replace('+', " ");
@@ -87,7 +156,8 @@ pub fn decoded_key(raw: &str) -> String {
 #[tracing::instrument(skip_all, fields(key))]
 async fn ingest(record: &S3EventRecord, deps: &Deps) -> Result<Ingested, IngestError> {
     let key = decoded_key(record.s3.object.key.as_deref().unwrap_or_default());
-    tracing::Span::current().record("key", key.as_str());
+    // The key is the client's (a dropped-in file's name): one line in the log, whatever it holds.
+    tracing::Span::current().record("key", one_line(&key).as_ref());
     let bucket = record.s3.bucket.name.as_deref().unwrap_or_default();
     if bucket != deps.store.bucket() {
         return Ok(nothing(format!("bucket {bucket:?} is not this pipeline's")));
@@ -107,36 +177,35 @@ async fn ingest(record: &S3EventRecord, deps: &Deps) -> Result<Ingested, IngestE
 }
 
 fn nothing(why: String) -> Ingested {
-    tracing::info!(%why, "nothing to ingest");
+    tracing::info!(why = %one_line(&why), "nothing to ingest");
     Ingested::Nothing(why)
 }
 
-/// What an arrived object is, from its size and first bytes: an image within the limit, or why not.
-async fn inspect(
-    key: &str,
-    deps: &Deps,
-) -> Result<Option<Result<(u64, media::MediaType), String>>, StateError> {
+/// Inspects an arrived object from its HEAD and its first bytes, never the whole.
+async fn inspect(key: &str, deps: &Deps) -> Result<Inspection, StateError> {
     let info = match deps.store.head(key).await {
         Ok(info) => info,
-        Err(StateError::ObjectMissing(_)) => return Ok(None),
+        Err(StateError::ObjectMissing(_)) => return Ok(Inspection::Gone),
         Err(e) => return Err(e),
     };
     if info.size > deps.max_object_bytes {
-        return Ok(Some(Err(format!(
-            "the object is {} bytes; the limit is {}",
-            info.size, deps.max_object_bytes
-        ))));
+        return Ok(Inspection::Refused(Refusal::TooLarge {
+            size: info.size,
+            limit: deps.max_object_bytes,
+        }));
     }
     let head = match deps.store.get_prefix(key, SNIFF_BYTES).await {
         Ok(head) => head,
-        Err(StateError::ObjectMissing(_)) => return Ok(None),
+        Err(StateError::ObjectMissing(_)) => return Ok(Inspection::Gone),
         Err(e) => return Err(e),
     };
-    Ok(Some(
-        media::sniff(&head)
-            .map(|kind| (info.size, kind))
-            .map_err(|e| e.to_string()),
-    ))
+    Ok(match media::sniff(&head) {
+        Ok(kind) => Inspection::Image {
+            size: info.size,
+            kind,
+        },
+        Err(e) => Inspection::Refused(e.into()),
+    })
 }
 
 async fn reservation(id: ImageId, key: &str, deps: &Deps) -> Result<Ingested, StateError> {
@@ -156,18 +225,16 @@ async fn reservation(id: ImageId, key: &str, deps: &Deps) -> Result<Ingested, St
             "reservation {id} expired before its object arrived"
         )));
     }
-    let Some(inspected) = inspect(key, deps).await? else {
-        return Ok(nothing(format!("{key} is gone: deleted after its event")));
-    };
-    let (size, kind) = match inspected {
-        Ok(found) => found,
-        Err(why) => return refuse(deps, &item, why).await,
+    let (size, kind) = match inspect(key, deps).await? {
+        Inspection::Image { size, kind } => (size, kind),
+        Inspection::Refused(why) => return refuse(deps, &item, why).await,
+        Inspection::Gone => return Ok(nothing(format!("{key} is gone: deleted after its event"))),
     };
     if size != item.size {
-        let why = format!(
-            "the object is {size} bytes; the reservation said {}",
-            item.size
-        );
+        let why = Refusal::NotAsReserved {
+            size,
+            reserved: item.size,
+        };
         return refuse(deps, &item, why).await;
     }
     let arrival = Arrival {
@@ -183,9 +250,9 @@ async fn reservation(id: ImageId, key: &str, deps: &Deps) -> Result<Ingested, St
     }
 }
 
-async fn refuse(deps: &Deps, item: &Item, why: String) -> Result<Ingested, StateError> {
-    tracing::info!(image_id = %item.id, %why, "object refused");
-    match transition::failed(deps.table.as_ref(), item.id, item.status, why.clone()).await {
+async fn refuse(deps: &Deps, item: &Item, why: Refusal) -> Result<Ingested, StateError> {
+    tracing::info!(image_id = %item.id, why = %one_line(&why.to_string()), "object refused");
+    match transition::failed(deps.table.as_ref(), item.id, item.status, why.to_string()).await {
         Ok(_) | Err(StateError::Conflict { .. }) => Ok(Ingested::Refused(item.id, why)),
         Err(e) => Err(e),
     }
@@ -198,12 +265,10 @@ async fn drop_in(bucket: &str, key: &str, etag: &str, deps: &Deps) -> Result<Ing
             "{key} is item {id} already: a duplicate event"
         )));
     }
-    let Some(inspected) = inspect(key, deps).await? else {
-        return Ok(nothing(format!("{key} is gone: deleted after its event")));
-    };
-    let (size, content_type, refused) = match &inspected {
-        Ok((size, kind)) => (*size, kind.content_type(), None),
-        Err(why) => (0, "application/octet-stream", Some(why.clone())),
+    let (size, content_type, refused) = match inspect(key, deps).await? {
+        Inspection::Image { size, kind } => (size, kind.content_type(), None),
+        Inspection::Refused(why) => (0, "application/octet-stream", Some(why)),
+        Inspection::Gone => return Ok(nothing(format!("{key} is gone: deleted after its event"))),
     };
     let item = Item::uploaded(
         NewUpload {

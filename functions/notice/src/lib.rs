@@ -2,20 +2,47 @@
 //! naming it, then move it `processed -> notified` with the message id.
 //!
 //! Publish comes before the write, so a crash between the two republishes on retry. The local
-//! mailbox deduplicates on the notice's key; a standard SNS topic cannot (README: failure semantics).
+//! mailbox deduplicates on the notice's key; a standard SNS topic cannot (docs/operations.md,
+//! "Failure semantics").
 
 use std::fmt::Write;
 use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
+use config_vars::{ConfigError, Vars};
 use lambda_runtime::LambdaEvent;
-use state::{transition, Item, ItemTable, Notice, Notifier, StateError, Status};
+use state::text::one_line;
+use state::{
+    transition, Item, ItemTable, Notice, Notifier, ResourceError, Resources, StateError, Status,
+};
 
 /// Notices of one batch published at once. It also bounds the duplicates a crash can cause on AWS:
 /// every publish that completed before the function died, and was not yet marked `notified`, is
 /// sent again on the retry (standard SNS topics do not deduplicate).
 pub const CONCURRENCY: usize = 8;
+
+/// The notice function's settings: template.yaml's `Environment` of `NoticeFunction`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub table_name: String,
+    pub topic_arn: String,
+    /// Notices of one batch published at once: [`CONCURRENCY`], or more where the host says
+    /// (`BATCH_CONCURRENCY`: the local engine works a whole batch at once).
+    pub concurrency: usize,
+}
+
+impl Config {
+    pub fn from_vars(vars: &Vars) -> Result<Config, ConfigError> {
+        Ok(Config {
+            table_name: vars.required("TABLE_NAME")?,
+            topic_arn: vars.required("TOPIC_ARN")?,
+            concurrency: vars
+                .parsed_or("BATCH_CONCURRENCY", CONCURRENCY, "a number of records")?
+                .max(CONCURRENCY),
+        })
+    }
+}
 
 pub struct Deps {
     pub table: Arc<dyn ItemTable>,
@@ -23,11 +50,25 @@ pub struct Deps {
     pub concurrency: usize,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum NoticeError {
-    #[error("configuration: {0}")]
-    Config(String),
+/// The function's name in its metrics (template.yaml's binary).
+pub const FUNCTION: &str = "notice";
+
+impl Deps {
+    /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally).
+    pub fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+        pipeline_metrics::cold_start(FUNCTION);
+        Ok(Deps {
+            table: resources.table(&config.table_name)?,
+            notifier: resources.topic(&config.topic_arn)?,
+            concurrency: config.concurrency,
+        })
+    }
 }
+
+/// The handler never fails as a whole: every record's outcome is in its answer (a transient
+/// error of one record is a batch item failure, retried by the mapping).
+#[derive(Debug, thiserror::Error)]
+pub enum NoticeError {}
 
 impl From<NoticeError> for lambda_runtime::Diagnostic {
     fn from(e: NoticeError) -> Self {
@@ -57,33 +98,43 @@ async fn notify_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         return Ok(());
     }
     // A replayed or duplicate record must not mail twice: SNS cannot deduplicate, so look first.
-    // What is left is a crash between the publish and the write below (README: failure semantics).
+    // What is left is a crash between the publish and the write below (docs/operations.md,
+    // "Failure semantics").
     if !transition::still_at(deps.table.as_ref(), item.id, Status::Processed).await? {
         return Ok(());
     }
     let message_id = deps.notifier.publish(&notice_for(&item)).await?;
+    pipeline_metrics::notice_published(FUNCTION);
     transition::notified(deps.table.as_ref(), item.id, message_id).await?;
     Ok(())
 }
 
-/// The notice for a processed item: its id, size, dimensions and where its renditions are.
+/// The notice for a processed item: its id, size, dimensions and where its renditions are. Names
+/// are data: a dropped-in file's key is the client's, so every name is written on one line, its
+/// line breaks and other controls escaped (`state::text::one_line`), and cannot add lines.
 pub fn notice_for(item: &Item) -> Notice {
+    let bucket = one_line(&item.bucket_name);
     let mut body = String::new();
     let _ = writeln!(body, "Your image has been processed.\n");
     let _ = writeln!(body, "id:       {}", item.id);
     let _ = writeln!(
         body,
-        "original: s3://{}/{}",
-        item.bucket_name, item.object_key
+        "original: s3://{bucket}/{}",
+        one_line(&item.object_key)
     );
     let _ = writeln!(body, "size:     {} bytes", item.size);
     if let (Some(w), Some(h), Some(f)) = (item.width, item.height, &item.format) {
-        let _ = writeln!(body, "image:    {w}x{h} {f}");
+        let _ = writeln!(body, "image:    {w}x{h} {}", one_line(f));
     }
     if let Some(renditions) = &item.renditions {
         let _ = writeln!(body, "renditions:");
         for (name, key) in renditions {
-            let _ = writeln!(body, "  {name}: s3://{}/{key}", item.bucket_name);
+            let _ = writeln!(
+                body,
+                "  {}: s3://{bucket}/{}",
+                one_line(name),
+                one_line(key)
+            );
         }
     }
     Notice {

@@ -1,21 +1,27 @@
-use anyhow::Context;
+use std::time::Duration;
+
+use config_vars::{ConfigError, Vars};
+use state::DEFAULT_LINK_TTL;
 
 use crate::{
-    CursorKey, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_UPLOAD_URL_TTL,
+    CursorKey, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_PENDING_RESERVATIONS,
+    DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_UPLOAD_URL_TTL,
 };
 
-/// The upload function's settings, from its Lambda environment (template.yaml).
+/// The upload function's settings: template.yaml's `Environment` of `UploadFunction`.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
     pub bucket_name: String,
     pub max_upload_bytes: usize,
     pub max_object_bytes: u64,
-    pub upload_url_ttl: std::time::Duration,
+    pub upload_url_ttl: Duration,
+    /// Reservations whose URLs are still valid, at most (`MAX_PENDING_RESERVATIONS`).
+    pub max_pending_reservations: usize,
     pub cursor_key: CursorKeySource,
     /// How long links to objects stay valid: presigned GET URLs for this long, signed CDN links
     /// for this to twice it.
-    pub link_ttl: std::time::Duration,
+    pub link_ttl: Duration,
     /// The CloudFront distribution in front of the renditions, if there is one.
     pub cdn: Option<Cdn>,
 }
@@ -23,8 +29,9 @@ pub struct Config {
 /// Where the key that signs page cursors comes from.
 #[derive(Debug, Clone)]
 pub enum CursorKeySource {
-    /// A Secrets Manager secret (name or ARN), read at cold start: what the stack gives
-    /// (`CURSOR_KEY_SECRET`), so the key is never in the function's configuration.
+    /// A secret (name or ARN), read as the function starts: what the stack gives
+    /// (`CURSOR_KEY_SECRET`), so the key is never in the function's configuration. Locally, the
+    /// engine's own secret of that name.
     Secret(String),
     /// The key itself (`CURSOR_KEY`): for running the bootstrap outside the stack.
     Given(CursorKey),
@@ -43,74 +50,88 @@ pub struct Cdn {
 pub struct CdnSigning {
     /// The CloudFront public key's id, in the distribution's trusted key group.
     pub key_pair_id: String,
-    /// The Secrets Manager secret holding its private key (PEM), read at cold start.
+    /// The secret holding its private key (PEM), read as the function starts.
     pub private_key_secret: String,
 }
 
-/// A variable's value, absent when unset or empty (the template passes "" for "none").
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
+    /// An empty value counts as unset (the template passes "" for "none"). The CDN's signing
+    /// settings are read only with `CDN_URL`: without a distribution there is nothing to sign for.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let minutes = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
+            Ok(vars
+                .parsed::<u64>(key, "a whole number of minutes")?
+                .map_or(default, |m| Duration::from_secs(60 * m)))
+        };
         Ok(Self {
-            table_name: std::env::var("TABLE_NAME").context("TABLE_NAME is not set")?,
-            bucket_name: std::env::var("BUCKET_NAME").context("BUCKET_NAME is not set")?,
-            max_upload_bytes: match std::env::var("MAX_UPLOAD_BYTES") {
-                Ok(v) => v
-                    .parse()
-                    .with_context(|| format!("MAX_UPLOAD_BYTES={v:?} is not a byte count"))?,
-                Err(_) => DEFAULT_MAX_UPLOAD_BYTES,
-            },
-            max_object_bytes: match std::env::var("MAX_OBJECT_BYTES") {
-                Ok(v) => v
-                    .parse()
-                    .with_context(|| format!("MAX_OBJECT_BYTES={v:?} is not a byte count"))?,
-                Err(_) => DEFAULT_MAX_OBJECT_BYTES,
-            },
-            upload_url_ttl: match std::env::var("UPLOAD_URL_MINUTES") {
-                Ok(v) => std::time::Duration::from_secs(
-                    60 * v
-                        .parse::<u64>()
-                        .with_context(|| format!("UPLOAD_URL_MINUTES={v:?} is not a number"))?,
-                ),
-                Err(_) => DEFAULT_UPLOAD_URL_TTL,
-            },
-            cursor_key: match (var("CURSOR_KEY_SECRET"), var("CURSOR_KEY")) {
-                (Some(secret), None) => CursorKeySource::Secret(secret),
-                (None, Some(key)) => CursorKeySource::Given(
-                    CursorKey::new(key).context("CURSOR_KEY must be at least 16 bytes")?,
-                ),
-                (None, None) => anyhow::bail!("CURSOR_KEY_SECRET (or CURSOR_KEY) is not set"),
-                (Some(_), Some(_)) => {
-                    anyhow::bail!("CURSOR_KEY_SECRET and CURSOR_KEY are both set: give one")
-                }
-            },
-            link_ttl: std::time::Duration::from_secs(
-                60 * match std::env::var("LINK_MINUTES") {
-                    Ok(v) => v
-                        .parse::<u64>()
-                        .with_context(|| format!("LINK_MINUTES={v:?} is not a number"))?,
-                    Err(_) => 15,
-                },
-            ),
-            cdn: match var("CDN_URL") {
-                None => None,
-                Some(url) => Some(Cdn {
-                    url,
-                    signing: match (var("CDN_KEY_PAIR_ID"), var("CDN_SIGNING_KEY_SECRET")) {
-                        (Some(key_pair_id), Some(private_key_secret)) => Some(CdnSigning {
-                            key_pair_id,
-                            private_key_secret,
-                        }),
-                        (None, None) => None,
-                        _ => anyhow::bail!(
-                            "CDN_KEY_PAIR_ID and CDN_SIGNING_KEY_SECRET go together: both, or neither"
-                        ),
-                    },
-                }),
-            },
+            table_name: vars.required("TABLE_NAME")?,
+            bucket_name: vars.required("BUCKET_NAME")?,
+            max_upload_bytes: vars.parsed_or(
+                "MAX_UPLOAD_BYTES",
+                DEFAULT_MAX_UPLOAD_BYTES,
+                "a byte count",
+            )?,
+            max_object_bytes: vars.parsed_or(
+                "MAX_OBJECT_BYTES",
+                DEFAULT_MAX_OBJECT_BYTES,
+                "a byte count",
+            )?,
+            upload_url_ttl: minutes("UPLOAD_URL_MINUTES", DEFAULT_UPLOAD_URL_TTL)?,
+            max_pending_reservations: vars.parsed_or(
+                "MAX_PENDING_RESERVATIONS",
+                DEFAULT_MAX_PENDING_RESERVATIONS,
+                "a number of reservations",
+            )?,
+            cursor_key: cursor_key(vars)?,
+            link_ttl: minutes("LINK_MINUTES", DEFAULT_LINK_TTL)?,
+            cdn: cdn(vars)?,
         })
     }
+}
+
+fn cursor_key(vars: &Vars) -> Result<CursorKeySource, ConfigError> {
+    const SECRET: &str = "CURSOR_KEY_SECRET";
+    const KEY: &str = "CURSOR_KEY";
+    let either = |rule| ConfigError::Combination {
+        keys: vec![SECRET.into(), KEY.into()],
+        rule,
+    };
+    match (vars.given(SECRET), vars.given(KEY)) {
+        (Some(secret), None) => Ok(CursorKeySource::Secret(secret)),
+        (None, Some(key)) => {
+            CursorKey::new(key)
+                .map(CursorKeySource::Given)
+                .ok_or(ConfigError::SecretRefused {
+                    key: KEY.into(),
+                    expected: "a key of at least 16 bytes",
+                })
+        }
+        (None, None) => Err(either(
+            "neither is set; give one (the stack gives CURSOR_KEY_SECRET)",
+        )),
+        (Some(_), Some(_)) => Err(either("both are set; give one")),
+    }
+}
+
+fn cdn(vars: &Vars) -> Result<Option<Cdn>, ConfigError> {
+    let Some(url) = vars.given("CDN_URL") else {
+        return Ok(None);
+    };
+    let signing = match (
+        vars.given("CDN_KEY_PAIR_ID"),
+        vars.given("CDN_SIGNING_KEY_SECRET"),
+    ) {
+        (Some(key_pair_id), Some(private_key_secret)) => Some(CdnSigning {
+            key_pair_id,
+            private_key_secret,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError::Combination {
+                keys: vec!["CDN_KEY_PAIR_ID".into(), "CDN_SIGNING_KEY_SECRET".into()],
+                rule: "they go together: both (signed links), or neither (public ones)",
+            })
+        }
+    };
+    Ok(Some(Cdn { url, signing }))
 }

@@ -14,11 +14,10 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use state::media::{self, NotAnImage};
 use state::{
-    now_ms, ImageId, Item, ItemTable, NewUpload, ObjectStore, Query, Selection, StateError, Status,
+    now_ms, Distribution, ImageId, Item, ItemTable, NewUpload, ObjectStore, Query, ResourceError,
+    Resources, Selection, SigningKey, StateError, Status,
 };
 
-#[cfg(feature = "lambda")]
-pub mod aws;
 mod config;
 mod cursor;
 pub mod page;
@@ -38,6 +37,13 @@ pub const MAX_PAGE: usize = 100;
 pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 50_000_000;
 /// How long a reservation's signed PUT stays valid unless configured (`UploadUrlMinutes`).
 pub const DEFAULT_UPLOAD_URL_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Reservations whose URLs are still valid, at most, unless configured
+/// (`MaxPendingReservations`): each may bring `MaxObjectBytes`, so this bounds what the unused
+/// ones can cost (items, and disk or bucket space once their PUTs arrive).
+pub const DEFAULT_MAX_PENDING_RESERVATIONS: usize = 1000;
+/// What a refused reservation is told to wait: one frees when its photo arrives or its URL
+/// expires.
+pub const RESERVATIONS_RETRY_AFTER_S: u64 = 30;
 /// A reservation outlives its URL by this much before TTL deletes it: a PUT that started just in
 /// time may still be arriving.
 pub const RESERVATION_GRACE_S: i64 = 3600;
@@ -50,8 +56,68 @@ pub struct Deps {
     pub max_object_bytes: u64,
     /// How long a reservation's signed PUT stays valid.
     pub upload_url_ttl: std::time::Duration,
+    /// Reservations whose URLs are still valid, at most; beyond, `POST /uploads` is 503.
+    pub max_pending_reservations: usize,
     /// Signs page cursors.
     pub cursor_key: CursorKey,
+}
+
+/// The function's name in its metrics (template.yaml's binary).
+pub const FUNCTION: &str = "upload";
+
+impl Deps {
+    /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally),
+    /// and the keys its secrets hold, read once, now: both secrets at once. With a CDN, the
+    /// bucket's renditions are linked through it (how is the resources' business: CloudFront's
+    /// signed URLs on AWS).
+    pub async fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+        pipeline_metrics::cold_start(FUNCTION);
+        let read = |id: &str| {
+            let id = id.to_owned();
+            async move { resources.secrets()?.string(&id).await }
+        };
+        let cursor_key = async {
+            match &config.cursor_key {
+                CursorKeySource::Given(key) => Ok(key.clone()),
+                CursorKeySource::Secret(id) => {
+                    let value = read(id).await?;
+                    CursorKey::new(value).ok_or_else(|| {
+                        ResourceError::unusable("secret", id, "a cursor key needs 16 bytes or more")
+                    })
+                }
+            }
+        };
+        let signing = async {
+            match config.cdn.as_ref().and_then(|cdn| cdn.signing.as_ref()) {
+                None => Ok(None),
+                Some(signing) => Ok(Some(SigningKey {
+                    key_pair_id: signing.key_pair_id.clone(),
+                    private_key_pem: read(&signing.private_key_secret).await?,
+                })),
+            }
+        };
+        let (cursor_key, signing) = tokio::try_join!(cursor_key, signing)?;
+        let store = match &config.cdn {
+            None => resources.bucket(&config.bucket_name, config.link_ttl)?,
+            Some(cdn) => resources.bucket_behind(
+                &config.bucket_name,
+                config.link_ttl,
+                Distribution {
+                    url: cdn.url.clone(),
+                    signing,
+                },
+            )?,
+        };
+        Ok(Deps {
+            table: resources.table(&config.table_name)?,
+            store,
+            max_upload_bytes: config.max_upload_bytes,
+            max_object_bytes: config.max_object_bytes,
+            upload_url_ttl: config.upload_url_ttl,
+            max_pending_reservations: config.max_pending_reservations,
+            cursor_key,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +140,8 @@ pub enum UploadError {
     BadQuery(String),
     #[error(transparent)]
     BadCursor(#[from] CursorError),
+    #[error("{limit} reservations are outstanding, the most this API allows (MaxPendingReservations); one frees when its photo arrives or its URL expires: try again in {RESERVATIONS_RETRY_AFTER_S} seconds, or upload a small photo with POST /upload")]
+    TooManyReservations { limit: usize },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -89,6 +157,7 @@ impl UploadError {
             UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UploadError::NotAnImage(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UploadError::NotFound(_) | UploadError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            UploadError::TooManyReservations { .. } => StatusCode::SERVICE_UNAVAILABLE,
             UploadError::State(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             UploadError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -109,6 +178,13 @@ pub async fn handle(req: Request, deps: &Deps) -> Response<Body> {
     };
     result.unwrap_or_else(|e| {
         let status = e.status();
+        if let UploadError::TooManyReservations { .. } = e {
+            tracing::warn!(error = %e, "reservation refused");
+            let mut resp = json_response(status, &json!({ "error": e.to_string() }));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, RESERVATIONS_RETRY_AFTER_S.into());
+            return resp;
+        }
         let message = if status.is_server_error() {
             // The cause (a store's error, with its paths and endpoints) goes to the log only.
             tracing::error!(error = %e, "request failed");
@@ -224,6 +300,13 @@ async fn reserve(req: Request, deps: &Deps) -> Result<Response<Body>, UploadErro
         .ok_or_else(|| UploadError::BadReservation("content_type is missing".into()))?;
     let kind = media::MediaType::from_content_type(declared)
         .ok_or_else(|| UploadError::UnsupportedType(declared.to_owned()))?;
+    // Outstanding: pending, and its URL still valid. Counted, then written: reservations made at
+    // the same moment may pass the bound together, by at most as many as are made at once.
+    let since = now_ms() - deps.upload_url_ttl.as_millis() as i64;
+    let limit = deps.max_pending_reservations;
+    if deps.table.count_pending(since, limit).await? >= limit {
+        return Err(UploadError::TooManyReservations { limit });
+    }
     let id = ImageId::generate();
     tracing::Span::current().record("image_id", tracing::field::display(id));
     let object_key = format!("incoming/{id}");

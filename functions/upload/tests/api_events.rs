@@ -27,6 +27,7 @@ fn deps() -> (Deps, Arc<MemoryTable>, Arc<MemoryStore>) {
         max_upload_bytes: 1 << 20,
         max_object_bytes: upload::DEFAULT_MAX_OBJECT_BYTES,
         upload_url_ttl: upload::DEFAULT_UPLOAD_URL_TTL,
+        max_pending_reservations: upload::DEFAULT_MAX_PENDING_RESERVATIONS,
         cursor_key: upload::CursorKey::new(*b"test cursor key, 32 bytes long..").unwrap(),
     };
     (deps, table, store)

@@ -1,12 +1,13 @@
 //! Renditions through the stack's CloudFront distribution: the links the API gives (signed or
 //! public, originals still presigned by the store), the page's policy for them, and the function's
-//! AWS wiring, which reads its keys from Secrets Manager at cold start (on moto: `make test`).
+//! start on AWS (`Deps::new` over `AwsResources`), which reads its keys from Secrets Manager (on
+//! moto: `make test`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_adapters::{CdnLinks, CloudFrontSigner};
+use aws_adapters::{AwsResources, CdnLinks, CloudFrontSigner};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, Request};
 use state::memory::{MemoryStore, MemoryTable};
@@ -59,6 +60,7 @@ fn deps(store: Arc<dyn ObjectStore>) -> (Deps, Arc<MemoryTable>) {
         max_upload_bytes: 1 << 20,
         max_object_bytes: upload::DEFAULT_MAX_OBJECT_BYTES,
         upload_url_ttl: upload::DEFAULT_UPLOAD_URL_TTL,
+        max_pending_reservations: upload::DEFAULT_MAX_PENDING_RESERVATIONS,
         cursor_key: CursorKey::new(*b"test cursor key, 32 bytes long..").unwrap(),
     };
     (deps, table)
@@ -199,6 +201,7 @@ async fn on_aws_the_keys_come_from_secrets_manager_once_at_start() {
         max_upload_bytes: 1 << 20,
         max_object_bytes: upload::DEFAULT_MAX_OBJECT_BYTES,
         upload_url_ttl: upload::DEFAULT_UPLOAD_URL_TTL,
+        max_pending_reservations: upload::DEFAULT_MAX_PENDING_RESERVATIONS,
         cursor_key: CursorKeySource::Secret(cursor_secret.clone()),
         link_ttl: Duration::from_secs(900),
         cdn: Some(Cdn {
@@ -209,7 +212,9 @@ async fn on_aws_the_keys_come_from_secrets_manager_once_at_start() {
             }),
         }),
     };
-    let deps = upload::aws::deps(cfg.clone(), &aws).await.unwrap();
+    let deps = Deps::new(cfg.clone(), &AwsResources::new(&aws))
+        .await
+        .unwrap();
 
     // The cursor key is the secret's: a cursor it signs is one the secret's value accepts.
     let at = Position {
@@ -253,7 +258,13 @@ async fn on_aws_the_keys_come_from_secrets_manager_once_at_start() {
         .await
         .is_ok());
     // And a start without them fails, naming the secret.
-    let err = format!("{:#}", upload::aws::deps(cfg, &aws).await.err().unwrap());
+    let err = format!(
+        "{:#}",
+        Deps::new(cfg, &AwsResources::new(&aws))
+            .await
+            .err()
+            .unwrap()
+    );
     assert!(
         err.contains(&cursor_secret) || err.contains(&cdn_secret),
         "{err}"
@@ -327,6 +338,7 @@ async fn the_key_make_deploy_makes_is_the_one_the_function_signs_with() {
         max_upload_bytes: 1 << 20,
         max_object_bytes: upload::DEFAULT_MAX_OBJECT_BYTES,
         upload_url_ttl: upload::DEFAULT_UPLOAD_URL_TTL,
+        max_pending_reservations: upload::DEFAULT_MAX_PENDING_RESERVATIONS,
         cursor_key: CursorKeySource::Given(CursorKey::new("a key that is long enough").unwrap()),
         link_ttl: Duration::from_secs(900),
         cdn: Some(Cdn {
@@ -338,7 +350,7 @@ async fn the_key_make_deploy_makes_is_the_one_the_function_signs_with() {
             }),
         }),
     };
-    let deps = upload::aws::deps(cfg, &aws).await.unwrap();
+    let deps = Deps::new(cfg, &AwsResources::new(&aws)).await.unwrap();
     let id = ImageId::generate();
     let link = deps
         .store

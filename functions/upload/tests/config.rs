@@ -1,9 +1,21 @@
 //! The function's configuration as the template gives it (template.yaml, UploadFunction's
-//! Environment). One test in its own binary: it sets the process's environment.
+//! Environment), read by `Config::from_vars`.
 
+use std::collections::BTreeMap;
+
+use config_vars::Vars;
 use upload::{Config, CursorKeySource};
 
 const CDN: &str = "https://d111111abcdef8.cloudfront.net";
+
+/// The configuration read from exactly `vars`.
+fn config(vars: &[(&str, &str)]) -> Result<Config, config_vars::ConfigError> {
+    let map: BTreeMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_vars(&Vars::owned(map))
+}
 
 #[test]
 fn the_stacks_configuration_names_secrets_and_the_distribution() {
@@ -19,7 +31,7 @@ fn the_stacks_configuration_names_secrets_and_the_distribution() {
         ("CDN_KEY_PAIR_ID", "K2JCJMDEHXQW5F"),
         ("CDN_SIGNING_KEY_SECRET", "image-pipeline/cdn-signing-key"),
     ];
-    let cfg = with_env(&vars, Config::from_env).unwrap();
+    let cfg = config(&vars).unwrap();
     assert!(
         matches!(cfg.cursor_key, CursorKeySource::Secret(ref s) if s.ends_with(":secret:c-AbCdEf"))
     );
@@ -36,7 +48,7 @@ fn the_stacks_configuration_names_secrets_and_the_distribution() {
         ("CDN_KEY_PAIR_ID", ""),
         ("CDN_SIGNING_KEY_SECRET", ""),
     ];
-    let cfg = with_env(&public, Config::from_env).unwrap();
+    let cfg = config(&public).unwrap();
     assert!(cfg.cdn.unwrap().signing.is_none());
 
     // Half a signing configuration, or two cursor keys, or none, is refused by name.
@@ -47,7 +59,7 @@ fn the_stacks_configuration_names_secrets_and_the_distribution() {
         ("CDN_URL", CDN),
         ("CDN_KEY_PAIR_ID", "K1"),
     ];
-    let err = with_env(&half, Config::from_env).unwrap_err().to_string();
+    let err = config(&half).unwrap_err().to_string();
     assert!(err.contains("CDN_SIGNING_KEY_SECRET"), "{err}");
     let both = [
         ("TABLE_NAME", "t"),
@@ -55,44 +67,44 @@ fn the_stacks_configuration_names_secrets_and_the_distribution() {
         ("CURSOR_KEY_SECRET", "c"),
         ("CURSOR_KEY", "a key that is long enough"),
     ];
-    let err = with_env(&both, Config::from_env).unwrap_err().to_string();
+    let err = config(&both).unwrap_err().to_string();
     assert!(err.contains("both"), "{err}");
     let none = [("TABLE_NAME", "t"), ("BUCKET_NAME", "b")];
-    let err = with_env(&none, Config::from_env).unwrap_err().to_string();
+    let err = config(&none).unwrap_err().to_string();
     assert!(err.contains("CURSOR_KEY_SECRET"), "{err}");
     // No CDN: renditions are presigned by the store, as locally.
-    let cfg = with_env(&none[..], || {
-        std::env::set_var("CURSOR_KEY", "a key that is long enough");
-        Config::from_env()
-    })
-    .unwrap();
+    let given = [
+        ("TABLE_NAME", "t"),
+        ("BUCKET_NAME", "b"),
+        ("CURSOR_KEY", "a key that is long enough"),
+    ];
+    let cfg = config(&given).unwrap();
     assert!(cfg.cdn.is_none());
+    assert!(matches!(cfg.cursor_key, CursorKeySource::Given(_)));
 }
 
-/// Runs `f` with exactly `vars` set among the variables the function reads.
-fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
-    const READ: [&str; 11] = [
-        "TABLE_NAME",
-        "BUCKET_NAME",
-        "MAX_UPLOAD_BYTES",
-        "MAX_OBJECT_BYTES",
-        "UPLOAD_URL_MINUTES",
-        "LINK_MINUTES",
-        "CURSOR_KEY_SECRET",
-        "CURSOR_KEY",
-        "CDN_URL",
-        "CDN_KEY_PAIR_ID",
-        "CDN_SIGNING_KEY_SECRET",
+#[test]
+fn a_key_given_in_the_configuration_is_refused_short_and_never_shown() {
+    let short = [
+        ("TABLE_NAME", "t"),
+        ("BUCKET_NAME", "b"),
+        ("CURSOR_KEY", "too short"),
     ];
-    for name in READ {
-        std::env::remove_var(name);
-    }
-    for (name, value) in vars {
-        std::env::set_var(name, value);
-    }
-    let out = f();
-    for name in READ {
-        std::env::remove_var(name);
-    }
-    out
+    let err = config(&short).unwrap_err().to_string();
+    assert!(
+        err.contains("CURSOR_KEY") && err.contains("16 bytes"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("too short"),
+        "the key is not in the message: {err}"
+    );
+    // Without a distribution, its signing settings are not read (the engine hosts none).
+    let no_cdn = [
+        ("TABLE_NAME", "t"),
+        ("BUCKET_NAME", "b"),
+        ("CURSOR_KEY_SECRET", "CursorSecret"),
+        ("CDN_SIGNING_KEY_SECRET", "local/cdn-signing-key"),
+    ];
+    assert!(config(&no_cdn).unwrap().cdn.is_none());
 }

@@ -50,6 +50,7 @@ proptest! {
                 max_upload_bytes: 1000,
                 max_object_bytes: upload::DEFAULT_MAX_OBJECT_BYTES,
         upload_url_ttl: upload::DEFAULT_UPLOAD_URL_TTL,
+        max_pending_reservations: upload::DEFAULT_MAX_PENDING_RESERVATIONS,
         cursor_key: upload::CursorKey::new(*b"test cursor key, 32 bytes long..").unwrap(),
             };
             let payload = match (as_text, String::from_utf8(body.clone())) {

@@ -586,7 +586,7 @@ pub(crate) fn decode(bytes: &[u8], header: &Header) -> Result<Pixels, ImageError
         let rgb = if pixels.channels == 1 {
             pixels.buf.iter().flat_map(|&v| [v, v, v]).collect()
         } else {
-            pixels.buf
+            std::mem::take(&mut pixels.buf)
         };
         let buf = rgb
             .chunks_exact(3)

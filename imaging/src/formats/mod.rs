@@ -56,11 +56,11 @@ pub(crate) fn pixels(width: u32, height: u32, channels: u8, buf: Vec<u8>) -> Pix
 
 /// RGBA pixels whose alpha is opaque everywhere, as RGB: a third less for every rendition to
 /// resize, and no premultiplied copy.
-pub(crate) fn drop_opaque_alpha(p: Pixels) -> Pixels {
+pub(crate) fn drop_opaque_alpha(mut p: Pixels) -> Pixels {
     if p.channels != 4 || p.buf.chunks_exact(4).any(|px| px[3] != 255) {
         return p;
     }
-    let mut buf = p.buf;
+    let mut buf = std::mem::take(&mut p.buf);
     let n = buf.len() / 4;
     for i in 0..n {
         buf.copy_within(i * 4..i * 4 + 3, i * 3);

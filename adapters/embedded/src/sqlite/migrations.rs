@@ -87,6 +87,22 @@ UPDATE items SET ttl = json_extract(doc, '$.ttl');
 CREATE INDEX items_ttl ON items (ttl) WHERE ttl IS NOT NULL;
 ";
 
+/// Version 6: dead letters are the messages of the on-failure queue, which the failure function
+/// consumes as an SQS mapping does: how often each was received, when it is visible again, and
+/// when the queue's redrive policy moved it to the archive (`consumed_ms` is set then too).
+pub const V6: &str = "
+ALTER TABLE dead_letters ADD COLUMN receives INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE dead_letters ADD COLUMN visible_at_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE dead_letters ADD COLUMN archived_ms INTEGER;
+";
+
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up(V5)])
+    Migrations::new(vec![
+        M::up(V1),
+        M::up(V2),
+        M::up(V3),
+        M::up(V4),
+        M::up(V5),
+        M::up(V6),
+    ])
 }

@@ -4,9 +4,13 @@
 //!   (INSERT/MODIFY, Keys, OldImage, NewImage) in the same transaction, so the stream is exactly
 //!   the table's history.
 //! - [`SqliteStream`]: that stream as the mappings' record source, with their checkpoints and dead
-//!   letters (the on-failure destination).
+//!   letters (the on-failure destination, which the failure function receives as a queue).
 //! - [`Database::mirror`]: the engine's AWS backend mirrors DynamoDB Streams into the same stream.
 //! - [`Database::record_notice`]: the notices the mailbox has published, for its deduplication.
+//!
+//! Over 400 lines: the connection, its group commit and its checkpointer thread are one
+//! mechanism (a commit's durability depends on all three); the table, stream and queues are
+//! modules of their own.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
@@ -17,15 +21,17 @@ use rusqlite::Connection;
 use tokio::sync::watch;
 
 mod async_queue;
+mod dead_letters;
 mod migrations;
 mod mirror;
 mod notices;
 mod stream;
 mod table;
 
+pub use dead_letters::{DeadLetterRow, QueuePolicy};
 pub use migrations::{migrations, V1};
 pub use mirror::ShardPosition;
-pub use stream::{DeadLetterRow, SqliteStream, Unread};
+pub use stream::{SqliteStream, Unread};
 pub use table::SqliteTable;
 
 /// The table's stream ARN as the local records name it.

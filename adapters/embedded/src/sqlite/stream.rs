@@ -1,4 +1,5 @@
-//! The stream table as the mappings' record source, and their checkpoints and dead letters.
+//! The stream table as the mappings' record source, and their checkpoints; a mapping's dead
+//! letters are written with its checkpoint (see `dead_letters.rs` for reading them).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use super::{sequence_number, Database};
 /// The stream of a [`Database`], for the dispatchers.
 #[derive(Clone)]
 pub struct SqliteStream {
-    db: Database,
+    pub(super) db: Database,
     parsed: Arc<Mutex<Parsed>>,
 }
 
@@ -65,92 +66,12 @@ impl Unread {
     }
 }
 
-/// One record a mapping gave up on, as stored.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DeadLetterRow {
-    pub id: i64,
-    pub mapping: String,
-    pub seq: u64,
-    pub reason: String,
-    pub created_ms: i64,
-    pub record: Value,
-}
-
 impl SqliteStream {
     pub fn new(db: Database) -> Self {
         Self {
             db,
             parsed: Default::default(),
         }
-    }
-
-    /// Every dead letter, oldest first.
-    pub async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetterRow>> {
-        self.letters(
-            "SELECT id, mapping, seq, reason, created_ms, record FROM dead_letters ORDER BY id",
-        )
-        .await
-    }
-
-    /// Dead letters whose items the failure consumer has not marked yet, oldest first.
-    pub async fn unconsumed_dead_letters(&self) -> anyhow::Result<Vec<DeadLetterRow>> {
-        self.letters(
-            "SELECT id, mapping, seq, reason, created_ms, record FROM dead_letters
-             WHERE consumed_ms IS NULL ORDER BY id LIMIT 100",
-        )
-        .await
-    }
-
-    /// Records that the failure consumer has handled dead letter `id`.
-    pub async fn consumed_dead_letter(&self, id: i64) -> anyhow::Result<()> {
-        self.db
-            .write(move |c| {
-                c.execute(
-                    "UPDATE dead_letters SET consumed_ms = ?1 WHERE id = ?2",
-                    params![state::now_ms(), id],
-                )?;
-                Ok(())
-            })
-            .await
-    }
-
-    async fn letters(&self, sql: &'static str) -> anyhow::Result<Vec<DeadLetterRow>> {
-        self.db
-            .read(move |c| {
-                let mut stmt = c.prepare_cached(sql)?;
-                let rows = stmt.query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get::<_, String>(5)?,
-                    ))
-                })?;
-                rows.map(|row| {
-                    let (id, mapping, seq, reason, created_ms, record) = row?;
-                    Ok(DeadLetterRow {
-                        id,
-                        mapping,
-                        seq,
-                        reason,
-                        created_ms,
-                        record: serde_json::from_str(&record)?,
-                    })
-                })
-                .collect()
-            })
-            .await
-    }
-
-    pub async fn remove_dead_letter(&self, id: i64) -> anyhow::Result<()> {
-        self.db
-            .write(move |c| {
-                c.execute("DELETE FROM dead_letters WHERE id = ?1", [id])?;
-                Ok(())
-            })
-            .await
     }
 
     /// Records in the stream that the slowest of `mappings` has not read yet: the work accepted
@@ -210,7 +131,7 @@ impl SqliteStream {
 /// A stored record as Lambda delivers it. The embedded table's records get their position on read
 /// (a row's seq is only known after its insert); records mirrored from DynamoDB Streams keep their
 /// own.
-fn parse(seq: u64, text: &str) -> serde_json::Result<Value> {
+pub(super) fn parse(seq: u64, text: &str) -> serde_json::Result<Value> {
     let mut record: Value = serde_json::from_str(text)?;
     if record["dynamodb"]["SequenceNumber"].is_null() {
         record["eventID"] = json!(format!("{seq:032x}"));

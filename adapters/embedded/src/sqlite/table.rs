@@ -87,17 +87,23 @@ impl SqliteTable {
     }
 }
 
-/// Deletes every item whose `ttl` (epoch seconds) is before `now_s`, as DynamoDB's TTL does, each
-/// with its REMOVE record (old image only, `userIdentity` the DynamoDB service, as TTL deletions
-/// carry it). Returns how many it deleted.
+/// Deletes up to `at_most` items whose `ttl` (epoch seconds) is before `now_s`, the longest
+/// expired first, as DynamoDB's TTL does, each with its REMOVE record (old image only,
+/// `userIdentity` the DynamoDB service, as TTL deletions carry it), in one transaction. Returns
+/// how many it deleted. Small steps keep each transaction short, so writes that wait behind one
+/// (an upload's, a reservation's) wait milliseconds however many reservations expire.
 impl SqliteTable {
-    pub async fn expire(&self, now_s: i64) -> Result<usize, StateError> {
+    pub async fn expire(&self, now_s: i64, at_most: usize) -> Result<usize, StateError> {
+        let at_most = i64::try_from(at_most).unwrap_or(i64::MAX);
         let last = self
             .db
             .write(move |c| {
                 let docs: Vec<String> = c
-                    .prepare_cached("SELECT doc FROM items WHERE ttl IS NOT NULL AND ttl < ?1")?
-                    .query_map([now_s], |r| r.get(0))?
+                    .prepare_cached(
+                        "SELECT doc FROM items WHERE ttl IS NOT NULL AND ttl < ?1
+                         ORDER BY ttl LIMIT ?2",
+                    )?
+                    .query_map(params![now_s, at_most], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
                 let mut last = None;
                 for doc in &docs {
@@ -211,6 +217,24 @@ impl ItemTable for SqliteTable {
             .await
             .map_err(unavailable)?;
         doc.as_deref().map(read_item).transpose()
+    }
+
+    async fn count_pending(&self, created_after: i64, at_most: usize) -> Result<usize, StateError> {
+        let at_most = i64::try_from(at_most).unwrap_or(i64::MAX);
+        let n: i64 = self
+            .db
+            .read(move |c| {
+                // A range of the index items_status (status, created_at, id), read no further
+                // than at_most rows.
+                Ok(c.prepare_cached(
+                    "SELECT count(*) FROM (SELECT 1 FROM items
+                       WHERE status = 'pending' AND created_at > ?1 LIMIT ?2)",
+                )?
+                .query_row(params![created_after, at_most], |r| r.get(0))?)
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(n as usize)
     }
 
     async fn query(&self, q: &Query) -> Result<Page, StateError> {
