@@ -2,8 +2,13 @@
 //! zune-jpeg); 1 to 16 bits a sample; gray, palette, RGB, CMYK, with alpha or not. A file of
 //! several pages gives its first. The first directory's tags give the ICC profile, the
 //! orientation and the camera fields the item keeps.
+//!
+//! The `tiff` crate refuses palette (RGBPalette) images outright, though their samples are laid
+//! out as gray ones: the decoder reads such a file through [`TiffBytes`], which shows it the
+//! first directory's PhotometricInterpretation as BlackIsZero, so it returns the indices, and
+//! the ColorMap tag expands them here.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read, Seek, SeekFrom};
 
 use state::media::MediaType;
 use tiff::decoder::{Decoder, DecodingResult, Limits};
@@ -55,17 +60,127 @@ fn decoded_channels(color: ColorType) -> u8 {
     }
 }
 
-fn decoder(bytes: &[u8], native: u64) -> Result<Decoder<Cursor<&[u8]>>, ImageError> {
+/// The file's bytes as the decoder reads them: as they are, but for the value of the first
+/// directory's PhotometricInterpretation when it says RGBPalette (see the module's comment).
+struct TiffBytes<'a> {
+    cursor: Cursor<&'a [u8]>,
+    /// Where the value is in the file, and the bytes read there instead.
+    patch: Option<(u64, Vec<u8>)>,
+}
+
+impl Read for TiffBytes<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = self.cursor.position();
+        let n = self.cursor.read(buf)?;
+        if let Some((at, value)) = &self.patch {
+            for (i, &b) in value.iter().enumerate() {
+                let pos = at + i as u64;
+                if (start..start + n as u64).contains(&pos) {
+                    buf[(pos - start) as usize] = b;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Seek for TiffBytes<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.cursor.seek(pos)
+    }
+}
+
+type TiffDecoder<'a> = Decoder<TiffBytes<'a>>;
+
+const PHOTOMETRIC_INTERPRETATION: u16 = 262;
+const RGB_PALETTE: u64 = 3;
+const BLACK_IS_ZERO: u64 = 1;
+
+/// Where the first directory's PhotometricInterpretation says RGBPalette, the bytes that say
+/// BlackIsZero instead, and where they go. Classic TIFF and BigTIFF, either byte order.
+fn palette_patch(bytes: &[u8]) -> Option<(u64, Vec<u8>)> {
+    let little = match bytes.get(..2)? {
+        b"II" => true,
+        b"MM" => false,
+        _ => return None,
+    };
+    let uint = |at: usize, len: usize| -> Option<u64> {
+        let raw = bytes.get(at..at.checked_add(len)?)?;
+        Some(if little {
+            raw.iter().rev().fold(0, |v, &b| v << 8 | u64::from(b))
+        } else {
+            raw.iter().fold(0, |v, &b| v << 8 | u64::from(b))
+        })
+    };
+    let big = match uint(2, 2)? {
+        42 => false,
+        43 => true,
+        _ => return None,
+    };
+    // The first directory's offset, then per directory: its entry count, and per entry the
+    // tag (2 bytes), the type (2), the count and the value or its offset.
+    let (ifd, count_len, entry_len, count_field) = if big {
+        (uint(8, 8)?, 8, 20, 8)
+    } else {
+        (uint(4, 4)?, 2, 12, 4)
+    };
+    let ifd = usize::try_from(ifd).ok()?;
+    let entries = uint(ifd, count_len)?;
+    for i in 0..entries.min(4096) as usize {
+        let entry = ifd + count_len + i * entry_len;
+        if uint(entry, 2)? != u64::from(PHOTOMETRIC_INTERPRETATION) {
+            continue;
+        }
+        let len = match uint(entry + 2, 2)? {
+            3 => 2, // SHORT
+            4 => 4, // LONG
+            _ => return None,
+        };
+        let at = entry + 4 + count_field;
+        if uint(entry + 4, count_field)? != 1 || uint(at, len)? != RGB_PALETTE {
+            return None;
+        }
+        let mut value = BLACK_IS_ZERO.to_be_bytes()[8 - len..].to_vec();
+        if little {
+            value.reverse();
+        }
+        return Some((at as u64, value));
+    }
+    None
+}
+
+/// The decoder over `bytes`, and whether the image is a palette one (read as its indices).
+fn decoder(bytes: &[u8], native: u64) -> Result<(TiffDecoder<'_>, bool), ImageError> {
     let mut limits = Limits::default();
     // The image as the decoder returns it, and the ICC profile among the tag values.
     limits.decoding_buffer_size = usize::try_from(native + MIB).unwrap_or(usize::MAX);
     limits.ifd_value_size = MAX_ICC_BYTES;
-    Ok(Decoder::new(Cursor::new(bytes))
-        .map_err(tiff_error)?
-        .with_limits(limits))
+    let patch = palette_patch(bytes);
+    let palette = patch.is_some();
+    let reader = TiffBytes {
+        cursor: Cursor::new(bytes),
+        patch,
+    };
+    Ok((
+        Decoder::new(reader)
+            .map_err(tiff_error)?
+            .with_limits(limits),
+        palette,
+    ))
 }
 
-fn ascii(d: &mut Decoder<Cursor<&[u8]>>, tag: Tag) -> Option<String> {
+/// The pixels' colour type; a palette image's indices come out as gray ones.
+fn colour_type(d: &mut TiffDecoder<'_>, palette: bool) -> Result<ColorType, ImageError> {
+    match d.colortype().map_err(tiff_error)? {
+        ColorType::Gray(bits) if palette => Ok(ColorType::Palette(bits)),
+        _ if palette => Err(ImageError::decode(
+            "TIFF: a palette image of more than one sample a pixel",
+        )),
+        other => Ok(other),
+    }
+}
+
+fn ascii(d: &mut TiffDecoder<'_>, tag: Tag) -> Option<String> {
     d.find_tag(tag)
         .ok()
         .flatten()
@@ -73,10 +188,10 @@ fn ascii(d: &mut Decoder<Cursor<&[u8]>>, tag: Tag) -> Option<String> {
 }
 
 pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
-    let mut d = decoder(bytes, 0)?;
+    let (mut d, palette) = decoder(bytes, 0)?;
     let (width, height) = d.dimensions().map_err(tiff_error)?;
     probe::check_pixels(width, height, settings)?;
-    let color = d.colortype().map_err(tiff_error)?;
+    let color = colour_type(&mut d, palette)?;
     let (sample_bytes, samples) = layout(color)?;
     let mut warnings = Vec::new();
     let icc = probe::usable_icc(
@@ -145,11 +260,11 @@ pub(crate) fn decode(bytes: &[u8], header: &Header, source: &Source) -> Result<P
 
 fn decode_page(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels, ImageError> {
     let (w, h) = (u64::from(header.width), u64::from(header.height));
-    let mut d = decoder(bytes, budget::pixels(w, h, 8))?;
+    let (mut d, indexed) = decoder(bytes, budget::pixels(w, h, 8))?;
     if d.dimensions().map_err(tiff_error)? != (header.width, header.height) {
         return Err(ImageError::decode("TIFF size differs from its header"));
     }
-    let color = d.colortype().map_err(tiff_error)?;
+    let color = colour_type(&mut d, indexed)?;
     let (_, samples) = layout(color)?;
     let palette = match color {
         ColorType::Palette(_) => Some(d.get_tag_u16_vec(Tag::ColorMap).map_err(tiff_error)?),
@@ -200,10 +315,12 @@ fn decode_page(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels,
             }
             formats::pixels(width, height, 1, samples8)
         }
-        ColorType::Palette(bits) => {
+        ColorType::Palette(_) => {
+            // Three runs of 16-bit values (red, green, blue); 8 bits are the high byte, as
+            // libtiff and Pillow take them.
             let map = palette.unwrap_or_default();
             let entries = map.len() / 3;
-            if entries < 1usize << bits.min(8) && entries == 0 {
+            if entries == 0 {
                 return Err(ImageError::decode(
                     "TIFF: a palette image without its colour map",
                 ));
@@ -296,4 +413,34 @@ fn unpremultiply(mut rgba: Vec<u8>) -> Vec<u8> {
         }
     }
     rgba
+}
+
+#[cfg(test)]
+mod tests {
+    use super::palette_patch;
+
+    #[test]
+    fn the_palette_patch_finds_photometric_interpretation_in_classic_and_big_tiff() {
+        // Big-endian classic TIFF: the directory at 8, one entry, SHORT 3 in the value's first
+        // two bytes (at 8 + 2 + 8).
+        let mut classic = b"MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+        classic.extend([1, 6, 0, 3, 0, 0, 0, 1, 0, 3, 0, 0]);
+        assert_eq!(palette_patch(&classic), Some((18, vec![0, 1])));
+        // Little-endian BigTIFF: the directory at 16, an 8-byte count, the value at 16 + 8 + 12.
+        let mut big = b"II\x2a\0\x08\0\0\0".to_vec();
+        big[2] = 43;
+        big.extend(16u64.to_le_bytes());
+        big.extend(1u64.to_le_bytes());
+        big.extend([6, 1, 3, 0]);
+        big.extend(1u64.to_le_bytes());
+        big.extend(3u64.to_le_bytes());
+        assert_eq!(palette_patch(&big), Some((36, vec![1, 0])));
+        // RGB (2) is left alone.
+        let rgb: Vec<u8> = big[..36]
+            .iter()
+            .copied()
+            .chain([2, 0, 0, 0, 0, 0, 0, 0])
+            .collect();
+        assert_eq!(palette_patch(&rgb), None);
+    }
 }
