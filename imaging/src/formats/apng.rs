@@ -18,42 +18,74 @@ fn delay_ms(num: u16, den: u16) -> u32 {
     u32::from(num) * 1000 / den
 }
 
-/// The frames' control chunks, from the chunk headers: how many, and how long in all.
-fn frame_controls(bytes: &[u8]) -> Animation {
-    let mut a = Animation {
+/// What the chunk headers say of the animation.
+struct Controls {
+    /// The frames' control chunks (`fcTL`): how many (no more than `acTL` says, as players
+    /// play), and how long in all.
+    animation: Animation,
+    /// The frames the animation control chunk (`acTL`) declares.
+    declared: u32,
+}
+
+/// The animation's controls, from the chunk headers alone. None when the animation control is
+/// broken (no `acTL`, or more than one): the file is then its default image, as players show
+/// it. A frame control chunk without its frame's data is an error.
+fn frame_controls(bytes: &[u8]) -> Result<Option<Controls>, ImageError> {
+    let mut animation = Animation {
         frames: 0,
         duration_ms: 0,
     };
+    let mut declared = None;
+    let mut data_since_control = true;
     let mut at = 8;
     while let Some(head) = bytes.get(at..at + 8) {
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         match &head[4..8] {
+            b"acTL" => {
+                let Some(d) = bytes.get(at + 8..at + 12) else {
+                    return Ok(None);
+                };
+                if declared.is_some() {
+                    return Ok(None);
+                }
+                declared = Some(u32::from_be_bytes([d[0], d[1], d[2], d[3]]));
+            }
             b"fcTL" => {
+                if !std::mem::replace(&mut data_since_control, false) {
+                    return Err(ImageError::decode("APNG frame control without frame data"));
+                }
                 if let Some(d) = bytes.get(at + 8..at + 8 + 26) {
-                    a.frames += 1;
-                    a.duration_ms += u64::from(delay_ms(
+                    if declared.is_some_and(|n| animation.frames >= n) {
+                        break;
+                    }
+                    animation.frames += 1;
+                    animation.duration_ms += u64::from(delay_ms(
                         u16::from_be_bytes([d[20], d[21]]),
                         u16::from_be_bytes([d[22], d[23]]),
                     ));
                 }
             }
+            b"IDAT" | b"fdAT" => data_since_control = true,
             b"IEND" => break,
             _ => {}
         }
         at = at.saturating_add(12).saturating_add(len);
     }
-    a
+    Ok(declared.map(|declared| Controls {
+        animation,
+        declared,
+    }))
 }
 
 pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
     let mut header = probe::probe_png(bytes, settings)?;
     header.format = MediaType::Apng;
-    let animation = frame_controls(bytes);
+    let animation = frame_controls(bytes)?.map(|c| c.animation);
     let (w, h) = (u64::from(header.width), u64::from(header.height));
     // Besides the PNG decode (a frame at 8 bits): the frame as RGBA, the canvas, the copy shown
     // and the copy "dispose to previous" keeps.
     header.estimate.decode += budget::pixels(w, h, 4) * 4 + MIB;
-    header.animation = (animation.frames > 1).then_some(animation);
+    header.animation = animation.filter(|a| a.frames > 1);
     probe::finish_costs(&mut header, 4, settings);
     Ok(header)
 }
@@ -66,6 +98,8 @@ pub struct Frames<'a> {
     buf: Vec<u8>,
     skip_default: bool,
     first: bool,
+    /// The frames still to come, as the animation control chunk declares them.
+    left: u32,
 }
 
 impl<'a> Frames<'a> {
@@ -82,12 +116,18 @@ impl<'a> Frames<'a> {
             .output_buffer_size()
             .ok_or_else(|| ImageError::decode("APNG too large for this machine's address space"))?;
         let skip_default = reader.info().frame_control.is_none();
+        // A broken animation control is shown as the default image (by the still decode). The
+        // frames are read up to the count `acTL` declares: one missing is an error.
+        let left = frame_controls(bytes)?
+            .ok_or_else(|| ImageError::decode("APNG animation control is broken"))?
+            .declared;
         Ok(Frames {
             reader,
             canvas: Canvas::new(header.width, header.height)?,
             buf: vec![0; size],
             skip_default,
             first: true,
+            left,
         })
     }
 }
@@ -95,6 +135,9 @@ impl<'a> Frames<'a> {
 impl FrameSource for Frames<'_> {
     fn next_frame(&mut self) -> Result<Option<Frame>, ImageError> {
         loop {
+            if self.left == 0 {
+                return Ok(None);
+            }
             let output = match self.reader.next_frame(&mut self.buf) {
                 Ok(o) => o,
                 Err(png::DecodingError::Parameter(_)) => return Ok(None),
@@ -138,6 +181,7 @@ impl FrameSource for Frames<'_> {
                 return Err(ImageError::decode("APNG frame size differs from its fcTL"));
             }
             self.first = false;
+            self.left -= 1;
             let samples = &self.buf[..output.line_size * output.height as usize];
             let rgba = to_rgba(samples, output.color_type)?;
             let pixels = self.canvas.draw(rect, &rgba, over, dispose)?;
