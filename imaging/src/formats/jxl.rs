@@ -136,6 +136,16 @@ fn render(
     let ch = stream.channels() as u8;
     let mut buf = vec![0u8; formats::buffer_len(width, height, u64::from(ch))?];
     stream.write_to_buffer(&mut buf);
+    // jxl-oxide renders colour as the file stores it: premultiplied when the alpha channel is
+    // associated (`alpha_associated`). The pipeline's pixels are straight alpha.
+    let metadata = &image.image_header().metadata;
+    let associated = metadata
+        .alpha()
+        .and_then(|i| metadata.ec_info[i].alpha_associated())
+        .unwrap_or(false);
+    if associated && matches!(ch, 2 | 4) {
+        buf = formats::unpremultiply(buf, usize::from(ch));
+    }
     let delay = ticks_ms(image, render.duration());
     Ok((formats::pixels(width, height, ch, buf), delay))
 }

@@ -54,6 +54,21 @@ pub(crate) fn pixels(width: u32, height: u32, channels: u8, buf: Vec<u8>) -> Pix
     }
 }
 
+/// Samples of `channels` (the last alpha) whose colour is premultiplied by alpha (TIFF's
+/// associated alpha, JPEG XL's `alpha_associated`) to straight colour.
+pub(crate) fn unpremultiply(mut samples: Vec<u8>, channels: usize) -> Vec<u8> {
+    for px in samples.chunks_exact_mut(channels) {
+        let (colour, alpha) = px.split_at_mut(channels - 1);
+        let a = u16::from(alpha[0]);
+        if a != 0 && a != 255 {
+            for c in colour {
+                *c = ((u16::from(*c) * 255 + a / 2) / a).min(255) as u8;
+            }
+        }
+    }
+    samples
+}
+
 /// RGBA pixels whose alpha is opaque everywhere, as RGB: a third less for every rendition to
 /// resize, and no premultiplied copy.
 pub(crate) fn drop_opaque_alpha(mut p: Pixels) -> Pixels {

@@ -337,7 +337,7 @@ fn decode_page(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels,
         ColorType::GrayA(_) => formats::pixels(width, height, 2, samples8),
         ColorType::RGB(_) => formats::pixels(width, height, 3, samples8),
         ColorType::RGBA(_) if associated_alpha => {
-            formats::pixels(width, height, 4, unpremultiply(samples8))
+            formats::pixels(width, height, 4, formats::unpremultiply(samples8, 4))
         }
         ColorType::RGBA(_) => formats::pixels(width, height, 4, samples8),
         ColorType::YCbCr(_) => formats::pixels(width, height, 3, ycbcr_to_rgb(samples8)),
@@ -400,19 +400,6 @@ fn interleave(image: DecodingResult, samples: usize) -> DecodingResult {
         DecodingResult::U16(v) => DecodingResult::U16(go(v, samples)),
         other => other,
     }
-}
-
-/// Colour premultiplied by alpha (TIFF's associated alpha) to straight colour.
-fn unpremultiply(mut rgba: Vec<u8>) -> Vec<u8> {
-    for px in rgba.chunks_exact_mut(4) {
-        let a = u16::from(px[3]);
-        if a != 0 && a != 255 {
-            for c in &mut px[..3] {
-                *c = ((u16::from(*c) * 255 + a / 2) / a).min(255) as u8;
-            }
-        }
-    }
-    rgba
 }
 
 #[cfg(test)]
