@@ -30,6 +30,10 @@ pub struct Header {
     /// HEIC: pixels of the largest picture the decoder makes on the way (a tile, a coded picture
     /// before its crop), which it is allowed; 0 for other formats.
     pub heic_largest_picture: u64,
+    /// HEIC: pixels of every coded picture the decode makes, summed (a tile listed twice in a grid
+    /// counts twice, as it is decoded twice); 0 for other formats. What a HEIC's decode costs in
+    /// time grows with this, not with the displayed size.
+    pub heic_coded_pixels: u64,
 }
 
 /// What a JPEG's header tells the decoder.
@@ -273,6 +277,7 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         estimate,
         warnings,
         heic_largest_picture: 0,
+        heic_coded_pixels: 0,
     })
 }
 
@@ -550,6 +555,7 @@ fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         estimate,
         warnings,
         heic_largest_picture: 0,
+        heic_coded_pixels: 0,
     })
 }
 
@@ -641,6 +647,7 @@ fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         estimate,
         warnings,
         heic_largest_picture: largest,
+        heic_coded_pixels: pictures.coded,
     })
 }
 
@@ -661,6 +668,8 @@ mod heic {
         /// Pixels of the largest picture decoded or assembled (a coded picture's SPS size, or a
         /// derived image's canvas).
         pub largest: u64,
+        /// Pixels of every coded picture visited, summed: each reference decodes again.
+        pub coded: u64,
         items: usize,
     }
 
@@ -676,7 +685,11 @@ mod heic {
                 .map_or(0, |(w, h)| u64::from(w) * u64::from(h));
             self.largest = self.largest.max(canvas);
             match &file.item(id)?.item_type.0 {
-                b"hvc1" | b"hev1" => self.largest = self.largest.max(coded_pixels(file, id)?),
+                b"hvc1" | b"hev1" => {
+                    let coded = coded_pixels(file, id)?;
+                    self.largest = self.largest.max(coded);
+                    self.coded = self.coded.saturating_add(coded);
+                }
                 b"grid" => {
                     let grid = file.grid(id)?;
                     let out = u64::from(grid.output_width) * u64::from(grid.output_height);

@@ -179,6 +179,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.server = limits.limits();
             cfg.max_backlog = limits.max_backlog;
             cfg.max_backlog_seconds = Duration::from_secs_f64(limits.max_backlog_seconds);
+            cfg.admission_wait = Duration::from_secs_f64(limits.admission_wait);
+            // The work estimate's rates are measured once (a few renders): now, beside the start,
+            // rather than on the first upload's path.
+            std::thread::spawn(crate::work::rates);
             cfg.faults = Faults::from_vars(&Vars::env())?;
             cfg.durability = durability;
             if let Some(mb) = process_memory_mb {

@@ -14,6 +14,7 @@ mod defaults;
 mod direct;
 mod events;
 mod faults;
+mod flood;
 mod flow;
 mod helpers;
 mod hosting;

@@ -184,10 +184,13 @@ async fn invoke_with_body(
         // Chunked: it may run up to the limit.
         None => limit,
     };
-    if let Some(why) = shared.admission.refusal().await {
-        tracing::debug!(%why, "request refused: the backlog is full");
-        return throttled(&shared, &format!("{why}; retry after {RETRY_AFTER_S} s"));
-    }
+    let ticket = match shared.admission.admit().await {
+        Ok(ticket) => ticket,
+        Err(why) => {
+            tracing::debug!(%why, "request refused: the backlog is full");
+            return throttled(&shared, &format!("{why}; retry after {RETRY_AFTER_S} s"));
+        }
+    };
     let Some(_reservation) = shared.budget.try_reserve(reserve) else {
         tracing::warn!(
             reserve,
@@ -215,12 +218,40 @@ async fn invoke_with_body(
             return json_error(StatusCode::BAD_REQUEST, &why);
         }
     };
+    let head = bytes[..bytes.len().min(crate::admission::HEAD_BYTES)].to_vec();
     let body = if bytes.is_empty() {
         Body::Empty
     } else {
         Body::Binary(bytes)
     };
-    invoke(function.as_ref(), parts, body).await
+    let response = invoke(function.as_ref(), parts, body).await;
+    // An upload that made an item (`201` with its `id`) brought its image's work; anything else
+    // (a reservation, a refusal) brought none yet.
+    match created_item(response).await {
+        (response, Some(id)) => {
+            ticket.accepted(&id, &head).await;
+            response
+        }
+        (response, None) => response,
+    }
+}
+
+/// The id of the item a `201` response made, and the response unchanged.
+async fn created_item(response: Response) -> (Response, Option<String>) {
+    if response.status() != StatusCode::CREATED {
+        return (response, None);
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = body.collect().await.map(|b| b.to_bytes()) else {
+        return (Response::from_parts(parts, AxumBody::empty()), None);
+    };
+    // An item made `uploaded`; a reservation's answer (`POST /uploads`) describes a `pending` one
+    // under `item`, whose work comes with its PUT.
+    let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .filter(|v| v["status"] == "uploaded")
+        .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
+    (Response::from_parts(parts, AxumBody::from(bytes)), id)
 }
 
 /// Every other route: the body, if any, is never read.

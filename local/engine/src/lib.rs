@@ -43,7 +43,9 @@ pub mod telemetry;
 pub mod topic;
 
 pub use backend::Backend;
-pub use config::{EngineConfig, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_BACKLOG_SECONDS};
+pub use config::{
+    EngineConfig, DEFAULT_ADMISSION_WAIT, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_BACKLOG_SECONDS,
+};
 pub use embedded_adapters::sqlite::Durability;
 pub use error::{EngineError, HostError};
 pub use host::{ApiFunction, Handler, Registry};
@@ -72,6 +74,7 @@ pub struct Engine {
     metrics: Metrics,
     server: ServerLimits,
     admission: admission::Limits,
+    work_estimate: Option<admission::WorkEstimate>,
     faults: Faults,
 }
 
@@ -199,7 +202,9 @@ impl Engine {
             admission: admission::Limits {
                 max_records: cfg.max_backlog,
                 max_seconds: cfg.max_backlog_seconds,
+                max_wait: cfg.admission_wait,
             },
+            work_estimate: cfg.work_estimate,
             faults,
         })
     }
@@ -232,6 +237,7 @@ impl Engine {
     /// The API's routes (each to its function), `GET /metrics` and, when embedded, the bucket's
     /// `/objects/...`.
     pub fn router(&self) -> anyhow::Result<axum::Router> {
+        let admission = self.admission();
         http::router(http::Api {
             routes: self.hosted.routes.clone(),
             metrics: self.metrics.clone(),
@@ -239,14 +245,25 @@ impl Engine {
                 files: files.clone(),
                 events: self.bucket.clone(),
                 faults: self.faults.clone(),
+                admission: admission.clone(),
+                metrics: self.metrics.clone(),
             }),
             budget: http::ByteBudget::new(self.server.max_buffered_bytes),
-            admission: admission::Admission::new(
-                self.stream.clone(),
-                self.hosted.stream_mappings.clone().into(),
-                self.admission,
-            ),
+            admission,
         })
+    }
+
+    /// Admission control over this engine's backlog (one is shared by all the routes a router
+    /// serves).
+    pub fn admission(&self) -> admission::Admission {
+        admission::Admission::new(
+            self.stream.clone(),
+            self.hosted.stream_mappings.clone().into(),
+            self.admission,
+            self.work_estimate.clone(),
+            self.table.clone(),
+            self.store.clone(),
+        )
     }
 
     /// Stream records the slowest mapping has not read yet: what admission control bounds. On AWS
