@@ -82,6 +82,10 @@ pub struct LimitArgs {
     #[arg(long, env = "ADMISSION_WAIT", value_parser = parse_seconds,
           default_value_t = local_engine::DEFAULT_ADMISSION_WAIT.as_secs_f64())]
     pub admission_wait: f64,
+    /// Bytes the engine keeps free on the data directory's file system: an upload or PUT that
+    /// could go below it is refused with 507 before its body is read.
+    #[arg(long, env = "MIN_FREE_SPACE", default_value_t = local_engine::disk::DEFAULT_MIN_FREE_BYTES)]
+    pub min_free_space: u64,
 }
 
 impl LimitArgs {

@@ -12,6 +12,7 @@ mod cli;
 mod crash;
 mod defaults;
 mod direct;
+mod disk;
 mod events;
 mod faults;
 mod flood;

@@ -53,6 +53,9 @@ pub struct EngineConfig {
     /// How an image's work is estimated from its first bytes (the CLI gives imaging's cost
     /// model); without one every item counts [`crate::admission::DEFAULT_ITEM_SECONDS`].
     pub work_estimate: Option<crate::admission::WorkEstimate>,
+    /// Bytes the engine keeps free on `data_dir`'s file system: uploads and PUTs that would go
+    /// below it are refused with 507 before their bodies are read (`crate::disk`).
+    pub min_free_bytes: u64,
 }
 
 /// Between about 700 uploads (three records each, once the engine is working them off) and 2000
@@ -89,6 +92,7 @@ impl EngineConfig {
             max_backlog_seconds: DEFAULT_MAX_BACKLOG_SECONDS,
             admission_wait: DEFAULT_ADMISSION_WAIT,
             work_estimate: None,
+            min_free_bytes: crate::disk::DEFAULT_MIN_FREE_BYTES,
         }
     }
 

@@ -22,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use sam_template::Route;
 
 use crate::admission::Admission;
+use crate::disk::DiskSpace;
 use crate::host::ApiFunction;
 use crate::metrics::Metrics;
 use crate::server::BodyError;
@@ -68,6 +69,7 @@ pub struct Api {
     pub objects: Option<crate::objects::Objects>,
     pub budget: ByteBudget,
     pub admission: Admission,
+    pub disk: DiskSpace,
 }
 
 /// What every route shares.
@@ -76,6 +78,7 @@ struct Shared {
     metrics: Metrics,
     budget: ByteBudget,
     admission: Admission,
+    disk: DiskSpace,
 }
 
 pub fn router(api: Api) -> anyhow::Result<Router> {
@@ -83,6 +86,7 @@ pub fn router(api: Api) -> anyhow::Result<Router> {
         metrics: api.metrics,
         budget: api.budget,
         admission: api.admission,
+        disk: api.disk,
     };
     let mut router = Router::new().route("/metrics", axum::routing::get(metrics_text));
     for ApiRoute { route, function } in &api.routes {
@@ -150,6 +154,17 @@ fn throttled(shared: &Shared, message: &str) -> Response {
     resp
 }
 
+/// How long a client refused for want of disk space is asked to wait.
+const DISK_RETRY_AFTER_S: u64 = 30;
+
+/// 507 Insufficient Storage, with `Retry-After`.
+fn insufficient_storage(why: &str) -> Response {
+    let mut resp = json_error(StatusCode::INSUFFICIENT_STORAGE, why);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, DISK_RETRY_AFTER_S.into());
+    resp
+}
+
 fn too_large(limit: usize) -> Response {
     json_error(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -183,6 +198,14 @@ async fn invoke_with_body(
         Some(n) => n as usize,
         // Chunked: it may run up to the limit.
         None => limit,
+    };
+    // Room on the disk for what the body may bring, before the body is read.
+    let _room = match shared.disk.reserve(reserve as u64) {
+        Ok(room) => room,
+        Err(why) => {
+            tracing::warn!(%why, "request refused: the disk is nearly full");
+            return insufficient_storage(&why);
+        }
     };
     let ticket = match shared.admission.admit().await {
         Ok(ticket) => ticket,

@@ -27,11 +27,13 @@ pub mod backend;
 pub mod bucket;
 mod chores;
 mod config;
+pub mod disk;
 mod error;
 mod failure_queue;
 pub mod faults;
 pub mod host;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod objects;
 mod redrive;
@@ -74,7 +76,9 @@ pub struct Engine {
     metrics: Metrics,
     server: ServerLimits,
     admission: admission::Limits,
+    originals: Option<Arc<lifecycle::Originals>>,
     work_estimate: Option<admission::WorkEstimate>,
+    disk: disk::DiskSpace,
     faults: Faults,
 }
 
@@ -185,10 +189,22 @@ impl Engine {
             hosted.bucket_rules.clone(),
         ));
         let backend = Arc::new(built.state);
+        let originals_days = template
+            .parameters
+            .get("OriginalsDays")
+            .and_then(|d| d.parse::<u64>().ok())
+            .unwrap_or(lifecycle::DEFAULT_ORIGINALS_DAYS);
+        let originals = backend.files().map(|files| {
+            Arc::new(lifecycle::Originals {
+                files: files.clone(),
+                db: db.clone(),
+                max_age: std::time::Duration::from_secs(originals_days * 24 * 3600),
+            })
+        });
         let mut runners = hosted.runners.clone();
-        runners.extend(chores(&backend, &bucket, &store));
+        runners.extend(chores(&backend, &bucket, &store, originals.clone()));
         Ok(Engine {
-            data_dir: cfg.data_dir,
+            data_dir: cfg.data_dir.clone(),
             db,
             stream,
             table,
@@ -205,6 +221,8 @@ impl Engine {
                 max_wait: cfg.admission_wait,
             },
             work_estimate: cfg.work_estimate,
+            originals,
+            disk: disk::DiskSpace::new(&cfg.data_dir, cfg.min_free_bytes),
             faults,
         })
     }
@@ -247,9 +265,11 @@ impl Engine {
                 faults: self.faults.clone(),
                 admission: admission.clone(),
                 metrics: self.metrics.clone(),
+                disk: self.disk.clone(),
             }),
             budget: http::ByteBudget::new(self.server.max_buffered_bytes),
             admission,
+            disk: self.disk.clone(),
         })
     }
 
@@ -345,6 +365,15 @@ impl Engine {
         }
     }
 
+    /// Removes the originals past `OriginalsDays` at `now` that no live item names, as the
+    /// bucket's lifecycle rules do (embedded bucket; see [`lifecycle`]). Returns how many.
+    pub async fn expire_originals_at(&self, now: std::time::SystemTime) -> anyhow::Result<usize> {
+        match &self.originals {
+            Some(originals) => originals.expire(now).await,
+            None => Ok(0),
+        }
+    }
+
     /// One step of expiring reservations, as if it were `now_s`: at most `at_most` deleted.
     pub async fn expire_reservations_step(
         &self,
@@ -412,11 +441,14 @@ fn chores(
     backend: &Arc<BackendState>,
     bucket: &Arc<BucketEvents>,
     store: &Arc<dyn ObjectStore>,
+    originals: Option<Arc<lifecycle::Originals>>,
 ) -> Vec<Arc<dyn Runner>> {
     let housekeeping: Arc<dyn Runner> = Arc::new(chores::Housekeeping {
         backend: backend.clone(),
         bucket: bucket.clone(),
         store: store.clone(),
+        originals,
+        originals_checked: Default::default(),
     });
     let mut chores = vec![housekeeping];
     chores.extend(backend.runners(bucket));

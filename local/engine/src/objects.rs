@@ -40,6 +40,7 @@ pub struct Objects {
     pub faults: Faults,
     pub admission: crate::admission::Admission,
     pub metrics: crate::metrics::Metrics,
+    pub disk: crate::disk::DiskSpace,
 }
 
 pub fn router(objects: Objects) -> Router {
@@ -155,6 +156,25 @@ async fn receive(
     if tokio::fs::symlink_metadata(&path).await.is_ok() {
         return written_once();
     }
+    // Room on the disk for the signed length, before a byte is read.
+    let _room = match objects.disk.reserve(grant.size) {
+        Ok(room) => room,
+        Err(why) => {
+            tracing::warn!(%why, "PUT refused: the disk is nearly full");
+            let mut response = s3_error(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "InsufficientStorage",
+                &why,
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
     // Admitted as an upload is, before a byte is read; refused, the URL stays good until it
     // expires.
     let ticket = match objects.admission.admit().await {
