@@ -68,6 +68,10 @@ pub struct Engine {
     stream: SqliteStream,
     table: Arc<dyn ItemTable>,
     store: Arc<dyn ObjectStore>,
+    /// The bucket without the fault switches (admission control's reads).
+    unfaulted_store: Arc<dyn ObjectStore>,
+    /// The table without the fault switches (admission control's reads).
+    unfaulted_table: Arc<dyn ItemTable>,
     backend: Arc<BackendState>,
     hosted: attach::Hosted,
     /// Every runner: the functions' sources, then the backend's chores.
@@ -106,11 +110,15 @@ impl Engine {
         )?;
         // Every port goes through the fault switches; with none set they only pass calls on.
         let faults = cfg.faults.clone();
+        let unfaulted_table = built.table.clone();
         let table: Arc<dyn ItemTable> = Arc::new(FaultyTable {
             inner: built.table,
             faults: faults.clone(),
         });
         let bucket = built.bucket;
+        // Admission control reads objects' first bytes past the fault switches: the drills'
+        // faults (an object read that aborts, a count of failures) are the functions' to meet.
+        let unfaulted_store = bucket(state::DEFAULT_LINK_TTL);
         let store_faults = faults.clone();
         let faulty_bucket = move |links| -> Arc<dyn ObjectStore> {
             Arc::new(FaultyStore {
@@ -209,6 +217,8 @@ impl Engine {
             stream,
             table,
             store,
+            unfaulted_store,
+            unfaulted_table,
             backend,
             hosted,
             runners,
@@ -281,8 +291,8 @@ impl Engine {
             self.hosted.stream_mappings.clone().into(),
             self.admission,
             self.work_estimate.clone(),
-            self.table.clone(),
-            self.store.clone(),
+            self.unfaulted_table.clone(),
+            self.unfaulted_store.clone(),
         )
     }
 
