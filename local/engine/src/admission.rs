@@ -10,12 +10,14 @@
 //!
 //! `POST /upload` and `POST /uploads` ask before they read a body, and so does a signed PUT; drop-ins
 //! cannot be refused (the bucket has them), but their work counts. A request over the bound waits
-//! its turn, first come first served, for up to `max_wait` before it is refused: whoever floods
-//! holds at most as many places in the queue as it has connections waiting, so a client that
-//! uploads now and then is let in within a few items' work, not starved by retries that happen to
-//! come first.
+//! its turn for up to `max_wait` before it is refused, in one of two queues, first come first
+//! served: the API's `POST`s and the signed PUTs ([`Lane`]). When both have a request waiting,
+//! room goes to them in turn. Whoever floods one way holds at most as many places in its queue as
+//! it has connections waiting, and none in the other: a client that uploads now and then is let in
+//! within an item's work or two, not starved by retries that happen to come first.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -61,8 +63,12 @@ struct Inner {
     estimate: Option<WorkEstimate>,
     table: Arc<dyn ItemTable>,
     store: Arc<dyn ObjectStore>,
-    /// Requests over the bound wait here, in the order they came.
-    queue: tokio::sync::Mutex<()>,
+    /// Requests over the bound wait here, in the order they came, one queue a [`Lane`].
+    queues: [tokio::sync::Mutex<()>; 2],
+    /// Whether each lane's first request is waiting for room.
+    waiting: [AtomicBool; 2],
+    /// The lane last let in: with both waiting, the other goes next.
+    last: AtomicUsize,
     ledger: Mutex<Ledger>,
 }
 
@@ -78,6 +84,24 @@ struct Ledger {
     provisional: usize,
     /// What recent items cost (a moving average): what a provisional request counts as.
     typical: f64,
+}
+
+/// The way a request brings its work: each has its own queue, and they take turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// `POST /upload`, `POST /uploads`.
+    Api = 0,
+    /// A PUT to a reservation's signed URL.
+    SignedPut = 1,
+}
+
+/// Clears a lane's waiting mark however its first request leaves.
+struct Waiting<'a>(&'a AtomicBool);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// The backlog, as admission control sees it.
@@ -104,7 +128,9 @@ impl Admission {
             estimate,
             table,
             store,
-            queue: Default::default(),
+            queues: Default::default(),
+            waiting: Default::default(),
+            last: AtomicUsize::new(0),
             ledger: Mutex::new(Ledger {
                 typical: DEFAULT_ITEM_SECONDS,
                 ..Default::default()
@@ -115,9 +141,11 @@ impl Admission {
     /// A place for one request's work, or why not. Over the bound, the request waits its turn
     /// (first come, first served) for up to `max_wait`, then is refused. A backlog that cannot be
     /// read admits the request: the request itself then meets whatever is wrong with the table.
-    pub async fn admit(&self) -> Result<Ticket, String> {
-        let deadline = Instant::now() + self.0.limits.max_wait;
-        let turn = tokio::time::timeout(self.0.limits.max_wait, self.0.queue.lock()).await;
+    pub async fn admit(&self, lane: Lane) -> Result<Ticket, String> {
+        let inner = &self.0;
+        let (mine, other) = (lane as usize, 1 - lane as usize);
+        let deadline = Instant::now() + inner.limits.max_wait;
+        let turn = tokio::time::timeout(inner.limits.max_wait, inner.queues[mine].lock()).await;
         let _turn = match turn {
             Ok(turn) => turn,
             Err(_) => {
@@ -127,15 +155,32 @@ impl Admission {
                 })
             }
         };
+        inner.waiting[mine].store(true, Ordering::SeqCst);
+        let _waiting = Waiting(&inner.waiting[mine]);
         loop {
-            match self.refusal().await {
+            // The other lane's turn if it is waiting and this one went last.
+            let yields = inner.waiting[other].load(Ordering::SeqCst)
+                && inner.last.load(Ordering::SeqCst) == mine;
+            let refusal = if yields {
+                Some("requests that came the other way are let in first".to_owned())
+            } else {
+                self.refusal().await
+            };
+            match refusal {
                 None => {
-                    self.0.ledger.lock().expect("ledger").provisional += 1;
+                    inner.last.store(mine, Ordering::SeqCst);
+                    inner.ledger.lock().expect("ledger").provisional += 1;
                     return Ok(Ticket {
                         admission: Some(self.clone()),
                     });
                 }
-                Some(why) if Instant::now() + POLL > deadline => return Err(why),
+                Some(why) if Instant::now() + POLL > deadline => {
+                    return Err(if yields {
+                        self.refusal().await.unwrap_or(why)
+                    } else {
+                        why
+                    })
+                }
                 Some(_) => tokio::time::sleep(POLL).await,
             }
         }

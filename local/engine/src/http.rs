@@ -207,7 +207,7 @@ async fn invoke_with_body(
             return insufficient_storage(&why);
         }
     };
-    let ticket = match shared.admission.admit().await {
+    let ticket = match shared.admission.admit(crate::admission::Lane::Api).await {
         Ok(ticket) => ticket,
         Err(why) => {
             tracing::debug!(%why, "request refused: the backlog is full");
