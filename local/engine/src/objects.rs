@@ -177,7 +177,11 @@ async fn receive(
     };
     // Admitted as an upload is, before a byte is read; refused, the URL stays good until it
     // expires.
-    let ticket = match objects.admission.admit(crate::admission::Lane::SignedPut).await {
+    let ticket = match objects
+        .admission
+        .admit(crate::admission::Lane::SignedPut)
+        .await
+    {
         Ok(ticket) => ticket,
         Err(why) => return slow_down(&objects, &why),
     };
