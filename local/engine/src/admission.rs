@@ -33,6 +33,8 @@ pub const HEAD_BYTES: usize = 256 * 1024;
 /// An item's work when nothing better is known (no estimator, a head that is not an image):
 /// about what a small photo costs.
 pub const DEFAULT_ITEM_SECONDS: f64 = 0.05;
+/// An accepted object's item not yet seen in the stream after this long is looked up in the table.
+const UNSEEN_FOR: Duration = Duration::from_millis(500);
 /// How often a waiting request looks again.
 const POLL: Duration = Duration::from_millis(50);
 /// An accepted object whose item has not reached the stream after this long is no longer
@@ -224,7 +226,27 @@ impl Admission {
         for id in unknown {
             costs.push((id.clone(), self.cost_of(&id).await));
         }
+        // An arrival whose records were never seen unread may be finished already (on AWS the
+        // mirror copies the stream when polled): the table says.
+        let unseen: Vec<String> = {
+            let ledger = inner.ledger.lock().expect("ledger");
+            ledger
+                .arriving
+                .iter()
+                .filter(|(_, (_, at))| at.elapsed() >= UNSEEN_FOR)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        let mut finished = Vec::new();
+        for id in unseen {
+            if self.past_processing(&id).await {
+                finished.push(id);
+            }
+        }
         let mut ledger = inner.ledger.lock().expect("ledger");
+        for id in &finished {
+            ledger.arriving.remove(id);
+        }
         ledger.known.extend(costs);
         let unfinished: HashSet<&String> = ids.iter().collect();
         ledger.known.retain(|id, _| unfinished.contains(id));
@@ -241,8 +263,21 @@ impl Admission {
         })
     }
 
-    /// An item's work, from its object's first bytes; 0 for a reservation whose object has not
-    /// come (its PUT, when it comes, says what it brings).
+    /// Whether the item is past the process step (or gone).
+    async fn past_processing(&self, id: &str) -> bool {
+        let Ok(image_id) = id.parse() else {
+            return true;
+        };
+        match self.0.table.get(image_id).await {
+            Ok(Some(item)) => !matches!(item.status, Status::Pending | Status::Uploaded),
+            Ok(None) => false,
+            Err(_) => false,
+        }
+    }
+
+    /// An item's work, from its object's first bytes, while it is `uploaded`; 0 for a reservation
+    /// whose object has not come (its PUT, when it comes, says what it brings) and for an item past
+    /// the process step (what is left, the notice, is milliseconds).
     async fn cost_of(&self, id: &str) -> f64 {
         let item = match id.parse() {
             Ok(image_id) => self.0.table.get(image_id).await.ok().flatten(),
@@ -251,7 +286,7 @@ impl Admission {
         let Some(item) = item else {
             return 0.0;
         };
-        if item.status == Status::Pending {
+        if item.status != Status::Uploaded {
             return 0.0;
         }
         match self.0.store.get_prefix(&item.object_key, HEAD_BYTES).await {
