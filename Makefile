@@ -22,7 +22,8 @@ help: ## List the targets
 # The engine as `make run` builds it: the `local` profile (optimised, no LTO) and no AWS SDK.
 # scripts/cargo-exe.sh prints where cargo put it (CARGO_TARGET_DIR and build.target-dir included).
 UPLOADER = CARGO='$(CARGO)' scripts/cargo-exe.sh --locked $(1) --profile local -p local --bin uploader --features '$(FEATURES)'
-# Cargo features of `local` for run: HEIC input by default; add avif for AVIF renditions.
+# Cargo features of `local` for run: HEIC input by default; add avif for AVIF input and renditions
+# (rav1d and rav1e: several minutes more of a first build, docs/formats.md "Build").
 FEATURES ?= heic
 
 # Template parameters that `make run` and `make deploy` pass on when given, each as a make (or
@@ -61,15 +62,15 @@ run-dynamodb: ## The same on DynamoDB Local + moto (started here, stopped on Ctr
 	UPLOADER='$(UPLOADER)' ADDR='$(ADDR)' DATA_DIR='$(DATA_DIR)/dynamodb' scripts/run-dynamodb.sh
 
 .PHONY: test
-test: ## Run every test (installs Chromium; starts DynamoDB Local and moto on loopback, stops them after)
+test: ## Run every test (installs Chromium and the reference decoders; starts DynamoDB Local and moto on loopback, stops them after)
 	scripts/build-deps.sh
 	scripts/browser-deps.sh
-	scripts/tools.sh validate checkov moto ddb
+	scripts/tools.sh validate checkov moto ddb reference
 	scripts/validate-template.sh
 	$(CARGO) build --workspace --bins --locked --features local/aws,local/heic,local/avif
 	scripts/standins.sh start
 	trap 'scripts/standins.sh stop' EXIT; \
-	eval "$$(scripts/standins.sh env)"; export STANDINS_REQUIRED=1 BROWSER_REQUIRED=1; \
+	eval "$$(scripts/standins.sh env)"; export STANDINS_REQUIRED=1 BROWSER_REQUIRED=1 REFERENCE_REQUIRED=1; \
 	$(CARGO) test --workspace --locked --features local/aws,local/heic,local/avif; \
 	echo "== the pipeline tests again, on DynamoDB Local + moto (PIPELINE_BACKEND=aws)"; \
 	PIPELINE_BACKEND=aws $(CARGO) test --locked -p local --features aws,heic,avif --test pipeline

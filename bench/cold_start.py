@@ -223,7 +223,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="cold-start.")
     home = os.path.join(workdir, "home")  # empty: no ~/.aws/config or credentials to read
     os.mkdir(home)
-    table = {"TABLE_NAME": "image-pipeline-ImagesTable-EXAMPLE"}
+    # Globals of the template: every function gets the table and its metrics' namespace.
+    table = {"TABLE_NAME": "image-pipeline-ImagesTable-EXAMPLE", "METRICS_NAMESPACE": "image-pipeline"}
     bucket = {"BUCKET_NAME": "image-pipeline-imagesbucket-example"}
     topic = {"TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:image-pipeline-NoticeTopic-EXAMPLE"}
     # The stack names the cursor key's secret (CURSOR_KEY_SECRET), which upload reads from Secrets

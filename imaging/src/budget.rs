@@ -197,3 +197,15 @@ fn encoder(w: u64, h: u64, channels: u8, format: Format) -> u64 {
         Format::Avif => px * 4 + px * 48 + 16 * MIB,
     }
 }
+
+/// An animated WebP rendition of a `src` canvas as `dst`, of `frames` frames: each frame's
+/// resize and turned copy (RGBA), libwebp's animation encoder (its previous and current canvases
+/// as ARGB, two candidate encodings of each frame with their YUV pictures), and the output, which
+/// grows by each frame's bytes (lossy: under a byte a pixel).
+pub(crate) fn animated_rendition(src: (u32, u32), dst: (u32, u32), frames: u32) -> u64 {
+    let px = pixels(u64::from(dst.0), u64::from(dst.1), 1);
+    rendition(src, 4, dst, Format::Webp)
+        .saturating_add(px.saturating_mul(4 * 8))
+        .saturating_add(px.saturating_mul(u64::from(frames)))
+        .saturating_add(2 * MIB)
+}

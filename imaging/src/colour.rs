@@ -220,29 +220,38 @@ const RECENT_PROFILES: usize = 8;
 /// Larger profiles (CMYK press profiles with big tables, say) are resolved every time.
 const RECENT_PROFILE_MAX_BYTES: usize = 64 * 1024;
 
-/// The kinds of pixels the decoder gives for an image, which a profile must describe.
+/// The kinds of pixels the decoder gives for an image, which a profile must describe (each probe
+/// sets [`Header::model`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Model {
+pub enum Model {
     Gray,
     Rgb,
     Cmyk,
 }
 
-fn model(header: &Header) -> Model {
-    match (&header.jpeg, &header.png) {
-        (Some(jpeg), _) => match jpeg.components {
+impl Model {
+    /// A JPEG's, from its components.
+    pub(crate) fn of_jpeg(components: u8) -> Model {
+        match components {
             1 => Model::Gray,
             4 => Model::Cmyk,
             _ => Model::Rgb,
-        },
-        (None, Some(png)) if matches!(png.color_type, 0 | 4) => Model::Gray,
-        _ => Model::Rgb,
+        }
+    }
+
+    /// A PNG's, from its colour type.
+    pub(crate) fn of_png(color_type: u8) -> Model {
+        if matches!(color_type, 0 | 4) {
+            Model::Gray
+        } else {
+            Model::Rgb
+        }
     }
 }
 
 /// What `header` says about the image's colours.
 pub fn source(header: &Header) -> Resolved {
-    let model = model(header);
+    let model = header.model;
     let key = match (&header.icc, &header.png) {
         (Some(icc), _) if icc.len() > RECENT_PROFILE_MAX_BYTES => {
             return fit(resolve(header), model)

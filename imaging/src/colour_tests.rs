@@ -293,6 +293,58 @@ fn a_cmyk_jpeg_converts_through_its_profile_like_littlecms() {
     assert!(max_error(&got, &want) <= 6, "got {got:?}, want {want:?}");
 }
 
+#[test]
+fn a_cmyk_tiff_converts_through_its_profile_like_littlecms() {
+    // Ink (0 none), as TIFF's separated photometric stores it, as in the CMYK JPEG test above.
+    let inks: [[u8; 4]; 8] = [
+        [0, 0, 0, 0],
+        [255, 0, 0, 0],
+        [0, 255, 0, 0],
+        [0, 0, 255, 0],
+        [0, 0, 0, 255],
+        [128, 128, 128, 0],
+        [51, 153, 0, 26],
+        [0, 77, 204, 0],
+    ];
+    let n = inks.len() as u32;
+    let data: Vec<u8> = (0..PATCH * PATCH * n)
+        .flat_map(|i| inks[(i % (PATCH * n) / PATCH) as usize])
+        .collect();
+    let tiff = |icc: Option<&[u8]>| {
+        let mut out = Cursor::new(Vec::new());
+        let mut enc = tiff::encoder::TiffEncoder::new(&mut out).unwrap();
+        let mut image = enc
+            .new_image::<tiff::encoder::colortype::CMYK8>(PATCH * n, PATCH)
+            .unwrap();
+        if let Some(icc) = icc {
+            image
+                .encoder()
+                .write_tag(tiff::tags::Tag::IccProfile, icc)
+                .unwrap();
+        }
+        image.write_data(&data).unwrap();
+        out.into_inner()
+    };
+    let want: Vec<[u8; 3]> = littlecms_reference(FOGRA, &inks.concat(), true)
+        .chunks_exact(3)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect();
+    let naive = rendered_patches(&tiff(None), inks.len());
+    assert!(
+        max_error(&naive, &want) > 40,
+        "without the profile: {naive:?}"
+    );
+    let with_profile = tiff(Some(FOGRA));
+    let header = probe::probe(&with_profile, &Settings::default()).unwrap();
+    assert!(matches!(
+        colour::source(&header).source,
+        colour::Source::Cmyk(_)
+    ));
+    let got = rendered_patches(&with_profile, inks.len());
+    // Lossless pixels: only the 8-bit transform's rounding and interpolation differ.
+    assert!(max_error(&got, &want) <= 2, "got {got:?}, want {want:?}");
+}
+
 fn plain_png(img: &RgbImage) -> Vec<u8> {
     let mut plain = Vec::new();
     DynamicImage::ImageRgb8(img.clone())

@@ -14,6 +14,26 @@ pub fn decode(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels, 
         MediaType::Jpeg => decode_jpeg(bytes, header, source),
         MediaType::Png => decode_png(bytes, header),
         MediaType::Heic => decode_heic(bytes, header),
+        MediaType::Webp => crate::formats::webp::decode(bytes, header),
+        MediaType::Tiff => crate::formats::tiff::decode(bytes, header, source),
+        MediaType::Jxl => crate::formats::jxl::decode(bytes, header),
+        #[cfg(feature = "avif")]
+        MediaType::Avif => crate::formats::avif::decode(bytes, header),
+        #[cfg(not(feature = "avif"))]
+        MediaType::Avif => Err(ImageError::decode("this build has no AVIF decoder")),
+        // The first frame, composited as players show it.
+        MediaType::Gif => crate::animation::frames(bytes, header)?
+            .next_frame()?
+            .map(|f| f.pixels)
+            .ok_or_else(|| ImageError::decode("an animation without frames")),
+        // An APNG whose animation control is broken is shown as its default image, as by
+        // players that do not animate.
+        MediaType::Apng => {
+            match crate::animation::frames(bytes, header).and_then(|mut f| f.next_frame()) {
+                Ok(Some(frame)) => Ok(frame.pixels),
+                Ok(None) | Err(_) => decode_png(bytes, header),
+            }
+        }
     }
 }
 
@@ -112,7 +132,7 @@ fn dim(n: usize) -> Result<u32, ImageError> {
 
 /// Naive CMYK to RGB, for CMYK JPEGs without a profile. With an Adobe segment the samples are stored inverted
 /// (255 = no ink), which is what nearly every CMYK JPEG in the wild is.
-fn cmyk_to_rgb(cmyk: &[u8], adobe_inverted: bool) -> Vec<u8> {
+pub(crate) fn cmyk_to_rgb(cmyk: &[u8], adobe_inverted: bool) -> Vec<u8> {
     let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
     for px in cmyk.chunks_exact(4) {
         let [c, m, y, k] = if adobe_inverted {

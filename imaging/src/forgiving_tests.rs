@@ -342,3 +342,83 @@ fn a_heic_whose_tiles_are_over_the_pixel_cap_is_refused_from_its_header() {
     let err = probe::probe(&bytes, &settings).err().expect("refused");
     assert!(err.to_string().contains("HEIC codes a picture of"), "{err}");
 }
+
+/// A WebP (VP8 or VP8L) given a VP8X header and an `ICCP` chunk of `icc`.
+fn webp_with_icc(simple: &[u8], icc: &[u8]) -> Vec<u8> {
+    let decoder = image_webp::WebPDecoder::new(std::io::Cursor::new(simple)).unwrap();
+    let (w, h) = decoder.dimensions();
+    let chunk = |fourcc: &[u8], data: &[u8]| {
+        let mut c = fourcc.to_vec();
+        c.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        c.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            c.push(0);
+        }
+        c
+    };
+    // The ICC flag, and the alpha flag if the image has alpha.
+    let mut vp8x = vec![0x20 | if decoder.has_alpha() { 0x10 } else { 0 }, 0, 0, 0];
+    vp8x.extend_from_slice(&(w - 1).to_le_bytes()[..3]);
+    vp8x.extend_from_slice(&(h - 1).to_le_bytes()[..3]);
+    let mut body = b"WEBP".to_vec();
+    body.extend(chunk(b"VP8X", &vp8x));
+    body.extend(chunk(b"ICCP", icc));
+    body.extend_from_slice(&simple[12..]); // the image chunk as it was
+    let mut file = b"RIFF".to_vec();
+    file.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    file.extend(body);
+    file
+}
+
+#[test]
+fn a_webp_or_tiff_profile_over_the_limit_costs_the_profile_not_the_image() {
+    let oversized = vec![0u8; probe::MAX_ICC_BYTES + 1];
+    let simple = fixture("conformance/webp/lossless1.webp");
+    let (plain, plain_img) = rendered_whole(&simple);
+    assert!(plain.warnings.is_empty(), "{:?}", plain.warnings);
+    let (r, img) = rendered_whole(&webp_with_icc(&simple, &oversized));
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(
+        r.warnings[0].starts_with("ICC profile unreadable (")
+            && r.warnings[0].ends_with("taken as sRGB"),
+        "{:?}",
+        r.warnings
+    );
+    assert!(
+        img.to_rgba8() == plain_img.to_rgba8(),
+        "WebP: not decoded as without the chunk"
+    );
+
+    let (w, h) = (48u32, 32u32);
+    let pixels: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
+    let tiff = |icc: Option<&[u8]>| {
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut enc = tiff::encoder::TiffEncoder::new(&mut out).unwrap();
+        let mut image = enc
+            .new_image::<tiff::encoder::colortype::RGB8>(w, h)
+            .unwrap();
+        if let Some(icc) = icc {
+            image
+                .encoder()
+                .write_tag(tiff::tags::Tag::IccProfile, icc)
+                .unwrap();
+        }
+        image.write_data(&pixels).unwrap();
+        out.into_inner()
+    };
+    let (plain, plain_img) = rendered_whole(&tiff(None));
+    assert!(plain.warnings.is_empty(), "{:?}", plain.warnings);
+    assert!(plain_img.to_rgb8().into_raw() == pixels);
+    let (r, img) = rendered_whole(&tiff(Some(&oversized)));
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(
+        r.warnings[0].starts_with("ICC profile unreadable (")
+            && r.warnings[0].ends_with("taken as sRGB"),
+        "{:?}",
+        r.warnings
+    );
+    assert!(
+        img.to_rgb8().into_raw() == pixels,
+        "TIFF: not decoded as without the tag"
+    );
+}

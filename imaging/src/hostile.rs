@@ -85,7 +85,220 @@ pub fn corpus() -> Vec<Hostile> {
             "a progressive JPEG with 150 scans",
             many_scans(&small_jpeg(true), 150),
         ),
+        h(
+            "gif-20000-frames.gif",
+            "an animated GIF of 20,000 one-pixel frames (460 kB)",
+            gif_frames(64, 64, 20_000),
+        ),
+        h(
+            "gif-65535x65535.gif",
+            "an animated GIF whose screen is 65535x65535",
+            gif_frames(65_535, 65_535, 2),
+        ),
+        h(
+            "gif-4000x4000-100-frames.gif",
+            "a 16 MP GIF canvas with 100 frames: 1.6 gigapixels to composite",
+            gif_frames(4000, 4000, 100),
+        ),
+        h(
+            "apng-65535x65535.png",
+            "an APNG whose canvas is 65535x65535",
+            apng_frames(65_535, 65_535, 2),
+        ),
+        h(
+            "apng-2048x2048-300-frames.png",
+            "an APNG of 300 frames on a 4 MP canvas: 1.26 gigapixels",
+            apng_frames(2048, 2048, 300),
+        ),
+        h(
+            "webp-20000-frames.webp",
+            "an animated WebP of 20,000 one-pixel frames",
+            webp_frames(64, 64, 20_000),
+        ),
+        h(
+            "webp-16383x16383.webp",
+            "an animated WebP whose canvas is 16383x16383 (268 MP)",
+            webp_frames(16_383, 16_383, 2),
+        ),
+        h(
+            "avif-sequence-1000000-samples.avif",
+            "an AVIF image sequence whose sample table declares a million samples",
+            avif_sequence_declared(1_000_000),
+        ),
     ]
+}
+
+/// An animated GIF: a `width` x `height` screen and `frames` one-pixel frames, each after a
+/// graphic control extension (10 ms).
+pub fn gif_frames(width: u16, height: u16, frames: u32) -> Vec<u8> {
+    let mut g = b"GIF89a".to_vec();
+    g.extend_from_slice(&width.to_le_bytes());
+    g.extend_from_slice(&height.to_le_bytes());
+    // A global colour table of two entries.
+    g.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 255, 255, 255]);
+    g.extend_from_slice(&[0x21, 0xFF, 11]);
+    g.extend_from_slice(b"NETSCAPE2.0");
+    g.extend_from_slice(&[3, 1, 0, 0, 0]);
+    for _ in 0..frames {
+        g.extend_from_slice(&[0x21, 0xF9, 4, 0, 1, 0, 0, 0]);
+        g.extend_from_slice(&[0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0]);
+        // LZW minimum code size 2; one sub-block: clear, index 0, end.
+        g.extend_from_slice(&[2, 2, 0x44, 0x01, 0]);
+    }
+    g.push(0x3B);
+    g
+}
+
+/// An APNG: a `width` x `height` canvas whose default image is one row of zeros (the probe never
+/// reaches it), and `frames` frame controls, each with a one-pixel frame.
+pub fn apng_frames(width: u32, height: u32, frames: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend(ihdr(width, height, 8, 6, false));
+    let mut actl = frames.to_be_bytes().to_vec();
+    actl.extend_from_slice(&0u32.to_be_bytes());
+    out.extend(chunk(b"acTL", &actl));
+    let fctl = |seq: u32, w: u32, h: u32| {
+        let mut d = seq.to_be_bytes().to_vec();
+        for v in [w, h, 0, 0] {
+            d.extend_from_slice(&v.to_be_bytes());
+        }
+        d.extend_from_slice(&[0, 1, 0, 100, 0, 0]);
+        chunk(b"fcTL", &d)
+    };
+    out.extend(fctl(0, width, height));
+    out.extend(chunk(b"IDAT", &zlib_of_zeros(u64::from(width) * 4 + 1)));
+    let mut seq = 1;
+    for _ in 1..frames {
+        out.extend(fctl(seq, 1, 1));
+        let mut fdat = (seq + 1).to_be_bytes().to_vec();
+        fdat.extend(zlib_of_zeros(5));
+        out.extend(chunk(b"fdAT", &fdat));
+        seq += 2;
+    }
+    out.extend(chunk(b"IEND", &[]));
+    out
+}
+
+/// An animated WebP: a `width` x `height` canvas and `frames` frames of one lossless pixel.
+pub fn webp_frames(width: u32, height: u32, frames: u32) -> Vec<u8> {
+    let pixel = webp::Encoder::from_rgba(&[0, 0, 0, 255], 1, 1).encode_lossless();
+    // The encoder's file is RIFF, WEBP, then the VP8L chunk: keep that chunk.
+    let vp8l = pixel[12..].to_vec();
+    let riff_chunk = |kind: &[u8; 4], data: &[u8]| {
+        let mut c = kind.to_vec();
+        c.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        c.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            c.push(0);
+        }
+        c
+    };
+    let le24 = |v: u32| v.to_le_bytes()[..3].to_vec();
+    let mut body = b"WEBP".to_vec();
+    let mut vp8x = vec![0x02, 0, 0, 0]; // animation
+    vp8x.extend(le24(width - 1));
+    vp8x.extend(le24(height - 1));
+    body.extend(riff_chunk(b"VP8X", &vp8x));
+    body.extend(riff_chunk(b"ANIM", &[0, 0, 0, 0, 0, 0]));
+    let mut anmf = Vec::new();
+    anmf.extend(le24(0));
+    anmf.extend(le24(0));
+    anmf.extend(le24(0));
+    anmf.extend(le24(0));
+    anmf.extend(le24(10));
+    anmf.push(0);
+    anmf.extend_from_slice(&vp8l);
+    let frame = riff_chunk(b"ANMF", &anmf);
+    for _ in 0..frames {
+        body.extend_from_slice(&frame);
+    }
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend(body);
+    out
+}
+
+/// An ISOBMFF box.
+fn iso_box(kind: &[u8; 4], content: &[u8]) -> Vec<u8> {
+    let mut b = ((content.len() + 8) as u32).to_be_bytes().to_vec();
+    b.extend_from_slice(kind);
+    b.extend_from_slice(content);
+    b
+}
+
+/// An AVIF image sequence (no still item) whose track's sample table declares `samples` samples
+/// of one byte each, all in one chunk.
+pub fn avif_sequence_declared(samples: u32) -> Vec<u8> {
+    let full = |v: u8| vec![v, 0, 0, 0];
+    let mut ftyp = b"avis".to_vec();
+    ftyp.extend_from_slice(&[0, 0, 0, 0]);
+    ftyp.extend_from_slice(b"avismsf1iso8mif1miafMA1B");
+    let hdlr = [
+        full(0),
+        vec![0; 4],
+        b"pict".to_vec(),
+        vec![0; 12],
+        b"\0".to_vec(),
+    ]
+    .concat();
+    let mut mdhd = full(0);
+    mdhd.extend_from_slice(&[0; 8]);
+    mdhd.extend_from_slice(&1000u32.to_be_bytes());
+    mdhd.extend_from_slice(&[0; 8]);
+    let mut entry = vec![0; 6];
+    entry.extend_from_slice(&1u16.to_be_bytes());
+    entry.extend_from_slice(&[0; 16]);
+    entry.extend_from_slice(&64u16.to_be_bytes());
+    entry.extend_from_slice(&64u16.to_be_bytes());
+    entry.extend_from_slice(&[0; 50]);
+    let stsd = [
+        full(0),
+        1u32.to_be_bytes().to_vec(),
+        iso_box(b"av01", &entry),
+    ]
+    .concat();
+    let stsz = [
+        full(0),
+        1u32.to_be_bytes().to_vec(),
+        samples.to_be_bytes().to_vec(),
+    ]
+    .concat();
+    let stsc = [
+        full(0),
+        1u32.to_be_bytes().to_vec(),
+        1u32.to_be_bytes().to_vec(),
+        samples.to_be_bytes().to_vec(),
+        1u32.to_be_bytes().to_vec(),
+    ]
+    .concat();
+    let stco = [
+        full(0),
+        1u32.to_be_bytes().to_vec(),
+        0u32.to_be_bytes().to_vec(),
+    ]
+    .concat();
+    let stts = [
+        full(0),
+        1u32.to_be_bytes().to_vec(),
+        samples.to_be_bytes().to_vec(),
+        40u32.to_be_bytes().to_vec(),
+    ]
+    .concat();
+    let stbl = [
+        iso_box(b"stsd", &stsd),
+        iso_box(b"stts", &stts),
+        iso_box(b"stsc", &stsc),
+        iso_box(b"stsz", &stsz),
+        iso_box(b"stco", &stco),
+    ]
+    .concat();
+    let minf = iso_box(b"minf", &iso_box(b"stbl", &stbl));
+    let mdia = iso_box(
+        b"mdia",
+        &[iso_box(b"mdhd", &mdhd), iso_box(b"hdlr", &hdlr), minf].concat(),
+    );
+    let moov = iso_box(b"moov", &iso_box(b"trak", &mdia));
+    [iso_box(b"ftyp", &ftyp), moov].concat()
 }
 
 fn crc(kind: &[u8], data: &[u8]) -> u32 {

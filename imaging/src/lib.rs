@@ -26,12 +26,14 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use state::media::{self, MediaType};
 
+pub mod animation;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod budget;
 pub mod colour;
 pub mod decode;
 pub mod encode;
+pub mod formats;
 #[cfg(feature = "hostile")]
 pub mod hostile;
 mod jpeg_decode;
@@ -70,6 +72,18 @@ pub enum ImageError {
         height: u32,
         estimate: Estimate,
         budget_mb: u64,
+    },
+    #[error(
+        "animation of {frames} frames of {width}x{height} ({pixels} pixels in all), over the \
+         budget of {budget} pixels or {max_frames} frames"
+    )]
+    TooManyFrames {
+        frames: u32,
+        width: u32,
+        height: u32,
+        pixels: u64,
+        budget: u64,
+        max_frames: u32,
     },
     #[error("image does not decode: {0}")]
     Decode(BoxError),
@@ -117,6 +131,9 @@ pub struct Rendered {
     pub estimate: Estimate,
     /// ThumbHash of the smallest rendition, base64: [`placeholder`].
     pub placeholder: Option<String>,
+    /// For an animated input: its frames, and one loop's length in milliseconds.
+    pub frames: Option<u32>,
+    pub duration_ms: Option<u64>,
     /// Broken ancillary parts that were skipped (a profile, EXIF), in a few words each: the image
     /// was rendered without them. At most [`MAX_WARNINGS`].
     pub warnings: Vec<String>,
@@ -141,18 +158,20 @@ pub fn render_probed(
     settings: &Settings,
 ) -> Result<Rendered, ImageError> {
     let colour = colour::source(header);
-    let warnings: Vec<String> = header
+    let mut warnings: Vec<String> = header
         .warnings
         .iter()
         .chain(&colour.warning)
-        .take(MAX_WARNINGS)
-        .map(|w| match w.char_indices().nth(MAX_WARNING_CHARS) {
-            Some((end, _)) => format!("{}...", &w[..end]),
-            None => w.clone(),
-        })
+        .cloned()
         .collect();
     let source = colour.source;
     let pixels = decode::decode(bytes, header, &source)?;
+    // A first frame is RGBA on its canvas; most are opaque.
+    let pixels = if header.animation.is_some() {
+        formats::drop_opaque_alpha(pixels)
+    } else {
+        pixels
+    };
     // Before any resize: resampling mixes values, which is only right in the output's space.
     let pixels = match &source {
         colour::Source::Rgb(conversion) => {
@@ -177,6 +196,9 @@ pub fn render_probed(
         &header.targets
     };
     let wanted: Vec<_> = targets.iter().copied().zip(&settings.renditions).collect();
+    // An animated rendition of an animated input decodes every frame again (below); of a still
+    // input it is a still WebP like any other.
+    let animates = |spec: &RenditionSpec| spec.animated.is_some() && header.animation.is_some();
     // Renditions that come out the same are encoded once: an image smaller than several renditions
     // is kept at its size in each, and the same pixels at the same settings make the same bytes.
     let same_output = |&(target, spec): &((u32, u32), &RenditionSpec)| {
@@ -188,15 +210,17 @@ pub fn render_probed(
         (target, spec.format, quality, speed)
     };
     let mut jobs: Vec<((u32, u32), &RenditionSpec)> = Vec::with_capacity(wanted.len());
-    let job_of: Vec<usize> = wanted
+    let job_of: Vec<Option<usize>> = wanted
         .iter()
         .map(|w| {
-            jobs.iter()
-                .position(|j| same_output(j) == same_output(w))
-                .unwrap_or_else(|| {
-                    jobs.push(*w);
-                    jobs.len() - 1
-                })
+            (!animates(w.1)).then(|| {
+                jobs.iter()
+                    .position(|j| same_output(j) == same_output(w))
+                    .unwrap_or_else(|| {
+                        jobs.push(*w);
+                        jobs.len() - 1
+                    })
+            })
         })
         .collect();
     let orientation = header.orientation;
@@ -206,15 +230,37 @@ pub fn render_probed(
     // One after another, each taking what buffers of the one before fit it: a batch's images are
     // what runs side by side, and renditions made side by side would each hold buffers of their own.
     let made = jobs.iter().map(render).collect::<Result<Vec<_>, _>>()?;
+    let decoded_size = (pixels.width, pixels.height);
+    drop(pixels);
     let renditions = wanted
         .iter()
         .zip(&job_of)
-        .map(|(&(_, spec), &job)| Output {
-            spec: spec.clone(),
-            ..made[job].0.clone()
+        .map(|(&(target, spec), &job)| match job {
+            Some(job) => Ok(Output {
+                spec: spec.clone(),
+                ..made[job].0.clone()
+            }),
+            None => render_animated(
+                bytes,
+                header,
+                &source,
+                target,
+                spec,
+                settings,
+                &mut warnings,
+            ),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let warnings = warnings
+        .into_iter()
+        .take(MAX_WARNINGS)
+        .map(|w| match w.char_indices().nth(MAX_WARNING_CHARS) {
+            Some((end, _)) => format!("{}...", &w[..end]),
+            None => w,
         })
         .collect();
     // The smallest rendition's pixels, for the placeholder.
+    let (decoded_width, decoded_height) = decoded_size;
     let smallest = made
         .into_iter()
         .map(|(_, pixels)| pixels)
@@ -230,7 +276,7 @@ pub fn render_probed(
     // A HEIC is shown as its decoder gave it (crop, rotation and mirror applied); its header's
     // size is the coded picture's, before any `clap` crop.
     let (width, height) = if header.format == MediaType::Heic {
-        (pixels.width, pixels.height)
+        decoded_size
     } else {
         header.displayed_size()
     };
@@ -244,12 +290,89 @@ pub fn render_probed(
             .map(metadata::exif_subset)
             .unwrap_or_default(),
         renditions,
-        decoded_width: pixels.width,
-        decoded_height: pixels.height,
+        decoded_width,
+        decoded_height,
         estimate: header.estimate,
         placeholder,
+        frames: header.animation.map(|a| a.frames),
+        duration_ms: header.animation.map(|a| a.duration_ms),
         warnings,
     })
+}
+
+/// An animated WebP of the frames of an animated input, up to the spec's cap: each frame
+/// composited, converted to sRGB, resized, turned upright and encoded before the next is decoded.
+/// Frames left out past the cap are said in `warnings`.
+fn render_animated(
+    bytes: &[u8],
+    header: &probe::Header,
+    source: &colour::Source,
+    target: (u32, u32),
+    spec: &RenditionSpec,
+    settings: &Settings,
+    warnings: &mut Vec<String>,
+) -> Result<Output, ImageError> {
+    let encode_error = |source: ImageError| ImageError::Encode {
+        name: spec.name.clone(),
+        source: source.into(),
+    };
+    let cap = u32::from(spec.animated.unwrap_or(animation::DEFAULT_FRAME_CAP));
+    let total = header.animation.map_or(1, |a| a.frames);
+    if total > cap {
+        tracing::warn!(
+            rendition = %spec.name,
+            frames = total,
+            cap,
+            "animated rendition keeps the first frames only"
+        );
+        warnings.push(format!(
+            "animated rendition {} has the first {cap} of {total} frames (its frame cap)",
+            spec.name
+        ));
+    }
+    let mut frames = animation::frames(bytes, header)?;
+    let mut encoder: Option<animation::WebpAnimation> = None;
+    let mut taken = 0;
+    while taken < cap {
+        let Some(frame) = frames.next_frame()? else {
+            break;
+        };
+        let mut pixels = frame.pixels;
+        if let colour::Source::Rgb(conversion) = source {
+            pixels = colour::rgb_to_srgb(pixels, conversion, false)?;
+        }
+        let small = resize::resize(&pixels, target)
+            .map_err(|e| encode_error(ImageError::decode(e.to_string())))?;
+        drop(pixels);
+        let mut small = orientation::orient(small, header.orientation);
+        if small.channels == 1 {
+            small.buf = small.buf.iter().flat_map(|&v| [v, v, v]).collect();
+            small.channels = 3;
+        }
+        let quality = spec.quality(settings.jpeg_quality);
+        let encoder = match &mut encoder {
+            Some(e) => e,
+            None => encoder.insert(
+                animation::WebpAnimation::new(small.width, small.height, quality)
+                    .map_err(encode_error)?,
+            ),
+        };
+        encoder.add(&small, frame.delay_ms).map_err(encode_error)?;
+        taken += 1;
+    }
+    let encoder = encoder.ok_or_else(|| ImageError::decode("an animation without frames"))?;
+    let (width, height) = (encoder_size(&encoder).0, encoder_size(&encoder).1);
+    let bytes = encoder.finish().map_err(encode_error)?;
+    Ok(Output {
+        spec: spec.clone(),
+        bytes,
+        width,
+        height,
+    })
+}
+
+fn encoder_size(e: &animation::WebpAnimation) -> (u32, u32) {
+    e.size()
 }
 
 fn render_one(

@@ -3,11 +3,12 @@
 //! to decode at, and what all of that will cost in memory ([`Estimate`]). An image over the pixel
 //! cap or the memory budget is refused here.
 
+use crate::animation::Animation;
 use crate::orientation::Orientation;
 use state::media::{sniff, MediaType};
 
 use crate::budget::{self, Estimate, MIB};
-use crate::{jpeg_memory, metadata, resize::target_size, ImageError, Settings};
+use crate::{colour, jpeg_memory, metadata, resize::target_size, ImageError, Settings};
 
 /// An image's header, read and checked against the budget.
 pub struct Header {
@@ -25,6 +26,11 @@ pub struct Header {
     pub icc: Option<Vec<u8>>,
     /// What decoding and every rendition will allocate; within the budget.
     pub estimate: Estimate,
+    /// Frames and duration, for an animated image (GIF, APNG, WebP, JPEG XL, AVIF sequence).
+    pub animation: Option<Animation>,
+    /// The kind of pixels the decoder gives (before any conversion), which an embedded profile
+    /// must describe to be used.
+    pub model: colour::Model,
     /// Broken ancillary parts the header held and the image goes without (a profile, EXIF).
     pub warnings: Vec<String>,
     /// HEIC: pixels of the largest picture the decoder makes on the way (a tile, a coded picture
@@ -132,7 +138,23 @@ pub fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         MediaType::Jpeg => probe_jpeg(bytes, settings)?,
         MediaType::Png => probe_png(bytes, settings)?,
         MediaType::Heic => probe_heic(bytes, settings)?,
+        MediaType::Webp => crate::formats::webp::probe(bytes, settings)?,
+        MediaType::Gif => crate::formats::gif::probe(bytes, settings)?,
+        #[cfg(feature = "avif")]
+        MediaType::Avif => crate::formats::avif::probe(bytes, settings)?,
+        #[cfg(not(feature = "avif"))]
+        MediaType::Avif => {
+            return Err(ImageError::decode(
+                "AVIF input needs the `avif` feature, which this build was made without",
+            ))
+        }
+        MediaType::Tiff => crate::formats::tiff::probe(bytes, settings)?,
+        MediaType::Apng => crate::formats::apng::probe(bytes, settings)?,
+        MediaType::Jxl => crate::formats::jxl::probe(bytes, settings)?,
     };
+    if let Some(a) = header.animation {
+        check_animation(a, header.width, header.height, settings)?;
+    }
     let needed = header.estimate.total();
     if needed > settings.memory_budget {
         return Err(ImageError::OverBudget {
@@ -161,7 +183,7 @@ fn cores() -> usize {
 
 /// The EXIF block, parsed; one that cannot be read is skipped with a warning (it costs the camera
 /// fields and the orientation, not the image).
-fn read_exif(tiff: Option<&[u8]>, warnings: &mut Vec<String>) -> Option<exif::Exif> {
+pub(crate) fn read_exif(tiff: Option<&[u8]>, warnings: &mut Vec<String>) -> Option<exif::Exif> {
     let tiff = tiff?;
     if tiff.len() > MAX_EXIF_BYTES {
         warnings.push(format!(
@@ -179,7 +201,7 @@ fn read_exif(tiff: Option<&[u8]>, warnings: &mut Vec<String>) -> Option<exif::Ex
     }
 }
 
-fn exif_cost(tiff: Option<&[u8]>) -> u64 {
+pub(crate) fn exif_cost(tiff: Option<&[u8]>) -> u64 {
     tiff.filter(|t| t.len() <= MAX_EXIF_BYTES)
         .map_or(0, |t| t.len() as u64 * EXIF_BYTES_PER_BYTE)
 }
@@ -275,6 +297,8 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         png: None,
         icc,
         estimate,
+        animation: None,
+        model: colour::Model::of_jpeg(frame.components),
         warnings,
         heic_largest_picture: 0,
         heic_coded_pixels: 0,
@@ -437,7 +461,7 @@ fn icc_chunks_fault(ordered: &[&[u8]], count: u8) -> Option<String> {
 /// but `iCCP` (bounded by [`MAX_ICC_BYTES`]). An ancillary chunk the image's colours depend on
 /// (`iCCP`, `gAMA`, `cHRM`, `sRGB`) whose CRC is wrong is dropped with a warning, as libpng drops
 /// it; a broken `iCCP` costs the profile, not the image.
-fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
+pub(crate) fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
     let mut png = PngHeader::default();
     let (mut width, mut height) = (0, 0);
     let mut iccp: Option<&[u8]> = None;
@@ -550,9 +574,11 @@ fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         exif: parsed_exif,
         targets,
         jpeg: None,
+        model: colour::Model::of_png(png.color_type),
         png: Some(png),
         icc,
         estimate,
+        animation: None,
         warnings,
         heic_largest_picture: 0,
         heic_coded_pixels: 0,
@@ -604,21 +630,7 @@ fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         }
     };
     let exif = read_exif(exif_block.as_deref(), &mut warnings);
-    let icc = match file.icc_profile(id) {
-        Ok(Some(p)) if p.len() > MAX_ICC_BYTES => {
-            warnings.push(format!(
-                "ICC profile of {} bytes not used (at most {MAX_ICC_BYTES} are read); taken as \
-                 sRGB",
-                p.len()
-            ));
-            None
-        }
-        Ok(p) => p.map(<[u8]>::to_vec),
-        Err(e) => {
-            warnings.push(format!("ICC profile unreadable ({e}); taken as sRGB"));
-            None
-        }
-    };
+    let icc = usable_icc(file.icc_profile(id), &mut warnings);
     let targets = stored_targets(width, height, Orientation::NoTransforms, settings);
     let (w64, h64) = (u64::from(width), u64::from(height));
     // RGBA out of the decoder, RGB after dropping an opaque alpha, and the decoder's buffers.
@@ -645,9 +657,11 @@ fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         png: None,
         icc,
         estimate,
+        animation: None,
         warnings,
         heic_largest_picture: largest,
         heic_coded_pixels: pictures.coded,
+        model: colour::Model::Rgb,
     })
 }
 
@@ -770,7 +784,120 @@ fn crc_matches(kind_and_data: &[u8], after: Option<&[u8]>) -> bool {
     })
 }
 
-fn check_pixels(width: u32, height: u32, settings: &Settings) -> Result<(), ImageError> {
+/// An embedded profile as its container gives it: one over [`MAX_ICC_BYTES`], or one the
+/// container cannot give, is not used, with a warning (the image is taken as sRGB).
+pub(crate) fn usable_icc<P: AsRef<[u8]>, E: std::fmt::Display>(
+    read: Result<Option<P>, E>,
+    warnings: &mut Vec<String>,
+) -> Option<Vec<u8>> {
+    match read {
+        Ok(Some(p)) if p.as_ref().len() > MAX_ICC_BYTES => {
+            warnings.push(format!(
+                "ICC profile of {} bytes not used (at most {MAX_ICC_BYTES} are read); taken as \
+                 sRGB",
+                p.as_ref().len()
+            ));
+            None
+        }
+        Ok(p) => p.map(|p| p.as_ref().to_vec()),
+        Err(e) => {
+            warnings.push(format!("ICC profile unreadable ({e}); taken as sRGB"));
+            None
+        }
+    }
+}
+
+/// An animation is refused from its headers when it has more frames than any player needs, or
+/// when its frames x canvas (the pixels an animated rendition would decode) is over the budget.
+fn check_animation(
+    a: Animation,
+    width: u32,
+    height: u32,
+    settings: &Settings,
+) -> Result<(), ImageError> {
+    let pixels = u64::from(a.frames) * u64::from(width) * u64::from(height);
+    if a.frames > crate::animation::MAX_FRAMES || pixels > settings.max_animation_pixels {
+        return Err(ImageError::TooManyFrames {
+            frames: a.frames,
+            width,
+            height,
+            pixels,
+            budget: settings.max_animation_pixels,
+            max_frames: crate::animation::MAX_FRAMES,
+        });
+    }
+    Ok(())
+}
+
+/// A header for the formats of [`crate::formats`]: `estimate` holds what the format's probe
+/// counted (original, metadata, decode, fixed); `customise` sets orientation, EXIF, profile and
+/// animation; the rendition and colour costs follow from those ([`finish_costs`]).
+pub(crate) fn header_of(
+    format: MediaType,
+    (width, height): (u32, u32),
+    estimate: Estimate,
+    channels: u8,
+    settings: &Settings,
+    customise: impl FnOnce(&mut Header),
+) -> Header {
+    let mut header = Header {
+        format,
+        width,
+        height,
+        orientation: Orientation::NoTransforms,
+        exif: None,
+        targets: Vec::new(),
+        jpeg: None,
+        png: None,
+        icc: None,
+        estimate,
+        animation: None,
+        warnings: Vec::new(),
+        heic_largest_picture: 0,
+        heic_coded_pixels: 0,
+        model: if channels == 1 {
+            colour::Model::Gray
+        } else {
+            colour::Model::Rgb
+        },
+    };
+    customise(&mut header);
+    finish_costs(&mut header, channels, settings);
+    header
+}
+
+/// The targets, the renditions' cost (animated ones included) and the colour conversion's cost
+/// of a header whose size, orientation, profile and animation are known; `channels` are those of
+/// the decoded image.
+pub(crate) fn finish_costs(header: &mut Header, channels: u8, settings: &Settings) {
+    let (width, height) = (header.width, header.height);
+    header.targets = stored_targets(width, height, header.orientation, settings);
+    let max = renditions_cost((width, height), channels, &header.targets, settings);
+    let animated = header.animation.map_or(0, |a| {
+        header
+            .targets
+            .iter()
+            .zip(&settings.renditions)
+            .filter_map(|(&dst, spec)| {
+                let cap = spec.animated?;
+                Some(budget::animated_rendition(
+                    (width, height),
+                    dst,
+                    a.frames.min(u32::from(cap)),
+                ))
+            })
+            .max()
+            .unwrap_or(0)
+    });
+    header.estimate.rendition = max.max(animated);
+    header.estimate.colour = colour_cost(
+        header.icc.as_deref(),
+        (u64::from(width), u64::from(height)),
+        channels,
+    );
+}
+
+pub(crate) fn check_pixels(width: u32, height: u32, settings: &Settings) -> Result<(), ImageError> {
     let pixels = u64::from(width) * u64::from(height);
     if pixels > settings.max_pixels || width == 0 || height == 0 {
         return Err(ImageError::TooManyPixels {

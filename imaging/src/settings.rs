@@ -79,8 +79,14 @@ pub enum Size {
     Width(u32),
 }
 
+/// Pixels an animation may have in all (frames x canvas) before it is refused unread: what an
+/// animated rendition would decode.
+pub const DEFAULT_MAX_ANIMATION_PIXELS: u64 = 1_000_000_000;
+
 /// One rendition: `name:fit=WxH:format` or `name:width=W:format`, then optionally `q=1..100`
-/// (JPEG, WebP, AVIF) and `speed=1..10` (AVIF), e.g. `hero:width=1600:avif:q=55:speed=6`.
+/// (JPEG, WebP, AVIF), `speed=1..10` (AVIF) and `animated` or `animated=N` (WebP: an animated
+/// input gives an animated WebP of its first N frames, 100 when not said, at most 1000), e.g.
+/// `hero:width=1600:avif:q=55:speed=6` or `loop:fit=480x480:webp:animated=50`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenditionSpec {
     pub name: String,
@@ -90,6 +96,8 @@ pub struct RenditionSpec {
     pub quality: Option<u8>,
     /// AVIF encoder speed; [`DEFAULT_AVIF_SPEED`] when not given.
     pub speed: Option<u8>,
+    /// An animated WebP of an animated input, of at most this many frames (WebP only).
+    pub animated: Option<u16>,
 }
 
 impl RenditionSpec {
@@ -114,8 +122,8 @@ impl FromStr for RenditionSpec {
         let bad = |why: &str| {
             SettingsError(format!(
                 "rendition {s:?}: {why} (expected name:fit=WxH:FORMAT or name:width=W:FORMAT, \
-                 FORMAT jpeg, png, webp or avif, then optionally :q=1..100 and, for avif, \
-                 :speed=1..10)"
+                 FORMAT jpeg, png, webp or avif, then optionally :q=1..100, for avif \
+                 :speed=1..10, for webp :animated or :animated=1..1000)"
             ))
         };
         let parts: Vec<&str> = s.trim().split(':').collect();
@@ -154,7 +162,7 @@ impl FromStr for RenditionSpec {
             }
             _ => return Err(bad("format must be jpeg, png, webp or avif")),
         };
-        let (mut quality, mut speed) = (None, None);
+        let (mut quality, mut speed, mut animated) = (None, None, None);
         for option in options {
             match option.split_once('=') {
                 Some(("q", v)) if format != Format::Png => {
@@ -173,6 +181,17 @@ impl FromStr for RenditionSpec {
                             .ok_or_else(|| bad("speed must be 1..=10"))?,
                     );
                 }
+                None if *option == "animated" && format == Format::Webp => {
+                    animated = Some(crate::animation::DEFAULT_FRAME_CAP);
+                }
+                Some(("animated", v)) if format == Format::Webp => {
+                    animated = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|n| (1..=crate::animation::MAX_FRAME_CAP).contains(n))
+                            .ok_or_else(|| bad("animated=N needs N of 1..=1000 frames"))?,
+                    );
+                }
                 _ => {
                     return Err(bad(&format!(
                         "unknown option {option:?} for {}",
@@ -187,6 +206,7 @@ impl FromStr for RenditionSpec {
             format,
             quality,
             speed,
+            animated,
         })
     }
 }
@@ -206,6 +226,11 @@ impl fmt::Display for RenditionSpec {
         if let Some(s) = self.speed {
             write!(f, ":speed={s}")?;
         }
+        match self.animated {
+            Some(crate::animation::DEFAULT_FRAME_CAP) => write!(f, ":animated")?,
+            Some(n) => write!(f, ":animated={n}")?,
+            None => {}
+        }
         Ok(())
     }
 }
@@ -215,6 +240,8 @@ impl fmt::Display for RenditionSpec {
 pub struct Settings {
     pub renditions: Vec<RenditionSpec>,
     pub max_pixels: u64,
+    /// Frames x canvas pixels an animation may have ([`DEFAULT_MAX_ANIMATION_PIXELS`]).
+    pub max_animation_pixels: u64,
     /// The most one image may need ([`crate::budget`]): the pool of the function's memory plan.
     pub memory_budget: u64,
     pub jpeg_quality: u8,
@@ -246,6 +273,7 @@ impl Settings {
         Ok(Settings {
             renditions,
             max_pixels,
+            max_animation_pixels: DEFAULT_MAX_ANIMATION_PIXELS,
             memory_budget: MemoryPlan::default().pool_bytes,
             jpeg_quality: DEFAULT_JPEG_QUALITY,
         })
@@ -286,6 +314,25 @@ mod tests {
     }
 
     #[test]
+    fn an_animated_webp_rendition_takes_a_frame_cap() {
+        let s = Settings::parse(
+            "a:fit=64x64:webp:animated,b:width=320:webp:q=70:animated=24",
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            s.renditions[0].animated,
+            Some(crate::animation::DEFAULT_FRAME_CAP)
+        );
+        assert_eq!(s.renditions[1].animated, Some(24));
+        assert_eq!(s.renditions[0].to_string(), "a:fit=64x64:webp:animated");
+        assert_eq!(
+            s.renditions[1].to_string(),
+            "b:width=320:webp:q=70:animated=24"
+        );
+    }
+
+    #[test]
     fn the_default_renditions_are_the_three_of_the_labs() {
         let s = Settings::default();
         let shown: Vec<String> = s.renditions.iter().map(ToString::to_string).collect();
@@ -302,6 +349,9 @@ mod tests {
             ("web:width=64:webp:q=0", "q must be"),
             ("web:width=64:webp:speed=3", "unknown option"),
             ("web:width=64:png:q=50", "unknown option"),
+            ("loop:width=64:jpeg:animated", "unknown option"),
+            ("loop:width=64:webp:animated=0", "animated=N needs"),
+            ("loop:width=64:webp:animated=1001", "animated=N needs"),
             ("../x:width=64:png", "the name must be"),
             ("a:width=1:png,a:width=2:png", "unique"),
             ("", "no renditions"),

@@ -24,7 +24,7 @@ pub fn return_freed_memory_at_once() {
 /// every reuse faulted a 2 MiB page in again, zeroed whole: on a batch of 4 MP photos 15% more CPU
 /// (all of it in the kernel) and 45 MB of peak RSS against 25 MB, for no gain in the image code,
 /// which keeps its large buffers between images anyway (`imaging::keep_at_most`; figures in
-/// docs/benchmarks-process.md). Where huge pages are off already this changes nothing.
+/// docs/benchmarks.md, "Huge pages"). Where huge pages are off already this changes nothing.
 pub fn without_huge_pages() {
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
         tracing::debug!(error = %e, "transparent huge pages left as the machine has them");

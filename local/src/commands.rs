@@ -131,6 +131,8 @@ pub fn process_file(
         "exif": rendered.exif,
         "renditions": renditions,
         "placeholder": rendered.placeholder,
+        "frames": rendered.frames,
+        "duration_ms": rendered.duration_ms,
         "warnings": rendered.warnings,
         "memory_estimate_bytes": estimate,
     })

@@ -82,6 +82,18 @@ fn coded_mp(header: &Header) -> f64 {
     (header.heic_coded_pixels as f64).max(f64::from(header.width) * f64::from(header.height)) / 1e6
 }
 
+/// Frames the renditions decode: the first only, unless a rendition is animated.
+fn frames_decoded(header: &Header, settings: &Settings) -> f64 {
+    let cap = settings
+        .renditions
+        .iter()
+        .filter_map(|r| r.animated)
+        .map(u32::from)
+        .max()
+        .unwrap_or(1);
+    f64::from(header.animation.map_or(1, |a| a.frames.clamp(1, cap)))
+}
+
 /// The cost of the image whose first bytes are `head`, by [`rates`].
 pub fn estimate(head: &[u8]) -> Duration {
     Duration::from_secs_f64(estimate_with(head, rates()))
@@ -107,6 +119,12 @@ pub fn estimate_with(head: &[u8], rates: Rates) -> f64 {
             rates.jpeg * 1.1 * stored_mp(&header) * if interlaced { 1.5 } else { 1.0 }
         }
         MediaType::Heic => rates.heic * coded_mp(&header),
+        // No calibration sample of their own: AV1 decodes at about HEVC's cost, the others at
+        // about PNG's. An animated rendition decodes every frame up to its cap.
+        MediaType::Avif => rates.heic * stored_mp(&header) * frames_decoded(&header, settings),
+        MediaType::Webp | MediaType::Gif | MediaType::Tiff | MediaType::Apng | MediaType::Jxl => {
+            rates.jpeg * 1.1 * stored_mp(&header) * frames_decoded(&header, settings)
+        }
     };
     FIXED_S + variable
 }

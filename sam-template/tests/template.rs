@@ -58,7 +58,9 @@ fn the_functions_and_their_sources() {
         .collect();
     assert!(routes.contains(&"POST /upload".to_owned()), "{routes:?}");
     assert!(routes.contains(&"GET /items/{id}".to_owned()), "{routes:?}");
-    assert_eq!(t.notification_rules("ingest").len(), 7);
+    // A reservation's arrival, and a drop-in rule for every extension of every format taken, in
+    // lower and upper case.
+    assert_eq!(t.notification_rules("ingest").len(), 25);
     let ingest = t.function("ingest").unwrap();
     assert_eq!(ingest.async_config.name, "IngestFunction.Async");
     assert_eq!(ingest.async_config.maximum_retry_attempts, 2);

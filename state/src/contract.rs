@@ -48,6 +48,8 @@ pub fn facts() -> ProcessedFacts {
         renditions: BTreeMap::from([("thumbnail".into(), "processed/x/thumbnail.jpg".into())]),
         exif: BTreeMap::from([("make".into(), "Canon".into())]),
         placeholder: Some("1QcSHQRnh493V4dIh4eXh1h4kJUI".into()),
+        frames: Some(12),
+        duration_ms: Some(1_200),
         warnings: vec![
             "PNG iCCP chunk does not inflate (InsufficientInput); profile not used, taken as sRGB"
                 .into(),
@@ -105,6 +107,7 @@ pub async fn a_transition_applies_once_with_its_history(table: Arc<dyn ItemTable
     assert_eq!(after.renditions, Some(facts().renditions));
     assert_eq!(after.exif, Some(facts().exif));
     assert_eq!(after.placeholder, facts().placeholder);
+    assert_eq!((after.frames, after.duration_ms), (Some(12), Some(1_200)));
     // A list, in its order: DynamoDB keeps it as L of S (a string set would lose the order).
     assert_eq!(after.warnings, facts().warnings);
     assert_eq!(after.history.len(), 2);

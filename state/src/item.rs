@@ -133,6 +133,11 @@ pub struct Item {
     /// A ThumbHash of the image (base64, about 30 characters), to paint while a rendition loads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placeholder: Option<String>,
+    /// For an animated image: how many frames, and one loop's length in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
     /// Broken ancillary parts processing skipped (a profile, EXIF), a short sentence each: the
     /// renditions were made without them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -228,6 +233,8 @@ impl Item {
             renditions: None,
             exif: None,
             placeholder: None,
+            frames: None,
+            duration_ms: None,
             warnings: Vec::new(),
             message_id: None,
             notified_at: None,
@@ -288,6 +295,11 @@ pub struct ProcessedFacts {
     pub exif: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placeholder: Option<String>,
+    /// An animated image's frame count and loop length (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }

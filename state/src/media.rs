@@ -10,14 +10,43 @@ pub enum MediaType {
     Png,
     /// HEIF with HEVC images: the iPhone's default. Decoded when the `heic` feature is built.
     Heic,
+    /// WebP: lossy (VP8), lossless (VP8L), with alpha, animated.
+    Webp,
+    Gif,
+    /// HEIF with AV1 images (`avif`), or an AV1 image sequence (`avis`).
+    Avif,
+    Tiff,
+    /// A PNG with an animation control chunk (`acTL`) before its image data.
+    Apng,
+    /// JPEG XL, as a bare codestream or in its container.
+    Jxl,
 }
 
 impl MediaType {
+    /// Every type, in the order the error message names them.
+    pub const ALL: [MediaType; 9] = [
+        MediaType::Jpeg,
+        MediaType::Png,
+        MediaType::Heic,
+        MediaType::Webp,
+        MediaType::Gif,
+        MediaType::Avif,
+        MediaType::Tiff,
+        MediaType::Apng,
+        MediaType::Jxl,
+    ];
+
     pub fn content_type(self) -> &'static str {
         match self {
             MediaType::Jpeg => "image/jpeg",
             MediaType::Png => "image/png",
             MediaType::Heic => "image/heic",
+            MediaType::Webp => "image/webp",
+            MediaType::Gif => "image/gif",
+            MediaType::Avif => "image/avif",
+            MediaType::Tiff => "image/tiff",
+            MediaType::Apng => "image/apng",
+            MediaType::Jxl => "image/jxl",
         }
     }
 
@@ -25,8 +54,24 @@ impl MediaType {
     pub fn extension(self) -> &'static str {
         match self {
             MediaType::Jpeg => "jpg",
-            MediaType::Png => "png",
-            MediaType::Heic => "heic",
+            MediaType::Tiff => "tif",
+            other => other.name(),
+        }
+    }
+
+    /// Every file-name extension this type goes by (lower case), the stored one first: the
+    /// bucket's drop-in rules and the page's file picker list these.
+    pub fn extensions(self) -> &'static [&'static str] {
+        match self {
+            MediaType::Jpeg => &["jpg", "jpeg"],
+            MediaType::Png => &["png"],
+            MediaType::Heic => &["heic", "heif"],
+            MediaType::Webp => &["webp"],
+            MediaType::Gif => &["gif"],
+            MediaType::Avif => &["avif"],
+            MediaType::Tiff => &["tif", "tiff"],
+            MediaType::Apng => &["apng"],
+            MediaType::Jxl => &["jxl"],
         }
     }
 
@@ -36,6 +81,12 @@ impl MediaType {
             MediaType::Jpeg => "jpeg",
             MediaType::Png => "png",
             MediaType::Heic => "heic",
+            MediaType::Webp => "webp",
+            MediaType::Gif => "gif",
+            MediaType::Avif => "avif",
+            MediaType::Tiff => "tiff",
+            MediaType::Apng => "apng",
+            MediaType::Jxl => "jxl",
         }
     }
 
@@ -43,13 +94,33 @@ impl MediaType {
     /// they will send; the bytes are still sniffed when they arrive.
     pub fn from_content_type(content_type: &str) -> Option<MediaType> {
         let essence = content_type.split(';').next().unwrap_or("").trim();
-        if essence.eq_ignore_ascii_case("image/heif") {
-            return Some(MediaType::Heic);
+        let aliases = [
+            ("image/heif", MediaType::Heic),
+            ("image/heic-sequence", MediaType::Heic),
+            ("image/heif-sequence", MediaType::Heic),
+            ("image/avif-sequence", MediaType::Avif),
+            ("image/vnd.mozilla.apng", MediaType::Apng),
+            ("image/tiff-fx", MediaType::Tiff),
+        ];
+        if let Some((_, m)) = aliases
+            .iter()
+            .find(|(alias, _)| alias.eq_ignore_ascii_case(essence))
+        {
+            return Some(*m);
         }
-        [MediaType::Jpeg, MediaType::Png, MediaType::Heic]
+        MediaType::ALL
             .into_iter()
             .find(|m| m.content_type().eq_ignore_ascii_case(essence))
     }
+}
+
+/// The content types taken, as error messages list them: "image/jpeg, image/png, ...".
+pub fn accepted_content_types() -> String {
+    MediaType::ALL
+        .iter()
+        .map(|m| m.content_type())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl fmt::Display for MediaType {
@@ -60,7 +131,10 @@ impl fmt::Display for MediaType {
 
 /// Why bytes are not an image the pipeline takes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a JPEG, PNG or HEIC image (the bytes look like {detected}); the Content-Type header is not trusted")]
+#[error(
+    "not an image this pipeline takes (JPEG, PNG, HEIC, WebP, GIF, AVIF, TIFF, APNG or JPEG XL); \
+     the bytes look like {detected}; the Content-Type header is not trusted"
+)]
 pub struct NotAnImage {
     pub detected: String,
 }
@@ -71,27 +145,67 @@ pub const SNIFF_BYTES: usize = 64;
 /// HEIF brands whose images are HEVC-coded (ISO/IEC 23008-12): as a major brand, or as a
 /// compatible brand of a generic `mif1`/`msf1` file.
 const HEVC_BRANDS: [&[u8; 4]; 6] = [b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx"];
+/// AVIF brands (AV1 Image File Format): a still image, or an image sequence.
+const AV1_BRANDS: [&[u8; 4]; 2] = [b"avif", b"avis"];
 
-/// A HEIF file with HEVC images: an `ftyp` box first, whose major brand, or whose compatible brands
-/// under a generic `mif1`/`msf1` major brand, name HEVC. AVIF (`avif`) is HEIF too, but AV1.
-fn is_heic(bytes: &[u8]) -> bool {
-    let Some(size) = bytes
-        .get(..4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    else {
+/// A whole `ftyp` box first: its major brand and its compatible brands.
+fn ftyp(bytes: &[u8]) -> Option<(&[u8], std::slice::ChunksExact<'_, u8>)> {
+    let size = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    if bytes.get(4..8) != Some(b"ftyp") || !(16..=4096).contains(&size) || bytes.len() < size {
+        return None;
+    }
+    Some((&bytes[8..12], bytes[16..size].chunks_exact(4)))
+}
+
+/// A HEIF file whose images are coded with one of `brands`: named as the major brand, or as a
+/// compatible brand under a generic `mif1`/`msf1` major brand.
+fn is_heif_of(bytes: &[u8], brands: &[&[u8; 4]]) -> bool {
+    let Some((major, mut compatible)) = ftyp(bytes) else {
         return false;
     };
-    let size = size as usize;
-    if bytes.get(4..8) != Some(b"ftyp") || !(16..=4096).contains(&size) || bytes.len() < size {
-        return false;
-    }
-    let major = &bytes[8..12];
-    let compatible = bytes[16..size].chunks_exact(4);
-    HEVC_BRANDS.iter().any(|b| major == *b)
+    brands.iter().any(|b| major == *b)
         || ((major == b"mif1" || major == b"msf1")
-            && compatible
-                .into_iter()
-                .any(|c| HEVC_BRANDS.iter().any(|b| c == *b)))
+            && compatible.any(|c| brands.iter().any(|b| c == *b)))
+}
+
+/// A PNG's chunks from the signature on, as far as `bytes` go: `acTL` before `IDAT` makes it an
+/// APNG (the chunk must come before the image data).
+fn png_is_animated(bytes: &[u8]) -> bool {
+    let mut at = 8;
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        match &head[4..8] {
+            b"acTL" => return true,
+            b"IDAT" | b"IEND" => return false,
+            _ => at = at.saturating_add(12).saturating_add(len),
+        }
+    }
+    false
+}
+
+/// A WebP: a RIFF header whose form type is `WEBP`, then a `VP8 `, `VP8L` or `VP8X` chunk.
+fn is_webp(bytes: &[u8]) -> bool {
+    bytes.len() >= 16
+        && &bytes[..4] == b"RIFF"
+        && &bytes[8..12] == b"WEBP"
+        && matches!(&bytes[12..16], b"VP8 " | b"VP8L" | b"VP8X")
+}
+
+/// A GIF: its signature and a whole logical screen descriptor.
+fn is_gif(bytes: &[u8]) -> bool {
+    bytes.len() >= 13 && (bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a"))
+}
+
+/// A TIFF: a byte-order mark, the magic number 42 (43 for BigTIFF) in that order, and room for
+/// the first directory's offset.
+fn is_tiff(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && matches!(&bytes[..4], b"II*\0" | b"MM\0*" | b"II+\0" | b"MM\0+")
+}
+
+/// A JPEG XL: a bare codestream (FF 0A), or the container's signature box.
+fn is_jxl(bytes: &[u8]) -> bool {
+    const CONTAINER: &[u8; 12] = b"\0\0\0\x0cJXL \r\n\x87\n";
+    (bytes.len() >= 3 && bytes[..2] == [0xFF, 0x0A]) || bytes.starts_with(CONTAINER)
 }
 
 /// A JPEG whose SOI is followed by junk before its first marker, which libjpeg skips ("extraneous
@@ -107,10 +221,26 @@ fn is_jpeg_with_junk_after_soi(bytes: &[u8]) -> bool {
 
 /// The image type, from the bytes alone. A magic number is not enough: a PNG must open with its
 /// whole signature and an IHDR chunk, a JPEG with SOI followed by a marker (after junk libjpeg
-/// skips, at most), a HEIC with a whole `ftyp` box that names HEVC.
+/// skips, at most), a HEIC or AVIF with a whole `ftyp` box that names HEVC or AV1, a WebP with a
+/// RIFF header and an image chunk.
 pub fn sniff(bytes: &[u8]) -> Result<MediaType, NotAnImage> {
-    if is_heic(bytes) {
+    if is_heif_of(bytes, &HEVC_BRANDS) {
         return Ok(MediaType::Heic);
+    }
+    if is_heif_of(bytes, &AV1_BRANDS) {
+        return Ok(MediaType::Avif);
+    }
+    if is_webp(bytes) {
+        return Ok(MediaType::Webp);
+    }
+    if is_gif(bytes) {
+        return Ok(MediaType::Gif);
+    }
+    if is_tiff(bytes) {
+        return Ok(MediaType::Tiff);
+    }
+    if is_jxl(bytes) {
+        return Ok(MediaType::Jxl);
     }
     if is_jpeg_with_junk_after_soi(bytes) {
         return Ok(MediaType::Jpeg);
@@ -127,7 +257,11 @@ pub fn sniff(bytes: &[u8]) -> Result<MediaType, NotAnImage> {
                 && bytes[..8] == *b"\x89PNG\r\n\x1a\n"
                 && &bytes[12..16] == b"IHDR" =>
         {
-            Ok(MediaType::Png)
+            Ok(if png_is_animated(bytes) {
+                MediaType::Apng
+            } else {
+                MediaType::Png
+            })
         }
         Some(t @ ("image/jpeg" | "image/png")) => Err(NotAnImage {
             detected: format!("a cut-short {t} header"),
@@ -155,7 +289,10 @@ mod tests {
         // SOI and junk with no marker after it is not a JPEG either.
         assert!(sniff(&[0xFF, 0xD8, 0x00, 0xE0, 0x00, 0x10, 0x4A, 0x46]).is_err());
         assert_eq!(sniff(b"hello").unwrap_err().detected, "unknown data");
-        assert_eq!(sniff(b"GIF89a......").unwrap_err().detected, "image/gif");
+        // A GIF signature without its screen descriptor.
+        assert!(sniff(b"GIF89a......").is_err());
+        assert!(sniff(b"RIFF\0\0\0\0WEBP").is_err());
+        assert!(sniff(b"RIFF\0\0\0\0WAVEfmt ").is_err());
     }
 
     #[test]
@@ -180,8 +317,19 @@ mod tests {
             sniff(&ftyp(b"mif1", &[b"mif1", b"heic"])),
             Ok(MediaType::Heic)
         );
-        assert!(sniff(&ftyp(b"avif", &[b"mif1", b"avif"])).is_err());
-        assert!(sniff(&ftyp(b"mif1", &[b"mif1", b"avif"])).is_err());
+        assert_eq!(
+            sniff(&ftyp(b"avif", &[b"mif1", b"avif"])),
+            Ok(MediaType::Avif)
+        );
+        assert_eq!(
+            sniff(&ftyp(b"mif1", &[b"mif1", b"avif"])),
+            Ok(MediaType::Avif)
+        );
+        assert_eq!(
+            sniff(&ftyp(b"avis", &[b"avis", b"msf1"])),
+            Ok(MediaType::Avif)
+        );
+        assert!(sniff(&ftyp(b"mp42", &[b"isom"])).is_err());
         // A cut-short box is not an image.
         assert!(sniff(&ftyp(b"heic", &[b"heic"])[..18]).is_err());
         assert_eq!(
@@ -196,6 +344,59 @@ mod tests {
             MediaType::from_content_type("Image/JPEG; charset=binary"),
             Some(MediaType::Jpeg)
         );
-        assert_eq!(MediaType::from_content_type("image/gif"), None);
+        assert_eq!(
+            MediaType::from_content_type("image/gif"),
+            Some(MediaType::Gif)
+        );
+        assert_eq!(MediaType::from_content_type("image/bmp"), None);
+        for m in MediaType::ALL {
+            assert_eq!(MediaType::from_content_type(m.content_type()), Some(m));
+            assert_eq!(m.extensions()[0], m.extension());
+        }
     }
+
+    #[test]
+    fn each_format_is_told_from_its_first_bytes() {
+        let png = |extra: &[u8]| {
+            let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+            b.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0, 0, 0, 0]);
+            b.extend_from_slice(extra);
+            b
+        };
+        let actl = b"\0\0\0\x08acTL\0\0\0\x02\0\0\0\0\0\0\0\0";
+        let idat = b"\0\0\0\0IDAT\0\0\0\0";
+        for (bytes, want) in [
+            (png(idat), MediaType::Png),
+            (png(actl), MediaType::Apng),
+            (
+                [&idat[..], &actl[..]].concat().pipe(|rest| png(&rest)),
+                MediaType::Png,
+            ),
+            (
+                b"RIFF\x24\0\0\0WEBPVP8L\x18\0\0\0".to_vec(),
+                MediaType::Webp,
+            ),
+            (
+                b"RIFF\x24\0\0\0WEBPVP8X\x0a\0\0\0".to_vec(),
+                MediaType::Webp,
+            ),
+            (b"GIF87a\x01\0\x01\0\0\0\0".to_vec(), MediaType::Gif),
+            (b"II*\0\x08\0\0\0".to_vec(), MediaType::Tiff),
+            (b"MM\0*\0\0\0\x08".to_vec(), MediaType::Tiff),
+            (b"\xff\x0a\xfa".to_vec(), MediaType::Jxl),
+            (
+                b"\0\0\0\x0cJXL \r\n\x87\n\0\0\0\x14ftypjxl ".to_vec(),
+                MediaType::Jxl,
+            ),
+        ] {
+            assert_eq!(sniff(&bytes), Ok(want), "{bytes:?}");
+        }
+    }
+
+    trait Pipe: Sized {
+        fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
+            f(self)
+        }
+    }
+    impl<T> Pipe for T {}
 }

@@ -90,6 +90,10 @@ pub struct Updates<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub placeholder: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub warnings: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<&'a str>,
@@ -128,6 +132,8 @@ impl Transition {
             renditions: None,
             exif: None,
             placeholder: None,
+            frames: None,
+            duration_ms: None,
             warnings: None,
             message_id: None,
             notified_at: None,
@@ -146,6 +152,8 @@ impl Transition {
                 u.renditions = Some(&f.renditions);
                 u.exif = (!f.exif.is_empty()).then_some(&f.exif);
                 u.placeholder = f.placeholder.as_deref();
+                u.frames = f.frames;
+                u.duration_ms = f.duration_ms;
                 u.warnings = (!f.warnings.is_empty()).then_some(f.warnings.as_slice());
             }
             Change::Notified { message_id } => {
@@ -192,6 +200,8 @@ impl Transition {
                 next.renditions = Some(f.renditions.clone());
                 next.exif = (!f.exif.is_empty()).then(|| f.exif.clone());
                 next.placeholder = f.placeholder.clone();
+                next.frames = f.frames;
+                next.duration_ms = f.duration_ms;
                 next.warnings = f.warnings.clone();
             }
             Change::Notified { message_id } => {

@@ -26,12 +26,15 @@ async fn bad_uploads_get_clear_errors_and_store_nothing() {
     );
 
     let (status, error) = error_of(
-        app.upload(b"GIF89a is not welcome".to_vec(), "image/jpeg")
-            .await,
+        app.upload(
+            b"BM6\0\0\0\0\0\0\x006\0\0\0(\0\0\0 a bitmap".to_vec(),
+            "image/jpeg",
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 415, "{error}");
-    assert!(error.contains("image/gif"), "{error}");
+    assert!(error.contains("image/bmp"), "{error}");
 
     let (status, error) = error_of(app.upload(b"just text".to_vec(), "image/png").await).await;
     assert_eq!(status, 415, "{error}");
@@ -118,6 +121,65 @@ async fn the_metrics_page_lists_every_series_for_both_functions() {
                 "{name} {function}"
             );
         }
+    }
+}
+
+/// The value of the series `name{labels}` in Prometheus text, 0 when it is not there yet.
+fn sample(text: &str, name: &str, labels: &str) -> f64 {
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn the_functions_own_metrics_are_on_the_metrics_page_once_an_upload_is_notified() {
+    use pipeline_metrics as pm;
+    let app = spawn_engine().await;
+    // Engines of this test binary share the process's `metrics` recorder, so counts are compared
+    // with those taken before, and other tests' images can only add to them.
+    let before = app.metrics_text().await;
+    let good = app.upload_ok(fixture("FreshFlower.jpg")).await;
+    let truncated = app.upload_ok(fixture("Aqua.jpg")[..5000].to_vec()).await;
+    app.drain().await;
+    let item = app.item(&good).await;
+    assert_eq!(item["status"], "notified", "{item}");
+    assert_eq!(app.item(&truncated).await["status"], "failed");
+    let renditions = item["renditions"].as_object().unwrap().len() as f64;
+    let size = item["size"].as_f64().unwrap();
+    let text = app.metrics_text().await;
+
+    for m in pm::ALL {
+        assert!(
+            text.contains(&format!("# TYPE {} ", m.name)),
+            "{} is not on /metrics:\n{text}",
+            m.name
+        );
+    }
+    let grew =
+        |name: &str, labels: &str| sample(&text, name, labels) - sample(&before, name, labels);
+    let process = r#"function="process""#;
+    assert!(grew(pm::IMAGES_PROCESSED, process) >= 1.0, "{text}");
+    assert!(grew(pm::RENDITIONS, process) >= renditions, "{text}");
+    assert!(grew(pm::INPUT_BYTES, process) >= size, "{text}");
+    assert!(grew(pm::OUTPUT_BYTES, process) > 0.0, "{text}");
+    assert!(
+        grew(pm::NOTICES_PUBLISHED, r#"function="notice""#) >= 1.0,
+        "{text}"
+    );
+    let undecodable = r#"function="process",reason="undecodable""#;
+    assert!(grew(pm::IMAGES_FAILED, undecodable) >= 1.0, "{text}");
+    for function in ["upload", "process", "notice", "ingest", "failures"] {
+        let labels = format!(r#"function="{function}""#);
+        assert!(
+            sample(&text, pm::COLD_STARTS, &labels) >= 1.0,
+            "{function}: {text}"
+        );
+    }
+    // The histograms: one observation per image, each a positive number of milliseconds.
+    for name in [pm::PROCESSING_MS, pm::MS_PER_MEGAPIXEL] {
+        assert!(grew(&format!("{name}_count"), process) >= 1.0, "{text}");
+        assert!(grew(&format!("{name}_sum"), process) > 0.0, "{text}");
     }
 }
 

@@ -235,6 +235,8 @@ async fn notice_mails_once_however_often_the_processed_record_comes() {
         renditions: item.renditions.clone().unwrap(),
         exif: Default::default(),
         placeholder: None,
+        frames: None,
+        duration_ms: None,
         warnings: Vec::new(),
     };
     state::transition::processed(table.as_ref(), item.id, facts)
@@ -331,5 +333,31 @@ fn the_bucket_notifies_ingest_of_reservations_and_image_drop_ins_only() {
         let key = record.s3.object.key.as_deref().unwrap();
         let matched = rules.iter().any(|r| r.matches(&name, key));
         assert_eq!(matched, invoked, "{file}");
+    }
+}
+
+#[test]
+fn every_extension_of_every_format_taken_is_a_drop_in_rule_in_both_cases() {
+    let template = Template::parse(EMBEDDED, &Default::default()).unwrap();
+    let rules = &template.notification_rules("ingest");
+    for kind in state::media::MediaType::ALL {
+        for ext in kind.extensions() {
+            for ext in [ext.to_string(), ext.to_ascii_uppercase()] {
+                let key = format!("ingest/IMG_0001.{ext}");
+                assert!(
+                    rules
+                        .iter()
+                        .any(|r| r.matches("s3:ObjectCreated:Put", &key)),
+                    "no drop-in rule takes {key} ({kind})"
+                );
+            }
+        }
+    }
+    // Nor more than those: a mixed-case or unknown suffix is not an image's.
+    for key in ["ingest/a.Jpg", "ingest/a.bmp", "ingest/a.txt"] {
+        assert!(
+            !rules.iter().any(|r| r.matches("s3:ObjectCreated:Put", key)),
+            "{key}"
+        );
     }
 }

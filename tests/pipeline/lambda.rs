@@ -103,7 +103,12 @@ struct Function {
     child: Child,
     submit: mpsc::Sender<(String, Value)>,
     rt: Runtime,
+    /// The lines the function writes to stdout (its log on Lambda), as they come.
+    stdout: Mutex<mpsc::UnboundedReceiver<String>>,
 }
+
+/// The CloudWatch namespace the bootstraps are given (the template gives the stack's name).
+const METRICS_NAMESPACE: &str = "image-pipeline-test";
 
 fn binary(name: &str) -> PathBuf {
     let path = std::path::Path::new(env!("CARGO_BIN_EXE_uploader")).with_file_name(name);
@@ -134,12 +139,7 @@ impl Function {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let log = if std::env::var_os("TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        };
-        let child = Command::new(binary(name))
+        let mut child = Command::new(binary(name))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().cloned())
@@ -148,11 +148,55 @@ impl Function {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .stdout(log)
+            .env("METRICS_NAMESPACE", METRICS_NAMESPACE)
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        Function { child, submit, rt }
+        let (lines, stdout) = mpsc::unbounded_channel();
+        let out = child.stdout.take().unwrap();
+        let echo = std::env::var_os("TEST_LOG").is_some();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("{line}");
+                }
+                let _ = lines.send(line);
+            }
+        });
+        Function {
+            child,
+            submit,
+            rt,
+            stdout: Mutex::new(stdout),
+        }
+    }
+
+    /// The next EMF document of the function's stdout that carries `metric`: CloudWatch Logs
+    /// turns such a line into metrics. The runtime writes it when an invocation ends.
+    async fn emf_with(&self, metric: &str) -> Value {
+        let mut stdout = self.stdout.lock().await;
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), stdout.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no EMF document with {metric}"))
+                .unwrap_or_else(|| panic!("stdout closed before an EMF document with {metric}"));
+            let Ok(doc) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let Some(directives) = doc["_aws"]["CloudWatchMetrics"].as_array() else {
+                continue;
+            };
+            if directives.iter().any(|d| {
+                d["Metrics"]
+                    .as_array()
+                    .is_some_and(|ms| ms.iter().any(|m| m["Name"] == metric))
+            }) {
+                assert_eq!(directives[0]["Namespace"], METRICS_NAMESPACE, "{line}");
+                return doc;
+            }
+        }
     }
 
     async fn invoke(&self, event: Value) -> Answer {
@@ -255,6 +299,16 @@ async fn the_three_bootstraps_take_an_upload_to_notified_on_the_stand_ins() {
     assert_eq!(event["Records"].as_array().unwrap().len(), 1);
     let resp = process.invoke(event).await.unwrap();
     assert_eq!(resp, json!({ "batchItemFailures": [] }));
+    // Its metrics, in the function's log as EMF.
+    let emf = process.emf_with(pipeline_metrics::IMAGES_PROCESSED).await;
+    assert_eq!(emf["function"], "process", "{emf}");
+    assert_eq!(emf[pipeline_metrics::IMAGES_PROCESSED], 1, "{emf}");
+    assert_eq!(emf[pipeline_metrics::COLD_STARTS], 1, "{emf}");
+    assert_eq!(
+        emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["function"]]),
+        "{emf}"
+    );
 
     let table = aws_adapters::DynamoTable::new(world.ddb.clone(), &world.table);
     let processed = table.get(id).await.unwrap().unwrap();
@@ -290,6 +344,9 @@ async fn the_three_bootstraps_take_an_upload_to_notified_on_the_stand_ins() {
     );
     let resp = notice.invoke(event).await.unwrap();
     assert_eq!(resp, json!({ "batchItemFailures": [] }));
+    let emf = notice.emf_with(pipeline_metrics::NOTICES_PUBLISHED).await;
+    assert_eq!(emf["function"], "notice", "{emf}");
+    assert_eq!(emf[pipeline_metrics::NOTICES_PUBLISHED], 1, "{emf}");
     let notified = table.get(id).await.unwrap().unwrap();
     assert_eq!(notified.status, Status::Notified);
     let sent = world.take_notices().await;

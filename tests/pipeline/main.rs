@@ -17,6 +17,7 @@ mod events;
 mod faults;
 mod flood;
 mod flow;
+mod formats;
 mod helpers;
 mod hosting;
 #[cfg(feature = "aws")]

@@ -49,9 +49,13 @@ pub struct Deps {
     pub functions: HashMap<String, String>,
 }
 
+/// The function's name in its metrics (template.yaml's binary).
+pub const FUNCTION: &str = "failures";
+
 impl Deps {
     /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally).
     pub fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+        pipeline_metrics::cold_start(FUNCTION);
         Ok(Deps {
             table: resources.table(&config.table_name)?,
             records: resources.given_up_records()?,

@@ -60,9 +60,13 @@ pub struct Deps {
     pub max_object_bytes: u64,
 }
 
+/// The function's name in its metrics (template.yaml's binary).
+pub const FUNCTION: &str = "ingest";
+
 impl Deps {
     /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally).
     pub fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+        pipeline_metrics::cold_start(FUNCTION);
         Ok(Deps {
             table: resources.table(&config.table_name)?,
             store: resources.bucket(&config.bucket_name, DEFAULT_LINK_TTL)?,

@@ -50,9 +50,13 @@ pub struct Deps {
     pub concurrency: usize,
 }
 
+/// The function's name in its metrics (template.yaml's binary).
+pub const FUNCTION: &str = "notice";
+
 impl Deps {
     /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally).
     pub fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+        pipeline_metrics::cold_start(FUNCTION);
         Ok(Deps {
             table: resources.table(&config.table_name)?,
             notifier: resources.topic(&config.topic_arn)?,
@@ -100,6 +104,7 @@ async fn notify_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         return Ok(());
     }
     let message_id = deps.notifier.publish(&notice_for(&item)).await?;
+    pipeline_metrics::notice_published(FUNCTION);
     transition::notified(deps.table.as_ref(), item.id, message_id).await?;
     Ok(())
 }

@@ -6,11 +6,13 @@ use notice::{handle, Config, Deps};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    let metrics = pipeline_metrics::lambda::install(&Vars::env())?;
     let config = Config::from_vars(&Vars::env())?;
     let deps = Deps::new(config, &AwsResources::from_env().await)?;
     let deps = &deps;
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<_>| async move {
-        handle(ev, deps).await
-    }))
+    pipeline_metrics::lambda::run(
+        metrics,
+        service_fn(move |ev: LambdaEvent<_>| async move { handle(ev, deps).await }),
+    )
     .await
 }

@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
-use imaging::{probe, render_probed, MemoryPlan, RenditionSpec, Settings};
+use imaging::{probe, render_probed, ImageError, MemoryPlan, RenditionSpec, Settings};
 use lambda_runtime::LambdaEvent;
+use pipeline_metrics::{FailureReason, ImageProcessed};
+use state::transition::Outcome;
 use state::{
     transition, Item, ItemTable, ObjectStore, ProcessedFacts, ResourceError, Resources, StateError,
     Status, DEFAULT_LINK_TTL,
@@ -20,6 +22,9 @@ use state::{
 
 mod config;
 pub use config::Config;
+
+/// The function's name in its metrics (template.yaml's binary).
+pub const FUNCTION: &str = "process";
 
 /// The part of the function's memory that images draw their estimates from, in MiB permits.
 pub struct MemoryPool {
@@ -64,6 +69,7 @@ pub struct Deps {
 impl Deps {
     /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally).
     pub fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+        pipeline_metrics::cold_start(FUNCTION);
         Ok(Deps {
             table: resources.table(&config.table_name)?,
             store: resources.bucket(&config.bucket_name, DEFAULT_LINK_TTL)?,
@@ -121,13 +127,16 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
     if !transition::still_at(deps.table.as_ref(), item.id, Status::Uploaded).await? {
         return Ok(());
     }
+    let started = std::time::Instant::now();
     let original = match deps.store.get(&item.object_key).await {
         Ok(bytes) => bytes,
         Err(StateError::ObjectMissing(key)) => {
-            return fail(deps, &item, format!("original object {key} is missing")).await
+            let error = format!("original object {key} is missing");
+            return fail(deps, &item, FailureReason::MissingOriginal, error).await;
         }
         Err(e) => return Err(e),
     };
+    let input_bytes = original.len() as u64;
     let settings = deps.settings.clone();
     let small = original.len() <= SMALL_IMAGE_BYTES;
     let probed = off_the_runtime_unless(small, move || {
@@ -136,9 +145,10 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
     .await;
     let (original, header) = match probed {
         Ok(Ok(probed)) => probed,
-        Ok(Err(e)) => return fail(deps, &item, e.to_string()).await,
-        Err(join) => return fail(deps, &item, format!("decoder crashed: {join}")).await,
+        Ok(Err(e)) => return fail(deps, &item, reason_of(&e), e.to_string()).await,
+        Err(join) => return crashed(deps, &item, join).await,
     };
+    let pixels = u64::from(header.width) * u64::from(header.height);
     let _memory = deps.memory.reserve(header.estimate.total()).await;
     let settings = deps.settings.clone();
     let small = small && u64::from(header.width) * u64::from(header.height) <= SMALL_IMAGE_PIXELS;
@@ -146,8 +156,8 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         off_the_runtime_unless(small, move || render_probed(&original, &header, &settings)).await;
     let rendered = match rendered {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return fail(deps, &item, e.to_string()).await,
-        Err(join) => return fail(deps, &item, format!("decoder crashed: {join}")).await,
+        Ok(Err(e)) => return fail(deps, &item, reason_of(&e), e.to_string()).await,
+        Err(join) => return crashed(deps, &item, join).await,
     };
     let mut facts = ProcessedFacts {
         width: rendered.width,
@@ -155,18 +165,44 @@ async fn process_item(item: Item, deps: &Deps) -> Result<(), StateError> {
         format: rendered.format.name().to_owned(),
         exif: rendered.exif,
         placeholder: rendered.placeholder,
+        frames: rendered.frames,
+        duration_ms: rendered.duration_ms,
         warnings: rendered.warnings,
         ..Default::default()
     };
+    let mut output_bytes = 0;
+    let renditions = rendered.renditions.len() as u64;
     for out in rendered.renditions {
         let key = rendition_key(&item, &out.spec);
+        output_bytes += out.bytes.len() as u64;
         deps.store
             .put(&key, out.bytes, out.spec.format.content_type())
             .await?;
         facts.renditions.insert(out.spec.name.clone(), key);
     }
-    transition::processed(deps.table.as_ref(), item.id, facts).await?;
+    if let Outcome::Applied(_) = transition::processed(deps.table.as_ref(), item.id, facts).await? {
+        let image = ImageProcessed {
+            milliseconds: started.elapsed().as_secs_f64() * 1e3,
+            pixels,
+            input_bytes,
+            output_bytes,
+            renditions,
+        };
+        pipeline_metrics::image_processed(FUNCTION, image);
+    }
     Ok(())
+}
+
+/// The metrics' reason for an image error (its message goes on the item).
+fn reason_of(e: &ImageError) -> FailureReason {
+    match e {
+        ImageError::Unsupported(_) => FailureReason::NotAnImage,
+        ImageError::TooManyPixels { .. }
+        | ImageError::TooManyFrames { .. }
+        | ImageError::OverBudget { .. } => FailureReason::TooLarge,
+        ImageError::Decode(_) => FailureReason::Undecodable,
+        ImageError::Encode { .. } => FailureReason::Encode,
+    }
 }
 
 /// Images this small are probed and rendered in place, on the runtime's thread: that takes well
@@ -198,9 +234,22 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     format!("panicked: {what}")
 }
 
-async fn fail(deps: &Deps, item: &Item, error: String) -> Result<(), StateError> {
+async fn crashed(deps: &Deps, item: &Item, join: String) -> Result<(), StateError> {
+    let error = format!("decoder crashed: {join}");
+    fail(deps, item, FailureReason::Crashed, error).await
+}
+
+async fn fail(
+    deps: &Deps,
+    item: &Item,
+    reason: FailureReason,
+    error: String,
+) -> Result<(), StateError> {
     // The error may quote the object's key or its metadata, which are the client's.
-    tracing::info!(error = %state::text::one_line(&error), "image rejected");
-    transition::failed(deps.table.as_ref(), item.id, Status::Uploaded, error).await?;
+    tracing::info!(error = %state::text::one_line(&error), reason = reason.as_str(), "image rejected");
+    let outcome = transition::failed(deps.table.as_ref(), item.id, Status::Uploaded, error).await?;
+    if let Outcome::Applied(_) = outcome {
+        pipeline_metrics::image_failed(FUNCTION, reason);
+    }
     Ok(())
 }

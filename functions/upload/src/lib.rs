@@ -62,12 +62,16 @@ pub struct Deps {
     pub cursor_key: CursorKey,
 }
 
+/// The function's name in its metrics (template.yaml's binary).
+pub const FUNCTION: &str = "upload";
+
 impl Deps {
     /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally),
     /// and the keys its secrets hold, read once, now: both secrets at once. With a CDN, the
     /// bucket's renditions are linked through it (how is the resources' business: CloudFront's
     /// signed URLs on AWS).
     pub async fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+        pipeline_metrics::cold_start(FUNCTION);
         let read = |id: &str| {
             let id = id.to_owned();
             async move { resources.secrets()?.string(&id).await }
@@ -122,9 +126,9 @@ pub enum UploadError {
     Empty,
     #[error("body is {size} bytes; the limit is {limit}")]
     TooLarge { size: u64, limit: u64 },
-    #[error("invalid reservation: {0}; send JSON {{\"size\": <bytes>, \"content_type\": <the image's type, e.g. \"image/jpeg\">}}")]
+    #[error("invalid reservation: {0}; send JSON {{\"size\": <bytes>, \"content_type\": \"image/jpeg\"}} (or another of {taken})", taken = media::accepted_content_types())]
     BadReservation(String),
-    #[error("content type {0:?} is not an image type this pipeline takes; declare the type of the image you send, e.g. image/jpeg")]
+    #[error("content type {0:?} is not taken: one of {taken}", taken = media::accepted_content_types())]
     UnsupportedType(String),
     #[error(transparent)]
     NotAnImage(#[from] NotAnImage),

@@ -6,11 +6,11 @@ use upload::{handle, Config, Deps};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
+    let metrics = pipeline_metrics::lambda::install(&Vars::env())?;
     let config = Config::from_vars(&Vars::env())?;
     let deps = Deps::new(config, &AwsResources::from_env().await).await?;
     let deps = &deps;
-    lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(handle(req, deps).await)
-    }))
-    .await
+    let handler =
+        service_fn(move |req: Request| async move { Ok::<_, Error>(handle(req, deps).await) });
+    pipeline_metrics::lambda::run(metrics, lambda_http::Adapter::from(handler)).await
 }

@@ -77,7 +77,7 @@ async fn text_labelled_as_jpeg_is_refused_and_nothing_is_stored() {
     assert!(json(resp.body())["error"]
         .as_str()
         .unwrap()
-        .contains("not a JPEG, PNG or HEIC"));
+        .contains("not an image this pipeline takes (JPEG, PNG, HEIC, WebP, GIF, AVIF, TIFF, APNG or JPEG XL)"));
     assert!(store.keys().is_empty());
     assert!(table
         .query(&state::Query::first(state::Selection::All, 10))

@@ -80,6 +80,8 @@ async fn processed_item(deps: &Deps, table: &MemoryTable) -> String {
         ]),
         exif: BTreeMap::new(),
         placeholder: None,
+        frames: None,
+        duration_ms: None,
         warnings: Vec::new(),
     };
     state::transition::processed(table, id.parse::<ImageId>().unwrap(), facts)

@@ -1,5 +1,11 @@
 //! `GET /metrics`: the local twin of the Lambda metrics the console shows (Invocations, Errors,
-//! Duration, IteratorAge), per function, in Prometheus text.
+//! Duration, IteratorAge), per function, in Prometheus text; then the pipeline's own metrics
+//! (`pipeline_metrics::ALL`), which the functions record through the `metrics` facade and, on
+//! Lambda, write as CloudWatch EMF.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
@@ -21,6 +27,30 @@ pub struct Metrics {
     pub throttles: IntCounterVec,
     pub iterator_age: GaugeVec,
     pub duration: HistogramVec,
+    /// What the functions recorded; `None` if another `metrics` recorder was installed first.
+    emitted: Option<PrometheusHandle>,
+}
+
+/// The process's `metrics` recorder, installed by the first engine: the facade has one recorder a
+/// process, so engines in one process (tests) share it, and their counts add up.
+fn emitted() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => {
+                    pipeline_metrics::describe();
+                    Some(handle)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the functions' metrics are not on /metrics: another recorder is installed");
+                    None
+                }
+            }
+        })
+        .clone()
 }
 
 impl Default for Metrics {
@@ -100,6 +130,7 @@ impl Metrics {
             throttles,
             iterator_age,
             duration,
+            emitted: emitted(),
         }
     }
 
@@ -123,7 +154,13 @@ impl Metrics {
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
             .expect("prometheus text encodes");
-        String::from_utf8(out).expect("prometheus text is UTF-8")
+        let mut text = String::from_utf8(out).expect("prometheus text is UTF-8");
+        if let Some(emitted) = &self.emitted {
+            // Drains the histograms' buckets, which otherwise grow until rendered.
+            emitted.run_upkeep();
+            text.push_str(&emitted.render());
+        }
+        text
     }
 }
 
