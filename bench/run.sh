@@ -67,7 +67,7 @@ if [[ "$(cat "$CACHE/node/.stamp" 2>/dev/null)" != "$SHARP_PIN" ]]; then
   echo "$SHARP_PIN" >"$CACHE/node/.stamp"
 fi
 say "building process-bench and uploader (release)"
-BIN=$(CARGO="$CARGO" "$ROOT/scripts/cargo-exe.sh" --profile local --quiet -p imaging --features bench --bin process-bench)
+BIN=$(CARGO="$CARGO" "$ROOT/scripts/cargo-exe.sh" --profile local --quiet -p imaging --features bench,avif --bin process-bench)
 UPLOADER=$(CARGO="$CARGO" "$ROOT/scripts/cargo-exe.sh" --profile local --quiet -p local --bin uploader)
 
 # -- photos --------------------------------------------------------------------------------------

@@ -20,6 +20,9 @@
 //! A profile that cannot be used (unreadable, neither engine can make a transform from it, or made
 //! for another kind of image) costs the profile, not the image: the pixels are taken as sRGB and
 //! [`Resolved::warning`] says so, for the item's `warnings`.
+//!
+//! Over 400 lines: ICC (matrix and LUT), CICP, PNG's gAMA/cHRM and CMYK are one decision, which
+//! transform an image goes through, and share its cache and its fallbacks.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};

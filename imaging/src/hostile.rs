@@ -1,6 +1,8 @@
 //! A corpus of hostile images, made on the spot (feature `hostile`): each one is small on the wire
 //! and costly to a careless decoder. `tests/pipeline/memory.rs` runs them through the real
 //! `uploader process` binary and the engine, and measures peak RSS against the budget.
+//!
+//! Over 400 lines: a corpus, one small generator per file, each saying what it does to a decoder.
 
 use flate2::{Compress, Compression, FlushCompress};
 

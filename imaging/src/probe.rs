@@ -36,6 +36,10 @@ pub struct Header {
     /// HEIC: pixels of the largest picture the decoder makes on the way (a tile, a coded picture
     /// before its crop), which it is allowed; 0 for other formats.
     pub heic_largest_picture: u64,
+    /// HEIC: pixels of every coded picture the decode makes, summed (a tile listed twice in a grid
+    /// counts twice, as it is decoded twice); 0 for other formats. What a HEIC's decode costs in
+    /// time grows with this, not with the displayed size.
+    pub heic_coded_pixels: u64,
 }
 
 /// What a JPEG's header tells the decoder.
@@ -297,6 +301,7 @@ fn probe_jpeg(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         model: colour::Model::of_jpeg(frame.components),
         warnings,
         heic_largest_picture: 0,
+        heic_coded_pixels: 0,
     })
 }
 
@@ -576,6 +581,7 @@ pub(crate) fn probe_png(bytes: &[u8], settings: &Settings) -> Result<Header, Ima
         animation: None,
         warnings,
         heic_largest_picture: 0,
+        heic_coded_pixels: 0,
     })
 }
 
@@ -654,6 +660,7 @@ fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, ImageError> {
         animation: None,
         warnings,
         heic_largest_picture: largest,
+        heic_coded_pixels: pictures.coded,
         model: colour::Model::Rgb,
     })
 }
@@ -675,6 +682,8 @@ mod heic {
         /// Pixels of the largest picture decoded or assembled (a coded picture's SPS size, or a
         /// derived image's canvas).
         pub largest: u64,
+        /// Pixels of every coded picture visited, summed: each reference decodes again.
+        pub coded: u64,
         items: usize,
     }
 
@@ -690,7 +699,11 @@ mod heic {
                 .map_or(0, |(w, h)| u64::from(w) * u64::from(h));
             self.largest = self.largest.max(canvas);
             match &file.item(id)?.item_type.0 {
-                b"hvc1" | b"hev1" => self.largest = self.largest.max(coded_pixels(file, id)?),
+                b"hvc1" | b"hev1" => {
+                    let coded = coded_pixels(file, id)?;
+                    self.largest = self.largest.max(coded);
+                    self.coded = self.coded.saturating_add(coded);
+                }
                 b"grid" => {
                     let grid = file.grid(id)?;
                     let out = u64::from(grid.output_width) * u64::from(grid.output_height);
@@ -841,6 +854,7 @@ pub(crate) fn header_of(
         animation: None,
         warnings: Vec::new(),
         heic_largest_picture: 0,
+        heic_coded_pixels: 0,
         model: if channels == 1 {
             colour::Model::Gray
         } else {

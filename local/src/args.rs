@@ -71,12 +71,21 @@ pub struct LimitArgs {
     #[arg(long, env = "MAX_BACKLOG", value_parser = clap::value_parser!(u64).range(1..),
           default_value_t = local_engine::DEFAULT_MAX_BACKLOG)]
     pub max_backlog: u64,
-    /// Seconds of accepted work, at the rate the pipeline has been getting through it, the engine
-    /// may have left to do before POST /upload and POST /uploads answer 503 with Retry-After
-    /// (from 100 records behind; below that only --max-backlog counts).
+    /// Seconds of accepted work (one core's, estimated from each image's header) the engine may
+    /// have left to do before POST /upload, POST /uploads and signed PUTs answer 503 with
+    /// Retry-After.
     #[arg(long, env = "MAX_BACKLOG_SECONDS", value_parser = parse_seconds,
           default_value_t = local_engine::DEFAULT_MAX_BACKLOG_SECONDS.as_secs_f64())]
     pub max_backlog_seconds: f64,
+    /// Seconds a request over a backlog bound waits its turn for room (first come, first served)
+    /// before it is refused.
+    #[arg(long, env = "ADMISSION_WAIT", value_parser = parse_seconds,
+          default_value_t = local_engine::DEFAULT_ADMISSION_WAIT.as_secs_f64())]
+    pub admission_wait: f64,
+    /// Bytes the engine keeps free on the data directory's file system: an upload or PUT that
+    /// could go below it is refused with 507 before its body is read.
+    #[arg(long, env = "MIN_FREE_SPACE", default_value_t = local_engine::disk::DEFAULT_MIN_FREE_BYTES)]
+    pub min_free_space: u64,
 }
 
 impl LimitArgs {

@@ -179,6 +179,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             cfg.server = limits.limits();
             cfg.max_backlog = limits.max_backlog;
             cfg.max_backlog_seconds = Duration::from_secs_f64(limits.max_backlog_seconds);
+            cfg.admission_wait = Duration::from_secs_f64(limits.admission_wait);
+            cfg.min_free_bytes = limits.min_free_space;
+            // The work estimate's rates are measured once (a few renders): now, beside the start,
+            // rather than on the first upload's path.
+            std::thread::spawn(crate::work::rates);
             cfg.faults = Faults::from_vars(&Vars::env())?;
             cfg.durability = durability;
             if let Some(mb) = process_memory_mb {

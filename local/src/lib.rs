@@ -8,6 +8,7 @@ pub mod args;
 pub mod cli;
 pub mod commands;
 pub mod registry;
+pub mod work;
 
 pub use registry::functions;
 
@@ -17,5 +18,7 @@ pub const TEMPLATE: &str = include_str!("../../template.yaml");
 /// An engine over `data_dir` running [`TEMPLATE`] with the pipeline's handlers, every other
 /// setting at its default.
 pub fn engine_config(data_dir: impl Into<std::path::PathBuf>) -> local_engine::EngineConfig {
-    local_engine::EngineConfig::new(data_dir, TEMPLATE, functions())
+    let mut cfg = local_engine::EngineConfig::new(data_dir, TEMPLATE, functions());
+    cfg.work_estimate = Some(std::sync::Arc::new(work::estimate));
+    cfg
 }

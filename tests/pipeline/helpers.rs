@@ -85,11 +85,23 @@ pub async fn spawn_engine() -> TestEngine {
 }
 
 pub async fn spawn_engine_with(configure: impl FnOnce(&mut EngineConfig)) -> TestEngine {
+    spawn_engine_on(world().await, configure).await
+}
+
+/// [`spawn_engine_with`] on the embedded backend whichever backend the run selected: for what
+/// only the engine's own bucket does (its signed PUTs).
+pub async fn spawn_embedded_engine_with(configure: impl FnOnce(&mut EngineConfig)) -> TestEngine {
+    spawn_engine_on(None, configure).await
+}
+
+async fn spawn_engine_on(
+    aws: Option<AwsWorld>,
+    configure: impl FnOnce(&mut EngineConfig),
+) -> TestEngine {
     init_logging();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = local::engine_config(dir.path());
     cfg.retry_backoff = Duration::from_millis(1);
-    let aws = world().await;
     if let Some(w) = &aws {
         cfg.backend = backend(w).await;
     }

@@ -5,6 +5,8 @@
 //! `GET /items?status=&limit=&cursor=` answers `{"items": [...], "next": cursor-or-null}`, newest
 //! first, from the table's index queries; `status` is a status or `stalled`. Items carry `urls`:
 //! where a browser can fetch the original and each rendition.
+//!
+//! Over 400 lines: the five routes and the one error type they all answer with, read top to bottom.
 
 use std::sync::Arc;
 

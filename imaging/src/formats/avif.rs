@@ -8,6 +8,9 @@
 //! from its first video track (sample table: sizes, chunk offsets, durations); its still is the
 //! primary item when the file has one, else the first sample. Colour is the `colr` box's ICC
 //! profile, or its CICP code points (`nclx`) as a profile, for [`crate::colour`].
+//!
+//! Over 400 lines: stills and sequences share the AV1 decoder's setup, the alpha planes and the
+//! colour boxes; split, each half would import the other's internals.
 
 use std::borrow::Cow;
 

@@ -1,264 +1,393 @@
-//! Admission control: how much accepted work the engine holds before `POST /upload` and
-//! `POST /uploads` answer 503 with Retry-After. Two bounds, both on the stream records the slowest
-//! mapping has not read (each upload writes three: `uploaded`, `processed`, `notified`):
-//! - a count (`--max-backlog`), which caps what a backlog can cost in disk and memory;
-//! - seconds of work (`--max-backlog-seconds`): the backlog over the rate the slowest mapping has
-//!   read records at lately. A photo is some 15 times the work of a tiny image, so a bound in
-//!   records alone held 15 times more seconds of photos, and latency under overload with them.
+//! Admission control: how much accepted work the engine holds before it refuses more with 503 and
+//! Retry-After. Everything that brings work is counted, whichever way it came in: `POST /upload`,
+//! a PUT to a reservation's signed URL, a file dropped into the bucket. Two bounds:
+//! - a count of stream records the slowest mapping has not read (`--max-backlog`), which caps what
+//!   a backlog can cost in disk and memory;
+//! - estimated seconds of work (`--max-backlog-seconds`): each unfinished item's cost, worked out
+//!   from its image's header (pixels, frames, tiles, progressive scans) by the [`WorkEstimate`]
+//!   the engine was given, summed. A 35 KB HEIC can be seconds of decoding and a 4 MB JPEG a few
+//!   milliseconds, so neither records nor bytes say what a backlog will take.
+//!
+//! `POST /upload` and `POST /uploads` ask before they read a body, and so does a signed PUT; drop-ins
+//! cannot be refused (the bucket has them), but their work counts. A request over the bound waits
+//! its turn for up to `max_wait` before it is refused, in one of two queues, first come first
+//! served: the API's `POST`s and the signed PUTs ([`Lane`]). When both have a request waiting,
+//! room goes to them in turn. Whoever floods one way holds at most as many places in its queue as
+//! it has connections waiting, and none in the other: a client that uploads now and then is let in
+//! within an item's work or two, not starved by retries that happen to come first.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use embedded_adapters::sqlite::{SqliteStream, Unread};
+use embedded_adapters::sqlite::SqliteStream;
+use state::{ItemTable, ObjectStore, Status};
 
-/// The seconds bound applies from this many records behind: below it, a backlog is small whatever
-/// its rate, and a mapping waiting out a retry's backoff does not shut the API.
-pub const MIN_RECORDS_FOR_SECONDS: u64 = 100;
-/// How far back the read rate looks: longer than one batch of large photos takes, so that a mapping
-/// that saves its position once a batch still shows a steady rate.
-const WINDOW: Duration = Duration::from_secs(10);
-/// The rate is not estimated from less than this much time with a backlog. Short: uploads are far
-/// cheaper than processing, and in the first second of a burst of photos the API accepts some 25
-/// seconds of their work.
-const MIN_BUSY: Duration = Duration::from_millis(500);
-/// Read positions are sampled at most this often (every request checks admission).
-const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// An image's work, in seconds of one core, from its first bytes (at most [`HEAD_BYTES`]).
+pub type WorkEstimate = Arc<dyn Fn(&[u8]) -> Duration + Send + Sync>;
 
-/// The two bounds.
+/// Bytes of an object read to estimate its work: a JPEG's EXIF segment is at most 64 KB and the
+/// frame header follows it; a HEIC's `meta` box (its grid and tiles) comes before the image data.
+pub const HEAD_BYTES: usize = 256 * 1024;
+/// An item's work when nothing better is known (no estimator, a head that is not an image):
+/// about what a small photo costs.
+pub const DEFAULT_ITEM_SECONDS: f64 = 0.05;
+/// An accepted object's item not yet seen in the stream after this long is looked up in the table.
+const UNSEEN_FOR: Duration = Duration::from_millis(500);
+/// How often a waiting request looks again.
+const POLL: Duration = Duration::from_millis(50);
+/// An accepted object whose item has not reached the stream after this long is no longer
+/// counted on its own (its item, once there, is).
+const ARRIVING_FOR: Duration = Duration::from_secs(60);
+
+/// The bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Records of backlog (`--max-backlog`).
     pub max_records: u64,
-    /// Seconds of work in the backlog (`--max-backlog-seconds`).
+    /// Estimated seconds of work in the backlog (`--max-backlog-seconds`).
     pub max_seconds: Duration,
+    /// How long a request over the bound waits for room before it is refused
+    /// (`--admission-wait`).
+    pub max_wait: Duration,
 }
 
+/// The engine's admission control, shared by the API and the bucket's signed PUTs.
 #[derive(Clone)]
-pub struct Admission {
+pub struct Admission(Arc<Inner>);
+
+struct Inner {
     stream: SqliteStream,
     /// The stream mappings (template.yaml's), by name.
     mappings: Arc<[String]>,
     limits: Limits,
-    reads: Arc<Mutex<ReadRate>>,
+    estimate: Option<WorkEstimate>,
+    table: Arc<dyn ItemTable>,
+    store: Arc<dyn ObjectStore>,
+    /// Requests over the bound wait here, in the order they came, one queue a [`Lane`].
+    queues: [tokio::sync::Mutex<()>; 2],
+    /// Whether each lane's first request is waiting for room.
+    waiting: [AtomicBool; 2],
+    /// The lane last let in: with both waiting, the other goes next.
+    last: AtomicUsize,
+    ledger: Mutex<Ledger>,
+}
+
+/// What the engine knows of the work it holds.
+#[derive(Default)]
+struct Ledger {
+    /// The cost of each item the stream has unread records of, by item id.
+    known: HashMap<String, f64>,
+    /// Accepted objects whose items may not be in the stream yet (a PUT's item is written by
+    /// `ingest`, after the PUT is answered), by item id.
+    arriving: HashMap<String, (f64, Instant)>,
+    /// Requests admitted whose cost is not known yet (their bodies are being read).
+    provisional: usize,
+    /// What recent items cost (a moving average): what a provisional request counts as.
+    typical: f64,
+}
+
+/// The way a request brings its work: each has its own queue, and they take turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// `POST /upload`, `POST /uploads`.
+    Api = 0,
+    /// A PUT to a reservation's signed URL.
+    SignedPut = 1,
+}
+
+/// Clears a lane's waiting mark however its first request leaves.
+struct Waiting<'a>(&'a AtomicBool);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The backlog, as admission control sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    pub records: u64,
+    pub items: usize,
+    pub seconds: f64,
 }
 
 impl Admission {
-    pub fn new(stream: SqliteStream, mappings: Arc<[String]>, limits: Limits) -> Self {
-        Admission {
+    pub fn new(
+        stream: SqliteStream,
+        mappings: Arc<[String]>,
+        limits: Limits,
+        estimate: Option<WorkEstimate>,
+        table: Arc<dyn ItemTable>,
+        store: Arc<dyn ObjectStore>,
+    ) -> Self {
+        Admission(Arc::new(Inner {
             stream,
             mappings,
             limits,
-            reads: Default::default(),
+            estimate,
+            table,
+            store,
+            queues: Default::default(),
+            waiting: Default::default(),
+            last: AtomicUsize::new(0),
+            ledger: Mutex::new(Ledger {
+                typical: DEFAULT_ITEM_SECONDS,
+                ..Default::default()
+            }),
+        }))
+    }
+
+    /// A place for one request's work, or why not. Over the bound, the request waits its turn
+    /// (first come, first served) for up to `max_wait`, then is refused. A backlog that cannot be
+    /// read admits the request: the request itself then meets whatever is wrong with the table.
+    pub async fn admit(&self, lane: Lane) -> Result<Ticket, String> {
+        let inner = &self.0;
+        let (mine, other) = (lane as usize, 1 - lane as usize);
+        let deadline = Instant::now() + inner.limits.max_wait;
+        let turn = tokio::time::timeout(inner.limits.max_wait, inner.queues[mine].lock()).await;
+        let _turn = match turn {
+            Ok(turn) => turn,
+            Err(_) => {
+                return Err(match self.refusal().await {
+                    Some(why) => why,
+                    None => "requests ahead of this one are waiting for room".into(),
+                })
+            }
+        };
+        inner.waiting[mine].store(true, Ordering::SeqCst);
+        let _waiting = Waiting(&inner.waiting[mine]);
+        loop {
+            // The other lane's turn if it is waiting and this one went last.
+            let yields = inner.waiting[other].load(Ordering::SeqCst)
+                && inner.last.load(Ordering::SeqCst) == mine;
+            let refusal = if yields {
+                Some("requests that came the other way are let in first".to_owned())
+            } else {
+                self.refusal().await
+            };
+            match refusal {
+                None => {
+                    inner.last.store(mine, Ordering::SeqCst);
+                    inner.ledger.lock().expect("ledger").provisional += 1;
+                    return Ok(Ticket {
+                        admission: Some(self.clone()),
+                    });
+                }
+                Some(why) if Instant::now() + POLL > deadline => {
+                    return Err(if yields {
+                        self.refusal().await.unwrap_or(why)
+                    } else {
+                        why
+                    })
+                }
+                Some(_) => tokio::time::sleep(POLL).await,
+            }
         }
     }
 
-    /// Why the request is refused, or `None` to admit it. A backlog that cannot be read admits the
-    /// request: the upload itself then meets whatever is wrong with the table and says so.
+    /// Why a request would be refused now, or `None`.
     pub async fn refusal(&self) -> Option<String> {
-        let unread = match self.stream.unread(&self.mappings).await {
-            Ok(unread) => unread,
+        let backlog = match self.backlog().await {
+            Ok(backlog) => backlog,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "reading the backlog failed; admitting");
                 return None;
             }
         };
-        let rate = {
-            let mut reads = self.reads.lock().expect("read rate lock");
-            reads.observe(Instant::now(), unread);
-            reads.per_second()
+        judge(backlog, &self.0.limits)
+    }
+
+    /// The records the slowest mapping has not read, and the estimated work of their items and
+    /// of what was accepted and is not in the stream yet.
+    pub async fn backlog(&self) -> anyhow::Result<Backlog> {
+        let inner = &self.0;
+        let unread = inner.stream.unread(&inner.mappings).await?;
+        let ids = inner
+            .stream
+            .items_after(unread.read, inner.limits.max_records as usize)
+            .await?;
+        let unknown: Vec<String> = {
+            let mut ledger = inner.ledger.lock().expect("ledger");
+            let ledger = &mut *ledger;
+            ids.iter()
+                .filter(|id| {
+                    if let Some((cost, _)) = ledger.arriving.remove(*id) {
+                        ledger.known.insert((*id).clone(), cost);
+                    }
+                    !ledger.known.contains_key(*id)
+                })
+                .cloned()
+                .collect()
         };
-        judge(
-            unread,
-            rate,
-            self.limits.max_records,
-            self.limits.max_seconds,
-        )
-    }
-}
-
-/// The decision, from the backlog and the rate it is read at (records/s, `None` while unknown).
-fn judge(
-    unread: Unread,
-    rate: Option<f64>,
-    max_records: u64,
-    max_seconds: Duration,
-) -> Option<String> {
-    let records = unread.records();
-    if records >= max_records {
-        return Some(format!(
-            "the engine has {records} stream records of accepted work to finish (its bound is {max_records})"
-        ));
-    }
-    if records < MIN_RECORDS_FOR_SECONDS {
-        return None;
-    }
-    let rate = rate?;
-    let seconds = records as f64 / rate;
-    (seconds >= max_seconds.as_secs_f64()).then(|| {
-        if rate > 0.0 {
-            format!(
-                "the engine has about {seconds:.0} s of accepted work to finish ({records} stream records at {rate:.0}/s; its bound is {} s)",
-                max_seconds.as_secs_f64()
-            )
-        } else {
-            format!(
-                "the engine has {records} stream records of accepted work and has not read any lately"
-            )
+        let mut costs = Vec::with_capacity(unknown.len());
+        for id in unknown {
+            costs.push((id.clone(), self.cost_of(&id).await));
         }
-    })
-}
-
-/// The slowest mapping's read position, and the backlog, over the last [`WINDOW`], oldest first.
-#[derive(Default)]
-struct ReadRate {
-    samples: VecDeque<Sample>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    at: Instant,
-    read: u64,
-    backlog: u64,
-}
-
-impl ReadRate {
-    fn observe(&mut self, at: Instant, unread: Unread) {
-        if self
-            .samples
-            .back()
-            .is_some_and(|last| at.saturating_duration_since(last.at) < SAMPLE_EVERY)
-        {
-            return;
-        }
-        // Positions only move forward, except when checkpoints are reset (replay): start over.
-        if self
-            .samples
-            .back()
-            .is_some_and(|last| unread.read < last.read)
-        {
-            self.samples.clear();
-        }
-        self.samples.push_back(Sample {
-            at,
-            read: unread.read,
-            backlog: unread.records(),
-        });
-        while self
-            .samples
-            .front()
-            .is_some_and(|first| at.saturating_duration_since(first.at) > WINDOW)
-        {
-            self.samples.pop_front();
-        }
-    }
-
-    /// Records read per second while there was something to read, once that adds up to
-    /// [`MIN_BUSY`]: an engine that was idle was not slow, so its idle spells do not count.
-    fn per_second(&self) -> Option<f64> {
-        let (mut busy, mut read) = (Duration::ZERO, 0);
-        for (a, b) in self.samples.iter().zip(self.samples.iter().skip(1)) {
-            if a.backlog > 0 {
-                busy += b.at.saturating_duration_since(a.at);
-                read += b.read - a.read;
+        // An arrival whose records were never seen unread may be finished already (on AWS the
+        // mirror copies the stream when polled): the table says.
+        let unseen: Vec<String> = {
+            let ledger = inner.ledger.lock().expect("ledger");
+            ledger
+                .arriving
+                .iter()
+                .filter(|(_, (_, at))| at.elapsed() >= UNSEEN_FOR)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        let mut finished = Vec::new();
+        for id in unseen {
+            if self.past_processing(&id).await {
+                finished.push(id);
             }
         }
-        (busy >= MIN_BUSY).then(|| read as f64 / busy.as_secs_f64())
+        let mut ledger = inner.ledger.lock().expect("ledger");
+        for id in &finished {
+            ledger.arriving.remove(id);
+        }
+        ledger.known.extend(costs);
+        let unfinished: HashSet<&String> = ids.iter().collect();
+        ledger.known.retain(|id, _| unfinished.contains(id));
+        ledger
+            .arriving
+            .retain(|_, (_, at)| at.elapsed() < ARRIVING_FOR);
+        let seconds = ledger.known.values().sum::<f64>()
+            + ledger.arriving.values().map(|(c, _)| c).sum::<f64>()
+            + ledger.provisional as f64 * ledger.typical;
+        Ok(Backlog {
+            records: unread.records(),
+            items: ids.len() + ledger.arriving.len(),
+            seconds,
+        })
     }
+
+    /// Whether the item is past the process step (or gone).
+    async fn past_processing(&self, id: &str) -> bool {
+        let Ok(image_id) = id.parse() else {
+            return true;
+        };
+        match self.0.table.get(image_id).await {
+            Ok(Some(item)) => !matches!(item.status, Status::Pending | Status::Uploaded),
+            Ok(None) => false,
+            Err(_) => false,
+        }
+    }
+
+    /// An item's work, from its object's first bytes, while it is `uploaded`; 0 for a reservation
+    /// whose object has not come (its PUT, when it comes, says what it brings) and for an item past
+    /// the process step (what is left, the notice, is milliseconds).
+    async fn cost_of(&self, id: &str) -> f64 {
+        let item = match id.parse() {
+            Ok(image_id) => self.0.table.get(image_id).await.ok().flatten(),
+            Err(_) => None,
+        };
+        let Some(item) = item else {
+            return 0.0;
+        };
+        if item.status != Status::Uploaded {
+            return 0.0;
+        }
+        match self.0.store.get_prefix(&item.object_key, HEAD_BYTES).await {
+            Ok(head) => self.estimate(head.to_vec()).await,
+            Err(_) => 0.0,
+        }
+    }
+
+    async fn estimate(&self, head: Vec<u8>) -> f64 {
+        let Some(estimate) = self.0.estimate.clone() else {
+            return DEFAULT_ITEM_SECONDS;
+        };
+        tokio::task::spawn_blocking(move || estimate(&head).as_secs_f64())
+            .await
+            .unwrap_or(DEFAULT_ITEM_SECONDS)
+    }
+}
+
+/// An admitted request's place in the backlog: it counts as a typical item until
+/// [`Ticket::accepted`] says what it brought, and nothing once dropped without that (refused,
+/// cut short, or no work: a reservation).
+#[must_use = "say what the request brought, or drop it"]
+pub struct Ticket {
+    admission: Option<Admission>,
+}
+
+impl Ticket {
+    /// The request stored item `id`'s image, whose first bytes are `head`: its work counts until
+    /// the item's records are read.
+    pub async fn accepted(mut self, id: &str, head: &[u8]) {
+        let Some(admission) = self.admission.take() else {
+            return;
+        };
+        let head = head[..head.len().min(HEAD_BYTES)].to_vec();
+        let cost = admission.estimate(head).await;
+        let mut ledger = admission.0.ledger.lock().expect("ledger");
+        ledger.provisional = ledger.provisional.saturating_sub(1);
+        ledger.typical = 0.8 * ledger.typical + 0.2 * cost;
+        ledger
+            .arriving
+            .insert(id.to_owned(), (cost, Instant::now()));
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(admission) = self.admission.take() {
+            let mut ledger = admission.0.ledger.lock().expect("ledger");
+            ledger.provisional = ledger.provisional.saturating_sub(1);
+        }
+    }
+}
+
+/// The decision.
+fn judge(backlog: Backlog, limits: &Limits) -> Option<String> {
+    let Backlog {
+        records, seconds, ..
+    } = backlog;
+    if records >= limits.max_records {
+        return Some(format!(
+            "the engine has {records} stream records of accepted work to finish (its bound is {})",
+            limits.max_records
+        ));
+    }
+    let bound = limits.max_seconds.as_secs_f64();
+    (seconds >= bound).then(|| {
+        format!(
+            "the engine has about {seconds:.1} s of accepted work to finish ({} items, estimated from their headers; its bound is {bound} s)",
+            backlog.items
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// `backlog` records behind a mapping that has read to `read`.
-    fn behind(read: u64, backlog: u64) -> Unread {
-        Unread {
-            head: read + backlog,
-            read,
+    const LIMITS: Limits = Limits {
+        max_records: 2000,
+        max_seconds: Duration::from_secs(5),
+        max_wait: Duration::from_secs(2),
+    };
+
+    fn backlog(records: u64, seconds: f64) -> Backlog {
+        Backlog {
+            records,
+            items: records as usize,
+            seconds,
         }
     }
 
-    const FIVE_S: Duration = Duration::from_secs(5);
-
     #[test]
-    fn the_record_bound_holds_whatever_the_rate() {
-        assert!(judge(behind(1000, 2000), Some(1e9), 2000, FIVE_S).is_some());
-        assert!(judge(behind(1000, 2000), None, 2000, FIVE_S).is_some());
-        assert!(judge(behind(1000, 1999), None, 2000, FIVE_S).is_none());
+    fn the_record_bound_holds_whatever_the_work() {
+        assert!(judge(backlog(2000, 0.0), &LIMITS).is_some());
+        assert!(judge(backlog(1999, 0.0), &LIMITS).is_none());
     }
 
     #[test]
-    fn a_backlog_of_more_seconds_than_the_bound_is_refused() {
-        // 600 records at 100/s: 6 s of work.
-        let why = judge(behind(1000, 600), Some(100.0), 2000, FIVE_S).expect("refused");
-        assert!(why.contains("about 6 s"), "{why}");
-        // 400 at 100/s: 4 s.
-        assert!(judge(behind(1000, 400), Some(100.0), 2000, FIVE_S).is_none());
-    }
-
-    #[test]
-    fn small_backlogs_and_unknown_rates_are_judged_by_the_count_alone() {
-        // A mapping waiting out a retry reads nothing, but a few records behind is no overload.
-        assert!(judge(
-            behind(1000, MIN_RECORDS_FOR_SECONDS - 1),
-            Some(0.0),
-            2000,
-            FIVE_S
-        )
-        .is_none());
-        assert!(judge(behind(1000, 1500), None, 2000, FIVE_S).is_none());
-        let why = judge(
-            behind(1000, MIN_RECORDS_FOR_SECONDS),
-            Some(0.0),
-            2000,
-            FIVE_S,
-        )
-        .expect("refused");
-        assert!(why.contains("has not read any"), "{why}");
-    }
-
-    fn at(t0: Instant, ms: u64) -> Instant {
-        t0 + Duration::from_millis(ms)
-    }
-
-    #[test]
-    fn the_rate_is_read_over_the_window_once_it_has_been_busy_long_enough() {
-        let t0 = Instant::now();
-        let mut reads = ReadRate::default();
-        reads.observe(at(t0, 0), behind(0, 500));
-        reads.observe(at(t0, 300), behind(30, 600));
-        assert_eq!(reads.per_second(), None, "0.3 s of history is too little");
-        reads.observe(at(t0, 1000), behind(100, 900));
-        assert_eq!(reads.per_second(), Some(100.0));
-        // Samples closer together than SAMPLE_EVERY are one sample.
-        reads.observe(at(t0, 1050), behind(10_000, 900));
-        assert_eq!(reads.per_second(), Some(100.0));
-        // Older than the window falls out: from 1 s to 11 s, 100 to 1100 records.
-        reads.observe(at(t0, 11_000), behind(1100, 900));
-        assert_eq!(reads.per_second(), Some(100.0));
-        assert_eq!(reads.samples.front().map(|s| s.read), Some(100));
-    }
-
-    #[test]
-    fn idle_time_does_not_count_as_slow() {
-        let t0 = Instant::now();
-        let mut reads = ReadRate::default();
-        // Eight seconds with nothing to read, then a burst read at 200 records/s.
-        reads.observe(at(t0, 0), behind(1000, 0));
-        reads.observe(at(t0, 8000), behind(1000, 400));
-        reads.observe(at(t0, 9000), behind(1200, 600));
-        assert_eq!(reads.per_second(), Some(200.0));
-    }
-
-    #[test]
-    fn a_reset_of_the_checkpoints_starts_the_rate_over() {
-        let t0 = Instant::now();
-        let mut reads = ReadRate::default();
-        reads.observe(t0, behind(500, 10));
-        reads.observe(at(t0, 3000), behind(800, 10));
-        assert_eq!(reads.per_second(), Some(100.0));
-        reads.observe(at(t0, 4000), behind(0, 810));
-        assert_eq!(reads.per_second(), None);
+    fn a_backlog_of_more_seconds_than_the_bound_is_refused_whatever_its_records() {
+        let why = judge(backlog(3, 6.04), &LIMITS).expect("refused");
+        assert!(why.contains("about 6.0 s"), "{why}");
+        assert!(judge(backlog(1500, 4.9), &LIMITS).is_none());
     }
 }

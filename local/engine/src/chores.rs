@@ -10,6 +10,7 @@ use state::ObjectStore;
 
 use crate::backend::BackendState;
 use crate::bucket::{BucketEvents, Recovered};
+use crate::lifecycle::Originals;
 use crate::runner::{Pace, Runner};
 
 /// Deletes expired reservations, as DynamoDB's TTL does (it takes minutes to days there; here a
@@ -18,7 +19,14 @@ pub struct Housekeeping {
     pub backend: Arc<BackendState>,
     pub bucket: Arc<BucketEvents>,
     pub store: Arc<dyn ObjectStore>,
+    /// The bucket's lifecycle for originals (embedded bucket only: on AWS, S3 runs the rules).
+    pub originals: Option<Arc<Originals>>,
+    /// When the originals were last looked at.
+    pub originals_checked: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often the originals are looked at: `OriginalsDays` is counted in days.
+const ORIGINALS_EVERY: Duration = Duration::from_secs(600);
 
 /// Reservations deleted in one step (one write transaction): expiring 85,000 at once held the
 /// database's writer for seconds, and every upload behind it; a step of this many takes
@@ -50,6 +58,19 @@ impl Runner for Housekeeping {
                 dropped = recovered.dropped,
                 "bucket events held by an interrupted write recovered"
             );
+        }
+        if let Some(originals) = &self.originals {
+            let due = {
+                let mut checked = self.originals_checked.lock().expect("lifecycle clock");
+                let due = checked.is_none_or(|at| at.elapsed() >= ORIGINALS_EVERY);
+                if due {
+                    *checked = Some(std::time::Instant::now());
+                }
+                due
+            };
+            if due {
+                originals.expire(std::time::SystemTime::now()).await?;
+            }
         }
         // A full step may have left more: step again at once (other writes go between).
         Ok(if expired == EXPIRE_STEP {

@@ -45,9 +45,17 @@ pub struct EngineConfig {
     /// Stream records the slowest mapping may have left to read before `POST` requests are
     /// refused with 503 (admission control, `crate::admission`).
     pub max_backlog: u64,
-    /// Seconds of work the backlog may hold, at the rate the slowest mapping reads it, before
-    /// `POST` requests are refused with 503.
+    /// Estimated seconds of work (one core's) the backlog may hold before uploads, reservations
+    /// and signed PUTs are refused with 503.
     pub max_backlog_seconds: Duration,
+    /// How long a request over a backlog bound waits its turn for room before it is refused.
+    pub admission_wait: Duration,
+    /// How an image's work is estimated from its first bytes (the CLI gives imaging's cost
+    /// model); without one every item counts [`crate::admission::DEFAULT_ITEM_SECONDS`].
+    pub work_estimate: Option<crate::admission::WorkEstimate>,
+    /// Bytes the engine keeps free on `data_dir`'s file system: uploads and PUTs that would go
+    /// below it are refused with 507 before their bodies are read (`crate::disk`).
+    pub min_free_bytes: u64,
 }
 
 /// Between about 700 uploads (three records each, once the engine is working them off) and 2000
@@ -55,6 +63,9 @@ pub struct EngineConfig {
 pub const DEFAULT_MAX_BACKLOG: u64 = 2000;
 /// A few seconds, so latency under overload stays in seconds whatever the images.
 pub const DEFAULT_MAX_BACKLOG_SECONDS: Duration = Duration::from_secs(5);
+/// A request over the bound waits this long for its turn: longer than a few items' work, so that a
+/// client queued behind a flood's connections is let in rather than refused.
+pub const DEFAULT_ADMISSION_WAIT: Duration = Duration::from_secs(2);
 
 impl EngineConfig {
     /// An engine over `data_dir` running `template`'s functions with the handlers of `functions`,
@@ -79,6 +90,9 @@ impl EngineConfig {
             memory_mb: BTreeMap::new(),
             max_backlog: DEFAULT_MAX_BACKLOG,
             max_backlog_seconds: DEFAULT_MAX_BACKLOG_SECONDS,
+            admission_wait: DEFAULT_ADMISSION_WAIT,
+            work_estimate: None,
+            min_free_bytes: crate::disk::DEFAULT_MIN_FREE_BYTES,
         }
     }
 

@@ -22,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use sam_template::Route;
 
 use crate::admission::Admission;
+use crate::disk::DiskSpace;
 use crate::host::ApiFunction;
 use crate::metrics::Metrics;
 use crate::server::BodyError;
@@ -68,6 +69,7 @@ pub struct Api {
     pub objects: Option<crate::objects::Objects>,
     pub budget: ByteBudget,
     pub admission: Admission,
+    pub disk: DiskSpace,
 }
 
 /// What every route shares.
@@ -76,6 +78,7 @@ struct Shared {
     metrics: Metrics,
     budget: ByteBudget,
     admission: Admission,
+    disk: DiskSpace,
 }
 
 pub fn router(api: Api) -> anyhow::Result<Router> {
@@ -83,6 +86,7 @@ pub fn router(api: Api) -> anyhow::Result<Router> {
         metrics: api.metrics,
         budget: api.budget,
         admission: api.admission,
+        disk: api.disk,
     };
     let mut router = Router::new().route("/metrics", axum::routing::get(metrics_text));
     for ApiRoute { route, function } in &api.routes {
@@ -150,6 +154,17 @@ fn throttled(shared: &Shared, message: &str) -> Response {
     resp
 }
 
+/// How long a client refused for want of disk space is asked to wait.
+const DISK_RETRY_AFTER_S: u64 = 30;
+
+/// 507 Insufficient Storage, with `Retry-After`.
+fn insufficient_storage(why: &str) -> Response {
+    let mut resp = json_error(StatusCode::INSUFFICIENT_STORAGE, why);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, DISK_RETRY_AFTER_S.into());
+    resp
+}
+
 fn too_large(limit: usize) -> Response {
     json_error(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -184,10 +199,21 @@ async fn invoke_with_body(
         // Chunked: it may run up to the limit.
         None => limit,
     };
-    if let Some(why) = shared.admission.refusal().await {
-        tracing::debug!(%why, "request refused: the backlog is full");
-        return throttled(&shared, &format!("{why}; retry after {RETRY_AFTER_S} s"));
-    }
+    // Room on the disk for what the body may bring, before the body is read.
+    let _room = match shared.disk.reserve(reserve as u64) {
+        Ok(room) => room,
+        Err(why) => {
+            tracing::warn!(%why, "request refused: the disk is nearly full");
+            return insufficient_storage(&why);
+        }
+    };
+    let ticket = match shared.admission.admit(crate::admission::Lane::Api).await {
+        Ok(ticket) => ticket,
+        Err(why) => {
+            tracing::debug!(%why, "request refused: the backlog is full");
+            return throttled(&shared, &format!("{why}; retry after {RETRY_AFTER_S} s"));
+        }
+    };
     let Some(_reservation) = shared.budget.try_reserve(reserve) else {
         tracing::warn!(
             reserve,
@@ -215,12 +241,40 @@ async fn invoke_with_body(
             return json_error(StatusCode::BAD_REQUEST, &why);
         }
     };
+    let head = bytes[..bytes.len().min(crate::admission::HEAD_BYTES)].to_vec();
     let body = if bytes.is_empty() {
         Body::Empty
     } else {
         Body::Binary(bytes)
     };
-    invoke(function.as_ref(), parts, body).await
+    let response = invoke(function.as_ref(), parts, body).await;
+    // An upload that made an item (`201` with its `id`) brought its image's work; anything else
+    // (a reservation, a refusal) brought none yet.
+    match created_item(response).await {
+        (response, Some(id)) => {
+            ticket.accepted(&id, &head).await;
+            response
+        }
+        (response, None) => response,
+    }
+}
+
+/// The id of the item a `201` response made, and the response unchanged.
+async fn created_item(response: Response) -> (Response, Option<String>) {
+    if response.status() != StatusCode::CREATED {
+        return (response, None);
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = body.collect().await.map(|b| b.to_bytes()) else {
+        return (Response::from_parts(parts, AxumBody::empty()), None);
+    };
+    // An item made `uploaded`; a reservation's answer (`POST /uploads`) describes a `pending` one
+    // under `item`, whose work comes with its PUT.
+    let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .filter(|v| v["status"] == "uploaded")
+        .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
+    (Response::from_parts(parts, AxumBody::from(bytes)), id)
 }
 
 /// Every other route: the body, if any, is never read.

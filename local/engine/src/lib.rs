@@ -27,11 +27,13 @@ pub mod backend;
 pub mod bucket;
 mod chores;
 mod config;
+pub mod disk;
 mod error;
 mod failure_queue;
 pub mod faults;
 pub mod host;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod objects;
 mod redrive;
@@ -43,7 +45,9 @@ pub mod telemetry;
 pub mod topic;
 
 pub use backend::Backend;
-pub use config::{EngineConfig, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_BACKLOG_SECONDS};
+pub use config::{
+    EngineConfig, DEFAULT_ADMISSION_WAIT, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_BACKLOG_SECONDS,
+};
 pub use embedded_adapters::sqlite::Durability;
 pub use error::{EngineError, HostError};
 pub use host::{ApiFunction, Handler, Registry};
@@ -64,6 +68,10 @@ pub struct Engine {
     stream: SqliteStream,
     table: Arc<dyn ItemTable>,
     store: Arc<dyn ObjectStore>,
+    /// The bucket without the fault switches (admission control's reads).
+    unfaulted_store: Arc<dyn ObjectStore>,
+    /// The table without the fault switches (admission control's reads).
+    unfaulted_table: Arc<dyn ItemTable>,
     backend: Arc<BackendState>,
     hosted: attach::Hosted,
     /// Every runner: the functions' sources, then the backend's chores.
@@ -72,6 +80,9 @@ pub struct Engine {
     metrics: Metrics,
     server: ServerLimits,
     admission: admission::Limits,
+    originals: Option<Arc<lifecycle::Originals>>,
+    work_estimate: Option<admission::WorkEstimate>,
+    disk: disk::DiskSpace,
     faults: Faults,
 }
 
@@ -99,11 +110,15 @@ impl Engine {
         )?;
         // Every port goes through the fault switches; with none set they only pass calls on.
         let faults = cfg.faults.clone();
+        let unfaulted_table = built.table.clone();
         let table: Arc<dyn ItemTable> = Arc::new(FaultyTable {
             inner: built.table,
             faults: faults.clone(),
         });
         let bucket = built.bucket;
+        // Admission control reads objects' first bytes past the fault switches: the drills'
+        // faults (an object read that aborts, a count of failures) are the functions' to meet.
+        let unfaulted_store = bucket(state::DEFAULT_LINK_TTL);
         let store_faults = faults.clone();
         let faulty_bucket = move |links| -> Arc<dyn ObjectStore> {
             Arc::new(FaultyStore {
@@ -182,14 +197,28 @@ impl Engine {
             hosted.bucket_rules.clone(),
         ));
         let backend = Arc::new(built.state);
+        let originals_days = template
+            .parameters
+            .get("OriginalsDays")
+            .and_then(|d| d.parse::<u64>().ok())
+            .unwrap_or(lifecycle::DEFAULT_ORIGINALS_DAYS);
+        let originals = backend.files().map(|files| {
+            Arc::new(lifecycle::Originals {
+                files: files.clone(),
+                db: db.clone(),
+                max_age: std::time::Duration::from_secs(originals_days * 24 * 3600),
+            })
+        });
         let mut runners = hosted.runners.clone();
-        runners.extend(chores(&backend, &bucket, &store));
+        runners.extend(chores(&backend, &bucket, &store, originals.clone()));
         Ok(Engine {
-            data_dir: cfg.data_dir,
+            data_dir: cfg.data_dir.clone(),
             db,
             stream,
             table,
             store,
+            unfaulted_store,
+            unfaulted_table,
             backend,
             hosted,
             runners,
@@ -199,7 +228,11 @@ impl Engine {
             admission: admission::Limits {
                 max_records: cfg.max_backlog,
                 max_seconds: cfg.max_backlog_seconds,
+                max_wait: cfg.admission_wait,
             },
+            work_estimate: cfg.work_estimate,
+            originals,
+            disk: disk::DiskSpace::new(&cfg.data_dir, cfg.min_free_bytes),
             faults,
         })
     }
@@ -232,6 +265,7 @@ impl Engine {
     /// The API's routes (each to its function), `GET /metrics` and, when embedded, the bucket's
     /// `/objects/...`.
     pub fn router(&self) -> anyhow::Result<axum::Router> {
+        let admission = self.admission();
         http::router(http::Api {
             routes: self.hosted.routes.clone(),
             metrics: self.metrics.clone(),
@@ -239,14 +273,27 @@ impl Engine {
                 files: files.clone(),
                 events: self.bucket.clone(),
                 faults: self.faults.clone(),
+                admission: admission.clone(),
+                metrics: self.metrics.clone(),
+                disk: self.disk.clone(),
             }),
             budget: http::ByteBudget::new(self.server.max_buffered_bytes),
-            admission: admission::Admission::new(
-                self.stream.clone(),
-                self.hosted.stream_mappings.clone().into(),
-                self.admission,
-            ),
+            admission,
+            disk: self.disk.clone(),
         })
+    }
+
+    /// Admission control over this engine's backlog (one is shared by all the routes a router
+    /// serves).
+    pub fn admission(&self) -> admission::Admission {
+        admission::Admission::new(
+            self.stream.clone(),
+            self.hosted.stream_mappings.clone().into(),
+            self.admission,
+            self.work_estimate.clone(),
+            self.unfaulted_table.clone(),
+            self.unfaulted_store.clone(),
+        )
     }
 
     /// Stream records the slowest mapping has not read yet: what admission control bounds. On AWS
@@ -328,6 +375,15 @@ impl Engine {
         }
     }
 
+    /// Removes the originals past `OriginalsDays` at `now` that no live item names, as the
+    /// bucket's lifecycle rules do (embedded bucket; see [`lifecycle`]). Returns how many.
+    pub async fn expire_originals_at(&self, now: std::time::SystemTime) -> anyhow::Result<usize> {
+        match &self.originals {
+            Some(originals) => originals.expire(now).await,
+            None => Ok(0),
+        }
+    }
+
     /// One step of expiring reservations, as if it were `now_s`: at most `at_most` deleted.
     pub async fn expire_reservations_step(
         &self,
@@ -395,11 +451,14 @@ fn chores(
     backend: &Arc<BackendState>,
     bucket: &Arc<BucketEvents>,
     store: &Arc<dyn ObjectStore>,
+    originals: Option<Arc<lifecycle::Originals>>,
 ) -> Vec<Arc<dyn Runner>> {
     let housekeeping: Arc<dyn Runner> = Arc::new(chores::Housekeeping {
         backend: backend.clone(),
         bucket: bucket.clone(),
         store: store.clone(),
+        originals,
+        originals_checked: Default::default(),
     });
     let mut chores = vec![housekeeping];
     chores.extend(backend.runners(bucket));

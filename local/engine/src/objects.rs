@@ -31,12 +31,16 @@ use crate::faults::{CrashPoint, Faults};
 use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 
-/// What the objects routes need: the bucket, its notifications, the crash drills.
+/// What the objects routes need: the bucket, its notifications, admission control (a signed PUT
+/// brings work as an upload does), the crash drills.
 #[derive(Clone)]
 pub struct Objects {
     pub files: Arc<FileStore>,
     pub events: Arc<BucketEvents>,
     pub faults: Faults,
+    pub admission: crate::admission::Admission,
+    pub metrics: crate::metrics::Metrics,
+    pub disk: crate::disk::DiskSpace,
 }
 
 pub fn router(objects: Objects) -> Router {
@@ -152,8 +156,41 @@ async fn receive(
     if tokio::fs::symlink_metadata(&path).await.is_ok() {
         return written_once();
     }
+    // Room on the disk for the signed length, before a byte is read.
+    let _room = match objects.disk.reserve(grant.size) {
+        Ok(room) => room,
+        Err(why) => {
+            tracing::warn!(%why, "PUT refused: the disk is nearly full");
+            let mut response = s3_error(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "InsufficientStorage",
+                &why,
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
+    // Admitted as an upload is, before a byte is read; refused, the URL stays good until it
+    // expires.
+    let ticket = match objects
+        .admission
+        .admit(crate::admission::Lane::SignedPut)
+        .await
+    {
+        Ok(ticket) => ticket,
+        Err(why) => return slow_down(&objects, &why),
+    };
     match store(&objects, &key, &path, grant.size, body).await {
-        Ok(etag) => (StatusCode::OK, [(header::ETAG, format!("\"{etag}\""))]).into_response(),
+        Ok((etag, head)) => {
+            let id = key.strip_prefix(INCOMING).unwrap_or(&key);
+            ticket.accepted(id, &head).await;
+            (StatusCode::OK, [(header::ETAG, format!("\"{etag}\""))]).into_response()
+        }
         Err(Refused::Taken) => written_once(),
         Err(Refused::Short(got)) => s3_error(
             StatusCode::BAD_REQUEST,
@@ -177,6 +214,34 @@ async fn receive(
     }
 }
 
+/// Where a reservation's object goes: `incoming/<item id>`.
+const INCOMING: &str = "incoming/";
+
+/// How long a PUT refused for the backlog is asked to wait.
+const RETRY_AFTER_S: u64 = 1;
+
+/// S3's answer when it asks a client to slow down (`503 SlowDown`), with `Retry-After`, counted
+/// as a throttle of the API.
+fn slow_down(objects: &Objects, why: &str) -> Response {
+    objects
+        .metrics
+        .throttles
+        .with_label_values(&[crate::metrics::API_FUNCTION])
+        .inc();
+    let mut response = s3_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SlowDown",
+        &format!("{why}; retry after {RETRY_AFTER_S} s (this URL stays valid until it expires)"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, RETRY_AFTER_S.into());
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// S3's answer to a conditional PUT whose key has an object: a signed URL writes once.
 fn written_once() -> Response {
     s3_error(
@@ -197,7 +262,8 @@ enum Refused {
 
 /// Streams `body` into a temporary file beside `path`, exactly `size` bytes, queues the bucket
 /// notification, then moves the file into place unless `path` exists (one atomic link or rename
-/// without replacement: of two PUTs at once, exactly one wins); returns the MD5 (the ETag). On
+/// without replacement: of two PUTs at once, exactly one wins); returns the MD5 (the ETag) and the
+/// first [`crate::admission::HEAD_BYTES`] (what admission estimates the work from). On
 /// any refusal the temporary file is removed and the notification withdrawn: nothing is stored.
 async fn store(
     objects: &Objects,
@@ -205,7 +271,7 @@ async fn store(
     path: &std::path::Path,
     size: u64,
     body: Body,
-) -> Result<String, Refused> {
+) -> Result<(String, Vec<u8>), Refused> {
     use md5::Digest;
     use tokio::io::AsyncWriteExt;
     let dir = path
@@ -225,6 +291,7 @@ async fn store(
     );
     let mut md5 = md5::Md5::new();
     let mut got: u64 = 0;
+    let mut head = Vec::new();
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| Refused::Body(e.to_string()))?;
@@ -233,6 +300,8 @@ async fn store(
             return Err(Refused::Long);
         }
         md5.update(&chunk);
+        let room = crate::admission::HEAD_BYTES.saturating_sub(head.len());
+        head.extend_from_slice(&chunk[..chunk.len().min(room)]);
         out.write_all(&chunk)
             .await
             .map_err(|e| Refused::Store(e.into()))?;
@@ -272,7 +341,7 @@ async fn store(
         .released(held)
         .await
         .map_err(Refused::Store)?;
-    Ok(etag)
+    Ok((etag, head))
 }
 
 /// Where an upload's bytes go until they are complete: `<key>.part`, beside its object.

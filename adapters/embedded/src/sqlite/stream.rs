@@ -108,6 +108,23 @@ impl SqliteStream {
             .await
     }
 
+    /// The items of the records after `read` (a position [`SqliteStream::unread`] gave), each once,
+    /// at most `at_most` of them: the items whose work is not finished. One range read of the
+    /// stream's primary key.
+    pub async fn items_after(&self, read: u64, at_most: usize) -> anyhow::Result<Vec<String>> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT DISTINCT item_id FROM stream WHERE seq > ?1 LIMIT ?2",
+                )?;
+                let ids = stmt
+                    .query_map(rusqlite::params![read, at_most as i64], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()?;
+                Ok(ids)
+            })
+            .await
+    }
+
     /// Moves every mapping back to the start of the stream (replay) or to its end (skip).
     pub async fn reset_checkpoints(&self, to_start: bool) -> anyhow::Result<u64> {
         self.db

@@ -1,0 +1,170 @@
+//! What an image will cost the process step, in seconds of one core, from its header alone: the
+//! engine's admission control counts accepted work in these (`local_engine::admission`).
+//!
+//! The cost model: `FIXED_S + rate(format) x megapixels x factor`, where
+//! - a JPEG's megapixels are its stored pixels; a progressive or multi-scan one costs its rate times
+//!   `max(1, scans / 10)` (each scan is a pass over every coefficient), a baseline one half its
+//!   rate (docs/benchmarks-process.md: 4 MP baseline 21 ms, progressive 49 ms);
+//! - a PNG costs 1.1 times the JPEG rate (a 4 MP PNG 54 ms), 1.5 times that interlaced;
+//! - a HEIC's megapixels are those of every coded picture its decode makes
+//!   (`Header::heic_coded_pixels`: a grid's tiles, a tile listed twice counted twice), at the
+//!   HEIC rate.
+//!
+//! The two rates are measured once per process, on this machine and this build, by rendering a
+//! progressive JPEG (FreshFlower.jpg, 1600x1203) and a HEIC grid (iphone_grid_1008x756.heic, four
+//! 512x512 tiles) with the default renditions: a debug build and a release one differ tenfold, and
+//! so do machines. Anything the header cannot be read from costs [`UNREADABLE_S`].
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use imaging::probe::{probe, Header};
+use imaging::Settings;
+use state::media::MediaType;
+
+/// What an item costs whatever its size: the table's writes, the stream, the notice.
+const FIXED_S: f64 = 0.002;
+/// A head that is not an image, or not one imaging can read: refused at once by the process step.
+pub const UNREADABLE_S: f64 = 0.01;
+
+const JPEG_SAMPLE: &[u8] = include_bytes!("../../tests/fixtures/FreshFlower.jpg");
+#[cfg(feature = "heic")]
+const HEIC_SAMPLE: &[u8] = include_bytes!("../../tests/fixtures/iphone_grid_1008x756.heic");
+
+/// Seconds per megapixel, measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Rates {
+    /// A progressive JPEG's.
+    pub jpeg: f64,
+    /// A HEIC's, per coded megapixel.
+    pub heic: f64,
+}
+
+/// The rates on this machine and build, measured on first use.
+pub fn rates() -> Rates {
+    static RATES: OnceLock<Rates> = OnceLock::new();
+    *RATES.get_or_init(|| {
+        let settings = Settings::default();
+        let jpeg = seconds_per_megapixel(JPEG_SAMPLE, &settings, stored_mp);
+        #[cfg(feature = "heic")]
+        let heic = seconds_per_megapixel(HEIC_SAMPLE, &settings, coded_mp);
+        // Without HEIC support a HEIC is refused at its header: it costs nothing to decode.
+        #[cfg(not(feature = "heic"))]
+        let heic = 0.0;
+        let rates = Rates { jpeg, heic };
+        tracing::info!(
+            jpeg_s_per_mp = rates.jpeg,
+            heic_s_per_mp = rates.heic,
+            "the work estimate's rates, measured"
+        );
+        rates
+    })
+}
+
+/// The faster of two renders of `sample`, over its megapixels (as `mp` counts them).
+fn seconds_per_megapixel(sample: &[u8], settings: &Settings, mp: impl Fn(&Header) -> f64) -> f64 {
+    let header = probe(sample, settings).expect("the calibration sample probes");
+    let best = (0..2)
+        .map(|_| {
+            let started = Instant::now();
+            imaging::render(sample, settings).expect("the calibration sample renders");
+            started.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    (best - FIXED_S).max(0.0) / mp(&header)
+}
+
+fn stored_mp(header: &Header) -> f64 {
+    f64::from(header.width) * f64::from(header.height) / 1e6
+}
+
+fn coded_mp(header: &Header) -> f64 {
+    (header.heic_coded_pixels as f64).max(f64::from(header.width) * f64::from(header.height)) / 1e6
+}
+
+/// Frames the renditions decode: the first only, unless a rendition is animated.
+fn frames_decoded(header: &Header, settings: &Settings) -> f64 {
+    let cap = settings
+        .renditions
+        .iter()
+        .filter_map(|r| r.animated)
+        .map(u32::from)
+        .max()
+        .unwrap_or(1);
+    f64::from(header.animation.map_or(1, |a| a.frames.clamp(1, cap)))
+}
+
+/// The cost of the image whose first bytes are `head`, by [`rates`].
+pub fn estimate(head: &[u8]) -> Duration {
+    Duration::from_secs_f64(estimate_with(head, rates()))
+}
+
+/// The cost model, in seconds.
+pub fn estimate_with(head: &[u8], rates: Rates) -> f64 {
+    static SETTINGS: OnceLock<Settings> = OnceLock::new();
+    let settings = SETTINGS.get_or_init(Settings::default);
+    let Ok(header) = probe(head, settings) else {
+        return UNREADABLE_S;
+    };
+    let variable = match header.format {
+        MediaType::Jpeg => {
+            let factor = match &header.jpeg {
+                Some(j) if j.multi_scan => (j.scans as f64 / 10.0).max(1.0),
+                _ => 0.5,
+            };
+            rates.jpeg * stored_mp(&header) * factor
+        }
+        MediaType::Png => {
+            let interlaced = header.png.as_ref().is_some_and(|p| p.interlaced);
+            rates.jpeg * 1.1 * stored_mp(&header) * if interlaced { 1.5 } else { 1.0 }
+        }
+        MediaType::Heic => rates.heic * coded_mp(&header),
+        // No calibration sample of their own: AV1 decodes at about HEVC's cost, the others at
+        // about PNG's. An animated rendition decodes every frame up to its cap.
+        MediaType::Avif => rates.heic * stored_mp(&header) * frames_decoded(&header, settings),
+        MediaType::Webp | MediaType::Gif | MediaType::Tiff | MediaType::Apng | MediaType::Jxl => {
+            rates.jpeg * 1.1 * stored_mp(&header) * frames_decoded(&header, settings)
+        }
+    };
+    FIXED_S + variable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATES: Rates = Rates {
+        jpeg: 0.01,
+        heic: 0.06,
+    };
+
+    #[test]
+    fn a_progressive_jpeg_costs_its_pixels_at_the_jpeg_rate() {
+        let cost = estimate_with(JPEG_SAMPLE, RATES);
+        let mp = 1600.0 * 1203.0 / 1e6;
+        assert!((cost - (FIXED_S + 0.01 * mp)).abs() < 1e-9, "{cost}");
+    }
+
+    #[test]
+    fn what_is_not_an_image_costs_the_unreadable_rate() {
+        assert_eq!(estimate_with(b"<html>", RATES), UNREADABLE_S);
+        assert_eq!(estimate_with(&JPEG_SAMPLE[..20], RATES), UNREADABLE_S);
+    }
+
+    #[cfg(feature = "heic")]
+    #[test]
+    fn a_heic_costs_its_coded_tiles() {
+        let cost = estimate_with(HEIC_SAMPLE, RATES);
+        // Four 512x512 tiles (more than the 1008x756 it shows).
+        let mp = 4.0 * 512.0 * 512.0 / 1e6;
+        assert!((cost - (FIXED_S + 0.06 * mp)).abs() < 0.06 * 0.2, "{cost}");
+    }
+
+    #[test]
+    fn the_measured_rates_are_positive() {
+        let rates = rates();
+        assert!(rates.jpeg > 0.0, "{rates:?}");
+        #[cfg(feature = "heic")]
+        assert!(rates.heic > 0.0, "{rates:?}");
+    }
+}
