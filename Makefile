@@ -58,8 +58,8 @@ run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.da
 run-dynamodb: ## The same on DynamoDB Local + moto (started here, stopped on Ctrl-C); prints the aws CLI lines to inspect the items
 	scripts/build-deps.sh
 	scripts/tools.sh moto ddb awscli
-	$(CARGO) build --locked --profile local -p local --bin uploader --features 'aws $(FEATURES)'
-	UPLOADER='$(UPLOADER)' ADDR='$(ADDR)' DATA_DIR='$(DATA_DIR)/dynamodb' scripts/run-dynamodb.sh
+	uploader=$$(CARGO='$(CARGO)' scripts/cargo-exe.sh --locked --profile local -p local --bin uploader --features 'aws $(FEATURES)'); \
+	UPLOADER="$$uploader" ADDR='$(ADDR)' DATA_DIR='$(DATA_DIR)/dynamodb' scripts/run-dynamodb.sh
 
 .PHONY: test
 test: ## Run every test (installs Chromium and the reference decoders; starts DynamoDB Local and moto on loopback, stops them after)
