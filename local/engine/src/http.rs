@@ -252,7 +252,9 @@ async fn invoke_with_body(
     // (a reservation, a refusal) brought none yet.
     match created_item(response).await {
         (response, Some(id)) => {
-            ticket.accepted(&id, &head).await;
+            // Costed beside the answer, not before it: the item is written and its stream record
+            // may already be in the process step, which a client must not wait behind.
+            tokio::spawn(async move { ticket.accepted(&id, &head).await });
             response
         }
         (response, None) => response,

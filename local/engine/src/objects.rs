@@ -187,8 +187,9 @@ async fn receive(
     };
     match store(&objects, &key, &path, grant.size, body).await {
         Ok((etag, head)) => {
-            let id = key.strip_prefix(INCOMING).unwrap_or(&key);
-            ticket.accepted(id, &head).await;
+            let id = key.strip_prefix(INCOMING).unwrap_or(&key).to_owned();
+            // Costed beside the answer, not before it (as `POST /upload` is).
+            tokio::spawn(async move { ticket.accepted(&id, &head).await });
             (StatusCode::OK, [(header::ETAG, format!("\"{etag}\""))]).into_response()
         }
         Err(Refused::Taken) => written_once(),
