@@ -802,6 +802,7 @@ pub async fn notifier_publishes_what_the_subscriber_receives(sub: Arc<dyn Subscr
             dedup_key: format!("{}/notified", ImageId::generate()),
             subject: format!("Image processed: {n}"),
             body: format!("body {n}\nsecond line"),
+            document: format!(r#"{{"version":1,"n":{n}}}"#),
         };
         let id = notifier.publish(&notice).await.unwrap();
         assert!(!id.is_empty());

@@ -90,7 +90,11 @@ pub struct Notice {
     /// sends one notice per key, however often it is published.
     pub dedup_key: String,
     pub subject: String,
+    /// The readable text: what an email subscriber gets.
     pub body: String,
+    /// The same notice for programs: a JSON document (docs/webhooks.md) that HTTP(S) and SQS
+    /// subscribers get instead of `body`.
+    pub document: String,
 }
 
 /// The SNS topic.

@@ -175,6 +175,7 @@ async fn the_mailbox_writes_one_mail_per_dedup_key() {
         dedup_key: "x/notified".into(),
         subject: "s".into(),
         body: "b".into(),
+        document: "{}".into(),
     };
     let first = mailbox.publish(&notice).await.unwrap();
     let again = mailbox.publish(&notice).await.unwrap();

@@ -141,5 +141,31 @@ pub fn notice_for(item: &Item) -> Notice {
         dedup_key: format!("{}/notified", item.id),
         subject: format!("Image processed: {}", item.id),
         body,
+        document: document_for(item, chrono::Utc::now()),
     }
+}
+
+/// The version of [`document_for`]'s shape; a change that could break a reader bumps it.
+pub const DOCUMENT_VERSION: u32 = 1;
+
+/// The notice for programs (docs/webhooks.md): JSON, so names need no escaping beyond JSON's own.
+/// `notified_at` is when the notice was published (the item is marked `notified` right after).
+pub fn document_for(item: &Item, notified_at: chrono::DateTime<chrono::Utc>) -> String {
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    serde_json::json!({
+        "version": DOCUMENT_VERSION,
+        "id": item.id.to_string(),
+        "status": Status::Notified.as_str(),
+        "width": item.width,
+        "height": item.height,
+        "format": item.format,
+        "size": item.size,
+        "renditions": item.renditions.clone().unwrap_or_default(),
+        "created_at": at(item.created_at),
+        "notified_at": notified_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
+    .to_string()
 }
