@@ -30,13 +30,15 @@ FEATURES ?= heic
 # environment) variable named as the function's environment variable, in upper or lower case:
 #   make run RENDITIONS='thumbnail:fit=128x128:jpeg,web:width=1280:webp'
 #   make deploy email=you@example.com renditions='thumbnail:fit=128x128:jpeg,web:width=1280:webp'
-# Parameter:VARIABLE:variable. The engine reads the first seven from the template too; the others
+# Parameter:VARIABLE:variable. The engine reads the first eight from the template too (WebhookUrl:
+# `make run WEBHOOK=http://127.0.0.1:PORT/path`, docs/webhooks.md); the others
 # configure AWS resources only (the lifecycle rule, alarms, the usage plan, the CDN, the API's
 # throttles and logs).
 LOCAL_PARAMETERS := Renditions:RENDITIONS:renditions MaxPixels:MAX_PIXELS:max_pixels \
   MaxUploadBytes:MAX_UPLOAD_BYTES:max_upload_bytes MaxObjectBytes:MAX_OBJECT_BYTES:max_object_bytes \
   UploadUrlMinutes:UPLOAD_URL_MINUTES:upload_url_minutes LinkMinutes:LINK_MINUTES:link_minutes \
-  MaxPendingReservations:MAX_PENDING_RESERVATIONS:max_pending_reservations
+  MaxPendingReservations:MAX_PENDING_RESERVATIONS:max_pending_reservations \
+  WebhookUrl:WEBHOOK:webhook
 AWS_PARAMETERS := OperatorEmail:OPERATOR_EMAIL:operator_email OriginalsDays:ORIGINALS_DAYS:originals_days \
   ApiThrottleRate:API_THROTTLE_RATE:api_throttle_rate ApiThrottleBurst:API_THROTTLE_BURST:api_throttle_burst \
   ApiQuotaPerDay:API_QUOTA_PER_DAY:api_quota_per_day \
@@ -48,7 +50,7 @@ parameter_value = $(or $($(word 3,$(1))),$($(word 2,$(1))))
 parameters = $(foreach p,$(1),$(if $(call parameter_value,$(subst :, ,$(p))),'$(word 1,$(subst :, ,$(p)))=$(call parameter_value,$(subst :, ,$(p)))'))
 
 .PHONY: run
-run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.data RENDITIONS=...)
+run: ## Run the whole pipeline on this machine (ADDR=127.0.0.1:3000 DATA_DIR=.data RENDITIONS=... WEBHOOK=http://127.0.0.1:PORT/path)
 	scripts/build-deps.sh
 	uploader=$$($(call UPLOADER)); \
 	exec "$$uploader" --data-dir '$(DATA_DIR)' serve --addr '$(ADDR)' \

@@ -62,6 +62,10 @@ pub enum Command {
         /// in flight share it; one that would need more is refused.
         #[arg(long, env = "PROCESS_MEMORY_MB")]
         process_memory_mb: Option<u64>,
+        /// Deliver the topic's webhooks (template parameter WebhookUrl) to hosts other than
+        /// loopback; without it such a URL is refused at start.
+        #[arg(long, env = "WEBHOOK_ANY_HOST")]
+        webhook_any_host: bool,
     },
     /// List items, newest first, from the table's index queries (the same as GET /items).
     Items {
@@ -172,8 +176,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             retry_backoff,
             limits,
             process_memory_mb,
+            webhook_any_host,
         } => {
             let mut cfg = store.config(before).await?;
+            cfg.webhooks.any_host = webhook_any_host;
             cfg.email = email;
             cfg.retry_backoff = Duration::from_secs_f64(retry_backoff);
             cfg.server = limits.limits();

@@ -128,6 +128,46 @@ pub const ALL: &[Metric] = &[
     },
 ];
 
+/// The local engine's webhook deliveries (its topics' HTTP/S subscriptions), on its `/metrics`
+/// only: on AWS, SNS reports its own (`NumberOfNotificationsDelivered`, `NumberOfNotificationsFailed`).
+/// Messages delivered (answered 2xx), by [`MESSAGE_TYPE`].
+pub const WEBHOOK_DELIVERIES: &str = "pipeline_webhook_deliveries_total";
+/// Attempts that failed: an answer outside 2xx, a timeout, a connection error.
+pub const WEBHOOK_FAILURES: &str = "pipeline_webhook_failures_total";
+/// Attempts scheduled again after a failure, by the subscription's delivery policy.
+pub const WEBHOOK_RETRIES: &str = "pipeline_webhook_retries_total";
+/// Messages given up on: the delivery policy spent, or the endpoint answered 4xx (which SNS
+/// takes as a permanent failure).
+pub const WEBHOOK_GIVEN_UP: &str = "pipeline_webhook_given_up_total";
+/// Notices not sent to a subscription because it was not confirmed yet (SNS drops them too).
+pub const WEBHOOK_UNCONFIRMED: &str = "pipeline_webhook_unconfirmed_total";
+/// The dimension of the webhook metrics: `Notification` or `SubscriptionConfirmation`.
+pub const MESSAGE_TYPE: &str = "type";
+
+/// The engine's webhook metrics (not in [`ALL`]: no function records them).
+pub const WEBHOOK: &[(&str, &str)] = &[
+    (
+        WEBHOOK_DELIVERIES,
+        "Webhook messages delivered (answered 2xx).",
+    ),
+    (
+        WEBHOOK_FAILURES,
+        "Webhook delivery attempts that failed (not 2xx, timed out, or no connection).",
+    ),
+    (
+        WEBHOOK_RETRIES,
+        "Webhook delivery attempts scheduled again by the delivery policy.",
+    ),
+    (
+        WEBHOOK_GIVEN_UP,
+        "Webhook messages given up on (policy spent, or answered 4xx).",
+    ),
+    (
+        WEBHOOK_UNCONFIRMED,
+        "Notices not sent to a webhook because its subscription was not confirmed yet.",
+    ),
+];
+
 /// Why an image ended `failed`: a small fixed set, so that the dimension stays cheap in CloudWatch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureReason {

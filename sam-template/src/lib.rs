@@ -30,7 +30,7 @@ pub use events::{Event, Route, Source};
 pub use expr::{Expr, Names, NotHosted};
 pub use resources::{
     BucketSpec, GeneratedSecret, IndexSpec, KeyElement, QueueSpec, RedrivePolicy, Resource,
-    SecretSpec, Subscription, TableSpec, TopicSpec,
+    SecretSpec, Subscription, SubscriptionSpec, TableSpec, TopicSpec,
 };
 
 use expr::{Resolver, Unresolved};

@@ -1,5 +1,6 @@
 //! The template's resources, as far as the engine runs them: the table (its keys, indexes and
-//! stream), the bucket's name, the topics' subscriptions, the queues' visibility and redrive
+//! stream), the bucket's name, the topics' subscriptions (inline, and `AWS::SNS::Subscription`
+//! resources with their condition and delivery policy), the queues' visibility and redrive
 //! policy, the secrets' values (generated, as `GenerateSecretString` says). Every other resource
 //! is known by its type only.
 
@@ -16,6 +17,8 @@ pub enum Resource {
     Table(TableSpec),
     Bucket(BucketSpec),
     Topic(TopicSpec),
+    /// `AWS::SNS::Subscription`: a subscription of its own, attached to its topic.
+    Subscription(SubscriptionSpec),
     Queue(QueueSpec),
     /// `AWS::SecretsManager::Secret`.
     Secret(SecretSpec),
@@ -74,6 +77,18 @@ pub struct Subscription {
     /// `email`, `https`, `sqs`, ...
     pub protocol: String,
     pub endpoint: Expr,
+}
+
+/// An `AWS::SNS::Subscription` resource.
+#[derive(Debug, Clone)]
+pub struct SubscriptionSpec {
+    /// The topic's logical id (`TopicArn: !Ref <topic>`).
+    pub topic: String,
+    pub subscription: Subscription,
+    /// The resource's `Condition`: it exists only when that condition is true.
+    pub condition: Option<String>,
+    /// `DeliveryPolicy` (HTTP/S subscriptions), as JSON text.
+    pub delivery_policy: Option<String>,
 }
 
 /// An `AWS::SecretsManager::Secret`'s value.
@@ -141,12 +156,54 @@ impl Resource {
                     })
                     .collect(),
             }),
+            "AWS::SNS::Subscription" => Resource::Subscription(subscription(id, res, props)?),
             "AWS::SQS::Queue" => Resource::Queue(queue(id, props)?),
             "AWS::SecretsManager::Secret" => Resource::Secret(secret(id, props)?),
             "AWS::Serverless::Function" => Resource::Function,
             _ => Resource::Other { kind },
         })
     }
+}
+
+fn subscription(id: &str, res: &Value, props: &Value) -> Result<SubscriptionSpec, TemplateError> {
+    only(
+        props,
+        &["TopicArn", "Protocol", "Endpoint", "DeliveryPolicy"],
+        id,
+    )?;
+    let topic = field(props, "TopicArn")
+        .map(Expr::parse)
+        .and_then(|e| match e {
+            Expr::Ref(name) => Some(name),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            invalid(
+                id,
+                "TopicArn must be !Ref <a topic of this template>".into(),
+            )
+        })?;
+    let protocol = field(props, "Protocol")
+        .and_then(scalar)
+        .ok_or_else(|| invalid(id, "a subscription needs a Protocol".into()))?;
+    let endpoint = field(props, "Endpoint")
+        .map(Expr::parse)
+        .ok_or_else(|| invalid(id, "a subscription needs an Endpoint".into()))?;
+    let delivery_policy = match field(props, "DeliveryPolicy") {
+        None => None,
+        // CloudFormation takes the policy as a JSON object, or as its text.
+        Some(Value::String(text)) => Some(text.clone()),
+        Some(policy) => Some(
+            serde_json::to_string(policy)
+                .map_err(|e| invalid(id, format!("DeliveryPolicy is not a JSON object: {e}")))?,
+        ),
+    };
+    Ok(SubscriptionSpec {
+        topic,
+        subscription: Subscription { protocol, endpoint },
+        condition: field(res, "Condition").and_then(scalar),
+        delivery_policy,
+    })
 }
 
 fn key_schema(v: Option<&Value>, at: &str) -> Result<Vec<KeyElement>, TemplateError> {

@@ -482,3 +482,50 @@ fn an_unknown_parameter_override_is_refused() {
         .to_string();
     assert!(err.contains("MaxPixel is not a parameter"), "{err}");
 }
+
+#[test]
+fn a_subscription_resource_names_its_topic_condition_and_delivery_policy() {
+    let t = parse(TEMPLATE).unwrap();
+    let Some(Resource::Subscription(s)) = t.resources.get("WebhookSubscription") else {
+        panic!("WebhookSubscription is not read as a subscription");
+    };
+    assert_eq!(s.topic, "NoticeTopic");
+    assert_eq!(s.subscription.protocol, "https");
+    assert_eq!(s.subscription.endpoint, Expr::Ref("WebhookUrl".into()));
+    assert_eq!(s.condition.as_deref(), Some("WebhookGiven"));
+    assert_eq!(s.delivery_policy, None);
+    // Off by default, on once the parameter is given.
+    assert!(!t.condition("WebhookGiven", &Here).unwrap());
+    let given = Template::parse(
+        TEMPLATE,
+        &BTreeMap::from([(
+            "WebhookUrl".to_owned(),
+            "http://127.0.0.1:9/hook".to_owned(),
+        )]),
+    )
+    .unwrap();
+    assert!(given.condition("WebhookGiven", &Here).unwrap());
+
+    let with_policy = TEMPLATE.replace(
+        "      Endpoint: !Ref WebhookUrl\n",
+        "      Endpoint: !Ref WebhookUrl\n      DeliveryPolicy:\n        healthyRetryPolicy:\n          numRetries: 2\n",
+    );
+    let t = parse(&with_policy).unwrap();
+    let Some(Resource::Subscription(s)) = t.resources.get("WebhookSubscription") else {
+        panic!("WebhookSubscription is not read as a subscription");
+    };
+    assert_eq!(
+        s.delivery_policy.as_deref(),
+        Some(r#"{"healthyRetryPolicy":{"numRetries":2}}"#)
+    );
+
+    let unknown = TEMPLATE.replace(
+        "      Endpoint: !Ref WebhookUrl\n",
+        "      Endpoint: !Ref WebhookUrl\n      FilterPolicy: {}\n",
+    );
+    let err = parse(&unknown).unwrap_err().to_string();
+    assert!(
+        err.contains("WebhookSubscription") && err.contains("FilterPolicy"),
+        "{err}"
+    );
+}

@@ -59,22 +59,13 @@ impl Mailbox {
     }
 }
 
-#[async_trait]
-impl Notifier for Mailbox {
-    async fn publish(&self, notice: &Notice) -> Result<String, StateError> {
-        let message_id = self
-            .db
-            .record_notice(
-                notice.dedup_key.clone(),
-                uuid::Uuid::new_v4().to_string(),
-                notice.subject.clone(),
-                notice.body.clone(),
-            )
-            .await
-            .map_err(StateError::Unavailable)?;
+impl Mailbox {
+    /// Writes the mail of the notice published as `message_id`, unless it is there already (a
+    /// repeat of the publish after a crash).
+    pub async fn deliver(&self, message_id: &str, notice: &Notice) -> Result<(), StateError> {
         let path = self.dir.join(format!("{message_id}.eml"));
         let mail = self
-            .render(&message_id, notice)
+            .render(message_id, notice)
             .map_err(StateError::Unavailable)?;
         let dir = self.dir.clone();
         let fsync = self.fsync;
@@ -96,7 +87,24 @@ impl Notifier for Mailbox {
             Ok(())
         })
         .await
-        .map_err(|e| StateError::Unavailable(e.context("delivering the mail")))?;
+        .map_err(|e| StateError::Unavailable(e.context("delivering the mail")))
+    }
+}
+
+#[async_trait]
+impl Notifier for Mailbox {
+    async fn publish(&self, notice: &Notice) -> Result<String, StateError> {
+        let message_id = self
+            .db
+            .record_notice(
+                notice.dedup_key.clone(),
+                uuid::Uuid::new_v4().to_string(),
+                notice.subject.clone(),
+                notice.body.clone(),
+            )
+            .await
+            .map_err(StateError::Unavailable)?;
+        self.deliver(&message_id, notice).await?;
         Ok(message_id)
     }
 }

@@ -56,6 +56,8 @@ pub struct EngineConfig {
     /// Bytes the engine keeps free on `data_dir`'s file system: uploads and PUTs that would go
     /// below it are refused with 507 before their bodies are read (`crate::disk`).
     pub min_free_bytes: u64,
+    /// Where the topics' webhooks may go, how long an attempt may take, how many at once.
+    pub webhooks: crate::webhook::WebhookLimits,
 }
 
 /// Between about 700 uploads (three records each, once the engine is working them off) and 2000
@@ -93,6 +95,7 @@ impl EngineConfig {
             admission_wait: DEFAULT_ADMISSION_WAIT,
             work_estimate: None,
             min_free_bytes: crate::disk::DEFAULT_MIN_FREE_BYTES,
+            webhooks: crate::webhook::WebhookLimits::default(),
         }
     }
 

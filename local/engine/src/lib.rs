@@ -46,6 +46,7 @@ pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod topic;
+pub mod webhook;
 
 pub use backend::Backend;
 pub use config::{
@@ -87,6 +88,8 @@ pub struct Engine {
     work_estimate: Option<admission::WorkEstimate>,
     disk: disk::DiskSpace,
     faults: Faults,
+    /// The topics' HTTP/S subscriptions, when the template has any (embedded backend).
+    webhooks: Option<Arc<webhook::Webhooks>>,
 }
 
 impl Engine {
@@ -100,7 +103,8 @@ impl Engine {
         let stream = SqliteStream::new(db.clone());
         let secret = secret::load_or_create(&cfg.data_dir)?;
         let backoff = cfg.backoff();
-        let built = backend::build(
+        let metrics = Metrics::new();
+        let mut built = backend::build(
             cfg.backend,
             &template,
             &backend::Local {
@@ -109,8 +113,26 @@ impl Engine {
                 email: &cfg.email,
                 fsync: cfg.durability == Durability::Power,
                 secret: &secret,
+                webhook_limits: cfg.webhooks,
+                metrics: &metrics,
             },
         )?;
+        let webhooks = match built.webhooks.take() {
+            None => None,
+            Some(parts) => {
+                let webhooks = Arc::new(
+                    webhook::Webhooks::start(
+                        db.clone(),
+                        &cfg.data_dir,
+                        parts.targets,
+                        parts.metrics,
+                        cfg.webhooks,
+                    )
+                    .await?,
+                );
+                Some((webhooks, parts.wake))
+            }
+        };
         // Every port goes through the fault switches; with none set they only pass calls on.
         let faults = cfg.faults.clone();
         let unfaulted_table = built.table.clone();
@@ -154,7 +176,6 @@ impl Engine {
                 given_up: Arc::new(stream.clone()),
             },
         ));
-        let metrics = Metrics::new();
         let hosted = attach::attach(&attach::Host {
             template: &template,
             registry: &cfg.functions,
@@ -214,6 +235,12 @@ impl Engine {
         });
         let mut runners = hosted.runners.clone();
         runners.extend(chores(&backend, &bucket, &store, originals.clone()));
+        if let Some((webhooks, wake)) = &webhooks {
+            runners.push(Arc::new(webhook::delivery::Deliveries::new(
+                webhooks.clone(),
+                wake.subscribe(),
+            )));
+        }
         Ok(Engine {
             data_dir: cfg.data_dir.clone(),
             db,
@@ -237,6 +264,7 @@ impl Engine {
             originals,
             disk: disk::DiskSpace::new(&cfg.data_dir, cfg.min_free_bytes),
             faults,
+            webhooks: webhooks.map(|(w, _)| w),
         })
     }
 
@@ -269,7 +297,7 @@ impl Engine {
     /// `/objects/...`.
     pub fn router(&self) -> anyhow::Result<axum::Router> {
         let admission = self.admission();
-        http::router(http::Api {
+        let router = http::router(http::Api {
             routes: self.hosted.routes.clone(),
             metrics: self.metrics.clone(),
             objects: self.backend.files().map(|files| objects::Objects {
@@ -283,6 +311,10 @@ impl Engine {
             budget: http::ByteBudget::new(self.server.max_buffered_bytes),
             admission,
             disk: self.disk.clone(),
+        })?;
+        Ok(match &self.webhooks {
+            Some(webhooks) => router.merge(webhooks.router()),
+            None => router,
         })
     }
 
@@ -305,10 +337,14 @@ impl Engine {
         self.stream.backlog(&self.hosted.stream_mappings).await
     }
 
-    /// Where the engine is reached (`http://127.0.0.1:3000`): links to objects start with it.
+    /// Where the engine is reached (`http://127.0.0.1:3000`): links to objects, and the webhooks'
+    /// SubscribeURL, UnsubscribeURL and SigningCertURL, start with it.
     pub fn set_public_url(&self, base: &str) {
         if let Some(files) = self.backend.files() {
             files.set_public_url(base);
+        }
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.set_base_url(base);
         }
     }
 

@@ -134,6 +134,15 @@ impl Metrics {
         }
     }
 
+    /// A counter of the engine's own (the webhook deliveries'), on this engine's `/metrics`.
+    pub(crate) fn counter(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+        self.registry
+            .register(Box::new(c.clone()))
+            .expect("unique metric");
+        c
+    }
+
     /// Makes every series exist at zero, so a scrape shows the function before its first record.
     pub fn register_function(&self, function: &str) {
         for c in [

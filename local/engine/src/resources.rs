@@ -88,7 +88,9 @@ impl LocalResources {
                     Resource::Topic(_) => Kind::Topic,
                     Resource::Queue(_) => Kind::Queue,
                     Resource::Secret(_) => Kind::Secret,
-                    Resource::Function | Resource::Other { .. } => return None,
+                    Resource::Function | Resource::Subscription(_) | Resource::Other { .. } => {
+                        return None
+                    }
                 };
                 Some((id.clone(), kind))
             })

@@ -96,6 +96,37 @@ ALTER TABLE dead_letters ADD COLUMN visible_at_ms INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE dead_letters ADD COLUMN archived_ms INTEGER;
 ";
 
+/// Version 7: the topics' HTTP/S subscriptions (webhooks) and their outbox. A subscription is
+/// one endpoint of one topic, pending until its token is confirmed; every notice published while
+/// it is confirmed gets one outbox row, in the same transaction as the notice's own row, and a
+/// row is done once delivered or given up on (`outcome` says which).
+pub const V7: &str = "
+CREATE TABLE webhook_subscriptions (
+    arn TEXT PRIMARY KEY,
+    topic_arn TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    token TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    confirmed_ms INTEGER,
+    UNIQUE (topic_arn, endpoint)
+);
+CREATE TABLE webhook_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscription TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT,
+    message TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at_ms INTEGER NOT NULL,
+    done_ms INTEGER,
+    outcome TEXT,
+    UNIQUE (subscription, message_id)
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (next_at_ms, id) WHERE done_ms IS NULL;
+";
+
 pub fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1),
@@ -104,5 +135,6 @@ pub fn migrations() -> Migrations<'static> {
         M::up(V4),
         M::up(V5),
         M::up(V6),
+        M::up(V7),
     ])
 }

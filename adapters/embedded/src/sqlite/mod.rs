@@ -7,6 +7,8 @@
 //!   letters (the on-failure destination, which the failure function receives as a queue).
 //! - [`Database::mirror`]: the engine's AWS backend mirrors DynamoDB Streams into the same stream.
 //! - [`Database::record_notice`]: the notices the mailbox has published, for its deduplication.
+//! - [`Database::record_publish`]: the same, with the webhook outbox written in its transaction
+//!   (`webhooks`).
 //!
 //! Over 400 lines: the connection, its group commit and its checkpointer thread are one
 //! mechanism (a commit's durability depends on all three); the table, stream and queues are
@@ -27,12 +29,16 @@ mod mirror;
 mod notices;
 mod stream;
 mod table;
+mod webhooks;
 
 pub use dead_letters::{DeadLetterRow, QueuePolicy};
 pub use migrations::{migrations, V1};
 pub use mirror::ShardPosition;
 pub use stream::{SqliteStream, Unread};
 pub use table::SqliteTable;
+pub use webhooks::{
+    Attempted, OutboxRow, Publish, Published, WebhookSubscription, CONFIRMATION, NOTIFICATION,
+};
 
 /// The table's stream ARN as the local records name it.
 pub const STREAM_ARN: &str = "arn:aws:dynamodb:local:000000000000:table/images/stream/local";

@@ -7,9 +7,9 @@ use anyhow::Context;
 use embedded_adapters::files::FileStore;
 use embedded_adapters::signed::UploadSigner;
 use embedded_adapters::sqlite::{SqliteTable, REGION, STREAM_ARN};
-use sam_template::Template;
+use sam_template::{Resource, Template};
 
-use super::{fixed_bucket, BackendState, Built, Local};
+use super::{fixed_bucket, BackendState, Built, Local, Webhooks};
 use crate::resources::{Site, ACCOUNT};
 use crate::topic::{topics, Delivery};
 
@@ -38,6 +38,15 @@ pub(super) fn build(
         );
     }
     let table = SqliteTable::new(local.db.clone());
+    let arns = template
+        .resources_where(|r| matches!(r, Resource::Topic(_)).then_some(()))
+        .map(|(id, _)| {
+            (
+                id.to_owned(),
+                format!("arn:aws:sns:{REGION}:{ACCOUNT}:{id}"),
+            )
+        })
+        .collect();
     let topics = topics(
         template,
         &Delivery {
@@ -45,6 +54,9 @@ pub(super) fn build(
             mail_dir: &mail_dir,
             email: local.email,
             fsync: local.fsync,
+            arns: &arns,
+            webhook_limits: local.webhook_limits,
+            metrics: local.metrics,
         },
     )?;
     let site = Site {
@@ -52,16 +64,19 @@ pub(super) fn build(
         table: table_id.to_owned(),
         bucket: BUCKET.to_owned(),
         stream_arn: STREAM_ARN.to_owned(),
-        topics: topics
-            .keys()
-            .map(|id| (id.clone(), format!("arn:aws:sns:{REGION}:{ACCOUNT}:{id}")))
-            .collect(),
+        topics: arns,
     };
+    let webhooks = topics.webhook_metrics.map(|metrics| Webhooks {
+        targets: topics.webhooks,
+        wake: topics.wake,
+        metrics,
+    });
     Ok(Built {
         site,
         table: Arc::new(table.clone()),
         bucket: fixed_bucket(files.clone()),
-        topics,
+        topics: topics.notifiers,
+        webhooks,
         state: BackendState::Embedded {
             files,
             mail_dir,

@@ -40,7 +40,16 @@ pub(crate) struct Built {
     pub bucket: Box<BucketPort>,
     /// Each template topic's port, by logical id.
     pub topics: BTreeMap<String, Arc<dyn Notifier>>,
+    /// The topics' HTTP/S subscriptions, if any (embedded backend).
+    pub webhooks: Option<Webhooks>,
     pub state: BackendState,
+}
+
+/// What the engine needs to deliver the topics' webhooks.
+pub(crate) struct Webhooks {
+    pub targets: Vec<crate::webhook::Target>,
+    pub wake: crate::webhook::Wake,
+    pub metrics: crate::webhook::WebhookMetrics,
 }
 
 /// What a backend keeps beside its ports.
@@ -66,6 +75,8 @@ pub(crate) struct Local<'a> {
     pub email: &'a str,
     pub fsync: bool,
     pub secret: &'a [u8],
+    pub webhook_limits: crate::webhook::WebhookLimits,
+    pub metrics: &'a crate::metrics::Metrics,
 }
 
 /// The one resource of a kind the engine runs (a table, a bucket): its logical id.

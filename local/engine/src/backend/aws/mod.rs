@@ -123,6 +123,8 @@ pub(super) fn build(aws: AwsBackend, template: &Template, db: &Database) -> Buil
             Arc::new(store.clone().with_link_ttl(links_valid_for)) as Arc<dyn ObjectStore>
         }),
         topics,
+        // The topic is SNS's: the template's HTTP/S subscriptions are SNS's to deliver.
+        webhooks: None,
         state: BackendState::Aws {
             mirror: Arc::new(Mirror::new(aws.reader.clone(), db.clone())),
             bucket_queue: aws.bucket_events,
