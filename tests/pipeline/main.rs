@@ -28,3 +28,4 @@ mod objects;
 mod queries;
 mod server;
 mod stand_ins;
+mod webhooks;

@@ -90,6 +90,8 @@ pub struct Engine {
     faults: Faults,
     /// The topics' HTTP/S subscriptions, when the template has any (embedded backend).
     webhooks: Option<Arc<webhook::Webhooks>>,
+    /// Their delivery worker, also among `runners`.
+    deliveries: Option<Arc<dyn Runner>>,
 }
 
 impl Engine {
@@ -235,12 +237,14 @@ impl Engine {
         });
         let mut runners = hosted.runners.clone();
         runners.extend(chores(&backend, &bucket, &store, originals.clone()));
-        if let Some((webhooks, wake)) = &webhooks {
-            runners.push(Arc::new(webhook::delivery::Deliveries::new(
+        let deliveries = webhooks.as_ref().map(|(webhooks, wake)| {
+            let runner: Arc<dyn Runner> = Arc::new(webhook::delivery::Deliveries::new(
                 webhooks.clone(),
                 wake.subscribe(),
-            )));
-        }
+            ));
+            runners.push(runner.clone());
+            runner
+        });
         Ok(Engine {
             data_dir: cfg.data_dir.clone(),
             db,
@@ -265,6 +269,7 @@ impl Engine {
             disk: disk::DiskSpace::new(&cfg.data_dir, cfg.min_free_bytes),
             faults,
             webhooks: webhooks.map(|(w, _)| w),
+            deliveries,
         })
     }
 
@@ -436,6 +441,27 @@ impl Engine {
     /// redrive). Retries pause as they would in [`Engine::serve`].
     pub async fn drain(&self) -> anyhow::Result<()> {
         runner::drain(&self.runners).await
+    }
+
+    /// Delivers what the webhooks' outbox holds until nothing is due or waiting for a retry (each
+    /// retry after its policy's delay), as the running engine's worker does. Not part of
+    /// [`Engine::drain`].
+    pub async fn drain_webhooks(&self) -> anyhow::Result<()> {
+        match &self.deliveries {
+            Some(runner) => {
+                let runner = runner.clone();
+                loop {
+                    match runner.step().await? {
+                        runner::Pace::Idle => return Ok(()),
+                        runner::Pace::Busy => {}
+                        runner::Pace::Retry(pause) | runner::Pace::Due(pause) => {
+                            tokio::time::sleep(pause).await
+                        }
+                    }
+                }
+            }
+            None => Ok(()),
+        }
     }
 
     /// Redrives every dead letter (see [`Redrive`]): the failure queue is consumed first, so that

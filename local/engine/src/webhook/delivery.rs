@@ -146,6 +146,12 @@ impl Runner for Deliveries {
     fn idle_wait(&self) -> Duration {
         Duration::from_secs(1)
     }
+
+    /// Not stepped by [`crate::runner::drain`]: a receiver's retries take the policy's delays,
+    /// so tests deliver with [`crate::Engine::drain_webhooks`] when they mean to.
+    fn drains(&self) -> bool {
+        false
+    }
 }
 
 impl Deliveries {
@@ -340,10 +346,19 @@ async fn post(
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("HTTP handshake with {addr}: {e}"))?;
-    let connection = tokio::spawn(connection);
+    // Closed with this future, whether it ends or is dropped (the attempt's timeout): a receiver
+    // that never answers holds no connection past it.
+    let _connection = AbortOnDrop(tokio::spawn(connection));
     let response = sender.send_request(request).await;
-    connection.abort();
     let response = response.map_err(|e| format!("posting to {endpoint}: {e}"))?;
     // The body is not read: dropping the answer closes the connection.
     Ok(response.status().as_u16())
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

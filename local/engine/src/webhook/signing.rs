@@ -109,7 +109,7 @@ fn self_signed(key: &rsa::PrivateKey) -> anyhow::Result<String> {
         .context("encoding the public key")?;
     let spki =
         SubjectPublicKeyInfoOwned::from_der(public.as_bytes()).context("reading the public key")?;
-    let subject = Name::from_str("CN=sns.local,O=Local engine SNS signing")
+    let subject = Name::from_str("CN=sns.local,O=Local engine SNS signing,C=ZZ")
         .context("the certificate's name")?;
     let profile = profile::cabf::Root::new(false, subject).context("the certificate profile")?;
     let serial = SerialNumber::generate(&mut rsa::rand_core::UnwrapErr(getrandom::SysRng));

@@ -1,0 +1,600 @@
+//! The topic's webhook (`WebhookUrl`), delivered as SNS delivers to an HTTP subscription, to a
+//! receiver on loopback that checks every message the way SNS's documentation says: the
+//! `SigningCertURL` is the engine's, the certificate is fetched from it, the string to sign is
+//! rebuilt from the message's fields, and the `SignatureVersion` 2 signature (RSA, SHA-256) is
+//! verified with ring, not with the engine's own RSA code.
+//!
+//! The test template is template.yaml with a short `DeliveryPolicy` on the webhook subscription
+//! (1 s between retries instead of SNS's default 20 s); the engine reads it as SNS would.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine as _;
+use local_engine::{Engine, EngineConfig};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, Mutex};
+use x509_cert::der::DecodePem;
+
+use crate::helpers::{client, fixture, init_logging};
+
+/// Retries 1 s apart, three of them.
+const POLICY: &str = "      DeliveryPolicy:
+        healthyRetryPolicy:
+          minDelayTarget: 1
+          maxDelayTarget: 1
+          numRetries: 3
+";
+
+fn test_template() -> String {
+    let template = local::TEMPLATE.replace(
+        "      Endpoint: !Ref WebhookUrl\n",
+        &format!("      Endpoint: !Ref WebhookUrl\n{POLICY}"),
+    );
+    assert_ne!(template, local::TEMPLATE, "the webhook subscription moved");
+    template
+}
+
+/// One POST the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: HeaderMap,
+    body: String,
+}
+
+/// A webhook receiver on loopback: records every POST and answers with the status it is told to
+/// (the next `fail` posts get 500).
+struct Receiver {
+    addr: SocketAddr,
+    got: Mutex<mpsc::UnboundedReceiver<Received>>,
+    fail: Arc<AtomicUsize>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let fail = Arc::new(AtomicUsize::new(0));
+        let failing = fail.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let tx = tx.clone();
+                let failing = failing.clone();
+                async move {
+                    tx.send(Received { headers, body }).unwrap();
+                    let fail = failing
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    if fail {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap()
+        });
+        Receiver {
+            addr,
+            got: Mutex::new(rx),
+            fail,
+            _stop: stop,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// Everything received since the last call.
+    async fn take(&self) -> Vec<Received> {
+        let mut got = self.got.lock().await;
+        let mut out = Vec::new();
+        while let Ok(r) = got.try_recv() {
+            out.push(r);
+        }
+        out
+    }
+}
+
+/// An engine serving on loopback, over `dir`, with the webhook at `webhook`.
+struct Running {
+    engine: Arc<Engine>,
+    base: String,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn open(
+    dir: &std::path::Path,
+    webhook: &str,
+    configure: impl FnOnce(&mut EngineConfig),
+) -> Running {
+    init_logging();
+    let mut cfg = local::engine_config(dir);
+    cfg.retry_backoff = Duration::from_millis(1);
+    cfg.template = test_template();
+    cfg.parameters
+        .insert("WebhookUrl".into(), webhook.to_owned());
+    configure(&mut cfg);
+    let engine = Arc::new(Engine::open(cfg).await.unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    engine.set_public_url(&base);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = engine.clone();
+    tokio::spawn(async move { server.serve_http(listener, stopped).await.unwrap() });
+    Running {
+        engine,
+        base,
+        _stop: stop,
+    }
+}
+
+impl Running {
+    async fn upload(&self, body: Vec<u8>) -> String {
+        let resp = client()
+            .post(format!("{}/upload", self.base))
+            .header("content-type", "image/jpeg")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let item: Value = resp.json().await.unwrap();
+        item["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn metric(&self, name: &str, kind: &str) -> f64 {
+        let text = client()
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let prefix = format!("{name}{{type=\"{kind}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{prefix} is not on /metrics:\n{text}"))
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Verifies `r` as SNS's documentation says a receiver should, for an engine reached at `base`;
+/// returns the message's JSON.
+async fn verify(base: &str, r: &Received) -> Result<Value, String> {
+    let msg: Value = serde_json::from_str(&r.body).map_err(|e| format!("not JSON: {e}"))?;
+    let field = |k: &str| msg[k].as_str().map(str::to_owned);
+    let kind = field("Type").ok_or("no Type")?;
+    let header = |k: &str| {
+        r.headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if header("x-amz-sns-message-type") != Some(kind.clone())
+        || header("x-amz-sns-message-id") != field("MessageId")
+        || header("x-amz-sns-topic-arn") != field("TopicArn")
+    {
+        return Err(format!("headers disagree with the body: {:?}", r.headers));
+    }
+    if header("content-type").as_deref() != Some("text/plain; charset=UTF-8") {
+        return Err(format!("content type {:?}", header("content-type")));
+    }
+    if field("SignatureVersion").as_deref() != Some("2") {
+        return Err("not SignatureVersion 2".into());
+    }
+    // The certificate must come from the engine (on AWS: https://sns.<region>.amazonaws.com/).
+    let cert_url = field("SigningCertURL").ok_or("no SigningCertURL")?;
+    let rest = cert_url
+        .strip_prefix(&format!("{base}/sns/SimpleNotificationService-"))
+        .ok_or_else(|| format!("{cert_url} is not the engine's"))?;
+    if !rest.ends_with(".pem") || rest.contains('/') {
+        return Err(format!("{cert_url} is not a certificate of the engine's"));
+    }
+    let pem = client()
+        .get(&cert_url)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    let cert = x509_cert::Certificate::from_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
+    let spki = cert.tbs_certificate().subject_public_key_info();
+    let public_key = spki.subject_public_key.raw_bytes();
+    let names: &[&str] = match kind.as_str() {
+        "Notification" => &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ],
+        "SubscriptionConfirmation" | "UnsubscribeConfirmation" => &[
+            "Message",
+            "MessageId",
+            "SubscribeURL",
+            "Timestamp",
+            "Token",
+            "TopicArn",
+            "Type",
+        ],
+        other => return Err(format!("unknown Type {other}")),
+    };
+    let mut canonical = String::new();
+    for name in names {
+        match field(name) {
+            Some(value) => canonical.push_str(&format!("{name}\n{value}\n")),
+            None if *name == "Subject" => {}
+            None => return Err(format!("no {name}")),
+        }
+    }
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(field("Signature").ok_or("no Signature")?)
+        .map_err(|e| format!("Signature is not base64: {e}"))?;
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        public_key,
+    )
+    .verify(canonical.as_bytes(), &signature)
+    .map_err(|_| "the signature does not verify".to_owned())?;
+    Ok(msg)
+}
+
+/// Verifies every message of `got` and returns them, asserting they are all of `kind`.
+async fn verified(base: &str, got: &[Received], kind: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for r in got {
+        let msg = verify(base, r)
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {}", r.body));
+        assert_eq!(msg["Type"], kind, "{msg}");
+        out.push(msg);
+    }
+    out
+}
+
+/// Confirms the subscription as a receiver does: GET its SubscribeURL. Returns its ARN.
+async fn confirm(confirmation: &Value) -> String {
+    let url = confirmation["SubscribeURL"].as_str().unwrap();
+    let resp = client().get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let xml = resp.text().await.unwrap();
+    xml.split("<SubscriptionArn>")
+        .nth(1)
+        .and_then(|s| s.split("</SubscriptionArn>").next())
+        .unwrap_or_else(|| panic!("no SubscriptionArn in {xml}"))
+        .to_owned()
+}
+
+/// The engine's pending subscription sends its confirmation: the receiver gets it, verifies it,
+/// confirms. Returns the subscription's ARN.
+async fn handshake(engine: &Running, receiver: &Receiver) -> String {
+    engine.engine.drain_webhooks().await.unwrap();
+    let got = receiver.take().await;
+    assert_eq!(got.len(), 1, "one confirmation: {got:?}");
+    let confirmation = &verified(&engine.base, &got, "SubscriptionConfirmation").await[0];
+    confirm(confirmation).await
+}
+
+#[tokio::test]
+async fn the_webhook_is_confirmed_first_then_gets_each_notice_once_signed() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), &receiver.url(), |_| {}).await;
+
+    // Published before the subscription is confirmed: the receiver gets only the confirmation.
+    let early = engine.upload(fixture("FreshFlower.jpg")).await;
+    engine.engine.drain().await.unwrap();
+    engine.engine.drain_webhooks().await.unwrap();
+    let got = receiver.take().await;
+    assert_eq!(got.len(), 1, "only the confirmation: {got:?}");
+    let confirmation = verified(&engine.base, &got, "SubscriptionConfirmation").await;
+    let confirmation = &confirmation[0];
+    assert!(confirmation["Token"].as_str().unwrap().len() >= 32);
+    assert!(got[0].headers.get("x-amz-sns-subscription-arn").is_none());
+    assert_eq!(
+        engine
+            .metric(pipeline_metrics::WEBHOOK_UNCONFIRMED, "Notification")
+            .await,
+        1.0
+    );
+    let arn = confirm(confirmation).await;
+    assert!(
+        arn.starts_with(confirmation["TopicArn"].as_str().unwrap()),
+        "{arn}"
+    );
+
+    let id = engine.upload(fixture("GreenMeadow.jpg")).await;
+    engine.engine.drain().await.unwrap();
+    engine.engine.drain_webhooks().await.unwrap();
+    let got = receiver.take().await;
+    assert_eq!(got.len(), 1, "one notification: {got:?}");
+    let notification = &verified(&engine.base, &got, "Notification").await[0];
+    assert_eq!(
+        got[0].headers["x-amz-sns-subscription-arn"]
+            .to_str()
+            .unwrap(),
+        arn
+    );
+    assert_eq!(
+        got[0].headers["user-agent"].to_str().unwrap(),
+        "Amazon Simple Notification Service Agent"
+    );
+    // The Message is the notice's document; the Subject is the mail's.
+    let document: Value = serde_json::from_str(notification["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(document["id"], id.as_str());
+    assert_eq!(document["status"], "notified");
+    assert_eq!(notification["Subject"], format!("Image processed: {id}"));
+    assert_ne!(document["id"], early.as_str());
+    let unsubscribe = notification["UnsubscribeURL"].as_str().unwrap();
+    assert!(unsubscribe.starts_with(&format!("{}/sns/?Action=Unsubscribe&", engine.base)));
+    if std::env::var_os("WEBHOOK_ENVELOPE").is_some() {
+        println!(
+            "--- headers\n{:#?}\n--- body\n{}",
+            got[0].headers, got[0].body
+        );
+    }
+
+    // Nothing more: not the early notice, not this one again.
+    engine.engine.drain().await.unwrap();
+    engine.engine.drain_webhooks().await.unwrap();
+    assert!(receiver.take().await.is_empty());
+    assert_eq!(
+        engine
+            .metric(pipeline_metrics::WEBHOOK_DELIVERIES, "Notification")
+            .await,
+        1.0
+    );
+
+    // The verifier is real: any change to a signed field, or a certificate from elsewhere, fails.
+    let tamper = |from: &str, to: &str| {
+        let mut r = got[0].clone();
+        assert!(r.body.contains(from), "{from} in {}", r.body);
+        r.body = r.body.replacen(from, to, 1);
+        r
+    };
+    let status = r#"\"status\":\"notified\""#;
+    for bad in [
+        tamper(status, r#"\"status\":\"failed\""#),
+        tamper("Image processed", "Image deleted"),
+        tamper(
+            notification["Timestamp"].as_str().unwrap(),
+            "2012-05-02T00:54:06.655Z",
+        ),
+        tamper(&engine.base, "http://127.0.0.2:1"),
+    ] {
+        assert!(verify(&engine.base, &bad).await.is_err(), "{}", bad.body);
+    }
+    assert!(verify(&engine.base, &got[0]).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_receiver_answering_500_gets_retries_then_the_message() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), &receiver.url(), |_| {}).await;
+    handshake(&engine, &receiver).await;
+
+    receiver.fail.store(2, Ordering::SeqCst);
+    let id = engine.upload(fixture("FreshFlower.jpg")).await;
+    engine.engine.drain().await.unwrap();
+    engine.engine.drain_webhooks().await.unwrap();
+    let got = receiver.take().await;
+    assert_eq!(
+        got.len(),
+        3,
+        "two failed attempts, then the one answered 200"
+    );
+    let messages = verified(&engine.base, &got, "Notification").await;
+    // The same message each time: its id, its signature.
+    for m in &messages {
+        assert_eq!(m, &messages[0]);
+    }
+    let document: Value = serde_json::from_str(messages[0]["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(document["id"], id.as_str());
+    let kind = "Notification";
+    assert_eq!(
+        engine
+            .metric(pipeline_metrics::WEBHOOK_FAILURES, kind)
+            .await,
+        2.0
+    );
+    assert_eq!(
+        engine.metric(pipeline_metrics::WEBHOOK_RETRIES, kind).await,
+        2.0
+    );
+    assert_eq!(
+        engine
+            .metric(pipeline_metrics::WEBHOOK_DELIVERIES, kind)
+            .await,
+        1.0
+    );
+
+    // A receiver that keeps failing gets the first attempt and the policy's 3 retries, no more.
+    receiver.fail.store(usize::MAX, Ordering::SeqCst);
+    engine.upload(fixture("GreenMeadow.jpg")).await;
+    engine.engine.drain().await.unwrap();
+    engine.engine.drain_webhooks().await.unwrap();
+    assert_eq!(receiver.take().await.len(), 4);
+    assert_eq!(
+        engine
+            .metric(pipeline_metrics::WEBHOOK_GIVEN_UP, kind)
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn each_notice_is_delivered_once_across_a_restart() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path(), &receiver.url(), |_| {}).await;
+    handshake(&first, &receiver).await;
+    // Published, queued in the outbox, not yet delivered when the engine stops.
+    let mut ids = vec![
+        first.upload(fixture("FreshFlower.jpg")).await,
+        first.upload(fixture("GreenMeadow.jpg")).await,
+    ];
+    first.engine.drain().await.unwrap();
+    drop(first);
+
+    // The restarted engine neither asks for confirmation again nor loses what was queued.
+    let second = open(dir.path(), &receiver.url(), |_| {}).await;
+    second.engine.drain().await.unwrap();
+    second.engine.drain_webhooks().await.unwrap();
+    let got = receiver.take().await;
+    let mut delivered: Vec<String> = verified(&second.base, &got, "Notification")
+        .await
+        .iter()
+        .map(|m| {
+            let d: Value = serde_json::from_str(m["Message"].as_str().unwrap()).unwrap();
+            d["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    delivered.sort();
+    ids.sort();
+    assert_eq!(delivered, ids, "each notice once");
+    drop(second);
+
+    // Delivered is delivered: a third start sends nothing.
+    let third = open(dir.path(), &receiver.url(), |_| {}).await;
+    third.engine.drain().await.unwrap();
+    third.engine.drain_webhooks().await.unwrap();
+    assert!(receiver.take().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_holds_a_bounded_number_of_connections() {
+    // A receiver that answers the confirmation and then never answers: it counts the connections
+    // open at once (each is open until the engine closes it).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let open_now = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let hung = Arc::new(AtomicUsize::new(0));
+    let (confirmations, mut confirmation) = mpsc::unbounded_channel::<String>();
+    let (o, m, h) = (open_now.clone(), most.clone(), hung.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let (o, m, h, confirmations) = (o.clone(), m.clone(), h.clone(), confirmations.clone());
+            tokio::spawn(async move {
+                let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break; // the engine closed it
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request);
+                    if text.contains("x-amz-sns-message-type: SubscriptionConfirmation")
+                        && text.trim_end().ends_with('}')
+                    {
+                        let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+                        confirmations.send(body.to_owned()).unwrap();
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                        break;
+                    }
+                    if text.contains("x-amz-sns-message-type: Notification") {
+                        h.fetch_add(1, Ordering::SeqCst);
+                        // Never answers; waits for the engine to give up on it.
+                        while socket.read(&mut buf).await.unwrap_or(0) > 0 {}
+                        break;
+                    }
+                }
+                o.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), &url, |cfg| {
+        cfg.webhooks.timeout = Duration::from_millis(300);
+        cfg.webhooks.max_connections = 2;
+    })
+    .await;
+    engine.engine.drain_webhooks().await.unwrap();
+    let body = confirmation.recv().await.unwrap();
+    let resp = client()
+        .get(
+            serde_json::from_str::<Value>(&body).unwrap()["SubscribeURL"]
+                .as_str()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    for photo in ["FreshFlower.jpg", "GreenMeadow.jpg", "Aqua.jpg"] {
+        engine.upload(fixture(photo)).await;
+    }
+    engine.engine.drain().await.unwrap();
+    // Every attempt times out; the policy is spent for all three notices, two at a time at most.
+    engine.engine.drain_webhooks().await.unwrap();
+    assert_eq!(
+        hung.load(Ordering::SeqCst),
+        3 * 4,
+        "each notice: 1 attempt + 3 retries"
+    );
+    assert!(
+        most.load(Ordering::SeqCst) <= 2,
+        "{} connections at once",
+        most.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        engine
+            .metric(pipeline_metrics::WEBHOOK_GIVEN_UP, "Notification")
+            .await,
+        3.0
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_off_loopback_is_refused_at_start_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = local::engine_config(dir.path());
+    cfg.parameters
+        .insert("WebhookUrl".into(), "http://192.0.2.1/hook".into());
+    let err = Engine::open(cfg.clone())
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("loopback only") && err.contains("--webhook-any-host"),
+        "{err}"
+    );
+
+    cfg.webhooks.any_host = true;
+    Engine::open(cfg.clone()).await.unwrap();
+
+    cfg.parameters
+        .insert("WebhookUrl".into(), "https://example.com/hook".into());
+    let err = Engine::open(cfg).await.err().expect("refused").to_string();
+    assert!(err.contains("plain HTTP only"), "{err}");
+}
