@@ -386,6 +386,21 @@ async fn the_webhook_is_confirmed_first_then_gets_each_notice_once_signed() {
         assert!(verify(&engine.base, &bad).await.is_err(), "{}", bad.body);
     }
     assert!(verify(&engine.base, &got[0]).await.is_ok());
+
+    // The UnsubscribeURL ends the subscription: the next notice is not sent.
+    let resp = client().get(unsubscribe).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("<UnsubscribeResponse"));
+    engine.upload(fixture("Aqua.jpg")).await;
+    engine.engine.drain().await.unwrap();
+    engine.engine.drain_webhooks().await.unwrap();
+    assert!(receiver.take().await.is_empty());
+    assert_eq!(
+        engine
+            .metric(pipeline_metrics::WEBHOOK_UNCONFIRMED, "Notification")
+            .await,
+        2.0
+    );
 }
 
 #[tokio::test]

@@ -48,9 +48,9 @@ async fn a_database_from_before_migrations_is_migrated_and_keeps_its_rows() {
         .unwrap();
     assert_eq!(
         latest,
-        rusqlite_migration::SchemaVersion::Inside(std::num::NonZeroUsize::new(6).unwrap())
+        rusqlite_migration::SchemaVersion::Inside(std::num::NonZeroUsize::new(7).unwrap())
     );
-    assert_eq!(db.schema_version().await.unwrap(), 6);
+    assert_eq!(db.schema_version().await.unwrap(), 7);
     let table = SqliteTable::new(db.clone());
     assert_eq!(table.get(item.id).await.unwrap(), Some(item));
     let stream = SqliteStream::new(db.clone());
@@ -61,5 +61,5 @@ async fn a_database_from_before_migrations_is_migrated_and_keeps_its_rows() {
     // Opening again is a no-op.
     drop(db);
     let again = Database::open(&path).unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 6);
+    assert_eq!(again.schema_version().await.unwrap(), 7);
 }
