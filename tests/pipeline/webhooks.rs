@@ -312,6 +312,12 @@ async fn the_webhook_is_confirmed_first_then_gets_each_notice_once_signed() {
     let confirmation = &confirmation[0];
     assert!(confirmation["Token"].as_str().unwrap().len() >= 32);
     assert!(got[0].headers.get("x-amz-sns-subscription-arn").is_none());
+    if std::env::var_os("WEBHOOK_ENVELOPE").is_some() {
+        println!(
+            "--- headers\n{:#?}\n--- body\n{}",
+            got[0].headers, got[0].body
+        );
+    }
     assert_eq!(
         engine
             .metric(pipeline_metrics::WEBHOOK_UNCONFIRMED, "Notification")

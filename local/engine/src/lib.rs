@@ -8,8 +8,9 @@
 //! variable that names a resource it does not host (a CloudFront distribution) it leaves unset,
 //! and says so once as it starts ([`Engine::unset`]).
 //!
-//! The ports are the embedded ones (SQLite with its stream, files, a mail folder) or, with feature
-//! `aws`, DynamoDB, S3 and SNS ([`backend`]), the table's stream mirrored into the local one.
+//! The ports are the embedded ones (SQLite with its stream, files, a mail folder, the topics'
+//! webhooks: [`webhook`]) or, with feature `aws`, DynamoDB, S3 and SNS ([`backend`]), the table's
+//! stream mirrored into the local one.
 //!
 //! Over 400 lines: [`Engine::open`] builds the ports and attaches every function in one reading
 //! order, and the engine's few entry points sit beside it; the parts each live in a module.
