@@ -64,7 +64,9 @@ pub enum Command {
         process_memory_mb: Option<u64>,
         /// Deliver the topic's webhooks (template parameter WebhookUrl) to hosts other than
         /// loopback; without it such a URL is refused at start.
-        #[arg(long, env = "WEBHOOK_ANY_HOST")]
+        /// `WEBHOOK_ANY_HOST` takes 1/0, true/false, yes/no, on/off.
+        #[arg(long, env = "WEBHOOK_ANY_HOST",
+              value_parser = clap::builder::BoolishValueParser::new())]
         webhook_any_host: bool,
     },
     /// List items, newest first, from the table's index queries (the same as GET /items).

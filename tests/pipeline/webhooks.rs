@@ -616,6 +616,68 @@ async fn a_webhook_off_loopback_is_refused_at_start_unless_allowed() {
 
     cfg.parameters
         .insert("WebhookUrl".into(), "https://example.com/hook".into());
-    let err = Engine::open(cfg).await.err().expect("refused").to_string();
+    let err = Engine::open(cfg.clone())
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("plain HTTP only"), "{err}");
+
+    // A delivery policy SNS would refuse is refused, by name.
+    cfg.parameters
+        .insert("WebhookUrl".into(), "http://127.0.0.1:9/hook".into());
+    cfg.template = test_template().replace("numRetries: 3", "numRetries: 101");
+    let err = Engine::open(cfg).await.err().expect("refused").to_string();
+    assert!(
+        err.contains("WebhookSubscription")
+            && err.contains("DeliveryPolicy")
+            && err.contains("101"),
+        "{err}"
+    );
+}
+
+#[test]
+fn uploader_serve_refuses_a_webhook_off_loopback_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |any_host: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_uploader"));
+        command
+            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(["--parameter", "WebhookUrl=http://192.0.2.1/hook"])
+            .env_remove("WEBHOOK_ANY_HOST")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if any_host {
+            command.env("WEBHOOK_ANY_HOST", "1");
+        }
+        command.spawn().unwrap()
+    };
+    let refused = serve(false).wait_with_output().unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("loopback only") && stderr.contains("--webhook-any-host"),
+        "{stderr}"
+    );
+
+    // Told, it starts (and is stopped here once it says where it listens).
+    let mut started = serve(true);
+    let stdout = started.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    let listening = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(120)).ok())
+        .any(|line| line.starts_with("Upload API listening"));
+    started.kill().unwrap();
+    let output = started.wait_with_output().unwrap();
+    assert!(
+        listening,
+        "it did not start: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
