@@ -57,6 +57,10 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> Receiver {
+        Receiver::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    async fn start_on(addr: SocketAddr) -> Receiver {
         let (tx, rx) = mpsc::unbounded_channel();
         let fail = Arc::new(AtomicUsize::new(0));
         let failing = fail.clone();
@@ -78,7 +82,7 @@ impl Receiver {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -680,4 +684,141 @@ fn uploader_serve_refuses_a_webhook_off_loopback_unless_told() {
         "it did not start: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// `uploader serve` on `addr` over `dir`, with the test template and the webhook at `webhook`;
+/// returns once it listens.
+fn spawn_uploader(dir: &std::path::Path, addr: SocketAddr, webhook: &str) -> std::process::Child {
+    let template = dir.join("template.yaml");
+    std::fs::write(&template, test_template()).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_uploader"))
+        .args(["serve", "--addr", &addr.to_string(), "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--template")
+        .arg(&template)
+        .args(["--parameter", &format!("WebhookUrl={webhook}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(if std::env::var_os("TEST_LOG").is_some() {
+            std::process::Stdio::inherit()
+        } else {
+            std::process::Stdio::null()
+        })
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    let listening = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(120)).ok())
+        .any(|line| line.starts_with("Upload API listening"));
+    assert!(listening, "uploader serve did not start");
+    child
+}
+
+/// Polls `check` until it holds, for up to a minute.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn notices_published_while_the_receiver_is_down_arrive_once_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook_addr = free_port();
+    let hook = format!("http://{hook_addr}/hook");
+    let engine_addr = free_port();
+    let base = format!("http://{engine_addr}");
+
+    // The running engine (the real binary): the receiver confirms, then goes away.
+    let mut uploader = spawn_uploader(dir.path(), engine_addr, &hook);
+    let receiver = Receiver::start_on(hook_addr).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = receiver.take().await;
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(std::time::Instant::now() < deadline, "no confirmation");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let confirmation = &verified(&base, &got, "SubscriptionConfirmation").await[0];
+    confirm(confirmation).await;
+    drop(receiver);
+
+    let http = client();
+    let mut ids = Vec::new();
+    for photo in ["FreshFlower.jpg", "GreenMeadow.jpg"] {
+        let resp = http
+            .post(format!("{base}/upload"))
+            .header("content-type", "image/jpeg")
+            .body(fixture(photo))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let item: Value = resp.json().await.unwrap();
+        ids.push(item["id"].as_str().unwrap().to_owned());
+    }
+    // Each notice was tried (the receiver is down: no connection) and waits for its retry.
+    eventually("a failed attempt at each notice", || {
+        let http = &http;
+        let base = &base;
+        async move {
+            let text = match http.get(format!("{base}/metrics")).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => return false,
+            };
+            let prefix = format!(
+                "{}{{type=\"Notification\"}} ",
+                pipeline_metrics::WEBHOOK_FAILURES
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|n| n >= 2.0)
+        }
+    })
+    .await;
+    // A crash: no chance to record anything more.
+    uploader.kill().unwrap();
+    uploader.wait().unwrap();
+
+    // The receiver is back; the engine starts again (in this process) and delivers each once.
+    let receiver = Receiver::start_on(hook_addr).await;
+    let engine = open(&dir.path().join("data"), &hook, |_| {}).await;
+    engine.engine.drain().await.unwrap();
+    engine.engine.drain_webhooks().await.unwrap();
+    let got = receiver.take().await;
+    let mut delivered: Vec<String> = verified(&engine.base, &got, "Notification")
+        .await
+        .iter()
+        .map(|m| {
+            let d: Value = serde_json::from_str(m["Message"].as_str().unwrap()).unwrap();
+            d["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    delivered.sort();
+    ids.sort();
+    assert_eq!(delivered, ids, "each notice once, and no new confirmation");
 }
