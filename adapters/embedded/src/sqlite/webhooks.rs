@@ -251,21 +251,15 @@ impl Database {
         .await
     }
 
-    /// Up to `limit` messages due at `now_ms`, oldest first, leaving out the ids in `busy`
-    /// (in flight).
-    pub async fn due_webhooks(
-        &self,
-        now_ms: i64,
-        limit: usize,
-        busy: Vec<i64>,
-    ) -> anyhow::Result<Vec<OutboxRow>> {
+    /// Up to `limit` messages due at `now_ms`, oldest first.
+    pub async fn due_webhooks(&self, now_ms: i64, limit: usize) -> anyhow::Result<Vec<OutboxRow>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, subscription, message_id, kind, subject, message, timestamp_ms, attempts
                  FROM webhook_outbox WHERE done_ms IS NULL AND next_at_ms <= ?1
                  ORDER BY next_at_ms, id LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![now_ms, (limit + busy.len()) as i64], |r| {
+            let rows = stmt.query_map(params![now_ms, limit as i64], |r| {
                 Ok(OutboxRow {
                     id: r.get(0)?,
                     subscription: r.get(1)?,
@@ -277,14 +271,7 @@ impl Database {
                     attempts: r.get(7)?,
                 })
             })?;
-            let mut due = Vec::new();
-            for row in rows {
-                let row = row?;
-                if !busy.contains(&row.id) && due.len() < limit {
-                    due.push(row);
-                }
-            }
-            Ok(due)
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::sync::{watch, Mutex};
 
 use super::signing::{timestamp, Signed};
-use super::{is_loopback_host, Target, Webhooks};
+use super::{Target, Webhooks};
 use crate::runner::{Pace, Runner};
 
 /// The `User-Agent` SNS sends.
@@ -28,8 +28,8 @@ const USER_AGENT: &str = "Amazon Simple Notification Service Agent";
 
 /// The worker, as a [`Runner`] of the engine.
 pub struct Deliveries {
-    pub webhooks: Arc<Webhooks>,
-    pub wake: watch::Receiver<u64>,
+    webhooks: Arc<Webhooks>,
+    wake: watch::Receiver<u64>,
     /// When each subscription may next be called (its `maxReceivesPerSecond`).
     next_call: Mutex<HashMap<String, Instant>>,
 }
@@ -88,7 +88,7 @@ impl Runner for Deliveries {
         let now = state::now_ms();
         let due = webhooks
             .db
-            .due_webhooks(now, webhooks.limits.max_connections, Vec::new())
+            .due_webhooks(now, webhooks.limits.max_connections)
             .await?;
         if due.is_empty() {
             return Ok(match webhooks.db.next_webhook_due().await? {
@@ -339,7 +339,6 @@ async fn post(
         .into_iter()
         .find(|a| any_host || a.ip().is_loopback())
         .ok_or_else(|| format!("{host} resolves to no loopback address"))?;
-    debug_assert!(any_host || is_loopback_host(&addr.ip().to_string()));
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
