@@ -24,7 +24,8 @@
   sam2cfn.py webhook OUT.json              the webhook's wiring: WebhookUrl accepts "" and https:// URLs only;
                                             with it empty nothing subscribes an HTTP(S) endpoint; with it given,
                                             exactly one https subscription, to that URL, on the topic the
-                                            notice function publishes to, whose undeliverable notices go to an
+                                            notice function publishes to (signing with SHA-256,
+                                            SignatureVersion 2), whose undeliverable notices go to an
                                             encrypted queue that keeps them 14 days, that only SNS (from that
                                             topic, aws:SourceArn) may send to, and that has an alarm to the
                                             operator; the notice function's role reads no secret but the CDN's
@@ -505,6 +506,8 @@ def _webhook_problems(res, overrides):
         problems.append(f"{name}: Endpoint must be WebhookUrl ({json.dumps(sub.get('Endpoint'))})")
     if not _refers_to(sub.get("TopicArn"), topic):
         problems.append(f"{name}: must subscribe to {topic}, the topic the notice function publishes to")
+    if str((of_type("AWS::SNS::Topic")[topic]).get("SignatureVersion")) != "2":
+        problems.append(f"{topic}: SignatureVersion must be 2 (SHA-256), what receivers verify")
     if sub.get("RawMessageDelivery") in (True, "true"):
         problems.append(f"{name}: raw delivery drops SNS's signed envelope; receivers verify it")
 
@@ -589,6 +592,7 @@ def selftest_webhook(translated_path):
         "anyone may send": lambda t: grant(t).update(Principal="*"),
         "any topic may send": lambda t: grant(t).pop("Condition"),
         "no alarm": lambda t: res(t).pop("WebhookDeadLettersAlarm"),
+        "SHA-1 signatures": lambda t: res(t)["NoticeTopic"]["Properties"].pop("SignatureVersion"),
         "http URLs allowed": lambda t: t["Parameters"]["WebhookUrl"].update(AllowedPattern="^(https?://[^\\s]+)?$"),
         "on by default": lambda t: t["Parameters"]["WebhookUrl"].update(Default=WEBHOOK),
         "the notice reads another secret": notice_reads_the_cursor_key,
