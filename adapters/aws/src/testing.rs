@@ -328,15 +328,27 @@ impl AwsWorld {
     }
 
     /// Every message published to this world's topic, by message id, as moto recorded it.
+    ///
+    /// moto's `data.json` dumps every model it holds; a dump that races another test's write to
+    /// the same server fails with a 500 (an object changed while it was being encoded), so a 500 is
+    /// asked again, a bounded number of times.
     pub async fn published(&self) -> std::collections::HashMap<String, Published> {
+        const ATTEMPTS: usize = 20;
         let url = format!("{}/moto-api/data.json", self.moto_endpoint);
-        let data: Value = reqwest::get(&url)
-            .await
-            .and_then(|r| r.error_for_status())
-            .expect("moto's data.json")
-            .json()
-            .await
-            .expect("moto's data.json is JSON");
+        let mut attempt = 0;
+        let data: Value = loop {
+            attempt += 1;
+            let response = reqwest::get(&url).await.expect("moto's data.json");
+            if response.status().is_server_error() && attempt < ATTEMPTS {
+                continue;
+            }
+            break response
+                .error_for_status()
+                .expect("moto's data.json")
+                .json()
+                .await
+                .expect("moto's data.json is JSON");
+        };
         let topic = data["sns"]["Topic"]
             .as_array()
             .into_iter()
