@@ -21,11 +21,24 @@
                                             throttle; access logs are off by default and go to a log group
                                             with a retention when on; no function's environment holds a
                                             secret, and secretsmanager:GetSecretValue names its secrets.
+  sam2cfn.py webhook OUT.json              the webhook's wiring: WebhookUrl accepts "" and https:// URLs only;
+                                            with it empty nothing subscribes an HTTP(S) endpoint; with it given,
+                                            exactly one https subscription, to that URL, on the topic the
+                                            notice function publishes to (signing with SHA-256,
+                                            SignatureVersion 2), whose undeliverable notices go to an
+                                            encrypted queue that keeps them 14 days, that only SNS (from that
+                                            topic, aws:SourceArn) may send to, and that has an alarm to the
+                                            operator; the notice function's role reads no secret but the CDN's
+                                            signing key, and that only with signed renditions.
+  sam2cfn.py webhook-selftest OUT.json     the webhook check passes OUT.json and fails each of a list of broken
+                                            copies of it (another topic, no redrive policy, an open queue policy,
+                                            no alarm, http allowed, ...).
 Each prints nothing on success and a list of problems (exit 1) on failure.
 """
 import copy
 import json
 import os
+import re
 import sys
 
 PLACEHOLDER = {"Bucket": "placeholder-bucket", "Key": "placeholder.zip"}
@@ -437,9 +450,178 @@ def _edge_problems(res, overrides):
     return problems
 
 
+WEBHOOK = "https://hooks.example.com/images?token=abc"
+
+
+def check_webhook(translated_path):
+    with open(translated_path, encoding="utf-8") as f:
+        tpl = json.load(f)
+    problems = []
+    param = (tpl.get("Parameters") or {}).get("WebhookUrl")
+    if param is None:
+        return ["no WebhookUrl parameter"]
+    if param.get("Default", None) != "":
+        problems.append("WebhookUrl must default to \"\" (no webhook unless asked)")
+    pattern = re.compile(param.get("AllowedPattern", ".*"))
+    for url, ok in (("", True), (WEBHOOK, True), ("http://hooks.example.com/x", False),
+                    ("https://", False), ("https://a b", False), ("ftp://x", False)):
+        if bool(pattern.fullmatch(url)) != ok:
+            problems.append(f"WebhookUrl's AllowedPattern {'refuses' if ok else 'accepts'} {url!r}")
+    for overrides in ({}, {"WebhookUrl": WEBHOOK}, {"WebhookUrl": WEBHOOK, "RenditionAccess": "public"}):
+        where = "defaults" + "".join(f", {k}={v}" for k, v in overrides.items())
+        problems += [f"[{where}] {p}" for p in _webhook_problems(deployed(tpl, overrides), overrides)]
+    return problems
+
+
+def _webhook_problems(res, overrides):
+    problems = []
+    of_type = lambda t: {n: r.get("Properties") or {} for n, r in res.items() if r.get("Type") == t}
+    url = overrides.get("WebhookUrl", "")
+    functions = of_type("AWS::Lambda::Function")
+    notice = functions.get("NoticeFunction")
+    if notice is None:
+        return ["no NoticeFunction"]
+    topic_ref = ((notice.get("Environment") or {}).get("Variables") or {}).get("TOPIC_ARN")
+    topics = [n for n in of_type("AWS::SNS::Topic") if _refers_to(topic_ref, n)]
+    if len(topics) != 1:
+        return [f"NoticeFunction's TOPIC_ARN names no topic of the stack ({json.dumps(topic_ref)})"]
+    topic = topics[0]
+
+    subs = {n: p for n, p in of_type("AWS::SNS::Subscription").items()
+            if str(p.get("Protocol", "")).lower() in ("http", "https")}
+    inline = [n for n, p in of_type("AWS::SNS::Topic").items()
+              for s in p.get("Subscription") or [] if str(s.get("Protocol", "")).lower() in ("http", "https")]
+    if inline:
+        problems.append(f"{inline}: an HTTP(S) subscription inline on a topic (it gets no redrive policy)")
+    if not url:
+        if subs:
+            problems.append(f"{sorted(subs)}: an HTTP(S) subscription without WebhookUrl")
+        return problems
+    if len(subs) != 1:
+        return problems + [f"expected one HTTPS subscription for WebhookUrl, found {sorted(subs)}"]
+    (name, sub), = subs.items()
+    if sub.get("Protocol") != "https":
+        problems.append(f"{name}: Protocol must be https")
+    if sub.get("Endpoint") != url:
+        problems.append(f"{name}: Endpoint must be WebhookUrl ({json.dumps(sub.get('Endpoint'))})")
+    if not _refers_to(sub.get("TopicArn"), topic):
+        problems.append(f"{name}: must subscribe to {topic}, the topic the notice function publishes to")
+    if str((of_type("AWS::SNS::Topic")[topic]).get("SignatureVersion")) != "2":
+        problems.append(f"{topic}: SignatureVersion must be 2 (SHA-256), what receivers verify")
+    if sub.get("RawMessageDelivery") in (True, "true"):
+        problems.append(f"{name}: raw delivery drops SNS's signed envelope; receivers verify it")
+
+    redrive = sub.get("RedrivePolicy") or {}
+    if isinstance(redrive, str):
+        redrive = json.loads(redrive)
+    queues = of_type("AWS::SQS::Queue")
+    dlq = next((n for n in queues if _refers_to(redrive.get("deadLetterTargetArn"), n)), None)
+    if dlq is None:
+        return problems + [f"{name}: needs a RedrivePolicy to a queue of the stack (undeliverable notices)"]
+    q = queues[dlq]
+    if not (q.get("SqsManagedSseEnabled") is True or q.get("KmsMasterKeyId")):
+        problems.append(f"{dlq}: must be encrypted")
+    if str(q.get("MessageRetentionPeriod")) != "1209600":
+        problems.append(f"{dlq}: must keep messages 14 days (1209600 s)")
+    grants = []
+    for pname, props in of_type("AWS::SQS::QueuePolicy").items():
+        if not any(_refers_to(x, dlq) for x in props.get("Queues") or []):
+            continue
+        for i, st in enumerate(_as_list((props.get("PolicyDocument") or {}).get("Statement") or [])):
+            if st.get("Effect") != "Allow":
+                continue
+            where = f"{pname}.Statement[{i}]"
+            grants.append(where)
+            if st.get("Principal") != {"Service": "sns.amazonaws.com"}:
+                problems.append(f"{where}: only SNS may send to {dlq} ({json.dumps(st.get('Principal'))})")
+            if _as_list(st.get("Action")) != ["sqs:SendMessage"]:
+                problems.append(f"{where}: SNS may only sqs:SendMessage")
+            if not all(_refers_to(r, dlq) for r in _as_list(st.get("Resource"))):
+                problems.append(f"{where}: Resource must be {dlq}")
+            cond = st.get("Condition") or {}
+            source = next((c.get("aws:SourceArn") for op, c in cond.items()
+                           if op in ("ArnEquals", "StringEquals") and isinstance(c, dict)), None)
+            if not _refers_to(source, topic):
+                problems.append(f"{where}: needs aws:SourceArn of {topic} (ArnEquals)")
+    if len(grants) != 1:
+        problems.append(f"{dlq}: expected one queue policy grant to SNS, found {grants}")
+    alarms = [n for n, a in of_type("AWS::CloudWatch::Alarm").items()
+              if a.get("Namespace") == "AWS/SQS" and any(_refers_to(d.get("Value"), dlq) for d in a.get("Dimensions") or [])
+              and a.get("AlarmActions")]
+    if not alarms:
+        problems.append(f"{dlq}: needs an alarm with an action (undelivered notices must be seen)")
+
+    # The notice function reads the CDN's signing key only when renditions are signed, and no
+    # other secret.
+    signed = overrides.get("RenditionAccess", "signed") == "signed"
+    role = next((p for n, p in of_type("AWS::IAM::Role").items() if _refers_to(notice.get("Role"), n)), None)
+    reads = [r for p in (role or {}).get("Policies") or []
+             for st in _as_list((p.get("PolicyDocument") or {}).get("Statement") or [])
+             if st.get("Effect") == "Allow" and "secretsmanager:GetSecretValue" in _as_list(st.get("Action"))
+             for r in _as_list(st.get("Resource"))]
+    if signed and (len(reads) != 1 or "cdn-signing-key" not in json.dumps(reads[0])):
+        problems.append(f"NoticeFunction's role must read the CDN signing key and nothing else ({reads})")
+    if not signed and reads:
+        problems.append(f"NoticeFunction's role reads secrets with public renditions ({reads})")
+    return problems
+
+
+def selftest_webhook(translated_path):
+    """The webhook check passes `translated_path` and fails each broken copy of it: it is not a
+    check that passes everything."""
+    with open(translated_path, encoding="utf-8") as f:
+        tpl = json.load(f)
+    res = lambda t: t["Resources"]
+    sub = lambda t: res(t)["WebhookSubscription"]["Properties"]
+    grant = lambda t: res(t)["WebhookDeadLettersPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+
+    def notice_reads_the_cursor_key(t):
+        st = res(t)["NoticeRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        st.append({"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+                   "Resource": {"Ref": "CursorSecret"}})
+
+    breakages = {
+        "on another topic": lambda t: sub(t).update(TopicArn={"Ref": "OperatorTopic"}),
+        "always subscribed": lambda t: res(t)["WebhookSubscription"].pop("Condition"),
+        "over plain http": lambda t: sub(t).update(Protocol="http"),
+        "to another endpoint": lambda t: sub(t).update(Endpoint="https://elsewhere.example.com/"),
+        "raw delivery": lambda t: sub(t).update(RawMessageDelivery="true"),
+        "no redrive policy": lambda t: sub(t).pop("RedrivePolicy"),
+        "an unencrypted queue": lambda t: res(t)["WebhookDeadLetters"]["Properties"].pop("SqsManagedSseEnabled"),
+        "a short retention": lambda t: res(t)["WebhookDeadLetters"]["Properties"].update(MessageRetentionPeriod=345600),
+        "anyone may send": lambda t: grant(t).update(Principal="*"),
+        "any topic may send": lambda t: grant(t).pop("Condition"),
+        "no alarm": lambda t: res(t).pop("WebhookDeadLettersAlarm"),
+        "SHA-1 signatures": lambda t: res(t)["NoticeTopic"]["Properties"].pop("SignatureVersion"),
+        "http URLs allowed": lambda t: t["Parameters"]["WebhookUrl"].update(AllowedPattern="^(https?://[^\\s]+)?$"),
+        "on by default": lambda t: t["Parameters"]["WebhookUrl"].update(Default=WEBHOOK),
+        "the notice reads another secret": notice_reads_the_cursor_key,
+    }
+    problems = []
+    if _check_webhook_in(tpl):
+        problems.append(f"the template itself fails: {_check_webhook_in(tpl)}")
+    for what, breaks in breakages.items():
+        broken = copy.deepcopy(tpl)
+        breaks(broken)
+        if not _check_webhook_in(broken):
+            problems.append(f"a template with {what} passes the webhook check")
+    return problems
+
+
+def _check_webhook_in(tpl):
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(tpl, f)
+    try:
+        return check_webhook(f.name)
+    finally:
+        os.unlink(f.name)
+
+
 def main(argv):
     cmds = {"translate": (translate, 2), "filters": (check_filters, 2), "iam": (check_iam, 1),
-            "edge": (check_edge, 1)}
+            "edge": (check_edge, 1), "webhook": (check_webhook, 1),
+            "webhook-selftest": (selftest_webhook, 1)}
     if not argv or argv[0] not in cmds or len(argv) - 1 != cmds[argv[0]][1]:
         sys.exit(__doc__)
     fn, _ = cmds[argv[0]]

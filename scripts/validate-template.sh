@@ -16,6 +16,10 @@
 #                               Cache-Control), the bucket policy (CloudFront reads processed/* only, from
 #                               that distribution), a throttle on every keyless method, access logs off by
 #                               default, no secret in a function's environment (scripts/sam2cfn.py edge)
+#   (g2) the webhook            WebhookUrl https-only and off by default; given, one HTTPS subscription on the
+#                               notice topic with a dead-letter queue (encrypted, 14 days, SNS-only policy,
+#                               alarmed); the notice function reads the CDN key only when signed
+#                               (scripts/sam2cfn.py webhook; webhook-selftest proves it fails broken copies)
 #   (h) checkov                 third-party security checks; deliberate trade-offs skipped by id, each with
 #                               its reason, in .checkov.yaml
 # Installs its tools on first use (scripts/tools.sh validate checkov). The translated template is left in
@@ -70,6 +74,8 @@ check "(d) SAM->CFN (aws-sam-translator) + cfn-lint" translate_and_lint
 check "(e) FilterCriteria patterns + EventSourceMappings" "$BIN/python" "$ROOT/scripts/sam2cfn.py" filters "$TEMPLATE" "$CFN"
 check "(f) least-privilege IAM" "$BIN/python" "$ROOT/scripts/sam2cfn.py" iam "$CFN"
 check "(g) CDN, bucket policy, API throttles and logs, secrets" "$BIN/python" "$ROOT/scripts/sam2cfn.py" edge "$CFN"
+check "(g2) webhook subscription, its dead letters, the notice function's secrets" "$BIN/python" "$ROOT/scripts/sam2cfn.py" webhook "$CFN"
+check "(g2) ... and that check fails each of its broken copies" "$BIN/python" "$ROOT/scripts/sam2cfn.py" webhook-selftest "$CFN"
 # --skip-download: checkov otherwise fetches check metadata from its vendor; nothing here goes online.
 check "(h) checkov" "$ROOT/.tools/checkov/bin/checkov" --quiet --compact --skip-download \
   --config-file "$ROOT/.checkov.yaml" --framework cloudformation -f "$TEMPLATE"

@@ -1,7 +1,8 @@
 //! The handlers the `uploader` hosts, by the binary name template.yaml gives each function. Each
 //! is built as its Lambda `main.rs` builds it: `Config::from_vars` of its configuration, then
-//! `Deps::new` over the resources it names (upload's reads its secrets, so it is awaited); only the
-//! event types differ (the engine's traits instead of the Lambda runtime's loop).
+//! `Deps::new` over the resources it names (upload's and notice's read their secrets, so they are
+//! awaited); only the event types differ (the engine's traits instead of the Lambda runtime's
+//! loop).
 
 use std::sync::Arc;
 
@@ -30,7 +31,8 @@ pub fn functions() -> Registry {
             Ok(Handler::Stream(Arc::new(Process(deps))))
         })
         .register("notice", |vars, resources| async move {
-            let deps = notice::Deps::new(notice::Config::from_vars(&vars)?, resources.as_ref())?;
+            let config = notice::Config::from_vars(&vars)?;
+            let deps = notice::Deps::new(config, resources.as_ref()).await?;
             Ok(Handler::Stream(Arc::new(Notice(deps))))
         })
         .register("ingest", |vars, resources| async move {

@@ -783,7 +783,11 @@ macro_rules! store_contract {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Received {
     pub subject: String,
+    /// The readable text (what an email gets).
     pub body: String,
+    /// What a program subscriber got (an HTTP(S) or SQS subscriber: the notice's document), where
+    /// the subscriber under test has one.
+    pub document: Option<String>,
 }
 
 /// A notifier under test, with a way to read what its subscriber received since the last read.
@@ -793,7 +797,8 @@ pub trait Subscriber: Send + Sync {
     async fn received(&self) -> Vec<Received>;
 }
 
-/// Each publish gets its own message id, and the subscriber receives the subject and the body.
+/// Each publish gets its own message id, and the subscriber receives the subject and the body;
+/// a program subscriber receives the document, exactly as published.
 pub async fn notifier_publishes_what_the_subscriber_receives(sub: Arc<dyn Subscriber>) {
     let notifier = sub.notifier();
     let mut ids = Vec::new();
@@ -823,6 +828,9 @@ pub async fn notifier_publishes_what_the_subscriber_receives(sub: Arc<dyn Subscr
         assert_eq!(r.subject, format!("Image processed: {n}"));
         assert!(r.body.contains(&format!("body {n}")), "{r:?}");
         assert!(r.body.contains("second line"), "{r:?}");
+        if let Some(document) = &r.document {
+            assert_eq!(document, &format!(r#"{{"version":1,"n":{n}}}"#), "{r:?}");
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod contract;
 mod error;
 mod item;
+pub mod links;
 pub mod media;
 pub mod memory;
 mod ports;

@@ -247,6 +247,7 @@ async fn notice_mails_once_however_often_the_processed_record_comes() {
     let deps = notice::Deps {
         table: table.clone(),
         notifier: notifier.clone(),
+        store: Arc::new(state::memory::MemoryStore::default()),
         concurrency: 2,
     };
     for file in [
@@ -303,6 +304,7 @@ async fn malformed_records_are_skipped_and_not_retried() {
     let notice_deps = notice::Deps {
         table,
         notifier: notifier.clone(),
+        store: Arc::new(state::memory::MemoryStore::default()),
         concurrency: 2,
     };
     assert!(notice::handle(ev, &notice_deps)

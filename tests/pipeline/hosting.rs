@@ -195,6 +195,8 @@ async fn the_cdn_is_left_unset_and_said_so_and_the_cursor_key_is_the_engines_own
         [
             "UploadFunction.CDN_KEY_PAIR_ID (it names RenditionsPublicKey (AWS::CloudFront::PublicKey))",
             "UploadFunction.CDN_URL (it names RenditionsCdn (AWS::CloudFront::Distribution))",
+            "NoticeFunction.CDN_KEY_PAIR_ID (it names RenditionsPublicKey (AWS::CloudFront::PublicKey))",
+            "NoticeFunction.CDN_URL (it names RenditionsCdn (AWS::CloudFront::Distribution))",
         ]
     );
     // The template's generated secret, kept in the data dir as GenerateSecretString says: 48
@@ -210,7 +212,10 @@ async fn the_cdn_is_left_unset_and_said_so_and_the_cursor_key_is_the_engines_own
     let engine = Engine::open(cfg).await.unwrap();
     assert_eq!(
         unset(&engine),
-        ["UploadFunction.CDN_URL (it names RenditionsCdn (AWS::CloudFront::Distribution))"]
+        [
+            "UploadFunction.CDN_URL (it names RenditionsCdn (AWS::CloudFront::Distribution))",
+            "NoticeFunction.CDN_URL (it names RenditionsCdn (AWS::CloudFront::Distribution))",
+        ]
     );
     assert_eq!(
         std::fs::read_to_string(dir.path().join("secrets/CursorSecret")).unwrap(),

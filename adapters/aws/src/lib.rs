@@ -21,4 +21,4 @@ pub use dynamo::{index, DynamoTable, Reads};
 pub use resources::AwsResources;
 pub use s3::S3Store;
 pub use secrets::SecretsManager;
-pub use sns::SnsNotifier;
+pub use sns::{structured_message, SnsNotifier, DOCUMENT_PROTOCOLS};

@@ -261,9 +261,21 @@ impl AwsWorld {
         .collect()
     }
 
-    /// Takes every notification waiting in the queue: (subject, message, SNS MessageId).
+    /// Takes every notice waiting in the queue: (subject, the email's text, SNS MessageId), as
+    /// [`AwsWorld::take_deliveries`] finds them.
     pub async fn take_notices(&self) -> Vec<(String, String, String)> {
-        let mut out = Vec::new();
+        self.take_deliveries()
+            .await
+            .into_iter()
+            .map(|d| (d.subject, d.email, d.message_id))
+            .collect()
+    }
+
+    /// Takes every notification waiting in the queue, with what the same publish gave the email
+    /// subscriber: moto sends no mail, but keeps each publish's message on its topic
+    /// (`/moto-api/data.json`), from which the email's part is read as SNS would pick it.
+    pub async fn take_deliveries(&self) -> Vec<Delivered> {
+        let mut envelopes = Vec::new();
         loop {
             let got = self
                 .sqs
@@ -276,19 +288,12 @@ impl AwsWorld {
                 .expect("ReceiveMessage");
             let messages = got.messages.unwrap_or_default();
             if messages.is_empty() {
-                return out;
+                break;
             }
             for m in messages {
                 let envelope: Value =
                     serde_json::from_str(m.body().unwrap_or_default()).unwrap_or_default();
-                out.push((
-                    envelope["Subject"].as_str().unwrap_or_default().to_owned(),
-                    envelope["Message"].as_str().unwrap_or_default().to_owned(),
-                    envelope["MessageId"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                ));
+                envelopes.push(envelope);
                 self.sqs
                     .delete_message()
                     .queue_url(&self.queue_url)
@@ -297,6 +302,111 @@ impl AwsWorld {
                     .await
                     .expect("DeleteMessage");
             }
+        }
+        if envelopes.is_empty() {
+            return Vec::new();
+        }
+        let published = self.published().await;
+        envelopes
+            .into_iter()
+            .map(|envelope| {
+                let text = |key: &str| envelope[key].as_str().unwrap_or_default().to_owned();
+                let message_id = text("MessageId");
+                let email = published
+                    .get(&message_id)
+                    .map(|p| p.part_for("email"))
+                    .unwrap_or_default();
+                Delivered {
+                    subject: text("Subject"),
+                    document: text("Message"),
+                    email,
+                    message_id,
+                    envelope,
+                }
+            })
+            .collect()
+    }
+
+    /// Every message published to this world's topic, by message id, as moto recorded it.
+    ///
+    /// moto's `data.json` dumps every model it holds; a dump that races another test's write to
+    /// the same server fails with a 500 (an object changed while it was being encoded), so a 500 is
+    /// asked again, a bounded number of times.
+    pub async fn published(&self) -> std::collections::HashMap<String, Published> {
+        const ATTEMPTS: usize = 20;
+        let url = format!("{}/moto-api/data.json", self.moto_endpoint);
+        let mut attempt = 0;
+        let data: Value = loop {
+            attempt += 1;
+            let response = reqwest::get(&url).await.expect("moto's data.json");
+            if response.status().is_server_error() && attempt < ATTEMPTS {
+                continue;
+            }
+            break response
+                .error_for_status()
+                .expect("moto's data.json")
+                .json()
+                .await
+                .expect("moto's data.json is JSON");
+        };
+        let topic = data["sns"]["Topic"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["arn"] == self.topic_arn.as_str())
+            .cloned()
+            .unwrap_or_default();
+        topic["sent_notifications"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|sent| {
+                let field = |i: usize| sent[i].as_str().unwrap_or_default().to_owned();
+                (
+                    field(0),
+                    Published {
+                        message: field(1),
+                        subject: field(2),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// One notification an SQS subscriber received, and what the same publish gave the email.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub subject: String,
+    pub message_id: String,
+    /// The envelope's `Message`: what SNS sends SQS (and HTTP/S) subscribers.
+    pub document: String,
+    /// The email's text: the publish's `email` part (or `default`), as SNS would pick it.
+    pub email: String,
+    /// The whole SNS envelope the queue received.
+    pub envelope: Value,
+}
+
+/// One publish to a topic, as moto keeps it: the message as given (with `MessageStructure: json`,
+/// the object of a part per protocol), and its subject.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub message: String,
+    pub subject: String,
+}
+
+impl Published {
+    /// What a subscriber over `protocol` is sent: its own part of a structured message, else
+    /// `default`; the message itself when it is not a JSON object of parts.
+    pub fn part_for(&self, protocol: &str) -> String {
+        match serde_json::from_str::<serde_json::Map<String, Value>>(&self.message) {
+            Ok(parts) => parts
+                .get(protocol)
+                .or_else(|| parts.get("default"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            Err(_) => self.message.clone(),
         }
     }
 }

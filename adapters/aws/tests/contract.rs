@@ -1,6 +1,7 @@
 //! The contract suite on AWS's APIs served on loopback: DynamoDB Local for the table, moto for S3
-//! and SNS (an SQS queue subscribed to the topic stands in for the email). `make test` starts both;
-//! a plain `cargo test` skips these, saying so.
+//! and SNS (an SQS queue subscribed to the topic gets the document; the email's text is what moto
+//! recorded of the same publish). `make test` starts both; a plain `cargo test` skips these, saying
+//! so.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,12 +42,17 @@ impl Subscriber for Topic {
         ))
     }
 
+    /// The SQS subscriber's envelopes, with the email's part of the same publish (moto keeps it).
     async fn received(&self) -> Vec<Received> {
         self.world
-            .take_notices()
+            .take_deliveries()
             .await
             .into_iter()
-            .map(|(subject, body, _)| Received { subject, body })
+            .map(|d| Received {
+                subject: d.subject,
+                body: d.email,
+                document: Some(d.document),
+            })
             .collect()
     }
 }

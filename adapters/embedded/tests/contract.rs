@@ -139,7 +139,12 @@ impl Subscriber for MailFolder {
                     .unwrap()
                     .to_owned();
                 let body = text.split_once("\r\n\r\n").unwrap().1.replace("\r\n", "\n");
-                Received { subject, body }
+                // A mail folder has only the email's form.
+                Received {
+                    subject,
+                    body,
+                    document: None,
+                }
             })
             .collect();
         let fresh = all[*seen..].to_vec();

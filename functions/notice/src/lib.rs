@@ -1,20 +1,26 @@
 //! The `notice` stream handler: for each item that just became `processed`, publish one notice
-//! naming it, then move it `processed -> notified` with the message id.
+//! naming it, then move it `processed -> notified` with the message id. The notice is the mail
+//! text and a JSON document for programs (docs/webhooks.md), whose renditions are links as the
+//! API's items give them (the CDN's on AWS, the engine's locally).
 //!
 //! Publish comes before the write, so a crash between the two republishes on retry. The local
 //! mailbox deduplicates on the notice's key; a standard SNS topic cannot (docs/operations.md,
 //! "Failure semantics").
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::DynamoDbEventResponse;
 use config_vars::{ConfigError, Vars};
 use lambda_runtime::LambdaEvent;
+use state::links::{self, Cdn};
 use state::text::one_line;
 use state::{
-    transition, Item, ItemTable, Notice, Notifier, ResourceError, Resources, StateError, Status,
+    transition, Item, ItemTable, Notice, Notifier, ObjectStore, ResourceError, Resources,
+    StateError, Status,
 };
 
 /// Notices of one batch published at once. It also bounds the duplicates a crash can cause on AWS:
@@ -27,6 +33,13 @@ pub const CONCURRENCY: usize = 8;
 pub struct Config {
     pub table_name: String,
     pub topic_arn: String,
+    /// The bucket the renditions are in, and how they are linked (as the upload function links
+    /// them in items' `urls`).
+    pub bucket_name: String,
+    /// How long the notice's links stay valid where they expire.
+    pub link_ttl: Duration,
+    /// The CloudFront distribution in front of the renditions, if there is one.
+    pub cdn: Option<Cdn>,
     /// Notices of one batch published at once: [`CONCURRENCY`], or more where the host says
     /// (`BATCH_CONCURRENCY`: the local engine works a whole batch at once).
     pub concurrency: usize,
@@ -37,6 +50,9 @@ impl Config {
         Ok(Config {
             table_name: vars.required("TABLE_NAME")?,
             topic_arn: vars.required("TOPIC_ARN")?,
+            bucket_name: vars.required("BUCKET_NAME")?,
+            link_ttl: links::link_ttl(vars)?,
+            cdn: Cdn::from_vars(vars)?,
             concurrency: vars
                 .parsed_or("BATCH_CONCURRENCY", CONCURRENCY, "a number of records")?
                 .max(CONCURRENCY),
@@ -47,6 +63,8 @@ impl Config {
 pub struct Deps {
     pub table: Arc<dyn ItemTable>,
     pub notifier: Arc<dyn Notifier>,
+    /// Links the renditions named in the notice.
+    pub store: Arc<dyn ObjectStore>,
     pub concurrency: usize,
 }
 
@@ -54,12 +72,20 @@ pub struct Deps {
 pub const FUNCTION: &str = "notice";
 
 impl Deps {
-    /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally).
-    pub fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
+    /// The ports `config` names, from `resources` (the SDK's on Lambda, the engine's locally),
+    /// and the CDN's signing key when its links are signed, read once, now.
+    pub async fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
         pipeline_metrics::cold_start(FUNCTION);
         Ok(Deps {
             table: resources.table(&config.table_name)?,
             notifier: resources.topic(&config.topic_arn)?,
+            store: links::open_bucket(
+                resources,
+                &config.bucket_name,
+                config.link_ttl,
+                config.cdn.as_ref(),
+            )
+            .await?,
             concurrency: config.concurrency,
         })
     }
@@ -103,16 +129,27 @@ async fn notify_item(item: Item, deps: &Deps) -> Result<(), StateError> {
     if !transition::still_at(deps.table.as_ref(), item.id, Status::Processed).await? {
         return Ok(());
     }
-    let message_id = deps.notifier.publish(&notice_for(&item)).await?;
+    let mut renditions = BTreeMap::new();
+    for (name, key) in item.renditions.iter().flatten() {
+        renditions.insert(name.clone(), deps.store.link(key).await?);
+    }
+    let notice = notice_for(&item, &renditions, chrono::Utc::now());
+    let message_id = deps.notifier.publish(&notice).await?;
     pipeline_metrics::notice_published(FUNCTION);
     transition::notified(deps.table.as_ref(), item.id, message_id).await?;
     Ok(())
 }
 
-/// The notice for a processed item: its id, size, dimensions and where its renditions are. Names
-/// are data: a dropped-in file's key is the client's, so every name is written on one line, its
-/// line breaks and other controls escaped (`state::text::one_line`), and cannot add lines.
-pub fn notice_for(item: &Item) -> Notice {
+/// The notice for a processed item: its id, size, dimensions and where its renditions are
+/// (`rendition_links`: name -> URL; the mail keeps naming their objects), published at
+/// `notified_at`. Names are data: a dropped-in file's key is the client's, so every name is written
+/// on one line in the mail, its line breaks and other controls escaped (`state::text::one_line`),
+/// and cannot add lines.
+pub fn notice_for(
+    item: &Item,
+    rendition_links: &BTreeMap<String, String>,
+    notified_at: chrono::DateTime<chrono::Utc>,
+) -> Notice {
     let bucket = one_line(&item.bucket_name);
     let mut body = String::new();
     let _ = writeln!(body, "Your image has been processed.\n");
@@ -141,7 +178,7 @@ pub fn notice_for(item: &Item) -> Notice {
         dedup_key: format!("{}/notified", item.id),
         subject: format!("Image processed: {}", item.id),
         body,
-        document: document_for(item, chrono::Utc::now()),
+        document: document_for(item, rendition_links, notified_at),
     }
 }
 
@@ -149,8 +186,13 @@ pub fn notice_for(item: &Item) -> Notice {
 pub const DOCUMENT_VERSION: u32 = 1;
 
 /// The notice for programs (docs/webhooks.md): JSON, so names need no escaping beyond JSON's own.
+/// `renditions` maps each rendition's name to its URL (as items' `urls.renditions` do);
 /// `notified_at` is when the notice was published (the item is marked `notified` right after).
-pub fn document_for(item: &Item, notified_at: chrono::DateTime<chrono::Utc>) -> String {
+pub fn document_for(
+    item: &Item,
+    renditions: &BTreeMap<String, String>,
+    notified_at: chrono::DateTime<chrono::Utc>,
+) -> String {
     let at = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -163,7 +205,7 @@ pub fn document_for(item: &Item, notified_at: chrono::DateTime<chrono::Utc>) -> 
         "height": item.height,
         "format": item.format,
         "size": item.size,
-        "renditions": item.renditions.clone().unwrap_or_default(),
+        "renditions": renditions,
         "created_at": at(item.created_at),
         "notified_at": notified_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     })

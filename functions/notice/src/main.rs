@@ -8,7 +8,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let metrics = pipeline_metrics::lambda::install(&Vars::env())?;
     let config = Config::from_vars(&Vars::env())?;
-    let deps = Deps::new(config, &AwsResources::from_env().await)?;
+    let deps = Deps::new(config, &AwsResources::from_env().await).await?;
     let deps = &deps;
     pipeline_metrics::lambda::run(
         metrics,

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use config_vars::{ConfigError, Vars};
-use state::DEFAULT_LINK_TTL;
+use state::links::{self, Cdn};
 
 use crate::{
     CursorKey, DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_PENDING_RESERVATIONS,
@@ -37,26 +37,9 @@ pub enum CursorKeySource {
     Given(CursorKey),
 }
 
-/// The distribution that serves renditions (`CDN_URL`, e.g. `https://d111111abcdef8.cloudfront.net`).
-#[derive(Debug, Clone)]
-pub struct Cdn {
-    pub url: String,
-    /// Set when the distribution only serves signed URLs (`CDN_KEY_PAIR_ID`,
-    /// `CDN_SIGNING_KEY_SECRET`); unset, its URLs are plain and never expire.
-    pub signing: Option<CdnSigning>,
-}
-
-#[derive(Debug, Clone)]
-pub struct CdnSigning {
-    /// The CloudFront public key's id, in the distribution's trusted key group.
-    pub key_pair_id: String,
-    /// The secret holding its private key (PEM), read as the function starts.
-    pub private_key_secret: String,
-}
-
 impl Config {
-    /// An empty value counts as unset (the template passes "" for "none"). The CDN's signing
-    /// settings are read only with `CDN_URL`: without a distribution there is nothing to sign for.
+    /// An empty value counts as unset (the template passes "" for "none"). The links' keys
+    /// (`LINK_MINUTES`, `CDN_*`) are read as `state::links` reads them for every function.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let minutes = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
             Ok(vars
@@ -83,8 +66,8 @@ impl Config {
                 "a number of reservations",
             )?,
             cursor_key: cursor_key(vars)?,
-            link_ttl: minutes("LINK_MINUTES", DEFAULT_LINK_TTL)?,
-            cdn: cdn(vars)?,
+            link_ttl: links::link_ttl(vars)?,
+            cdn: Cdn::from_vars(vars)?,
         })
     }
 }
@@ -111,27 +94,4 @@ fn cursor_key(vars: &Vars) -> Result<CursorKeySource, ConfigError> {
         )),
         (Some(_), Some(_)) => Err(either("both are set; give one")),
     }
-}
-
-fn cdn(vars: &Vars) -> Result<Option<Cdn>, ConfigError> {
-    let Some(url) = vars.given("CDN_URL") else {
-        return Ok(None);
-    };
-    let signing = match (
-        vars.given("CDN_KEY_PAIR_ID"),
-        vars.given("CDN_SIGNING_KEY_SECRET"),
-    ) {
-        (Some(key_pair_id), Some(private_key_secret)) => Some(CdnSigning {
-            key_pair_id,
-            private_key_secret,
-        }),
-        (None, None) => None,
-        _ => {
-            return Err(ConfigError::Combination {
-                keys: vec!["CDN_KEY_PAIR_ID".into(), "CDN_SIGNING_KEY_SECRET".into()],
-                rule: "they go together: both (signed links), or neither (public ones)",
-            })
-        }
-    };
-    Ok(Some(Cdn { url, signing }))
 }

@@ -16,15 +16,16 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use state::media::{self, NotAnImage};
 use state::{
-    now_ms, Distribution, ImageId, Item, ItemTable, NewUpload, ObjectStore, Query, ResourceError,
-    Resources, Selection, SigningKey, StateError, Status,
+    links, now_ms, ImageId, Item, ItemTable, NewUpload, ObjectStore, Query, ResourceError,
+    Resources, Selection, StateError, Status,
 };
 
 mod config;
 mod cursor;
 pub mod page;
-pub use config::{Cdn, CdnSigning, Config, CursorKeySource};
+pub use config::{Config, CursorKeySource};
 pub use cursor::{CursorError, CursorKey};
+pub use state::links::{Cdn, CdnSigning};
 
 /// What one upload may weigh unless configured: about 4.5 MB, because Lambda's 6 MB request
 /// payload carries the body base64-encoded (template.yaml's `MaxUploadBytes` says the same).
@@ -74,42 +75,24 @@ impl Deps {
     /// signed URLs on AWS).
     pub async fn new(config: Config, resources: &dyn Resources) -> Result<Deps, ResourceError> {
         pipeline_metrics::cold_start(FUNCTION);
-        let read = |id: &str| {
-            let id = id.to_owned();
-            async move { resources.secrets()?.string(&id).await }
-        };
         let cursor_key = async {
             match &config.cursor_key {
                 CursorKeySource::Given(key) => Ok(key.clone()),
                 CursorKeySource::Secret(id) => {
-                    let value = read(id).await?;
+                    let value = resources.secrets()?.string(id).await?;
                     CursorKey::new(value).ok_or_else(|| {
                         ResourceError::unusable("secret", id, "a cursor key needs 16 bytes or more")
                     })
                 }
             }
         };
-        let signing = async {
-            match config.cdn.as_ref().and_then(|cdn| cdn.signing.as_ref()) {
-                None => Ok(None),
-                Some(signing) => Ok(Some(SigningKey {
-                    key_pair_id: signing.key_pair_id.clone(),
-                    private_key_pem: read(&signing.private_key_secret).await?,
-                })),
-            }
-        };
-        let (cursor_key, signing) = tokio::try_join!(cursor_key, signing)?;
-        let store = match &config.cdn {
-            None => resources.bucket(&config.bucket_name, config.link_ttl)?,
-            Some(cdn) => resources.bucket_behind(
-                &config.bucket_name,
-                config.link_ttl,
-                Distribution {
-                    url: cdn.url.clone(),
-                    signing,
-                },
-            )?,
-        };
+        let store = links::open_bucket(
+            resources,
+            &config.bucket_name,
+            config.link_ttl,
+            config.cdn.as_ref(),
+        );
+        let (cursor_key, store) = tokio::try_join!(cursor_key, store)?;
         Ok(Deps {
             table: resources.table(&config.table_name)?,
             store,
