@@ -89,6 +89,8 @@ pub struct SubscriptionSpec {
     pub condition: Option<String>,
     /// `DeliveryPolicy` (HTTP/S subscriptions), as JSON text.
     pub delivery_policy: Option<String>,
+    /// `RedrivePolicy.deadLetterTargetArn`: the queue (logical id) that gets what SNS gives up on.
+    pub dead_letters: Option<String>,
 }
 
 /// An `AWS::SecretsManager::Secret`'s value.
@@ -168,7 +170,13 @@ impl Resource {
 fn subscription(id: &str, res: &Value, props: &Value) -> Result<SubscriptionSpec, TemplateError> {
     only(
         props,
-        &["TopicArn", "Protocol", "Endpoint", "DeliveryPolicy"],
+        &[
+            "TopicArn",
+            "Protocol",
+            "Endpoint",
+            "DeliveryPolicy",
+            "RedrivePolicy",
+        ],
         id,
     )?;
     let topic = field(props, "TopicArn")
@@ -198,11 +206,26 @@ fn subscription(id: &str, res: &Value, props: &Value) -> Result<SubscriptionSpec
                 .map_err(|e| invalid(id, format!("DeliveryPolicy is not a JSON object: {e}")))?,
         ),
     };
+    let dead_letters = match field(props, "RedrivePolicy") {
+        None => None,
+        Some(policy) => Some(
+            field(policy, "deadLetterTargetArn")
+                .map(Expr::parse)
+                .and_then(|e| e.resource_named().map(str::to_owned))
+                .ok_or_else(|| {
+                    invalid(
+                        id,
+                        "RedrivePolicy.deadLetterTargetArn must be !GetAtt <a queue>.Arn".into(),
+                    )
+                })?,
+        ),
+    };
     Ok(SubscriptionSpec {
         topic,
         subscription: Subscription { protocol, endpoint },
         condition: field(res, "Condition").and_then(scalar),
         delivery_policy,
+        dead_letters,
     })
 }
 

@@ -494,6 +494,7 @@ fn a_subscription_resource_names_its_topic_condition_and_delivery_policy() {
     assert_eq!(s.subscription.endpoint, Expr::Ref("WebhookUrl".into()));
     assert_eq!(s.condition.as_deref(), Some("WebhookGiven"));
     assert_eq!(s.delivery_policy, None);
+    assert_eq!(s.dead_letters.as_deref(), Some("WebhookDeadLetters"));
     // Off by default, on once the parameter is given.
     assert!(!t.condition("WebhookGiven", &Here).unwrap());
     let given = Template::parse(

@@ -145,6 +145,17 @@ pub fn topics(template: &Template, to: &Delivery) -> Result<Topics, crate::error
             }
             .into());
         }
+        // What the engine gives up on stays in its outbox, marked given up with the reason
+        // (docs/webhooks.md, "On one machine"); the named queue must still be the template's.
+        if let Some(queue) = &spec.dead_letters {
+            if !matches!(template.resources.get(queue), Some(Resource::Queue(_))) {
+                return Err(TemplateError::Invalid {
+                    at: format!("{id}.RedrivePolicy"),
+                    what: format!("{queue} is not a queue of this template"),
+                }
+                .into());
+            }
+        }
         subscriptions.push((
             spec.topic.as_str(),
             id.to_owned(),
