@@ -28,8 +28,10 @@ pub struct StoreArgs {
     /// The SNS topic, for --backend aws.
     #[arg(long, env = "TOPIC_ARN")]
     pub topic_arn: Option<String>,
-    /// Address S3 by path (for S3-compatible endpoints on localhost).
-    #[arg(long, env = "S3_FORCE_PATH_STYLE")]
+    /// Address S3 by path (for S3-compatible endpoints on localhost). `S3_FORCE_PATH_STYLE`
+    /// takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "S3_FORCE_PATH_STYLE",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub s3_path_style: bool,
     /// For --backend aws: an SQS queue the bucket's notifications are routed to; the engine
     /// ingests what arrives there, as S3 would invoke `ingest`.

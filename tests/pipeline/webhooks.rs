@@ -653,7 +653,11 @@ fn uploader_serve_refuses_a_webhook_off_loopback_unless_told() {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         if any_host {
-            command.env("WEBHOOK_ANY_HOST", "1");
+            // Boolean settings from the environment take 1 as well as true (clap's own flag
+            // parser took only true/false); S3_FORCE_PATH_STYLE is another.
+            command
+                .env("WEBHOOK_ANY_HOST", "1")
+                .env("S3_FORCE_PATH_STYLE", "1");
         }
         command.spawn().unwrap()
     };
