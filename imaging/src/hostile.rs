@@ -130,6 +130,26 @@ pub fn corpus() -> Vec<Hostile> {
     ]
 }
 
+/// An iPhone photo's HEIC grid: four 512x512 tiles, 35 KB (tests/fixtures, provenance beside it).
+#[cfg(feature = "heic")]
+const IPHONE_GRID: &[u8] = include_bytes!("../../tests/fixtures/iphone_grid_1008x756.heic");
+
+/// A HEIC whose primary image is a `columns` x `rows` grid cropped to `size`, every cell filled
+/// with the first tile of an iPhone photo (512x512, [`IPHONE_GRID`]): one tile item listed in
+/// every cell, or (`distinct`) a tile item of its own in each cell, all with the same picture.
+#[cfg(feature = "heic")]
+pub fn heic_grid(columns: u16, rows: u16, size: (u32, u32), distinct: bool) -> Vec<u8> {
+    crate::heic::grid_of_first_tile(IPHONE_GRID, columns, rows, size, distinct)
+        .expect("the iPhone fixture has a grid")
+}
+
+/// The tile [`heic_grid`] repeats as a HEIC of its own (one coded picture, no grid): what each
+/// cell must show.
+#[cfg(feature = "heic")]
+pub fn heic_tile() -> Vec<u8> {
+    crate::heic::first_tile_alone(IPHONE_GRID).expect("the iPhone fixture has a grid")
+}
+
 /// An animated GIF: a `width` x `height` screen and `frames` one-pixel frames, each after a
 /// graphic control extension (10 ms).
 pub fn gif_frames(width: u16, height: u16, frames: u32) -> Vec<u8> {

@@ -25,6 +25,15 @@ pub(crate) fn buffer_len(w: u32, h: u32, channels: u64) -> Result<usize, ImageEr
         .map_err(|_| ImageError::decode("image too large for this machine's address space"))
 }
 
+/// Item ids without repeats, in order: a grid's distinct tiles, each decoded once.
+#[cfg(any(feature = "heic", feature = "avif"))]
+pub(crate) fn distinct<T: Ord + Copy>(ids: &[T]) -> Vec<T> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// A 16-bit sample to 8 bits, rounded.
 #[inline]
 pub(crate) fn to_8bit(v: u16) -> u8 {
