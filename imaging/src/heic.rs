@@ -219,7 +219,7 @@ fn decode_tile(file: &HeifFile<'_>, id: ItemId, max_pixels: u64) -> Result<Frame
         ..Default::default()
     };
     let frame = decode_picture(&file.hevc_bitstream(id)?, options)?;
-    decodes::count();
+    crate::formats::decodes::count();
     Ok(frame)
 }
 
@@ -278,25 +278,6 @@ fn clean_aperture(
     let left = (cx - (cw - 1.0) / 2.0).round().max(0.0) as u32;
     let top = (cy - (ch - 1.0) / 2.0).round().max(0.0) as u32;
     Ok(img.crop(left, top, cw.round() as u32, ch.round() as u32))
-}
-
-/// How many coded pictures this thread has decoded here: the tests' count of tile decodes.
-pub(crate) mod decodes {
-    #[cfg(test)]
-    thread_local! {
-        static DECODES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-    }
-
-    pub(super) fn count() {
-        #[cfg(test)]
-        DECODES.with(|d| d.set(d.get() + 1));
-    }
-
-    /// Pictures decoded on this thread so far.
-    #[cfg(test)]
-    pub(crate) fn so_far() -> u64 {
-        DECODES.with(std::cell::Cell::get)
-    }
 }
 
 /// The first tile of `source`'s primary grid: its size, configuration, colour and NAL units.

@@ -1,8 +1,9 @@
-//! HEIC grids: each distinct tile is decoded once (counted by `heic::decodes`, on this test's
+//! HEIC grids: each distinct tile is decoded once (counted by `formats::decodes`, on this test's
 //! thread), the image is heifer's to the byte, and the work a file declares is bounded.
 
 use crate::colour;
-use crate::heic::{self, decodes, Route};
+use crate::formats::decodes;
+use crate::heic::{self, Route};
 use crate::hostile::{heic_grid, heic_tile};
 use crate::probe::probe;
 use crate::{decode, render, Settings};

@@ -429,6 +429,8 @@ pub(crate) fn side_by_side<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R +
     })
 }
 
+#[cfg(all(test, feature = "avif"))]
+mod avif_grid_tests;
 #[cfg(test)]
 mod colour_tests;
 #[cfg(test)]

@@ -564,6 +564,7 @@ fn decode_item(
                 let picture = decoder
                     .decode(&data)?
                     .ok_or_else(|| avif_error("no picture in a tile"))?;
+                super::decodes::count();
                 let (tw, th) = (picture.width() as usize, picture.height() as usize);
                 let (buf, ch) = to_8bit(&picture)?;
                 drop(picture);
