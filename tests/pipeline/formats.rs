@@ -163,7 +163,7 @@ async fn every_format_reaches_notified_by_post_upload() {
         );
         check(sample, &item);
     }
-    assert_eq!(app.notices().await.len(), SAMPLES.len());
+    assert_eq!(app.notices().await.len(), samples.len());
 }
 
 #[tokio::test]
