@@ -15,8 +15,9 @@
 //! The rates are measured once per process, on this machine and this build, by rendering a
 //! progressive JPEG (FreshFlower.jpg, 1600x1203) and two HEIC grids with the default renditions:
 //! iphone_grid_1008x756.heic (four 512x512 tiles for a 1008x756 canvas) and a grid made from its
-//! first tile listed in all 16 cells of a 2048x2048 canvas; the two HEIC rates are what make both
-//! renders' times. A debug build and a release one differ tenfold, and so do machines. Anything
+//! first tile listed in all 4 cells of a 1024x1024 canvas; the two HEIC rates are what make both
+//! renders' times. (The samples are small: the engine measures them while it serves, and its peak
+//! memory is bounded.) A debug build and a release one differ tenfold, and so do machines. Anything
 //! the header cannot be read from costs [`UNREADABLE_S`].
 
 use std::sync::OnceLock;
@@ -77,10 +78,10 @@ pub fn rates() -> Rates {
 
 /// The per-coded and per-canvas megapixel rates that give both HEIC samples' times: two
 /// equations, `time = heic x coded + canvas x canvas pixels`, one a sample mostly decoding (four
-/// tiles for less canvas), the other mostly canvas (one tile for 4 MP).
+/// tiles for less canvas), the other mostly canvas (one tile for 1 MP).
 #[cfg(feature = "heic")]
 fn heic_rates(settings: &Settings) -> (f64, f64) {
-    let canvas_sample = imaging::heic::grid_of_first_tile(HEIC_SAMPLE, 4, 4, (2048, 2048), false)
+    let canvas_sample = imaging::heic::grid_of_first_tile(HEIC_SAMPLE, 2, 2, (1024, 1024), false)
         .expect("the HEIC sample has a grid");
     let (h1, t1) = render_time(HEIC_SAMPLE, settings);
     let (h2, t2) = render_time(&canvas_sample, settings);
