@@ -37,18 +37,16 @@ pub fn decode(bytes: &[u8], header: &Header, source: &Source) -> Result<Pixels, 
     }
 }
 
-/// A HEIC's primary image by `heifer` (pure Rust; crop, rotation and mirror applied), at 8 bits,
-/// on one thread (images are the unit of parallelism here). An opaque alpha channel is dropped.
-/// heifer's size limit applies to every picture it decodes or assembles, so it is the largest of
-/// them the probe found (a grid's tile, a coded picture before its `clap` crop), not the image's
-/// own size, which can be smaller.
+/// A HEIC's primary image by `heifer` (pure Rust; crop, rotation and mirror applied), a grid of
+/// plain tiles assembled by [`crate::heic`] with each distinct tile decoded once; at 8 bits, on
+/// one thread (images are the unit of parallelism here). An opaque alpha channel is dropped.
+/// The size limit applies to every picture decoded or assembled, so it is the largest of them
+/// the probe found (a grid's tile, a coded picture before its `clap` crop), not the image's own
+/// size, which can be smaller.
 #[cfg(feature = "heic")]
 fn decode_heic(bytes: &[u8], header: &Header) -> Result<Pixels, ImageError> {
-    let options = heifer::Options {
-        max_threads: 1,
-        max_pixels: header.heic_largest_picture,
-    };
-    let image = heifer::decode_rgba8(bytes, &options).map_err(decode_error)?;
+    let image =
+        crate::heic::decode_rgba8(bytes, header.heic_largest_picture).map_err(decode_error)?;
     let (width, height) = (image.width, image.height);
     Ok(if image.has_alpha {
         Pixels {

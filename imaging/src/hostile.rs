@@ -130,6 +130,154 @@ pub fn corpus() -> Vec<Hostile> {
     ]
 }
 
+/// An iPhone photo's HEIC grid: four 512x512 tiles, 35 KB (tests/fixtures, provenance beside it).
+#[cfg(feature = "heic")]
+const IPHONE_GRID: &[u8] = include_bytes!("../../tests/fixtures/iphone_grid_1008x756.heic");
+
+/// A HEIC whose primary image is a `columns` x `rows` grid cropped to `size`, every cell filled
+/// with the first tile of an iPhone photo (512x512, [`IPHONE_GRID`]): one tile item listed in
+/// every cell, or (`distinct`) a tile item of its own in each cell, all with the same picture.
+#[cfg(feature = "heic")]
+pub fn heic_grid(columns: u16, rows: u16, size: (u32, u32), distinct: bool) -> Vec<u8> {
+    crate::heic::grid_of_first_tile(IPHONE_GRID, columns, rows, size, distinct)
+        .expect("the iPhone fixture has a grid")
+}
+
+/// The tile [`heic_grid`] repeats as a HEIC of its own (one coded picture, no grid): what each
+/// cell must show.
+#[cfg(feature = "heic")]
+pub fn heic_tile() -> Vec<u8> {
+    crate::heic::first_tile_alone(IPHONE_GRID).expect("the iPhone fixture has a grid")
+}
+
+/// An AVIF whose primary image is a `columns` x `rows` grid cropped to `size`, every cell filled
+/// with one 64x64 AV1 tile (a gradient, encoded by ravif): one tile item listed in every cell, or
+/// (`distinct`) a tile item of its own in each, all pointing at the same coded bytes. Also gives
+/// the tile alone as an AVIF, to decode for reference.
+#[cfg(feature = "avif")]
+pub fn avif_grid(columns: u16, rows: u16, size: (u32, u32), distinct: bool) -> (Vec<u8>, Vec<u8>) {
+    use heifer_isobmff::boxes::Property;
+    use heifer_isobmff::HeifFile;
+
+    let px: Vec<ravif::RGB8> = (0..64 * 64)
+        .map(|i| ravif::RGB8::new((i % 64 * 4) as u8, (i / 64 * 4) as u8, 128))
+        .collect();
+    let tile = ravif::Encoder::new()
+        .with_quality(90.0)
+        .with_speed(10)
+        .with_num_threads(Some(1))
+        .encode_rgb(ravif::Img::new(&px[..], 64, 64))
+        .expect("the tile encodes")
+        .avif_file;
+    let file = HeifFile::parse(&tile).expect("ravif's file parses");
+    let data = file.item_data(file.primary_id).unwrap().to_vec();
+    let av1c = file
+        .item_properties(file.primary_id)
+        .unwrap()
+        .find_map(|p| match p {
+            Property::Unknown(kind, content) if kind.0 == *b"av1C" => Some(content.clone()),
+            _ => None,
+        })
+        .expect("an av1C");
+
+    let cells = usize::from(columns) * usize::from(rows);
+    let grid_id = 1u16;
+    let tile_ids: Vec<u16> = if distinct {
+        (0..cells as u16).map(|i| 2 + i).collect()
+    } else {
+        vec![2; cells]
+    };
+    let mut items = tile_ids.clone();
+    items.sort_unstable();
+    items.dedup();
+    let full = |version: u8, flags: u32| {
+        let mut b = vec![version];
+        b.extend_from_slice(&flags.to_be_bytes()[1..]);
+        b
+    };
+    let mut grid_data = vec![0, 0, (rows - 1) as u8, (columns - 1) as u8];
+    grid_data.extend_from_slice(&(size.0 as u16).to_be_bytes());
+    grid_data.extend_from_slice(&(size.1 as u16).to_be_bytes());
+    // `mdat` holds the grid's data then the tile's; `data_at` is where `mdat`'s content starts.
+    let meta = |data_at: u32| {
+        let infe = |id: u16, kind: &[u8; 4], hidden: bool| {
+            let mut b = full(2, u32::from(hidden));
+            b.extend_from_slice(&id.to_be_bytes());
+            b.extend_from_slice(&[0, 0]);
+            b.extend_from_slice(kind);
+            b.push(0);
+            iso_box(b"infe", &b)
+        };
+        let mut iinf = full(0, 0);
+        iinf.extend_from_slice(&((items.len() + 1) as u16).to_be_bytes());
+        iinf.extend(infe(grid_id, b"grid", false));
+        for &id in &items {
+            iinf.extend(infe(id, b"av01", true));
+        }
+        let mut dimg = grid_id.to_be_bytes().to_vec();
+        dimg.extend_from_slice(&(cells as u16).to_be_bytes());
+        for id in &tile_ids {
+            dimg.extend_from_slice(&id.to_be_bytes());
+        }
+        let iref = [full(0, 0), iso_box(b"dimg", &dimg)].concat();
+        let ispe = |(w, h): (u32, u32)| {
+            let mut b = full(0, 0);
+            b.extend_from_slice(&w.to_be_bytes());
+            b.extend_from_slice(&h.to_be_bytes());
+            iso_box(b"ispe", &b)
+        };
+        // Properties 1: the tile's ispe, 2: its av1C, 3: the grid's ispe.
+        let ipco = [ispe((64, 64)), iso_box(b"av1C", &av1c), ispe(size)].concat();
+        let mut ipma = full(0, 0);
+        ipma.extend_from_slice(&((items.len() + 1) as u32).to_be_bytes());
+        ipma.extend_from_slice(&grid_id.to_be_bytes());
+        ipma.extend_from_slice(&[1, 3]);
+        for &id in &items {
+            ipma.extend_from_slice(&id.to_be_bytes());
+            ipma.extend_from_slice(&[2, 1, 0x80 | 2]);
+        }
+        let iprp = [iso_box(b"ipco", &ipco), iso_box(b"ipma", &ipma)].concat();
+        let mut iloc = full(0, 0);
+        iloc.extend_from_slice(&[0x44, 0x00]);
+        iloc.extend_from_slice(&((items.len() + 1) as u16).to_be_bytes());
+        let mut location = |id: u16, offset: u32, length: usize| {
+            iloc.extend_from_slice(&id.to_be_bytes());
+            iloc.extend_from_slice(&[0, 0, 0, 1]);
+            iloc.extend_from_slice(&offset.to_be_bytes());
+            iloc.extend_from_slice(&(length as u32).to_be_bytes());
+        };
+        location(grid_id, data_at, grid_data.len());
+        for &id in &items {
+            location(id, data_at + grid_data.len() as u32, data.len());
+        }
+        let hdlr = [
+            full(0, 0),
+            vec![0; 4],
+            b"pict".to_vec(),
+            vec![0; 12],
+            vec![0],
+        ]
+        .concat();
+        let mut pitm = full(0, 0);
+        pitm.extend_from_slice(&grid_id.to_be_bytes());
+        let content = [
+            full(0, 0),
+            iso_box(b"hdlr", &hdlr),
+            iso_box(b"pitm", &pitm),
+            iso_box(b"iloc", &iloc),
+            iso_box(b"iinf", &iinf),
+            iso_box(b"iref", &iref),
+            iso_box(b"iprp", &iprp),
+        ]
+        .concat();
+        iso_box(b"meta", &content)
+    };
+    let ftyp = iso_box(b"ftyp", b"avif\0\0\0\0avifmif1miaf");
+    let data_at = (ftyp.len() + meta(0).len() + 8) as u32;
+    let mdat = iso_box(b"mdat", &[grid_data.clone(), data.clone()].concat());
+    ([ftyp, meta(data_at), mdat].concat(), tile)
+}
+
 /// An animated GIF: a `width` x `height` screen and `frames` one-pixel frames, each after a
 /// graphic control extension (10 ms).
 pub fn gif_frames(width: u16, height: u16, frames: u32) -> Vec<u8> {

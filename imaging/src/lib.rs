@@ -34,7 +34,9 @@ pub mod colour;
 pub mod decode;
 pub mod encode;
 pub mod formats;
-#[cfg(feature = "hostile")]
+#[cfg(feature = "heic")]
+pub mod heic;
+#[cfg(any(test, feature = "hostile"))]
 pub mod hostile;
 mod jpeg_decode;
 pub mod jpeg_memory;
@@ -427,9 +429,13 @@ pub(crate) fn side_by_side<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R +
     })
 }
 
+#[cfg(all(test, feature = "avif"))]
+mod avif_grid_tests;
 #[cfg(test)]
 mod colour_tests;
 #[cfg(test)]
 mod forgiving_tests;
+#[cfg(all(test, feature = "heic"))]
+mod heic_tests;
 #[cfg(test)]
 mod tests;

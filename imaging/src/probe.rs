@@ -45,9 +45,11 @@ pub struct Header {
     /// HEIC: pixels of the largest picture the decoder makes on the way (a tile, a coded picture
     /// before its crop), which it is allowed; 0 for other formats.
     pub heic_largest_picture: u64,
-    /// HEIC: pixels of every coded picture the decode makes, summed (a tile listed twice in a grid
-    /// counts twice, as it is decoded twice); 0 for other formats. What a HEIC's decode costs in
-    /// time grows with this, not with the displayed size.
+    /// HEIC: pixels of every coded picture the decode makes, summed: a grid's distinct tiles
+    /// once each (a tile its grid lists 169 times is decoded once and copied), its alpha plane;
+    /// 0 for other formats. What a HEIC's decode costs in time grows with this and with the
+    /// canvas it fills, not with the displayed size alone. At most
+    /// [`Settings::max_coded_pixels`].
     pub heic_coded_pixels: u64,
 }
 

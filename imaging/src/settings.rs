@@ -279,6 +279,14 @@ impl Settings {
         })
     }
 
+    /// Pixels of coded pictures an image's decode may make in all (a HEIC's tiles, each distinct
+    /// one once, and its alpha plane): twice [`Settings::max_pixels`], room for whole tiles past
+    /// the image's edges and an alpha plane of its size. What a decode costs in time grows with
+    /// this, so a file that declares more is refused from its header.
+    pub fn max_coded_pixels(&self) -> u64 {
+        self.max_pixels.saturating_mul(2)
+    }
+
     /// The same settings with the budget of `plan`.
     pub fn with_memory(self, plan: &MemoryPlan) -> Settings {
         Settings {

@@ -163,7 +163,7 @@ async fn every_format_reaches_notified_by_post_upload() {
         );
         check(sample, &item);
     }
-    assert_eq!(app.notices().await.len(), SAMPLES.len());
+    assert_eq!(app.notices().await.len(), samples.len());
 }
 
 #[tokio::test]
@@ -193,4 +193,26 @@ async fn every_format_reaches_notified_by_a_signed_put() {
         );
         check(sample, &item);
     }
+}
+
+/// A 12 KB HEIC whose grid lists one 512x512 tile in all 169 cells of a 6656x6656 image (issue
+/// 26's hostile grid) reaches `notified` at its full size: decoded once and copied
+/// (`imaging/src/heic_tests.rs` counts the decodes and checks every cell).
+#[cfg(feature = "heic")]
+#[tokio::test]
+async fn a_heic_grid_listing_one_tile_169_times_reaches_notified() {
+    let app = spawn_engine().await;
+    let bytes = imaging::hostile::heic_grid(13, 13, (6656, 6656), false);
+    assert!(bytes.len() < 40_000, "{} bytes", bytes.len());
+    let id = app.upload_ok(bytes).await;
+    app.drain().await;
+    let item = app.item(&id).await;
+    assert_eq!(item["format"], "heic", "{item}");
+    assert_eq!(
+        (&item["width"], &item["height"]),
+        (&6656.into(), &6656.into()),
+        "{item}"
+    );
+    assert_eq!(statuses(&item), ["uploaded", "processed", "notified"]);
+    assert_eq!(app.notices().await.len(), 1);
 }

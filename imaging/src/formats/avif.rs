@@ -50,6 +50,31 @@ struct Still {
     icc: Result<Option<Vec<u8>>, String>,
     /// The largest single AV1 picture to decode (a grid's tile, or the image).
     largest_picture: u64,
+    /// Pixels of the AV1 pictures decoded, summed: a grid's distinct tiles once each, and the
+    /// alpha plane's.
+    coded_pixels: u64,
+}
+
+/// Pixels of the AV1 pictures an `av01` item or a grid of them decodes (each distinct tile once,
+/// by its `ispe`).
+fn coded_pixels(file: &HeifFile<'_>, id: ItemId) -> Result<u64, ImageError> {
+    let size = |id| -> Result<u64, ImageError> {
+        let (w, h) = file
+            .image_size(id)
+            .map_err(avif_error)?
+            .ok_or_else(|| avif_error("an image item has no size (ispe)"))?;
+        Ok(u64::from(w) * u64::from(h))
+    };
+    match &file.item(id).map_err(avif_error)?.item_type.0 {
+        b"grid" => {
+            let tiles = crate::formats::distinct(file.referenced_items(id, b"dimg"));
+            let first = *tiles
+                .first()
+                .ok_or_else(|| avif_error("a grid without tiles"))?;
+            Ok(size(first)?.saturating_mul(tiles.len() as u64))
+        }
+        _ => size(id),
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +180,12 @@ fn still(file: &HeifFile<'_>) -> Result<Still, ImageError> {
             ps.any(|p| matches!(p, Property::AuxiliaryType(t) if ALPHA_URNS.contains(&t.trim_end_matches('\0'))))
         })
     });
+    let coded_pixels = coded_pixels(file, id)?.saturating_add(
+        alpha
+            .map(|a| coded_pixels(file, a))
+            .transpose()?
+            .unwrap_or(0),
+    );
     let icc = file
         .icc_profile(id)
         .map(|p| p.map(<[u8]>::to_vec))
@@ -168,6 +199,7 @@ fn still(file: &HeifFile<'_>) -> Result<Still, ImageError> {
         nclx,
         icc,
         largest_picture,
+        coded_pixels,
     })
 }
 
@@ -419,6 +451,19 @@ pub(crate) fn probe(bytes: &[u8], settings: &Settings) -> Result<Header, ImageEr
             settings.max_pixels
         )));
     }
+    if let Some(s) = still
+        .as_ref()
+        .filter(|s| s.coded_pixels > settings.max_coded_pixels())
+    {
+        return Err(avif_error(format!(
+            "{} pixels of AV1 pictures to decode for a {}x{} image, over the budget of {} \
+             pixels of decoding (twice the pixel budget)",
+            s.coded_pixels,
+            coded.0,
+            coded.1,
+            settings.max_coded_pixels()
+        )));
+    }
     let animation = track
         .as_ref()
         .filter(|t| t.samples.len() > 1)
@@ -510,11 +555,16 @@ fn decode_item(
             }
             let (w, h) = (grid.output_width, grid.output_height);
             let mut out: Option<(Vec<u8>, u8)> = None;
-            for (i, &tile) in tiles.iter().enumerate() {
-                let data = file.item_data(tile).map_err(avif_error)?;
+            // Each distinct tile is decoded once and copied into every cell that lists it: a
+            // grid may list one tile in all its cells.
+            let mut cells: Vec<usize> = (0..tiles.len()).collect();
+            cells.sort_by_key(|&i| tiles[i]);
+            for group in cells.chunk_by(|&a, &b| tiles[a] == tiles[b]) {
+                let data = file.item_data(tiles[group[0]]).map_err(avif_error)?;
                 let picture = decoder
                     .decode(&data)?
                     .ok_or_else(|| avif_error("no picture in a tile"))?;
+                super::decodes::count();
                 let (tw, th) = (picture.width() as usize, picture.height() as usize);
                 let (buf, ch) = to_8bit(&picture)?;
                 drop(picture);
@@ -524,17 +574,19 @@ fn decode_item(
                 if *cch != ch {
                     return Err(avif_error("grid tiles of different layouts"));
                 }
-                let (col, row) = (i % usize::from(grid.columns), i / usize::from(grid.columns));
-                let (x0, y0) = (col * tw, row * th);
                 let ch = usize::from(ch);
-                for y in 0..th {
-                    let cy = y0 + y;
-                    if cy >= h as usize || x0 >= w as usize {
-                        break;
+                for &i in group {
+                    let (col, row) = (i % usize::from(grid.columns), i / usize::from(grid.columns));
+                    let (x0, y0) = (col * tw, row * th);
+                    for y in 0..th {
+                        let cy = y0 + y;
+                        if cy >= h as usize || x0 >= w as usize {
+                            break;
+                        }
+                        let n = tw.min(w as usize - x0);
+                        canvas[(cy * w as usize + x0) * ch..][..n * ch]
+                            .copy_from_slice(&buf[y * tw * ch..][..n * ch]);
                     }
-                    let n = tw.min(w as usize - x0);
-                    canvas[(cy * w as usize + x0) * ch..][..n * ch]
-                        .copy_from_slice(&buf[y * tw * ch..][..n * ch]);
                 }
             }
             let (canvas, ch) = out.ok_or_else(|| avif_error("a grid without tiles"))?;

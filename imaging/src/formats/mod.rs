@@ -25,6 +25,36 @@ pub(crate) fn buffer_len(w: u32, h: u32, channels: u64) -> Result<usize, ImageEr
         .map_err(|_| ImageError::decode("image too large for this machine's address space"))
 }
 
+/// Item ids without repeats, in order: a grid's distinct tiles, each decoded once.
+#[cfg(any(feature = "heic", feature = "avif"))]
+pub(crate) fn distinct<T: Ord + Copy>(ids: &[T]) -> Vec<T> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// How many coded pictures (a HEIC's or an AVIF's tiles) this thread has decoded: the tests'
+/// count of tile decodes.
+#[cfg(any(feature = "heic", feature = "avif"))]
+pub(crate) mod decodes {
+    #[cfg(test)]
+    thread_local! {
+        static DECODES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    pub(crate) fn count() {
+        #[cfg(test)]
+        DECODES.with(|d| d.set(d.get() + 1));
+    }
+
+    /// Pictures decoded on this thread so far.
+    #[cfg(test)]
+    pub(crate) fn so_far() -> u64 {
+        DECODES.with(std::cell::Cell::get)
+    }
+}
+
 /// A 16-bit sample to 8 bits, rounded.
 #[inline]
 pub(crate) fn to_8bit(v: u16) -> u8 {

@@ -29,14 +29,24 @@ pub(super) fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, Im
         (w, h)
     };
     check_pixels(width, height, settings)?;
-    let mut pictures = pictures::Pictures::default();
-    pictures.visit(&file, id, 0).map_err(ImageError::decode)?;
+    let route = crate::heic::route(&file);
+    let mut pictures = pictures::Pictures::new(route);
+    pictures.visit(&file, id, 0)?;
     let largest = pictures.largest.max(u64::from(width) * u64::from(height));
     if largest > settings.max_pixels {
         return Err(ImageError::decode(format!(
             "HEIC codes a picture of {largest} pixels (over the budget of {} pixels) for a \
              {width}x{height} image",
             settings.max_pixels
+        )));
+    }
+    if pictures.coded > settings.max_coded_pixels() {
+        return Err(ImageError::decode(format!(
+            "HEIC decodes {} coded pictures of {} pixels in all for a {width}x{height} image, \
+             over the budget of {} pixels of decoding (twice the pixel budget)",
+            pictures.pictures,
+            pictures.coded,
+            settings.max_coded_pixels()
         )));
     }
     let mut warnings = Vec::new();
@@ -83,54 +93,94 @@ pub(super) fn probe_heic(bytes: &[u8], settings: &Settings) -> Result<Header, Im
     })
 }
 
-/// The pictures a HEIC decode makes, read from the container without decoding any.
+/// The pictures a HEIC decode makes, read from the container without decoding any: what
+/// [`crate::heic`] decodes on its route, a grid's distinct tiles once each when it assembles the
+/// grid, every reference again when heifer decodes.
 #[cfg(feature = "heic")]
 mod pictures {
     use heifer::heifer_hevc_dec::nal::NalUnit;
     use heifer::heifer_hevc_dec::params::ParameterSets;
-    use heifer::heifer_isobmff::{Error, HeifFile, ItemId};
+    use heifer::heifer_isobmff::{HeifFile, ItemId};
+
+    use crate::heic::{self, Route};
+    use crate::ImageError;
 
     /// Derived images nest no deeper in heifer (its `MAX_DEPTH`).
     const MAX_DEPTH: u32 = 4;
-    /// Items looked at, at most: a 256x256 grid of tiles is already absurd.
+    /// Items looked at, at most: a 256x256 grid of tiles is already absurd, and a file that
+    /// references more is refused.
     const MAX_ITEMS: usize = 1 << 16;
 
-    #[derive(Default)]
     pub struct Pictures {
         /// Pixels of the largest picture decoded or assembled (a coded picture's SPS size, or a
         /// derived image's canvas).
         pub largest: u64,
-        /// Pixels of every coded picture visited, summed: each reference decodes again.
+        /// Pixels of every coded picture decoded, summed.
         pub coded: u64,
+        /// Coded pictures decoded.
+        pub pictures: u64,
+        /// Whether grids are assembled from their distinct tiles ([`Route::Grid`]).
+        distinct_tiles: bool,
         items: usize,
     }
 
     impl Pictures {
+        pub fn new(route: Route) -> Pictures {
+            Pictures {
+                largest: 0,
+                coded: 0,
+                pictures: 0,
+                distinct_tiles: matches!(route, Route::Grid { .. }),
+                items: 0,
+            }
+        }
+
         /// `id`, what it is derived from, and its alpha plane.
-        pub fn visit(&mut self, file: &HeifFile<'_>, id: ItemId, depth: u32) -> Result<(), Error> {
+        pub fn visit(
+            &mut self,
+            file: &HeifFile<'_>,
+            id: ItemId,
+            depth: u32,
+        ) -> Result<(), ImageError> {
             self.items += 1;
-            if depth > MAX_DEPTH || self.items > MAX_ITEMS {
+            if self.items > MAX_ITEMS {
+                return Err(ImageError::decode(format!(
+                    "HEIC image references more than {MAX_ITEMS} pictures"
+                )));
+            }
+            if depth > MAX_DEPTH {
                 return Ok(()); // heifer refuses these itself
             }
             let canvas = file
-                .image_size(id)?
+                .image_size(id)
+                .map_err(ImageError::decode)?
                 .map_or(0, |(w, h)| u64::from(w) * u64::from(h));
             self.largest = self.largest.max(canvas);
-            match &file.item(id)?.item_type.0 {
+            match &file.item(id).map_err(ImageError::decode)?.item_type.0 {
                 b"hvc1" | b"hev1" => {
-                    let coded = coded_pixels(file, id)?;
+                    let coded = coded_pixels(file, id).map_err(ImageError::decode)?;
                     self.largest = self.largest.max(coded);
                     self.coded = self.coded.saturating_add(coded);
+                    self.pictures += 1;
                 }
                 b"grid" => {
-                    let grid = file.grid(id)?;
+                    let grid = file.grid(id).map_err(ImageError::decode)?;
                     let out = u64::from(grid.output_width) * u64::from(grid.output_height);
                     self.largest = self.largest.max(out);
-                    self.visit_all(file, file.referenced_items(id, b"dimg"), depth)?;
+                    let tiles = file.referenced_items(id, b"dimg");
+                    if self.distinct_tiles {
+                        self.visit_all(file, &heic::distinct(tiles), depth)?;
+                    } else {
+                        self.visit_all(file, tiles, depth)?;
+                    }
                 }
                 _ => self.visit_all(file, file.referenced_items(id, b"dimg"), depth)?,
             }
-            self.visit_all(file, &file.referencing_items(id, b"auxl"), depth)
+            // heifer decodes one alpha plane of an image, and no other auxiliary image.
+            match heic::alpha_of(file, id) {
+                Some(alpha) => self.visit(file, alpha, depth + 1),
+                None => Ok(()),
+            }
         }
 
         fn visit_all(
@@ -138,14 +188,14 @@ mod pictures {
             file: &HeifFile<'_>,
             ids: &[ItemId],
             depth: u32,
-        ) -> Result<(), Error> {
+        ) -> Result<(), ImageError> {
             ids.iter().try_for_each(|&i| self.visit(file, i, depth + 1))
         }
     }
 
     /// A coded picture's size as its SPS gives it (the decoder's limit is on that, and it can
     /// exceed `ispe` by the encoder's padding); else `ispe` rounded up to whole 64-pixel blocks.
-    fn coded_pixels(file: &HeifFile<'_>, id: ItemId) -> Result<u64, Error> {
+    fn coded_pixels(file: &HeifFile<'_>, id: ItemId) -> Result<u64, heifer::heifer_isobmff::Error> {
         let mut sets = ParameterSets::default();
         if let Some(config) = file.hevc_config(id)? {
             for nal in &config.nal_units {
