@@ -68,6 +68,10 @@ pub enum Command {
         #[arg(long, env = "WEBHOOK_ANY_HOST",
               value_parser = clap::builder::BoolishValueParser::new())]
         webhook_any_host: bool,
+        /// CA certificates (PEM) trusted for https:// webhooks besides the system's roots, for a
+        /// receiver whose certificate comes from a CA of its own.
+        #[arg(long, env = "WEBHOOK_CA_FILE", value_name = "PEM")]
+        webhook_ca_file: Option<std::path::PathBuf>,
     },
     /// List items, newest first, from the table's index queries (the same as GET /items).
     Items {
@@ -179,9 +183,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             limits,
             process_memory_mb,
             webhook_any_host,
+            webhook_ca_file,
         } => {
             let mut cfg = store.config(before).await?;
             cfg.webhooks.any_host = webhook_any_host;
+            cfg.webhooks.ca_file = webhook_ca_file;
             cfg.email = email;
             cfg.retry_backoff = Duration::from_secs_f64(retry_backoff);
             cfg.server = limits.limits();

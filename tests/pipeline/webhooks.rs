@@ -49,9 +49,12 @@ struct Received {
 /// A webhook receiver on loopback: records every POST and answers with the status it is told to
 /// (the next `fail` posts get 500).
 struct Receiver {
-    addr: SocketAddr,
     got: Mutex<mpsc::UnboundedReceiver<Received>>,
     fail: Arc<AtomicUsize>,
+    /// `https://<host>` when it serves TLS, `http://<addr>` otherwise.
+    origin: String,
+    /// Why each failed TLS handshake failed (the client refused the certificate, say).
+    tls_failed: TlsFailures,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -61,6 +64,11 @@ impl Receiver {
     }
 
     async fn start_on(addr: SocketAddr) -> Receiver {
+        Receiver::serve(addr, None).await
+    }
+
+    /// A receiver on `addr` that serves HTTP, or HTTPS as `tls.0` with `tls.1`'s certificate.
+    async fn serve(addr: SocketAddr, tls: Option<(String, Arc<rustls::ServerConfig>)>) -> Receiver {
         let (tx, rx) = mpsc::unbounded_channel();
         let fail = Arc::new(AtomicUsize::new(0));
         let failing = fail.clone();
@@ -85,24 +93,42 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap()
-        });
+        let tls_failed = TlsFailures::default();
+        let origin = match tls {
+            None => {
+                tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await
+                        .unwrap()
+                });
+                format!("http://{addr}")
+            }
+            Some((host, config)) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                let failed = tls_failed.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = stopped => {}
+                        _ = serve_tls(listener, acceptor, app, failed) => {}
+                    }
+                });
+                format!("https://{host}:{}", addr.port())
+            }
+        };
         Receiver {
-            addr,
             got: Mutex::new(rx),
             fail,
+            origin,
+            tls_failed,
             _stop: stop,
         }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
+        format!("{}/hook", self.origin)
     }
 
     /// Everything received since the last call.
@@ -114,6 +140,129 @@ impl Receiver {
         }
         out
     }
+}
+
+type TlsFailures = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Accepts TLS connections on `listener` and serves `app` on each; records failed handshakes.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: axum::Router,
+    failed: TlsFailures,
+) {
+    use tower::ServiceExt as _;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let failed = failed.clone();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(stream).await {
+                Ok(s) => s,
+                Err(e) => {
+                    failed.lock().unwrap().push(e.to_string());
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// A CA made here, and a server certificate it signed for `localhost` and 127.0.0.1 and ::1:
+/// returns the CA's certificate (PEM) and the server's TLS configuration.
+fn test_ca_and_server() -> (String, Arc<rustls::ServerConfig>) {
+    use p256::ecdsa::{DerSignature, SigningKey};
+    use p256::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    use std::str::FromStr;
+    use x509_cert::builder::{profile, Builder, CertificateBuilder};
+    use x509_cert::der::asn1::{Ia5String, OctetString};
+    use x509_cert::der::{Decode, Encode, EncodePem};
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::name::Name;
+    use x509_cert::serial_number::SerialNumber;
+    use x509_cert::spki::SubjectPublicKeyInfoOwned;
+    use x509_cert::time::Validity;
+
+    let key = || {
+        let mut bytes = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).unwrap();
+        SigningKey::from_slice(&bytes).unwrap()
+    };
+    let spki = |key: &SigningKey| {
+        let der = key.verifying_key().to_public_key_der().unwrap();
+        SubjectPublicKeyInfoOwned::from_der(der.as_bytes()).unwrap()
+    };
+    let validity = || Validity::from_now(Duration::from_secs(24 * 3600)).unwrap();
+
+    let ca_key = key();
+    let ca_name = Name::from_str("CN=Webhook test CA,O=Local engine tests,C=ZZ").unwrap();
+    let ca = CertificateBuilder::new(
+        profile::cabf::Root::new(false, ca_name.clone()).unwrap(),
+        SerialNumber::new(&[1]).unwrap(),
+        validity(),
+        spki(&ca_key),
+    )
+    .unwrap()
+    .build::<_, DerSignature>(&ca_key)
+    .unwrap();
+
+    let server_key = key();
+    let names = vec![
+        GeneralName::DnsName(Ia5String::new("localhost").unwrap()),
+        GeneralName::IpAddress(OctetString::new(vec![127, 0, 0, 1]).unwrap()),
+        GeneralName::IpAddress(
+            OctetString::new(std::net::Ipv6Addr::LOCALHOST.octets().to_vec()).unwrap(),
+        ),
+    ];
+    let subscriber = profile::cabf::tls::Subscriber {
+        certificate_type: profile::cabf::tls::CertificateType::domain_validated(
+            Name::from_str("CN=localhost").unwrap(),
+            names.clone(),
+        )
+        .unwrap(),
+        issuer: ca_name,
+        client_auth: false,
+    };
+    let mut builder = CertificateBuilder::new(
+        subscriber,
+        SerialNumber::new(&[2]).unwrap(),
+        validity(),
+        spki(&server_key),
+    )
+    .unwrap();
+    builder.add_extension(&SubjectAltName(names)).unwrap();
+    let server = builder.build::<_, DerSignature>(&ca_key).unwrap();
+
+    let chain = vec![rustls::pki_types::CertificateDer::from(
+        server.to_der().unwrap(),
+    )];
+    let private = rustls::pki_types::PrivateKeyDer::Pkcs8(
+        server_key
+            .to_pkcs8_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec()
+            .into(),
+    );
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .unwrap();
+    let ca_pem = ca.to_pem(x509_cert::der::pem::LineEnding::LF).unwrap();
+    (ca_pem, Arc::new(config))
 }
 
 /// An engine serving on loopback, over `dir`, with the webhook at `webhook`.
@@ -600,6 +749,100 @@ async fn a_hanging_receiver_holds_a_bounded_number_of_connections() {
 }
 
 #[tokio::test]
+async fn an_https_receiver_is_delivered_to_only_when_its_certificate_is_trusted() {
+    let (ca_pem, server_tls) = test_ca_and_server();
+    // By name, as a real receiver is reached: `localhost`, on the address the engine will pick
+    // for it (the first loopback one it resolves to).
+    let addr = tokio::net::lookup_host(("localhost", 0))
+        .await
+        .unwrap()
+        .find(|a| a.ip().is_loopback())
+        .expect("localhost resolves to loopback");
+    let receiver = Receiver::serve(addr, Some(("localhost".into(), server_tls))).await;
+    assert!(receiver.url().starts_with("https://localhost:"));
+    let kind = "SubscriptionConfirmation";
+
+    // Without the CA file the certificate is not trusted: every attempt (the first and the
+    // policy's 3 retries) fails in the TLS handshake, is counted, and nothing is delivered.
+    let untrusting = tempfile::tempdir().unwrap();
+    let engine = open(untrusting.path(), &receiver.url(), |_| {}).await;
+    engine.engine.drain_webhooks().await.unwrap();
+    assert!(receiver.take().await.is_empty());
+    // The receiver sees the last refusal a moment after the engine has recorded it.
+    let refused = || receiver.tls_failed.lock().unwrap().clone();
+    eventually("the receiver's 4 failed handshakes", || {
+        let n = refused().len();
+        async move { n >= 4 }
+    })
+    .await;
+    let refused = refused();
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    // The engine's TLS client refused the certificate: an unknown issuer.
+    for why in &refused {
+        assert!(why.contains("UnknownCA"), "{why}");
+    }
+    assert_eq!(
+        engine
+            .metric(pipeline_metrics::WEBHOOK_FAILURES, kind)
+            .await,
+        4.0
+    );
+    assert_eq!(
+        engine.metric(pipeline_metrics::WEBHOOK_RETRIES, kind).await,
+        3.0
+    );
+    assert_eq!(
+        engine
+            .metric(pipeline_metrics::WEBHOOK_GIVEN_UP, kind)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        engine
+            .metric(pipeline_metrics::WEBHOOK_DELIVERIES, kind)
+            .await,
+        0.0
+    );
+    drop(engine);
+
+    // With the test CA in the CA file: the confirmation and then a notice arrive over TLS, and
+    // verify as over plain HTTP.
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("webhook-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let engine = open(dir.path(), &receiver.url(), |cfg| {
+        cfg.webhooks.ca_file = Some(ca_file.clone())
+    })
+    .await;
+    let arn = handshake(&engine, &receiver).await;
+    let id = engine.upload(fixture("GreenMeadow.jpg")).await;
+    engine.engine.drain().await.unwrap();
+    engine.engine.drain_webhooks().await.unwrap();
+    let got = receiver.take().await;
+    assert_eq!(got.len(), 1, "one notification: {got:?}");
+    let notification = &verified(&engine.base, &got, "Notification").await[0];
+    assert_eq!(
+        got[0].headers["x-amz-sns-subscription-arn"]
+            .to_str()
+            .unwrap(),
+        arn
+    );
+    let document: Value = serde_json::from_str(notification["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(document["id"], id.as_str());
+    assert_eq!(
+        engine
+            .metric(pipeline_metrics::WEBHOOK_DELIVERIES, "Notification")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        receiver.tls_failed.lock().unwrap().len(),
+        4,
+        "no new failure"
+    );
+}
+
+#[tokio::test]
 async fn a_webhook_off_loopback_is_refused_at_start_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = local::engine_config(dir.path());
@@ -620,12 +863,35 @@ async fn a_webhook_off_loopback_is_refused_at_start_unless_allowed() {
 
     cfg.parameters
         .insert("WebhookUrl".into(), "https://example.com/hook".into());
+    Engine::open(cfg.clone()).await.unwrap();
+
+    // A CA file that cannot be read, or holds no certificate, stops the start.
+    for (contents, says) in [
+        (None, "reading the webhook CA file"),
+        (Some("not PEM\n"), "no PEM"),
+    ] {
+        let path = dir.path().join("ca.pem");
+        let _ = std::fs::remove_file(&path);
+        if let Some(c) = contents {
+            std::fs::write(&path, c).unwrap();
+        }
+        let mut with_ca = cfg.clone();
+        with_ca.webhooks.ca_file = Some(path);
+        let err = Engine::open(with_ca)
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains(says), "{err}");
+    }
+    cfg.parameters
+        .insert("WebhookUrl".into(), "ftp://127.0.0.1/hook".into());
     let err = Engine::open(cfg.clone())
         .await
         .err()
         .expect("refused")
         .to_string();
-    assert!(err.contains("plain HTTP only"), "{err}");
+    assert!(err.contains("http:// or https:// URL"), "{err}");
 
     // A delivery policy SNS would refuse is refused, by name.
     cfg.parameters

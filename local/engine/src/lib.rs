@@ -116,7 +116,7 @@ impl Engine {
                 email: &cfg.email,
                 fsync: cfg.durability == Durability::Power,
                 secret: &secret,
-                webhook_limits: cfg.webhooks,
+                webhook_limits: cfg.webhooks.clone(),
                 metrics: &metrics,
             },
         )?;

@@ -55,7 +55,7 @@ pub(super) fn build(
             email: local.email,
             fsync: local.fsync,
             arns: &arns,
-            webhook_limits: local.webhook_limits,
+            webhook_limits: local.webhook_limits.clone(),
             metrics: local.metrics,
         },
     )?;

@@ -180,7 +180,12 @@ impl Deliveries {
         };
         match tokio::time::timeout(
             webhooks.limits.timeout,
-            post(&target.endpoint, request, webhooks.limits.any_host),
+            post(
+                &target.endpoint,
+                request,
+                webhooks.limits.any_host,
+                webhooks.tls.as_ref(),
+            ),
         )
         .await
         {
@@ -319,17 +324,19 @@ fn host_header(uri: &Uri) -> String {
     }
 }
 
-/// Connects to `endpoint` (refusing a name that resolves off loopback unless `any_host`), sends
-/// `request` on a connection of its own, and returns the answer's status. The answer's body is not
-/// read: the connection is closed with it.
+/// Connects to `endpoint` (refusing a name that resolves off loopback unless `any_host`), over TLS
+/// with `tls` for an `https://` one, sends `request` on a connection of its own, and returns the
+/// answer's status. The answer's body is not read: the connection is closed with it.
 async fn post(
     endpoint: &Uri,
     request: Request<Full<bytes::Bytes>>,
     any_host: bool,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<u16, String> {
     let host = endpoint.host().unwrap_or_default();
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let port = endpoint.port_u16().unwrap_or(80);
+    let https = endpoint.scheme_str() == Some("https");
+    let port = endpoint.port_u16().unwrap_or(if https { 443 } else { 80 });
     let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((bare, port))
         .await
         .map_err(|e| format!("resolving {host}: {e}"))?
@@ -342,7 +349,32 @@ async fn post(
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    if !https {
+        return exchange(stream, addr, endpoint, request).await;
+    }
+    let tls = tls.ok_or_else(|| format!("{endpoint}: no TLS client was made at start"))?;
+    // SNI and the name the certificate must hold: the URL's host (an IP address is checked
+    // against the certificate's IP addresses).
+    let name = rustls_pki_types::ServerName::try_from(bare.to_owned())
+        .map_err(|e| format!("{host} as a TLS server name: {e}"))?;
+    let stream = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS handshake with {host} ({addr}): {e}"))?;
+    exchange(stream, addr, endpoint, request).await
+}
+
+/// Sends `request` over `io` (a TCP or TLS stream to `addr`) and returns the answer's status.
+async fn exchange<Io>(
+    io: Io,
+    addr: std::net::SocketAddr,
+    endpoint: &Uri,
+    request: Request<Full<bytes::Bytes>>,
+) -> Result<u16, String>
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| format!("HTTP handshake with {addr}: {e}"))?;
     // Closed with this future, whether it ends or is dropped (the attempt's timeout): a receiver

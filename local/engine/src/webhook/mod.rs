@@ -10,11 +10,13 @@
 //!   and a worker ([`delivery::Deliveries`]) posts it as a signed `Notification`
 //!   ([`signing::Signer`]) until the endpoint answers 2xx, it answers 3xx or 4xx (which SNS takes
 //!   as a permanent failure), or the delivery policy ([`policy::DeliveryPolicy`]) is spent.
-//! - Endpoints are `http://` URLs on loopback unless [`WebhookLimits::any_host`] is set; the engine
-//!   has no TLS client, so an `https://` endpoint is refused at start-up.
+//! - Endpoints are `http://` or `https://` URLs on loopback unless [`WebhookLimits::any_host`] is
+//!   set. An `https://` endpoint's certificate is verified (rustls, [`tls_client`]) against the
+//!   system's roots plus [`WebhookLimits::ca_file`]'s, for the URL's host.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -34,7 +36,7 @@ use policy::DeliveryPolicy;
 use signing::Signer;
 
 /// What a webhook delivery may cost, and where it may go.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WebhookLimits {
     /// Deliver to endpoints that are not on loopback (off: they are refused at start-up).
     pub any_host: bool,
@@ -43,6 +45,9 @@ pub struct WebhookLimits {
     /// Attempts in flight at once, across every subscription: the connections a slow or hanging
     /// receiver can hold.
     pub max_connections: usize,
+    /// CA certificates (PEM) trusted for `https://` endpoints besides the system's, for a
+    /// receiver with a CA of its own.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for WebhookLimits {
@@ -51,6 +56,7 @@ impl Default for WebhookLimits {
             any_host: false,
             timeout: Duration::from_secs(15),
             max_connections: 4,
+            ca_file: None,
         }
     }
 }
@@ -91,21 +97,19 @@ impl Target {
     }
 }
 
-/// `endpoint` as a URL the engine delivers to: `http://`, with a host, on loopback unless
-/// `limits.any_host`.
+/// `endpoint` as a URL the engine delivers to: `http://` or `https://`, with a host, on loopback
+/// unless `limits.any_host`.
 fn check_endpoint(endpoint: &str, limits: &WebhookLimits) -> Result<Uri, String> {
     let uri: Uri = endpoint
         .parse()
         .map_err(|e| format!("{endpoint:?} is not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+        Some("http" | "https") => {}
+        _ => {
             return Err(format!(
-                "{endpoint}: the local engine delivers over plain HTTP only (it has no TLS \
-                 client); give an http:// URL, such as a receiver on 127.0.0.1"
+                "{endpoint:?}: an http:// or https:// URL is needed"
             ))
         }
-        _ => return Err(format!("{endpoint:?}: an http:// URL is needed")),
     }
     let host = uri
         .host()
@@ -117,6 +121,52 @@ fn check_endpoint(endpoint: &str, limits: &WebhookLimits) -> Result<Uri, String>
         ));
     }
     Ok(uri)
+}
+
+/// The TLS client of `https://` deliveries: rustls on aws-lc-rs (the AWS SDK's stack), trusting the
+/// system's root certificates plus those in `ca_file`. The server's certificate must chain to one
+/// of them, be valid now, and name the URL's host (rustls's WebPKI verifier).
+pub fn tls_client(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    use anyhow::Context;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let system = rustls_native_certs::load_native_certs();
+    for error in &system.errors {
+        tracing::warn!(%error, "reading the system's root certificates");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(system.certs);
+    if ignored > 0 {
+        tracing::warn!(ignored, "system root certificates rustls cannot use");
+    }
+    if let Some(path) = ca_file {
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("reading the webhook CA file {}", path.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!(
+                "the webhook CA file {} holds no PEM certificate",
+                path.display()
+            );
+        }
+        for cert in certs {
+            roots.add(cert).with_context(|| {
+                format!("a certificate in the webhook CA file {}", path.display())
+            })?;
+        }
+    }
+    if roots.is_empty() {
+        tracing::warn!(
+            "no root certificates (the system has none and no --webhook-ca-file is given): \
+             every https:// webhook delivery will fail"
+        );
+    }
+    tracing::debug!(system = added, total = roots.len(), "webhook TLS roots");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("the TLS client's protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// A host that names this machine's loopback: a loopback address, or `localhost`.
@@ -178,6 +228,8 @@ pub struct Webhooks {
     base_url: RwLock<Option<String>>,
     metrics: WebhookMetrics,
     limits: WebhookLimits,
+    /// The TLS client, made at start if an endpoint is `https://` or a CA file is given.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Webhooks {
@@ -190,6 +242,16 @@ impl Webhooks {
         metrics: WebhookMetrics,
         limits: WebhookLimits,
     ) -> anyhow::Result<Webhooks> {
+        // Made at start, so that a bad CA file stops the engine rather than every delivery.
+        let tls = if limits.ca_file.is_some()
+            || targets
+                .iter()
+                .any(|t| t.endpoint.scheme_str() == Some("https"))
+        {
+            Some(Arc::new(tls_client(limits.ca_file.as_deref())?))
+        } else {
+            None
+        };
         let data_dir = data_dir.to_owned();
         // RSA key generation takes a while: not on the runtime's threads.
         let signer = tokio::task::spawn_blocking(move || Signer::load_or_create(&data_dir))
@@ -237,6 +299,7 @@ impl Webhooks {
             base_url: RwLock::new(None),
             metrics,
             limits,
+            tls,
         })
     }
 
@@ -364,19 +427,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_loopback_http_endpoints_unless_allowed() {
+    fn only_loopback_http_and_https_endpoints_unless_allowed() {
         let local = WebhookLimits::default();
         for ok in [
             "http://127.0.0.1:9000/hook",
             "http://[::1]:9000/",
             "http://localhost/x",
+            "https://127.0.0.1/hook",
+            "https://localhost:8443/hook",
         ] {
             assert!(check_endpoint(ok, &local).is_ok(), "{ok}");
         }
         for refused in [
             "http://192.168.1.5/hook",
             "http://example.com/hook",
-            "https://127.0.0.1/hook",
+            "https://example.com/hook",
             "ftp://127.0.0.1/",
             "not a url",
         ] {
@@ -387,6 +452,7 @@ mod tests {
             ..local
         };
         assert!(check_endpoint("http://example.com/hook", &anywhere).is_ok());
-        assert!(check_endpoint("https://example.com/hook", &anywhere).is_err());
+        assert!(check_endpoint("https://example.com/hook", &anywhere).is_ok());
+        assert!(check_endpoint("ftp://example.com/", &anywhere).is_err());
     }
 }
