@@ -749,6 +749,62 @@ async fn a_hanging_receiver_holds_a_bounded_number_of_connections() {
 }
 
 #[tokio::test]
+async fn a_receiver_stalling_the_tls_handshake_is_given_up_on_under_the_timeout() {
+    // Takes the connection and the ClientHello, never answers it: each attempt's timeout must
+    // cover the handshake and close the connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/hook", listener.local_addr().unwrap());
+    let open_now = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let hellos = Arc::new(AtomicUsize::new(0));
+    let (o, m, h) = (open_now.clone(), most.clone(), hellos.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let (o, m, h) = (o.clone(), m.clone(), h.clone());
+            tokio::spawn(async move {
+                let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                // A TLS handshake record (content type 22) opens the connection.
+                if socket.read(&mut buf).await.unwrap_or(0) > 0 && buf[0] == 22 {
+                    h.fetch_add(1, Ordering::SeqCst);
+                }
+                while socket.read(&mut buf).await.unwrap_or(0) > 0 {}
+                o.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path(), &url, |cfg| {
+        cfg.webhooks.timeout = Duration::from_millis(300);
+    })
+    .await;
+    engine.engine.drain_webhooks().await.unwrap();
+    let kind = "SubscriptionConfirmation";
+    assert_eq!(hellos.load(Ordering::SeqCst), 4, "1 attempt + 3 retries");
+    assert_eq!(
+        engine
+            .metric(pipeline_metrics::WEBHOOK_FAILURES, kind)
+            .await,
+        4.0
+    );
+    assert_eq!(
+        engine
+            .metric(pipeline_metrics::WEBHOOK_GIVEN_UP, kind)
+            .await,
+        1.0
+    );
+    assert_eq!(most.load(Ordering::SeqCst), 1);
+    // The engine closed every one of them (the receiver sees the end a moment later).
+    eventually("every stalled connection closed", || {
+        let open = open_now.load(Ordering::SeqCst);
+        async move { open == 0 }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_https_receiver_is_delivered_to_only_when_its_certificate_is_trusted() {
     let (ca_pem, server_tls) = test_ca_and_server();
     // By name, as a real receiver is reached: `localhost`, on the address the engine will pick
