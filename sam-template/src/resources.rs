@@ -206,20 +206,9 @@ fn subscription(id: &str, res: &Value, props: &Value) -> Result<SubscriptionSpec
                 .map_err(|e| invalid(id, format!("DeliveryPolicy is not a JSON object: {e}")))?,
         ),
     };
-    let dead_letters = match field(props, "RedrivePolicy") {
-        None => None,
-        Some(policy) => Some(
-            field(policy, "deadLetterTargetArn")
-                .map(Expr::parse)
-                .and_then(|e| e.resource_named().map(str::to_owned))
-                .ok_or_else(|| {
-                    invalid(
-                        id,
-                        "RedrivePolicy.deadLetterTargetArn must be !GetAtt <a queue>.Arn".into(),
-                    )
-                })?,
-        ),
-    };
+    let dead_letters = field(props, "RedrivePolicy")
+        .map(|policy| dead_letter_target(policy, id))
+        .transpose()?;
     Ok(SubscriptionSpec {
         topic,
         subscription: Subscription { protocol, endpoint },
@@ -227,6 +216,19 @@ fn subscription(id: &str, res: &Value, props: &Value) -> Result<SubscriptionSpec
         delivery_policy,
         dead_letters,
     })
+}
+
+/// A `RedrivePolicy`'s `deadLetterTargetArn` (a queue's or a subscription's): the queue's logical id.
+fn dead_letter_target(policy: &Value, id: &str) -> Result<String, TemplateError> {
+    field(policy, "deadLetterTargetArn")
+        .map(Expr::parse)
+        .and_then(|e| e.resource_named().map(str::to_owned))
+        .ok_or_else(|| {
+            invalid(
+                id,
+                "RedrivePolicy.deadLetterTargetArn must be !GetAtt <a queue>.Arn".into(),
+            )
+        })
 }
 
 fn key_schema(v: Option<&Value>, at: &str) -> Result<Vec<KeyElement>, TemplateError> {
@@ -307,15 +309,7 @@ fn queue(id: &str, p: &Value) -> Result<QueueSpec, TemplateError> {
     let redrive = match field(p, "RedrivePolicy") {
         None => None,
         Some(policy) => {
-            let target = field(policy, "deadLetterTargetArn")
-                .map(Expr::parse)
-                .and_then(|e| e.resource_named().map(str::to_owned))
-                .ok_or_else(|| {
-                    invalid(
-                        id,
-                        "RedrivePolicy.deadLetterTargetArn must be !GetAtt <a queue>.Arn".into(),
-                    )
-                })?;
+            let target = dead_letter_target(policy, id)?;
             let max = match int(policy, "maxReceiveCount", id)? {
                 Some(n @ 1..=1000) => n as u32,
                 other => {
