@@ -254,7 +254,7 @@ fn test_ca_and_server() -> (String, Arc<rustls::ServerConfig>) {
             .to_vec()
             .into(),
     );
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()

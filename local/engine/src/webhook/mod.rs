@@ -123,7 +123,7 @@ fn check_endpoint(endpoint: &str, limits: &WebhookLimits) -> Result<Uri, String>
     Ok(uri)
 }
 
-/// The TLS client of `https://` deliveries: rustls on aws-lc-rs (the AWS SDK's stack), trusting the
+/// The TLS client of `https://` deliveries: rustls (the AWS SDK's stack) on ring, trusting the
 /// system's root certificates plus those in `ca_file`. The server's certificate must chain to one
 /// of them, be valid now, and name the URL's host (rustls's WebPKI verifier).
 pub fn tls_client(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
@@ -161,7 +161,7 @@ pub fn tls_client(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig
         );
     }
     tracing::debug!(system = added, total = roots.len(), "webhook TLS roots");
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("the TLS client's protocol versions")?
