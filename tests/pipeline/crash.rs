@@ -4,7 +4,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::helpers::{
-    all_items, client, eventually, fixture, item_at, mail_notices, spawn_binary, world, PHOTOS,
+    all_items, client, eventually, fixture, item_at, mail_notices, spawn_binary, upload_jpeg_ok,
+    world, PHOTOS,
 };
 
 /// Uploads every photo to a running engine, then SIGKILLs it at once: items are caught between
@@ -22,16 +23,8 @@ async fn sigkill_mid_flight_then_restart_loses_nothing_and_mails_once() {
     for _round in 0..3 {
         let bin = spawn_binary(dir.path(), &env).await;
         for photo in PHOTOS {
-            let resp = http
-                .post(format!("http://{}/upload", bin.addr))
-                .header("content-type", "image/jpeg")
-                .body(fixture(photo))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 201);
-            let item: Value = resp.json().await.unwrap();
-            ids.insert(item["id"].as_str().unwrap().to_owned());
+            let base = format!("http://{}", bin.addr);
+            ids.insert(upload_jpeg_ok(&http, &base, fixture(photo)).await);
         }
         bin.kill();
     }

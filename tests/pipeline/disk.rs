@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    client, eventually, fixture, mails, spawn_binary, spawn_embedded_engine_with,
+    client, eventually, fixture, mails, spawn_binary, spawn_embedded_engine_with, upload_jpeg_ok,
 };
 
 /// Bytes free on the file system of `dir`, as the engine counts them (`f_bavail`).
@@ -154,16 +154,7 @@ async fn a_full_disk_refuses_uploads_with_507_and_the_engine_recovers_when_space
     let mut accepted = Vec::new();
     for _ in 0..2 {
         leave(&ballast_path, floor, margin);
-        let resp = http
-            .post(format!("{base}/upload"))
-            .header("content-type", "image/jpeg")
-            .body(photo.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201);
-        let item: Value = resp.json().await.unwrap();
-        accepted.push(item["id"].as_str().unwrap().to_owned());
+        accepted.push(upload_jpeg_ok(&http, &base, photo.clone()).await);
     }
     let big = {
         // A real photo's bytes, padded: a JPEG decoder stops at the end-of-image marker.
@@ -224,16 +215,7 @@ async fn a_full_disk_refuses_uploads_with_507_and_the_engine_recovers_when_space
     assert_eq!(resp.status(), 200);
     let id = reservation["id"].as_str().unwrap().to_owned();
     accepted.push(id.clone());
-    let resp = http
-        .post(format!("{base}/upload"))
-        .header("content-type", "image/jpeg")
-        .body(photo.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let item: Value = resp.json().await.unwrap();
-    accepted.push(item["id"].as_str().unwrap().to_owned());
+    accepted.push(upload_jpeg_ok(&http, &base, photo.clone()).await);
 
     // Nothing accepted is lost: each reaches `notified`, with its mail.
     for id in &accepted {

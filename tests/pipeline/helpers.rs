@@ -142,10 +142,7 @@ impl TestEngine {
 
     /// Uploads and returns the new item's id, asserting a 201.
     pub async fn upload_ok(&self, body: Vec<u8>) -> String {
-        let resp = self.upload(body, "image/jpeg").await;
-        assert_eq!(resp.status(), 201);
-        let item: Value = resp.json().await.unwrap();
-        item["id"].as_str().unwrap().to_owned()
+        upload_jpeg_ok(&self.http, &self.url(""), body).await
     }
 
     pub async fn drain(&self) {
@@ -197,6 +194,20 @@ impl TestEngine {
 }
 
 /// One item of an engine at `addr` (`GET /items/{id}`); `None` if it does not answer with JSON.
+/// `POST {base}/upload` of a JPEG to a running engine; returns the new item's id, asserting a 201.
+pub async fn upload_jpeg_ok(http: &reqwest::Client, base: &str, body: Vec<u8>) -> String {
+    let resp = http
+        .post(format!("{base}/upload"))
+        .header("content-type", "image/jpeg")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let item: Value = resp.json().await.unwrap();
+    item["id"].as_str().unwrap().to_owned()
+}
+
 pub async fn item_at(http: &reqwest::Client, addr: SocketAddr, id: &str) -> Option<Value> {
     http.get(format!("http://{addr}/items/{id}"))
         .send()

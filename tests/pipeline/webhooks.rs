@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Mutex};
 use x509_cert::der::DecodePem;
 
-use crate::helpers::{client, fixture, init_logging};
+use crate::helpers::{client, fixture, init_logging, upload_jpeg_ok};
 
 /// Retries 1 s apart, three of them.
 const POLICY: &str = "      DeliveryPolicy:
@@ -300,16 +300,7 @@ async fn open(
 
 impl Running {
     async fn upload(&self, body: Vec<u8>) -> String {
-        let resp = client()
-            .post(format!("{}/upload", self.base))
-            .header("content-type", "image/jpeg")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201);
-        let item: Value = resp.json().await.unwrap();
-        item["id"].as_str().unwrap().to_owned()
+        upload_jpeg_ok(&client(), &self.base, body).await
     }
 
     async fn metric(&self, name: &str, kind: &str) -> f64 {
@@ -1095,16 +1086,7 @@ async fn notices_published_while_the_receiver_is_down_arrive_once_after_a_crash(
     let http = client();
     let mut ids = Vec::new();
     for photo in ["FreshFlower.jpg", "GreenMeadow.jpg"] {
-        let resp = http
-            .post(format!("{base}/upload"))
-            .header("content-type", "image/jpeg")
-            .body(fixture(photo))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201);
-        let item: Value = resp.json().await.unwrap();
-        ids.push(item["id"].as_str().unwrap().to_owned());
+        ids.push(upload_jpeg_ok(&http, &base, fixture(photo)).await);
     }
     // Each notice was tried (the receiver is down: no connection) and waits for its retry.
     eventually("a failed attempt at each notice", || {
